@@ -1,0 +1,35 @@
+import FairwayRuntime
+import Foundation
+import Synchronization
+
+/// Wraps a source and counts the settlements handed to it: a benchmark waits on `done` for the last one,
+/// and reads when the `warmUp`-th one came to measure the steady state after it.
+public final class CountingSource: JobSource, @unchecked Sendable {
+    public let name = "counting"
+    public let wrapped: any JobSource
+    public let target: Int
+    public let warmUp: Int
+    public let settled = Atomic<Int>(0)
+    public let warmedAt = Atomic<UInt64>(0)
+    public let done = DispatchSemaphore(value: 0)
+
+    public init(_ wrapped: any JobSource, target: Int, warmUp: Int = 0) {
+        self.wrapped = wrapped
+        self.target = target
+        self.warmUp = warmUp
+    }
+
+    public func start(queues: [QueueBinding], sink: any DeliverySink) throws {
+        try wrapped.start(queues: queues, sink: sink)
+    }
+
+    public func settle(_ delivery: Delivery, _ settlement: Settlement) {
+        wrapped.settle(delivery, settlement)
+        let count = settled.add(1, ordering: .relaxed).newValue
+        if count == warmUp { warmedAt.store(MonotonicClock.now, ordering: .relaxed) }
+        if count == target { done.signal() }
+    }
+
+    public func stopDelivering() { wrapped.stopDelivering() }
+    public func close() { wrapped.close() }
+}

@@ -1,0 +1,212 @@
+// swift-tools-version: 6.1
+import Foundation
+import PackageDescription
+
+let package = Package(
+    name: "Fairway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fairway", targets: ["fairway"]),
+        .library(name: "FairwayScheduling", targets: ["FairwayScheduling"]),
+        .library(name: "FairwayJobs", targets: ["FairwayJobs"]),
+        .library(name: "FairwayRuntime", targets: ["FairwayRuntime"]),
+        .library(name: "FairwayConfig", targets: ["FairwayConfig"]),
+        .library(name: "FairwaySQLite", targets: ["FairwaySQLite"]),
+        .library(name: "FairwayAMQP", targets: ["FairwayAMQP"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        // The scheduling core: virtual-time weighted-fair queueing. No I/O, no clocks, no threads.
+        .target(
+            name: "FairwayScheduling"
+        ),
+        // The job API: typed job definitions, the handler registry, contexts, retry policy, built-ins.
+        .target(
+            name: "FairwayJobs",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log")
+            ]
+        ),
+        // Sources, the worker thread pool and the dispatcher that joins them to the scheduler.
+        .target(
+            name: "FairwayRuntime",
+            dependencies: [
+                "FairwayScheduling",
+                "FairwayJobs",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Debian's libsqlite3, through its C API.
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // The embedded queue: one SQLite file, leases, batched durable settlement, the enqueue and admin API.
+        .target(
+            name: "FairwaySQLite",
+            dependencies: [
+                "CSQLite",
+                "FairwayRuntime",
+                "FairwayScheduling",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Debian's librabbitmq (rabbitmq-c 0.11), with small C helpers for login and field tables.
+        .systemLibrary(
+            name: "CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]
+        ),
+        // The RabbitMQ source: one I/O thread per connection, push consumption, confirms, reconnection.
+        .target(
+            name: "FairwayAMQP",
+            dependencies: [
+                "CRabbitMQ",
+                "FairwayRuntime",
+                "FairwayScheduling",
+                "FairwaySQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The HTTP surface: Prometheus metrics, the autoscaler signal, health, and the admin API.
+        .target(
+            name: "FairwayHTTP",
+            dependencies: [
+                "FairwayRuntime",
+                "FairwayScheduling",
+                "FairwaySQLite",
+                "FairwayAMQP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The YAML configuration file: parsing, validation and errors that name the field.
+        .target(
+            name: "FairwayConfig",
+            dependencies: [
+                "FairwayScheduling",
+                "FairwayRuntime",
+                "FairwayAMQP",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "fairway",
+            dependencies: [
+                "FairwayScheduling",
+                "FairwayJobs",
+                "FairwayRuntime",
+                "FairwayConfig",
+                "FairwaySQLite",
+                "FairwayAMQP",
+                "FairwayHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "FairwaySchedulingTests",
+            dependencies: [
+                "FairwayScheduling",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "FairwayRuntimeTests",
+            dependencies: ["FairwayRuntime", "FairwayJobs", "FairwayScheduling"]
+        ),
+        .testTarget(
+            name: "FairwayConfigTests",
+            dependencies: ["FairwayConfig", "FairwayRuntime", "FairwayScheduling"]
+        ),
+        .testTarget(
+            name: "FairwaySQLiteTests",
+            dependencies: [
+                "FairwaySQLite", "FairwayRuntime", "FairwayJobs", "FairwayScheduling", "CSQLite", "FairwayTestSupport",
+            ]
+        ),
+        // Helpers shared by test targets: the broker lock.
+        .target(
+            name: "FairwayTestSupport",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Tests/FairwayTestSupport"
+        ),
+        .testTarget(
+            name: "FairwayAMQPTests",
+            dependencies: [
+                "FairwayAMQP", "FairwaySQLite", "FairwayRuntime", "FairwayJobs", "FairwayScheduling",
+                "FairwayTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "FairwayCLITests",
+            dependencies: ["fairway", "FairwaySQLite", "FairwayAMQP", "FairwayTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
+
+// Benchmarks (ordo-one/benchmark) build only when asked for, so that the test suite does not pay for them:
+//   FAIRWAY_BENCHMARKS=1 swift package --scratch-path .build-benchmarks benchmark
+if ProcessInfo.processInfo.environment["FAIRWAY_BENCHMARKS"] != nil {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"])
+    )
+    package.targets += [
+        // What several benchmarks share: a source wrapper that counts settlements.
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: [
+                "FairwayRuntime", "FairwayJobs", "FairwayScheduling", .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/BenchmarkSupport"
+        ),
+        .executableTarget(
+            name: "SchedulerBenchmarks",
+            dependencies: ["FairwayScheduling", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/SchedulerBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "EngineBenchmarks",
+            dependencies: [
+                "FairwayScheduling", "FairwayRuntime", "FairwayJobs", "BenchmarkSupport",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/EngineBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "SQLiteBenchmarks",
+            dependencies: [
+                "CSQLite", "FairwaySQLite", "FairwayScheduling", "FairwayRuntime", "FairwayJobs", "BenchmarkSupport",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/SQLiteBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "AMQPBenchmarks",
+            dependencies: [
+                "CRabbitMQ", "FairwayAMQP", "FairwaySQLite", "FairwayScheduling", "FairwayRuntime", "FairwayJobs",
+                "BenchmarkSupport",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/AMQPBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+}

@@ -1,0 +1,402 @@
+import CRabbitMQ
+import Foundation
+
+/// An error from the broker or the connection, with what was being done. Never holds a password.
+public struct AMQPError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    /// The AMQP reply code when the broker closed a channel or the connection (404 not found, 403 access
+    /// refused, 406 precondition failed), or 0.
+    public let code: Int
+    /// True when the connection itself is gone and must be opened again.
+    public let connectionLost: Bool
+
+    public var description: String { message }
+}
+
+/// A message received from the broker, copied out of rabbitmq-c's buffers.
+struct ReceivedMessage {
+    var channel: UInt16
+    var deliveryTag: UInt64
+    var redelivered: Bool
+    var body: [UInt8]
+    var type: String?
+    var messageID: String?
+    var timestamp: UInt64?
+    /// `x-fairway-attempt`: attempts already made before this message was published (retries).
+    var priorAttempts: Int
+    /// `x-delivery-count`: deliveries returned before this one (quorum queues).
+    var deliveryCount: Int?
+    var lastError: String?
+    /// Dead-letter headers: why, after how many attempts, from which queue.
+    var reason: String?
+    var attempts: Int?
+    var originalQueue: String?
+}
+
+/// Something the broker sent that is not a message.
+enum BrokerEvent {
+    /// A publisher confirm: the broker has (ack) or has not (nack) taken responsibility for publishes up to
+    /// `tag` (all of them when `multiple`).
+    case confirm(ack: Bool, tag: UInt64, multiple: Bool)
+    /// The broker closed a channel, e.g. because its queue does not exist.
+    case channelClosed(channel: UInt16, code: Int, text: String)
+    /// The broker cancelled a consumer (its queue was deleted).
+    case consumerCancelled(channel: UInt16)
+}
+
+/// One connection to a broker through rabbitmq-c. Not thread-safe: exactly one thread uses it.
+final class AMQPConnection {
+    let url: AMQPURL
+    private var state: amqp_connection_state_t?
+    private var socket: OpaquePointer?
+    private var nextPublishTag: UInt64 = 1
+
+    /// Opens a connection and logs in.
+    init(url: AMQPURL, heartbeat: Int, timeout: Duration = .seconds(10), caCertificate: String? = nil) throws {
+        self.url = url
+        guard let state = amqp_new_connection() else {
+            throw AMQPError(message: "cannot allocate a connection", code: 0, connectionLost: true)
+        }
+        self.state = state
+        if url.tls {
+            guard let ssl = amqp_ssl_socket_new(state) else {
+                close()
+                throw AMQPError(message: "cannot create a TLS socket", code: 0, connectionLost: true)
+            }
+            amqp_ssl_socket_set_verify_peer(ssl, 1)
+            amqp_ssl_socket_set_verify_hostname(ssl, 1)
+            if let caCertificate, amqp_ssl_socket_set_cacert(ssl, caCertificate) != AMQP_STATUS_OK.rawValue {
+                close()
+                throw AMQPError(
+                    message: "cannot read the CA certificate \(caCertificate)", code: 0, connectionLost: true)
+            }
+            socket = ssl
+        } else {
+            socket = amqp_tcp_socket_new(state)
+        }
+        var wait = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+        let opened = amqp_socket_open_noblock(socket, url.host, Int32(url.port), &wait)
+        guard opened == AMQP_STATUS_OK.rawValue else {
+            let reason = String(cString: amqp_error_string2(opened))
+            close()
+            throw AMQPError(
+                message: "cannot connect to \(url.host):\(url.port): \(reason)", code: 0, connectionLost: true)
+        }
+        let reply = fw_login(state, url.vhost, Int32(heartbeat), url.user, url.password)
+        if reply.reply_type != AMQP_RESPONSE_NORMAL {
+            let detail = Self.describe(reply)
+            close()
+            let refused =
+                detail.code == 403 || reply.library_error == AMQP_STATUS_CONNECTION_CLOSED.rawValue
+                || reply.library_error == AMQP_STATUS_SOCKET_CLOSED.rawValue
+            throw AMQPError(
+                message: refused
+                    ? "login refused for user '\(url.user)' on vhost '\(url.vhost)' at \(url.host):\(url.port) (wrong user or password, or no access to the vhost)"
+                    : "login as '\(url.user)' failed: \(detail.text)",
+                code: detail.code == 0 && refused ? 403 : detail.code,
+                connectionLost: true
+            )
+        }
+    }
+
+    deinit { close() }
+
+    /// The socket's file descriptor, for poll.
+    var fileDescriptor: Int32 { socket.map { amqp_socket_get_sockfd($0) } ?? -1 }
+
+    /// True when rabbitmq-c holds received bytes or frames not yet read.
+    var hasBufferedInput: Bool {
+        guard let state else { return false }
+        return amqp_data_in_buffer(state) != 0 || amqp_frames_enqueued(state) != 0
+    }
+
+    func close() {
+        guard let state else { return }
+        amqp_connection_close(state, AMQP_REPLY_SUCCESS)
+        amqp_destroy_connection(state)
+        self.state = nil
+        socket = nil
+    }
+
+    // MARK: - Channels and queues
+
+    func openChannel(_ channel: UInt16) throws {
+        try check(fw_channel_open(state, channel), "opening channel \(channel)")
+    }
+
+    func setPrefetch(_ channel: UInt16, _ count: Int) throws {
+        try check(fw_basic_qos(state, channel, UInt16(clamping: count)), "setting prefetch on channel \(channel)")
+    }
+
+    func enableConfirms(_ channel: UInt16) throws {
+        try check(fw_confirm_select(state, channel), "enabling publisher confirms")
+        nextPublishTag = 1
+    }
+
+    /// Declares a queue (or, when `passive`, checks that it exists). Returns its message count.
+    @discardableResult
+    func declareQueue(
+        _ channel: UInt16,
+        _ name: String,
+        passive: Bool,
+        durable: Bool = true,
+        arguments: [(String, QueueArgument)] = []
+    ) throws -> Int {
+        var table = fw_table()
+        // The keys and strings must live until the call returns.
+        let strings = arguments.map { ($0.0.utf8CString, $0.1) }
+        var count: UInt32 = 0
+        return try withTable(strings, &table) { table in
+            try check(
+                fw_queue_declare(state, channel, name, passive ? 1 : 0, durable ? 1 : 0, table, &count),
+                passive ? "checking queue '\(name)'" : "declaring queue '\(name)'"
+            )
+            return Int(count)
+        }
+    }
+
+    enum QueueArgument {
+        case string(String)
+        case int(Int64)
+    }
+
+    private func withTable<T>(
+        _ entries: [(ContiguousArray<CChar>, QueueArgument)],
+        _ table: inout fw_table,
+        _ body: (UnsafeMutablePointer<fw_table>) throws -> T
+    ) rethrows -> T {
+        // Keep every C string alive while the table points at them.
+        let values: [ContiguousArray<CChar>] = entries.map {
+            if case .string(let text) = $0.1 { return text.utf8CString }
+            return ContiguousArray<CChar>([0])
+        }
+        return try withExtendedLifetime((entries, values)) {
+            for (index, entry) in entries.enumerated() {
+                entry.0.withUnsafeBufferPointer { key in
+                    switch entry.1 {
+                    case .string:
+                        values[index].withUnsafeBufferPointer { value in
+                            fw_table_add_string(&table, key.baseAddress, value.baseAddress)
+                        }
+                    case .int(let number):
+                        fw_table_add_int(&table, key.baseAddress, number)
+                    }
+                }
+            }
+            return try body(&table)
+        }
+    }
+
+    /// Starts consuming; returns the consumer tag.
+    @discardableResult
+    func consume(_ channel: UInt16, queue: String) throws -> String {
+        var tag = [CChar](repeating: 0, count: 256)
+        try check(fw_basic_consume(state, channel, queue, &tag, Int32(tag.count)), "consuming from queue '\(queue)'")
+        let bytes = tag.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func cancel(_ channel: UInt16, consumerTag: String) throws {
+        try check(fw_basic_cancel(state, channel, consumerTag), "cancelling the consumer on channel \(channel)")
+    }
+
+    func deleteQueue(_ channel: UInt16, _ name: String) throws {
+        try check(fw_queue_delete(state, channel, name), "deleting queue '\(name)'")
+    }
+
+    /// Takes one message from a queue without a consumer (basic.get, auto-ack), or nil when it is empty.
+    func get(_ channel: UInt16, queue: String) throws -> ReceivedMessage? {
+        guard let state else { throw AMQPError(message: "connection closed", code: 0, connectionLost: true) }
+        amqp_maybe_release_buffers(state)
+        let reply = amqp_basic_get(state, channel, amqp_cstring_bytes(queue), 1)
+        try check(reply, "getting from queue '\(queue)'")
+        guard reply.reply.id == AMQP_BASIC_GET_OK_METHOD else { return nil }
+        let ok = reply.reply.decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
+        var envelope = amqp_envelope_t()
+        envelope.channel = channel
+        envelope.delivery_tag = ok.delivery_tag
+        envelope.redelivered = ok.redelivered
+        try check(amqp_read_message(state, channel, &envelope.message, 0), "reading a message from '\(queue)'")
+        defer { amqp_destroy_message(&envelope.message) }
+        return Self.copy(&envelope)
+    }
+
+    // MARK: - Acknowledgements and publishing
+
+    func ack(_ channel: UInt16, _ tag: UInt64, multiple: Bool) throws {
+        try checkStatus(amqp_basic_ack(state, channel, tag, multiple ? 1 : 0), "acknowledging")
+    }
+
+    func reject(_ channel: UInt16, _ tag: UInt64, requeue: Bool) throws {
+        try checkStatus(amqp_basic_reject(state, channel, tag, requeue ? 1 : 0), "rejecting")
+    }
+
+    /// Publishes a persistent message; returns its publisher-confirm sequence number on a confirm channel.
+    @discardableResult
+    func publish(
+        _ channel: UInt16,
+        exchange: String = "",
+        routingKey: String,
+        type: String?,
+        messageID: String?,
+        timestamp: UInt64,
+        headers: [(String, QueueArgument)],
+        body: [UInt8]
+    ) throws -> UInt64 {
+        var table = fw_table()
+        let entries = headers.map { ($0.0.utf8CString, $0.1) }
+        let status = withTable(entries, &table) { table in
+            body.withUnsafeBytes { bytes in
+                fw_publish(
+                    state, channel, exchange, routingKey, type ?? "", messageID ?? "", timestamp, table,
+                    bytes.baseAddress, bytes.count
+                )
+            }
+        }
+        try checkStatus(status, "publishing to '\(routingKey)'")
+        defer { nextPublishTag += 1 }
+        return nextPublishTag
+    }
+
+    // MARK: - Receiving
+
+    enum Received {
+        case message(ReceivedMessage)
+        case event(BrokerEvent)
+        case nothing
+    }
+
+    /// Reads the next message or event without waiting; `.nothing` when none is buffered or on the socket.
+    func receive() throws -> Received {
+        guard let state else { throw AMQPError(message: "connection closed", code: 0, connectionLost: true) }
+        amqp_maybe_release_buffers(state)
+        var envelope = amqp_envelope_t()
+        var zero = timeval(tv_sec: 0, tv_usec: 0)
+        let reply = amqp_consume_message(state, &envelope, &zero, 0)
+        if reply.reply_type == AMQP_RESPONSE_NORMAL {
+            defer { amqp_destroy_envelope(&envelope) }
+            return .message(Self.copy(&envelope))
+        }
+        if reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION {
+            if reply.library_error == AMQP_STATUS_TIMEOUT.rawValue { return .nothing }
+            if reply.library_error == AMQP_STATUS_UNEXPECTED_STATE.rawValue {
+                return try readFrame()
+            }
+        }
+        let detail = Self.describe(reply)
+        throw AMQPError(message: "connection lost: \(detail.text)", code: detail.code, connectionLost: true)
+    }
+
+    private func readFrame() throws -> Received {
+        var frame = amqp_frame_t()
+        var zero = timeval(tv_sec: 0, tv_usec: 0)
+        let status = amqp_simple_wait_frame_noblock(state, &frame, &zero)
+        if status == AMQP_STATUS_TIMEOUT.rawValue { return .nothing }
+        try checkStatus(status, "reading a frame")
+        let channel = frame.channel
+        switch fw_frame_method(&frame) {
+        case AMQP_BASIC_ACK_METHOD:
+            let ack = fw_frame_decoded(&frame).assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            return .event(.confirm(ack: true, tag: ack.delivery_tag, multiple: ack.multiple != 0))
+        case AMQP_BASIC_NACK_METHOD:
+            let nack = fw_frame_decoded(&frame).assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            return .event(.confirm(ack: false, tag: nack.delivery_tag, multiple: nack.multiple != 0))
+        case AMQP_CHANNEL_CLOSE_METHOD:
+            let close = fw_frame_decoded(&frame).assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            let text = Self.string(close.reply_text)
+            var ok = amqp_channel_close_ok_t()
+            amqp_send_method(state, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
+            return .event(.channelClosed(channel: channel, code: Int(close.reply_code), text: text))
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            let close = fw_frame_decoded(&frame).assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            var ok = amqp_connection_close_ok_t()
+            amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok)
+            throw AMQPError(
+                message: "the broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))",
+                code: Int(close.reply_code), connectionLost: true
+            )
+        case AMQP_BASIC_CANCEL_METHOD:
+            return .event(.consumerCancelled(channel: channel))
+        case AMQP_BASIC_RETURN_METHOD:
+            var message = amqp_message_t()
+            _ = amqp_read_message(state, channel, &message, 0)
+            amqp_destroy_message(&message)
+            return .nothing
+        default:
+            return .nothing
+        }
+    }
+
+    private static func copy(_ envelope: inout amqp_envelope_t) -> ReceivedMessage {
+        let properties = fw_envelope_properties(&envelope)!
+        let flags = properties.pointee._flags
+        func header(_ key: String) -> String? {
+            var buffer = [CChar](repeating: 0, count: 2048)
+            let length = fw_header_string(properties, key, &buffer, Int32(buffer.count))
+            guard length >= 0 else { return nil }
+            return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        let deliveryCount = fw_header_int(properties, "x-delivery-count", -1)
+        let attempts = fw_header_int(properties, "x-fairway-attempts", -1)
+        return ReceivedMessage(
+            channel: envelope.channel,
+            deliveryTag: envelope.delivery_tag,
+            redelivered: envelope.redelivered != 0,
+            body: bytes(envelope.message.body),
+            type: flags & UInt32(AMQP_BASIC_TYPE_FLAG) != 0 ? string(properties.pointee.type) : nil,
+            messageID: flags & UInt32(AMQP_BASIC_MESSAGE_ID_FLAG) != 0 ? string(properties.pointee.message_id) : nil,
+            timestamp: flags & UInt32(AMQP_BASIC_TIMESTAMP_FLAG) != 0 ? properties.pointee.timestamp : nil,
+            priorAttempts: Int(fw_header_int(properties, "x-fairway-attempt", 0)),
+            deliveryCount: deliveryCount >= 0 ? Int(deliveryCount) : nil,
+            lastError: header("x-fairway-last-error"),
+            reason: header("x-fairway-reason"),
+            attempts: attempts >= 0 ? Int(attempts) : nil,
+            originalQueue: header("x-fairway-queue")
+        )
+    }
+
+    static func bytes(_ value: amqp_bytes_t) -> [UInt8] {
+        guard value.len > 0, let pointer = value.bytes else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: value.len))
+    }
+
+    static func string(_ value: amqp_bytes_t) -> String {
+        String(decoding: bytes(value), as: UTF8.self)
+    }
+
+    // MARK: - Errors
+
+    private func check(_ reply: amqp_rpc_reply_t, _ doing: String) throws {
+        guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
+        let detail = Self.describe(reply)
+        let lost = reply.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || detail.isConnectionClose
+        throw AMQPError(message: "\(doing): \(detail.text)", code: detail.code, connectionLost: lost)
+    }
+
+    private func checkStatus(_ status: Int32, _ doing: String) throws {
+        guard status != AMQP_STATUS_OK.rawValue else { return }
+        throw AMQPError(
+            message: "\(doing): \(String(cString: amqp_error_string2(status)))", code: 0, connectionLost: true
+        )
+    }
+
+    private static func describe(_ reply: amqp_rpc_reply_t) -> (text: String, code: Int, isConnectionClose: Bool) {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            return (String(cString: amqp_error_string2(reply.library_error)), 0, true)
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            switch reply.reply.id {
+            case AMQP_CONNECTION_CLOSE_METHOD:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+                return ("\(close.reply_code) \(string(close.reply_text))", Int(close.reply_code), true)
+            case AMQP_CHANNEL_CLOSE_METHOD:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+                return ("\(close.reply_code) \(string(close.reply_text))", Int(close.reply_code), false)
+            default:
+                return ("the broker answered with method \(reply.reply.id)", 0, false)
+            }
+        default:
+            return ("no reply", 0, true)
+        }
+    }
+}

@@ -1,0 +1,658 @@
+import FairwayRuntime
+import FairwaySQLite
+import FairwayScheduling
+import Foundation
+import Logging
+
+/// Jobs from a RabbitMQ broker: push consumption through rabbitmq-c, one I/O thread per connection.
+///
+/// Each queue gets a channel and a consumer whose prefetch is the queue's credit, so the broker never
+/// pushes more than the scheduler can use and the choice between queues stays with the scheduler. The I/O
+/// thread is the only caller of rabbitmq-c on its connection: workers hand it settlements and wake it, and
+/// it never waits on a worker. Acknowledgements are batched (`multiple` over contiguous delivery tags);
+/// retries and dead letters are published with publisher confirms, and the original is acknowledged only
+/// once the broker confirmed the copy.
+public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporting, @unchecked Sendable {
+    public enum QueueType: String, Sendable, CaseIterable {
+        case classic
+        case quorum
+    }
+
+    public struct Options: Sendable {
+        public var url: AMQPURL
+        /// Heartbeat interval in seconds, 0 to disable.
+        public var heartbeat: Int = 30
+        /// Declare the queues (durable, of `queueType`); when false they must exist.
+        public var declare: Bool = true
+        public var queueType: QueueType = .classic
+        /// Queues served by one connection (and one I/O thread); more queues open more connections.
+        public var queuesPerConnection: Int = 200
+        /// The suffix of each queue's dead-letter queue.
+        public var deadLetterSuffix: String = ".dead"
+        /// A PEM file of certificate authorities for amqps://, beyond the system's.
+        public var caCertificate: String?
+        /// Where redeliveries of classic-queue messages are counted (quorum queues count them in the broker).
+        public var deliveryCounterPath: String?
+        /// Most attempts per queue, to quarantine a message that keeps ending its process.
+        public var maxAttempts: [String: Int] = [:]
+
+        public init(url: AMQPURL) { self.url = url }
+    }
+
+    public let name = "amqp"
+    public let options: Options
+    private let logger: Logger
+    private var connections: [ConnectionWorker] = []
+    private let counter: DeliveryCounter?
+
+    public init(options: Options, logger: Logger = Logger(label: "fairway.amqp")) throws {
+        self.options = options
+        self.logger = logger
+        if options.queueType == .classic {
+            let path =
+                options.deliveryCounterPath
+                ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "fairway-amqp-deliveries-\(options.url.host)-\(options.url.port).db"
+                ).path
+            counter = try DeliveryCounter(path: path)
+        } else {
+            counter = nil
+        }
+    }
+
+    /// True while every connection is open and consuming.
+    public var isConnected: Bool { !connections.isEmpty && connections.allSatisfy(\.isConnected) }
+
+    public func start(queues: [QueueBinding], sink: any DeliverySink) throws {
+        depthLock.withLock { queueNames = queues.map(\.name) }
+        let size = max(1, options.queuesPerConnection)
+        for (index, start) in stride(from: 0, to: queues.count, by: size).enumerated() {
+            let group = Array(queues[start..<min(queues.count, start + size)])
+            let worker = ConnectionWorker(
+                index: index, queues: group, options: options, sink: sink, counter: counter, logger: logger
+            )
+            connections.append(worker)
+            worker.start()
+        }
+        // Wait briefly for the first connection so that a wrong address or password shows up at once in
+        // the log; the source keeps trying in the background either way.
+        for worker in connections {
+            worker.waitForFirstAttempt(timeout: 15)
+        }
+    }
+
+    private let depthLock = NSLock()
+    private var cachedDepths: (at: Date, depths: [String: QueueDepth])?
+    private var inspector: AMQPInspector?
+    private var queueNames: [String] = []
+
+    /// Messages ready in each queue at the broker (not counting those delivered to consumers), asked of the
+    /// broker at most every two seconds on a connection of its own.
+    public func queueDepths() -> [String: QueueDepth] {
+        depthLock.withLock {
+            if let cachedDepths, Date().timeIntervalSince(cachedDepths.at) < 2 { return cachedDepths.depths }
+            var depths: [String: QueueDepth] = cachedDepths?.depths ?? [:]
+            do {
+                if inspector == nil { inspector = try AMQPInspector(url: options.url) }
+                for name in queueNames {
+                    depths[name] = QueueDepth(ready: try inspector!.count(name))
+                }
+            } catch {
+                inspector = nil
+            }
+            cachedDepths = (Date(), depths)
+            return depths
+        }
+    }
+
+    public func settle(_ delivery: Delivery, _ settlement: Settlement) {
+        let index = Int(delivery.receipt >> 48)
+        guard index < connections.count else { return }
+        connections[index].settle(delivery, settlement)
+    }
+
+    public func stopDelivering() {
+        for worker in connections { worker.stopDelivering() }
+    }
+
+    public func close() {
+        for worker in connections { worker.close() }
+    }
+}
+
+/// One connection, its channels and its I/O thread.
+final class ConnectionWorker: @unchecked Sendable {
+    let index: Int
+    let queues: [QueueBinding]
+    /// The name of each queue this connection serves, by the engine's identifier: looked up per settlement.
+    let queueNames: [QueueID: String]
+    let options: AMQPSource.Options
+    let sink: any DeliverySink
+    let counter: DeliveryCounter?
+    let logger: Logger
+    private let wakeup = WakeupDescriptor()
+
+    private let lock = NSCondition()
+    // Guarded by `lock`.
+    private var pendingSettlements: [(Delivery, Settlement)] = []
+    private var delivering = true
+    private var closing = false
+    private var finished = false
+    private var attempted = false
+    private var connected = false
+
+    // Touched only by the I/O thread.
+    private var connection: AMQPConnection?
+    private var generation: UInt64 = 0
+    private var nextSequence: UInt64 = 1
+    private var inFlight: [UInt64: InFlight] = [:]
+    private var trackers: [UInt16: AckTracker] = [:]
+    private var pendingConfirms: [UInt64: PendingCopy] = [:]
+    private var consumerTags: [UInt16: String] = [:]
+    private var declaredQueues: Set<String> = []
+    private var failedQueues: [Int: Date] = [:]
+    private var cancelled = false
+    private var counterKeysToForget: [String] = []
+
+    static let publishChannel: UInt16 = 1
+
+    struct InFlight {
+        var generation: UInt64
+        var channel: UInt16
+        var tag: UInt64
+        var messageID: String?
+        var counterKey: String?
+    }
+
+    /// A retry or dead-letter copy published and waiting for its confirm before the original is acked.
+    struct PendingCopy {
+        var channel: UInt16
+        var tag: UInt64
+        var counterKey: String?
+    }
+
+    init(
+        index: Int, queues: [QueueBinding], options: AMQPSource.Options, sink: any DeliverySink,
+        counter: DeliveryCounter?, logger: Logger
+    ) {
+        self.index = index
+        self.queues = queues
+        self.queueNames = Dictionary(uniqueKeysWithValues: queues.map { ($0.id, $0.name) })
+        self.options = options
+        self.sink = sink
+        self.counter = counter
+        self.logger = logger
+    }
+
+    var isConnected: Bool { lock.withLock { connected } }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "fairway-amqp-\(index)"
+        thread.start()
+    }
+
+    func waitForFirstAttempt(timeout: Double) {
+        let deadline = Date().addingTimeInterval(timeout)
+        lock.lock()
+        while !attempted && Date() < deadline {
+            _ = lock.wait(until: deadline)
+        }
+        lock.unlock()
+    }
+
+    func settle(_ delivery: Delivery, _ settlement: Settlement) {
+        lock.withLock { pendingSettlements.append((delivery, settlement)) }
+        wakeup.signal()
+    }
+
+    func stopDelivering() {
+        lock.withLock { delivering = false }
+        wakeup.signal()
+    }
+
+    func close() {
+        lock.withLock { closing = true }
+        wakeup.signal()
+        lock.lock()
+        while !finished {
+            lock.wait()
+        }
+        lock.unlock()
+    }
+
+    private func channel(of queue: Int) -> UInt16 { UInt16(queue + 2) }
+
+    // MARK: - The I/O thread
+
+    private func run() {
+        var backoff = 0.1
+        while !lock.withLock({ closing }) {
+            do {
+                try connect()
+                backoff = 0.1
+                try serve()
+            } catch let error as AMQPError {
+                lock.withLock {
+                    connected = false
+                    attempted = true
+                    lock.broadcast()
+                }
+                dropConnection(reason: error.message)
+                if lock.withLock({ closing }) { break }
+                let wait = backoff * Double.random(in: 0.5...1.5)
+                logger.error(
+                    "broker connection failed; retrying",
+                    metadata: [
+                        "broker": "\(options.url)", "error": "\(error.message)",
+                        "retryIn": "\(String(format: "%.1fs", wait))",
+                    ]
+                )
+                wakeup.wait(timeout: wait)
+                backoff = min(30, backoff * 2)
+            } catch {
+                logger.error("unexpected error in the AMQP source", metadata: ["error": "\(error)"])
+                dropConnection(reason: "\(error)")
+                wakeup.wait(timeout: backoff)
+            }
+        }
+        connection?.close()
+        connection = nil
+        lock.withLock {
+            finished = true
+            connected = false
+            lock.broadcast()
+        }
+    }
+
+    private func connect() throws {
+        let connection = try AMQPConnection(
+            url: options.url, heartbeat: options.heartbeat, caCertificate: options.caCertificate
+        )
+        self.connection = connection
+        generation += 1
+        try connection.openChannel(Self.publishChannel)
+        try connection.enableConfirms(Self.publishChannel)
+        declaredQueues = []
+        consumerTags = [:]
+        trackers = [:]
+        for queue in queues.indices {
+            try setUp(queue: queue, on: connection)
+        }
+        lock.withLock {
+            connected = failedQueues.isEmpty
+            attempted = true
+            lock.broadcast()
+        }
+        logger.info(
+            "consuming from the broker",
+            metadata: ["broker": "\(options.url)", "queues": "\(queues.count - failedQueues.count)"]
+        )
+    }
+
+    /// Opens a queue's channel, declares or checks the queue, sets its prefetch and starts consuming. A
+    /// queue the broker refuses is logged and tried again later; the others carry on.
+    private func setUp(queue: Int, on connection: AMQPConnection) throws {
+        let binding = queues[queue]
+        let channel = channel(of: queue)
+        do {
+            try connection.openChannel(channel)
+            if options.declare {
+                try connection.declareQueue(
+                    channel, binding.name, passive: false,
+                    arguments: [("x-queue-type", .string(options.queueType.rawValue))]
+                )
+            } else {
+                try connection.declareQueue(channel, binding.name, passive: true)
+            }
+            try connection.setPrefetch(channel, binding.credit)
+            consumerTags[channel] = try connection.consume(channel, queue: binding.name)
+            trackers[channel] = AckTracker()
+            failedQueues[queue] = nil
+        } catch let error as AMQPError where !error.connectionLost {
+            failedQueues[queue] = Date().addingTimeInterval(30)
+            let reason =
+                error.code == 404
+                ? "queue '\(binding.name)' does not exist on vhost '\(options.url.vhost)' (declare is off)"
+                : "queue '\(binding.name)': \(error.message)"
+            logger.error("cannot consume from a queue; serving the others", metadata: ["error": "\(reason)"])
+        }
+    }
+
+    private func serve() throws {
+        guard let connection else { return }
+        let pollTimeout = options.heartbeat > 0 ? min(1.0, Double(options.heartbeat) / 2) : 1.0
+        while true {
+            let (settlements, mayDeliver, stopping) = lock.withLock { () -> ([(Delivery, Settlement)], Bool, Bool) in
+                let taken = pendingSettlements
+                pendingSettlements.removeAll(keepingCapacity: true)
+                return (taken, delivering, closing)
+            }
+            if !mayDeliver && !cancelled {
+                cancelConsumers(connection)
+            }
+            for (delivery, settlement) in settlements {
+                try apply(settlement, to: delivery, on: connection)
+            }
+            try flushAcks(connection)
+            forgetCounterKeys()
+            if stopping && pendingConfirms.isEmpty && lock.withLock({ pendingSettlements.isEmpty }) {
+                return
+            }
+            try retryFailedQueues(connection)
+            var batch: [Delivery] = []
+            var readAny = false
+            while batch.count < 4096 {
+                switch try connection.receive() {
+                case .nothing:
+                    break
+                case .message(let message):
+                    readAny = true
+                    if let delivery = try accept(message, on: connection, delivering: mayDeliver) {
+                        batch.append(delivery)
+                    }
+                    continue
+                case .event(let event):
+                    readAny = true
+                    try handle(event, on: connection)
+                    continue
+                }
+                break
+            }
+            if !batch.isEmpty {
+                sink.deliver(contentsOf: batch)
+            }
+            if readAny || connection.hasBufferedInput { continue }
+            try flushAcks(connection)
+            if lock.withLock({ !pendingSettlements.isEmpty || (closing && !stopping) }) { continue }
+            wakeup.poll(with: connection.fileDescriptor, timeout: pollTimeout)
+        }
+    }
+
+    private func cancelConsumers(_ connection: AMQPConnection) {
+        cancelled = true
+        for (channel, tag) in consumerTags {
+            try? connection.cancel(channel, consumerTag: tag)
+        }
+    }
+
+    // MARK: - Receiving
+
+    /// Turns a message into a delivery, or settles it here when it can never run.
+    private func accept(_ message: ReceivedMessage, on connection: AMQPConnection, delivering: Bool) throws
+        -> Delivery?
+    {
+        let queue = Int(message.channel) - 2
+        guard queues.indices.contains(queue), trackers[message.channel] != nil else { return nil }
+        trackers[message.channel]!.delivered(message.deliveryTag)
+        if !delivering {
+            try connection.reject(message.channel, message.deliveryTag, requeue: true)
+            trackers[message.channel]!.handled(message.deliveryTag)
+            return nil
+        }
+        let binding = queues[queue]
+        var redeliveries = 0
+        var counterKey: String?
+        if let count = message.deliveryCount {
+            redeliveries = count
+        } else if message.redelivered, let counter {
+            let key = "\(binding.name)/" + (message.messageID ?? Self.fingerprint(message.body))
+            redeliveries = (try? counter.increment(key)) ?? 1
+            counterKey = key
+        }
+        let attempt = message.priorAttempts + redeliveries + 1
+        let limit = options.maxAttempts[binding.name] ?? .max
+        var rejection: String?
+        if attempt > limit {
+            rejection =
+                "gave up after \(limit) attempt\(limit == 1 ? "" : "s"): delivered again after its process ended while running it (a crash?)"
+        } else if message.type?.isEmpty ?? true {
+            rejection = "the message has no type: set the AMQP 'type' property to the job type"
+        } else if !message.body.isEmpty,
+            (try? JSONSerialization.jsonObject(with: Data(message.body), options: [.fragmentsAllowed])) == nil
+        {
+            rejection = "the body is not valid JSON"
+        }
+        let sequence = nextSequence
+        nextSequence += 1
+        let receipt = UInt64(index) << 48 | (sequence & 0xFFFF_FFFF_FFFF)
+        inFlight[receipt] = InFlight(
+            generation: generation, channel: message.channel, tag: message.deliveryTag, messageID: message.messageID,
+            counterKey: counterKey
+        )
+        let delivery = Delivery(
+            queue: binding.id,
+            jobType: message.type ?? "",
+            payload: message.body,
+            attempt: attempt,
+            enqueuedAt: message.timestamp.map { $0 * 1_000_000_000 },
+            receipt: receipt
+        )
+        if let rejection {
+            try apply(.deadLetter(reason: rejection), to: delivery, on: connection)
+            return nil
+        }
+        return delivery
+    }
+
+    private static func fingerprint(_ body: [UInt8]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in body {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return "fnv-\(String(hash, radix: 16))-\(body.count)"
+    }
+
+    private func handle(_ event: BrokerEvent, on connection: AMQPConnection) throws {
+        switch event {
+        case .confirm(let ack, let tag, let multiple):
+            let confirmed = multiple ? pendingConfirms.keys.filter { $0 <= tag } : [tag]
+            for publishTag in confirmed {
+                guard let copy = pendingConfirms.removeValue(forKey: publishTag) else { continue }
+                if ack {
+                    trackers[copy.channel]?.settled(copy.tag)
+                    if let key = copy.counterKey { counterKeysToForget.append(key) }
+                } else {
+                    // The broker did not take the copy: run the original again rather than lose it.
+                    try connection.reject(copy.channel, copy.tag, requeue: true)
+                    trackers[copy.channel]?.handled(copy.tag)
+                }
+            }
+        case .channelClosed(let channel, let code, let text):
+            if channel == Self.publishChannel {
+                throw AMQPError(
+                    message: "the broker closed the publish channel: \(code) \(text)", code: code, connectionLost: true)
+            }
+            let queue = Int(channel) - 2
+            trackers[channel] = nil
+            consumerTags[channel] = nil
+            failedQueues[queue] = Date().addingTimeInterval(30)
+            let name = queues.indices.contains(queue) ? queues[queue].name : "?"
+            logger.error(
+                "the broker closed a queue's channel; serving the others",
+                metadata: ["queue": "\(name)", "error": "\(code) \(text)"]
+            )
+        case .consumerCancelled(let channel):
+            let queue = Int(channel) - 2
+            failedQueues[queue] = Date().addingTimeInterval(30)
+            consumerTags[channel] = nil
+            logger.error("the broker cancelled a consumer (queue deleted?)", metadata: ["channel": "\(channel)"])
+        }
+    }
+
+    private func retryFailedQueues(_ connection: AMQPConnection) throws {
+        guard !failedQueues.isEmpty, lock.withLock({ delivering }) else { return }
+        let now = Date()
+        for (queue, due) in failedQueues where due <= now {
+            // The channel was closed by the broker; open it again.
+            try setUp(queue: queue, on: connection)
+            if failedQueues[queue] == nil {
+                logger.info("consuming from a queue again", metadata: ["queue": "\(queues[queue].name)"])
+            }
+        }
+        if failedQueues.isEmpty { lock.withLock { connected = true } }
+    }
+
+    // MARK: - Settling
+
+    private func apply(_ settlement: Settlement, to delivery: Delivery, on connection: AMQPConnection) throws {
+        guard let entry = inFlight.removeValue(forKey: delivery.receipt), entry.generation == generation else {
+            // It came on a connection that is gone: the broker delivers it again.
+            return
+        }
+        let queue = queueNames[delivery.queue] ?? ""
+        switch settlement {
+        case .ack:
+            trackers[entry.channel]?.settled(entry.tag)
+            if let key = entry.counterKey { counterKeysToForget.append(key) }
+        case .release:
+            try connection.reject(entry.channel, entry.tag, requeue: true)
+            trackers[entry.channel]?.handled(entry.tag)
+        case .retry(let after, let reason):
+            let delay = DelayTiers.tier(for: after)
+            let delayQueue = "fairway.delay.\(queue).\(delay)ms"
+            if !declaredQueues.contains(delayQueue) {
+                try connection.declareQueue(
+                    Self.publishChannel, delayQueue, passive: false,
+                    arguments: [
+                        ("x-message-ttl", .int(Int64(delay))),
+                        ("x-dead-letter-exchange", .string("")),
+                        ("x-dead-letter-routing-key", .string(queue)),
+                        ("x-expires", .int(Int64(delay) + 3_600_000)),
+                    ]
+                )
+                declaredQueues.insert(delayQueue)
+            }
+            try publishCopy(
+                of: delivery, entry: entry, to: delayQueue, on: connection,
+                headers: [
+                    ("x-fairway-attempt", .int(Int64(delivery.attempt))),
+                    ("x-fairway-last-error", .string(String(reason.prefix(1000)))),
+                ]
+            )
+        case .deadLetter(let reason):
+            let deadQueue = queue + options.deadLetterSuffix
+            if !declaredQueues.contains(deadQueue) {
+                try connection.declareQueue(Self.publishChannel, deadQueue, passive: false)
+                declaredQueues.insert(deadQueue)
+            }
+            try publishCopy(
+                of: delivery, entry: entry, to: deadQueue, on: connection,
+                headers: [
+                    ("x-fairway-reason", .string(String(reason.prefix(1000)))),
+                    ("x-fairway-attempts", .int(Int64(delivery.attempt))),
+                    ("x-fairway-queue", .string(queue)),
+                    ("x-fairway-died-at", .int(Int64(Date().timeIntervalSince1970))),
+                ]
+            )
+        }
+    }
+
+    private func publishCopy(
+        of delivery: Delivery, entry: InFlight, to target: String, on connection: AMQPConnection,
+        headers: [(String, AMQPConnection.QueueArgument)]
+    ) throws {
+        let tag = try connection.publish(
+            Self.publishChannel,
+            routingKey: target,
+            type: delivery.jobType,
+            messageID: entry.messageID,
+            timestamp: (delivery.enqueuedAt ?? WallClock.now) / 1_000_000_000,
+            headers: headers,
+            body: delivery.payload
+        )
+        pendingConfirms[tag] = PendingCopy(channel: entry.channel, tag: entry.tag, counterKey: entry.counterKey)
+    }
+
+    private func flushAcks(_ connection: AMQPConnection) throws {
+        for channel in Array(trackers.keys) {
+            guard var tracker = trackers[channel], tracker.hasWork else { continue }
+            let plan = tracker.takeAcks()
+            trackers[channel] = tracker
+            if let upTo = plan.multipleUpTo {
+                try connection.ack(channel, upTo, multiple: true)
+            }
+            for tag in plan.single {
+                try connection.ack(channel, tag, multiple: false)
+            }
+        }
+    }
+
+    private func forgetCounterKeys() {
+        guard !counterKeysToForget.isEmpty, let counter else { return }
+        try? counter.remove(counterKeysToForget)
+        counterKeysToForget.removeAll()
+    }
+
+    /// After a lost connection: the broker will deliver again everything that was not acknowledged, so
+    /// held deliveries are taken back from the engine and settlements of running ones will be ignored.
+    private func dropConnection(reason: String) {
+        connection?.close()
+        connection = nil
+        let worker = UInt64(index)
+        let dropped = sink.withdrawHeld { $0.receipt >> 48 == worker }
+        inFlight.removeAll()
+        pendingConfirms.removeAll()
+        trackers.removeAll()
+        consumerTags.removeAll()
+        cancelled = false
+        generation += 1
+        if dropped > 0 {
+            logger.warning(
+                "dropped held messages of a lost connection; the broker delivers them again",
+                metadata: ["count": "\(dropped)", "reason": "\(reason)"]
+            )
+        }
+    }
+}
+
+/// The fixed delays a retry can wait, each a queue whose messages expire back into their queue: rounding
+/// each backoff up to a tier keeps every delay queue first-in first-out.
+enum DelayTiers {
+    static let milliseconds = [
+        100, 250, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_800_000, 3_600_000,
+        10_800_000, 43_200_000, 86_400_000,
+    ]
+
+    static func tier(for delay: Duration) -> Int {
+        let wanted = Int((delay.seconds * 1000).rounded(.up))
+        return milliseconds.first { $0 >= wanted } ?? milliseconds.last!
+    }
+}
+
+/// Which delivery tags of a channel are settled, so that acknowledgements go out as one `multiple` ack
+/// for the contiguous settled prefix and single acks beyond a gap.
+struct AckTracker {
+    private var outstanding: [UInt64] = []
+    private var head = 0
+    private var settledTags: Set<UInt64> = []
+    /// Tags acknowledged singly or rejected: no longer outstanding at the broker.
+    private var done: Set<UInt64> = []
+
+    var hasWork: Bool { !settledTags.isEmpty }
+
+    mutating func delivered(_ tag: UInt64) { outstanding.append(tag) }
+    mutating func settled(_ tag: UInt64) { settledTags.insert(tag) }
+    mutating func handled(_ tag: UInt64) { done.insert(tag) }
+
+    mutating func takeAcks() -> (multipleUpTo: UInt64?, single: [UInt64]) {
+        var highest: UInt64?
+        while head < outstanding.count {
+            let tag = outstanding[head]
+            if settledTags.remove(tag) != nil {
+                highest = tag
+            } else if done.remove(tag) == nil {
+                break
+            }
+            head += 1
+        }
+        if head > 1024 {
+            outstanding.removeFirst(head)
+            head = 0
+        }
+        let single = settledTags.sorted()
+        settledTags.removeAll(keepingCapacity: true)
+        done.formUnion(single)
+        return (highest, single)
+    }
+}

@@ -1,0 +1,113 @@
+import FairwayRuntime
+import Foundation
+
+/// The autoscaler signal of `GET /scale`: what a KEDA metrics-api scaler or an HPA adapter reads.
+public struct ScaleSignal: Codable, Sendable, Equatable {
+    /// Jobs waiting: ready at the sources plus held here, not started.
+    public var backlog: Int
+    /// Jobs arriving per second (completions plus the backlog's growth), smoothed.
+    public var arrivalRate: Double
+    /// Jobs ending per second, smoothed.
+    public var completionRate: Double
+    public var busyWorkers: Int
+    public var workers: Int
+    /// Mean run time of recent jobs, in seconds.
+    public var meanRunSeconds: Double
+    /// Workers this process's queues call for; never fewer than are busy.
+    public var desiredWorkers: Int
+    /// Processes of this size the load calls for; at least 1 while any job runs here.
+    public var desiredReplicas: Int
+    public var draining: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case backlog
+        case arrivalRate = "arrival_rate"
+        case completionRate = "completion_rate"
+        case busyWorkers = "busy_workers"
+        case workers
+        case meanRunSeconds = "mean_run_seconds"
+        case desiredWorkers = "desired_workers"
+        case desiredReplicas = "desired_replicas"
+        case draining
+    }
+}
+
+/// Turns samples of the engine into the autoscaler signal.
+///
+/// desired_workers = max(busy, ⌈arrival_rate × mean_run / utilisation⌉ + ⌈backlog × mean_run / target_latency⌉):
+/// enough workers to keep up with arrivals at the target utilisation (Little's law), plus enough to work
+/// the current backlog off within the target latency.
+public final class ScaleAdvisor: @unchecked Sendable {
+    public struct Settings: Sendable, Equatable {
+        /// How soon a backlog should be worked off.
+        public var targetLatency: Duration = .seconds(30)
+        /// The share of worker time to aim for when keeping up with arrivals.
+        public var targetUtilisation: Double = 0.8
+
+        public init() {}
+    }
+
+    private let settings: Settings
+    private let lock = NSLock()
+    private var last: (time: Double, completed: Int, backlog: Int, busySeconds: Double)?
+    private var arrivalRate = 0.0
+    private var completionRate = 0.0
+    private var meanRun = 0.0
+    private var samples = 0
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    /// Takes a sample and returns the signal.
+    public func observe(
+        _ snapshot: EngineSnapshot, depths: [String: QueueDepth], now: Double = Date().timeIntervalSince1970
+    )
+        -> ScaleSignal
+    {
+        let ready = snapshot.queues.reduce(0) { $0 + (depths[$1.name]?.ready ?? 0) }
+        let backlog = ready + snapshot.held
+        let completed = snapshot.queues.reduce(0) { $0 + $1.completed }
+        let busySeconds = snapshot.queues.reduce(0) { $0 + $1.busySeconds }
+        return lock.withLock {
+            if let last, now - last.time >= 0.2 {
+                let elapsed = now - last.time
+                let done = Double(completed - last.completed)
+                let completions = done / elapsed
+                let arrivals = max(0, completions + Double(backlog - last.backlog) / elapsed)
+                samples += 1
+                // The first measured interval sets the rates; later ones move them gradually.
+                let alpha = samples == 1 ? 1 : min(1, elapsed / 5)
+                if arrivals == 0 && completions == 0 && backlog == 0 {
+                    // Nothing came, nothing ended, nothing waits: the load is gone, not fading.
+                    completionRate = 0
+                    arrivalRate = 0
+                } else {
+                    completionRate += alpha * (completions - completionRate)
+                    arrivalRate += alpha * (arrivals - arrivalRate)
+                }
+                if done > 0 {
+                    let recent = (busySeconds - last.busySeconds) / done
+                    meanRun = meanRun == 0 ? recent : meanRun + alpha * (recent - meanRun)
+                }
+                self.last = (now, completed, backlog, busySeconds)
+            } else if last == nil {
+                self.last = (now, completed, backlog, busySeconds)
+                if completed > 0 { meanRun = busySeconds / Double(completed) }
+            }
+            let run = meanRun > 0 ? meanRun : 0.01
+            let needed = arrivalRate * run / settings.targetUtilisation
+            // A trickle well under one worker's time does not keep a worker (or a replica) alive.
+            let keepUp = needed < 0.1 ? 0 : needed.rounded(.up)
+            let workOff = (Double(backlog) * run / max(0.001, settings.targetLatency.seconds)).rounded(.up)
+            let desiredWorkers = max(snapshot.busyWorkers, Int(min(1e9, keepUp + workOff)))
+            var replicas = Int((Double(desiredWorkers) / Double(max(1, snapshot.workers))).rounded(.up))
+            if snapshot.busyWorkers > 0 { replicas = max(1, replicas) }
+            return ScaleSignal(
+                backlog: backlog, arrivalRate: arrivalRate, completionRate: completionRate,
+                busyWorkers: snapshot.busyWorkers, workers: snapshot.workers, meanRunSeconds: run,
+                desiredWorkers: desiredWorkers, desiredReplicas: replicas, draining: snapshot.draining
+            )
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+
+/// Job types every Fairway process knows, for demos, smoke tests and benchmarks.
+public enum BuiltinJobs {
+    /// Does nothing and succeeds. Its payload is not decoded.
+    public static let noop = "noop"
+    /// Blocks its worker thread for `ms` milliseconds: `{"ms": 250}`. Ignores cancellation on purpose.
+    public static let sleep = JobName<SleepParameters>("sleep")
+    /// Throws with the given message: `{"message": "boom"}`. Retried, then dead-lettered.
+    public static let fail = JobName<FailParameters>("fail")
+    /// Traps (fatalError) on purpose: a job that takes its process down.
+    public static let crash = "crash"
+    /// Appends a line to a file, then optionally sleeps: `{"path": "/tmp/runs.log", "line": "job-7", "ms": 2}`.
+    /// Writes `line` followed by the job id and attempt, in one append, so a test can count every execution.
+    public static let append = JobName<AppendParameters>("append")
+
+    public struct AppendParameters: Codable, Sendable, Hashable {
+        public var path: String
+        public var line: String
+        public var ms: Double?
+        public init(path: String, line: String, ms: Double? = nil) {
+            self.path = path
+            self.line = line
+            self.ms = ms
+        }
+    }
+
+    public struct SleepParameters: Codable, Sendable, Hashable {
+        public var ms: Double
+        public init(ms: Double) { self.ms = ms }
+    }
+
+    public struct FailParameters: Codable, Sendable, Hashable {
+        public var message: String?
+        public init(message: String? = nil) { self.message = message }
+    }
+
+    /// The error the `fail` job throws.
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public let description: String
+        public init(description: String) { self.description = description }
+    }
+
+    /// Registers `noop`, `sleep`, `fail`, `crash` and `append`.
+    public static func register(in registry: inout JobRegistry) {
+        registry.register(rawJobType: noop, body: .blocking { _, _ in })
+        registry.register(sleep) { parameters, _ in
+            guard parameters.ms.isFinite, parameters.ms >= 0 else {
+                throw JobError.permanent("sleep: ms must be a non-negative number, got \(parameters.ms)")
+            }
+            blockThread(nanoseconds: UInt64(parameters.ms * 1_000_000))
+        }
+        registry.register(fail) { parameters, _ in
+            throw Failure(description: parameters.message ?? "fail job failed on purpose")
+        }
+        registry.register(append) { parameters, context in
+            let text = "\(parameters.line) id=\(context.jobID) attempt=\(context.attempt)\n"
+            let descriptor = open(parameters.path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+            guard descriptor >= 0 else {
+                throw Failure(
+                    description: "append: cannot open \(parameters.path): \(String(cString: strerror(errno)))")
+            }
+            defer { Foundation.close(descriptor) }
+            let written = text.utf8CString.withUnsafeBufferPointer { buffer in
+                write(descriptor, buffer.baseAddress, buffer.count - 1)
+            }
+            guard written == text.utf8.count else {
+                throw Failure(description: "append: short write to \(parameters.path)")
+            }
+            if let ms = parameters.ms, ms > 0 {
+                blockThread(nanoseconds: UInt64(ms * 1_000_000))
+            }
+        }
+        registry.register(
+            rawJobType: crash,
+            body: .blocking { _, context in
+                fatalError("crash job on queue '\(context.queue)' trapped on purpose (attempt \(context.attempt))")
+            })
+    }
+
+    /// Sleeps the calling OS thread, resuming after signals.
+    public static func blockThread(nanoseconds: UInt64) {
+        var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR {
+            request = remaining
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import FairwayScheduling
+
+/// Counters of one queue since the engine started.
+public struct QueueSnapshot: Sendable, Hashable {
+    public var name: String
+    public var settings: QueueSettings
+    /// Deliveries held locally, not yet started.
+    public var held: Int
+    /// Jobs running now.
+    public var inFlight: Int
+    /// When the oldest held job was enqueued (wall-clock nanoseconds since 1970), when known.
+    public var oldestHeldEnqueuedAt: UInt64?
+    public var succeeded: Int = 0
+    /// Runs that threw (each is then retried or dead-lettered).
+    public var failed: Int = 0
+    public var timedOut: Int = 0
+    /// Runs that could never succeed (unknown type, undecodable payload, a permanent error).
+    public var rejected: Int = 0
+    /// Settlements by kind.
+    public var retried: Int = 0
+    public var deadLettered: Int = 0
+    public var released: Int = 0
+    /// Worker-seconds spent on this queue's jobs, as measured.
+    public var busySeconds: Double = 0
+    /// Seconds jobs waited between enqueue and start, summed, over `waitSamples` jobs.
+    public var waitSeconds: Double = 0
+    public var waitSamples: Int = 0
+
+    /// Runs that ended, whatever their outcome.
+    public var completed: Int { succeeded + failed + timedOut + rejected }
+}
+
+/// A consistent view of the engine at one instant.
+public struct EngineSnapshot: Sendable {
+    public var queues: [QueueSnapshot]
+    /// The pool's target size.
+    public var workers: Int
+    /// Workers running a job now.
+    public var busyWorkers: Int
+    /// Threads held by handlers that ran past their timeout and have not returned.
+    public var stuckWorkers: Int
+    /// Deliveries held locally across all queues, not yet started.
+    public var held: Int { queues.reduce(0) { $0 + $1.held } }
+    public var draining: Bool
+}

@@ -1,0 +1,59 @@
+import FairwayJobs
+
+/// Runs one delivery's handler on the calling worker thread and says how it ended. Never throws: whatever
+/// the handler does short of trapping becomes a ``JobOutcome``.
+struct JobRunner: Sendable {
+    let registry: JobRegistry
+
+    func run(
+        _ delivery: Delivery,
+        context: JobContext,
+        executor: () -> WorkerThreadExecutor,
+        taskStarted: (Task<Void, Never>) -> Void
+    ) -> JobOutcome {
+        guard let body = registry.body(for: delivery.jobType) else {
+            return .rejected(reason: JobError.unknownJobType(delivery.jobType).description)
+        }
+        switch body {
+        case .blocking(let handler):
+            do {
+                try handler(delivery.payload, context)
+                return .succeeded
+            } catch {
+                return Self.outcome(of: error)
+            }
+        case .async(let handler):
+            let result = OutcomeBox()
+            let payload = delivery.payload
+            executor().run(
+                {
+                    do {
+                        try await handler(payload, context)
+                        result.outcome = .succeeded
+                    } catch {
+                        result.outcome = Self.outcome(of: error)
+                    }
+                },
+                started: taskStarted
+            )
+            return result.outcome
+        }
+    }
+
+    static func outcome(of error: any Error) -> JobOutcome {
+        if let error = error as? JobError {
+            return .rejected(reason: error.description)
+        }
+        return .failed(reason: describe(error))
+    }
+
+    static func describe(_ error: any Error) -> String {
+        let text = String(describing: error)
+        return text.isEmpty ? "\(type(of: error))" : text
+    }
+}
+
+/// Carries an async handler's outcome back to the worker thread that waits for it on the same thread.
+private final class OutcomeBox: @unchecked Sendable {
+    var outcome: JobOutcome = .failed(reason: "handler did not finish")
+}

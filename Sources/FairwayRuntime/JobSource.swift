@@ -1,0 +1,100 @@
+import FairwayScheduling
+
+/// A job handed from a source to the runtime: not yet started, held locally until a worker takes it.
+public struct Delivery: Sendable {
+    /// The queue, as numbered by the runtime in the bindings it gave the source.
+    public var queue: QueueID
+    /// The job type, which selects the handler.
+    public var jobType: String
+    /// The job's parameters, JSON by convention, undecoded.
+    public var payload: [UInt8]
+    /// 1 for the first delivery of this job. Sources count attempts durably before the job runs, so a job
+    /// that takes its process down is still counted.
+    public var attempt: Int
+    /// When the job was enqueued (wall-clock nanoseconds since 1970), when the source knows it.
+    public var enqueuedAt: UInt64?
+    /// The source's own handle for the job, given back with the settlement.
+    public var receipt: UInt64
+    /// Which of the runtime's sources delivered the job; set by the runtime.
+    public internal(set) var sourceIndex: Int = 0
+
+    public init(
+        queue: QueueID,
+        jobType: String,
+        payload: [UInt8],
+        attempt: Int,
+        enqueuedAt: UInt64? = nil,
+        receipt: UInt64
+    ) {
+        self.queue = queue
+        self.jobType = jobType
+        self.payload = payload
+        self.attempt = attempt
+        self.enqueuedAt = enqueuedAt
+        self.receipt = receipt
+    }
+}
+
+/// What becomes of a delivery. A source makes the settlement durable before it counts the delivery's credit
+/// as returned: retry and dead-letter copies are written before the original is removed.
+public enum Settlement: Sendable, Hashable {
+    /// The job succeeded: remove it.
+    case ack
+    /// Run the job again no sooner than `after`; `reason` is kept as its last error.
+    case retry(after: Duration, reason: String)
+    /// Move the job to the dead letters with the reason; it will not run again unless requeued.
+    case deadLetter(reason: String)
+    /// The job did not run (or its run was abandoned at shutdown): make it available again as it was,
+    /// without counting the attempt.
+    case release
+}
+
+/// A queue a source is asked to serve: the runtime's identifier for it, its name, and how many unsettled
+/// deliveries the source may hand over at once (its credit, or prefetch).
+public struct QueueBinding: Sendable, Hashable {
+    public let id: QueueID
+    public let name: String
+    public let credit: Int
+
+    public init(id: QueueID, name: String, credit: Int) {
+        self.id = id
+        self.name = name
+        self.credit = credit
+    }
+}
+
+/// Where a source pushes deliveries. Calls never block on a worker and may come from any thread.
+public protocol DeliverySink: Sendable {
+    func deliver(_ delivery: Delivery)
+    func deliver(contentsOf deliveries: [Delivery])
+    /// Takes back held, not-started deliveries of this source for which `predicate` is true, e.g. when the
+    /// connection they came on is lost and the broker will deliver them again. They are not settled.
+    /// Returns how many were taken back.
+    @discardableResult
+    func withdrawHeld(where predicate: @escaping @Sendable (Delivery) -> Bool) -> Int
+}
+
+/// A place jobs come from and are settled back to: the boundary between the runtime and a broker or
+/// a database. A source pushes; it is never polled by the runtime.
+///
+/// For each bound queue the source keeps at most `credit` deliveries unsettled; a settlement returns one
+/// unit of credit, and the source may then push another job of that queue. That bound is what keeps
+/// memory flat whatever the backlog, and what leaves the choice between queues to the scheduler.
+public protocol JobSource: AnyObject, Sendable {
+    /// A short name for logs and errors, e.g. "sqlite" or "amqp".
+    var name: String { get }
+
+    /// Begins pushing deliveries of the given queues into `sink`. Returns once the source is serving.
+    func start(queues: [QueueBinding], sink: any DeliverySink) throws
+
+    /// Settles a delivery. May be called from any worker thread; must not wait on a worker.
+    func settle(_ delivery: Delivery, _ settlement: Settlement)
+
+    /// Stops handing out deliveries: after it returns the source pushes nothing more. Settlements are
+    /// still accepted, so that jobs already running can finish.
+    func stopDelivering()
+
+    /// Makes every settlement given so far durable and lets go of connections and files. The runtime
+    /// settles nothing after this.
+    func close()
+}

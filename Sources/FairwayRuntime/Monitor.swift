@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A mutex with condition variables that wait against the monotonic clock: the only blocking primitive the
+/// worker pool uses. Workers sleep here until there is work, never in a polling loop.
+final class Monitor: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        precondition(pthread_mutex_init(mutex, nil) == 0)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+
+    /// A condition variable bound to this monitor's mutex.
+    final class Condition: @unchecked Sendable {
+        private let cond: UnsafeMutablePointer<pthread_cond_t>
+        private let monitor: Monitor
+
+        init(_ monitor: Monitor) {
+            self.monitor = monitor
+            cond = .allocate(capacity: 1)
+            cond.initialize(to: pthread_cond_t())
+            var attributes = pthread_condattr_t()
+            pthread_condattr_init(&attributes)
+            #if os(Linux)
+                pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+            #endif
+            precondition(pthread_cond_init(cond, &attributes) == 0)
+            pthread_condattr_destroy(&attributes)
+        }
+
+        deinit {
+            pthread_cond_destroy(cond)
+            cond.deallocate()
+        }
+
+        /// Waits until signalled. The monitor must be locked.
+        func wait() { pthread_cond_wait(cond, monitor.mutex) }
+
+        /// Waits until signalled or until `deadline` (monotonic nanoseconds). The monitor must be locked.
+        func wait(until deadline: UInt64) {
+            #if os(Linux)
+                var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+                pthread_cond_timedwait(cond, monitor.mutex, &time)
+            #else
+                let now = MonotonicClock.now
+                guard deadline > now else { return }
+                let delta = deadline - now
+                var time = timespec(tv_sec: Int(delta / 1_000_000_000), tv_nsec: Int(delta % 1_000_000_000))
+                pthread_cond_timedwait_relative_np(cond, monitor.mutex, &time)
+            #endif
+        }
+
+        func signal() { pthread_cond_signal(cond) }
+        func broadcast() { pthread_cond_broadcast(cond) }
+    }
+}
+
+/// Monotonic time in nanoseconds, the clock of the scheduler, deadlines and run-time measurements.
+public enum MonotonicClock {
+    public static var now: UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+    }
+}
+
+/// Wall-clock time in nanoseconds since 1970, for enqueue timestamps that other processes can read.
+public enum WallClock {
+    public static var now: UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+    }
+}

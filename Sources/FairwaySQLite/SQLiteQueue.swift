@@ -1,0 +1,283 @@
+import Foundation
+
+/// A job to put on a queue.
+public struct NewJob: Sendable, Hashable {
+    public var queue: String
+    public var type: String
+    /// JSON text. Empty means `{}`.
+    public var payload: [UInt8]
+    /// Run no sooner than this from now.
+    public var delay: Duration
+    /// Higher runs first within its queue; equal priorities run in enqueue order.
+    public var priority: Int
+
+    public init(queue: String, type: String, payload: [UInt8] = [], delay: Duration = .zero, priority: Int = 0) {
+        self.queue = queue
+        self.type = type
+        self.payload = payload
+        self.delay = delay
+        self.priority = priority
+    }
+}
+
+/// An enqueue that was refused; nothing was written.
+public struct EnqueueError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// Which job of a batch (0-based), when a batch was refused.
+    public var index: Int?
+    public var message: String
+
+    public init(index: Int?, message: String) {
+        self.index = index
+        self.message = message
+    }
+
+    public var description: String {
+        index.map { "job \($0 + 1): \(message)" } ?? message
+    }
+}
+
+/// Counts of one queue in the queue file.
+public struct QueueFileStats: Sendable, Hashable, Codable {
+    /// Jobs that may run now.
+    public var ready: Int = 0
+    /// Jobs waiting for their time: scheduled, or backing off after a failure.
+    public var delayed: Int = 0
+    /// Jobs claimed by a running process (held or running).
+    public var leased: Int = 0
+    /// Jobs in the dead letters.
+    public var dead: Int = 0
+    /// Jobs that succeeded, since the file was created.
+    public var completed: Int = 0
+    /// Runs that failed (then retried or dead-lettered), since the file was created.
+    public var failed: Int = 0
+    /// How long the oldest ready job has been waiting to run, in seconds; 0 when none is ready.
+    public var oldestAgeSeconds: Double = 0
+
+    public init() {}
+}
+
+/// A job in the dead letters.
+public struct DeadLetter: Sendable, Hashable, Codable {
+    public var id: Int64
+    public var queue: String
+    public var type: String
+    public var payload: String
+    public var attempts: Int
+    public var reason: String
+    /// When it was enqueued and when it died, in seconds since 1970.
+    public var enqueuedAt: Double
+    public var diedAt: Double
+}
+
+/// The queue file as a library: enqueue jobs, read counts, manage dead letters. Safe to use from any
+/// thread and from any number of processes at once (SQLite's locking serialises writers).
+public final class SQLiteQueue: @unchecked Sendable {
+    public let path: String
+    private let lock = NSLock()
+    private let connection: SQLiteConnection
+    /// Called after jobs were committed, with their queues: the source of the same process uses it to
+    /// wake at once instead of noticing the change on its next tick.
+    var onEnqueue: (@Sendable (Set<String>) -> Void)?
+    /// Set by a running source of this process: enqueues then go through its store thread, committed with
+    /// its own next transaction instead of competing with it for the file's write lock.
+    var routeEnqueue: (@Sendable ([NewJob]) throws -> [Int64])?
+
+    /// Opens the queue file at `path`, creating it when `create` is true. Refuses a file that is not a
+    /// Fairway queue file.
+    public init(path: String, create: Bool = true) throws {
+        self.path = path
+        self.connection = try QueueFile.open(path: path, create: create)
+    }
+
+    /// Adds one job; returns its id.
+    @discardableResult
+    public func enqueue(_ job: NewJob) throws -> Int64 {
+        try enqueue(contentsOf: [job])[0]
+    }
+
+    /// Adds jobs in one transaction: all of them, or none when any is invalid.
+    @discardableResult
+    public func enqueue(contentsOf jobs: [NewJob]) throws -> [Int64] {
+        for (index, job) in jobs.enumerated() {
+            if let problem = Self.problem(with: job) {
+                throw EnqueueError(index: jobs.count > 1 ? index : nil, message: problem)
+            }
+        }
+        if let route = routeEnqueue {
+            return try route(jobs)
+        }
+        let ids: [Int64] = try lock.withLock {
+            try connection.transaction { try Self.insert(jobs, into: connection, now: Milliseconds.now) }
+        }
+        onEnqueue?(Set(jobs.map(\.queue)))
+        return ids
+    }
+
+    /// Writes validated jobs inside the caller's transaction and returns their ids.
+    static func insert(_ jobs: [NewJob], into connection: SQLiteConnection, now: Int64) throws -> [Int64] {
+        let insert = try connection.cached(
+            """
+            INSERT INTO jobs(queue, type, payload, priority, state, available_at, attempts, enqueued_at)
+            VALUES (?, ?, ?, ?, ?, ?, 0, ?) RETURNING id
+            """
+        )
+        defer { insert.reset() }
+        var ids: [Int64] = []
+        ids.reserveCapacity(jobs.count)
+        for job in jobs {
+            let delay = Int64((job.delay.seconds * 1000).rounded(.up))
+            insert.reset()
+            try insert.bind([
+                .text(job.queue), .text(job.type), .blob(job.payload.isEmpty ? Array("{}".utf8) : job.payload),
+                .int(Int64(job.priority)), .int(delay > 0 ? 1 : 0), .int(now + max(0, delay)), .int(now),
+            ])
+            _ = try insert.step()
+            ids.append(insert.int64(0))
+        }
+        return ids
+    }
+
+    /// Why a job cannot be enqueued, or nil.
+    public static func problem(with job: NewJob) -> String? {
+        if job.queue.isEmpty { return "queue name must not be empty" }
+        if job.queue.utf8.count > 255 { return "queue name longer than 255 bytes" }
+        if job.type.isEmpty { return "job type must not be empty" }
+        if job.delay < .zero { return "delay must not be negative" }
+        if !job.payload.isEmpty {
+            do {
+                _ = try JSONSerialization.jsonObject(with: Data(job.payload), options: [.fragmentsAllowed])
+            } catch {
+                let text = String(decoding: job.payload.prefix(40), as: UTF8.self)
+                return "payload is not valid JSON: \(text)\(job.payload.count > 40 ? "…" : "")"
+            }
+        }
+        return nil
+    }
+
+    // MARK: - Counts
+
+    /// Counts for every queue that has jobs, dead letters or history in the file.
+    public func stats() throws -> [String: QueueFileStats] {
+        let now = Milliseconds.now
+        return try lock.withLock {
+            var result: [String: QueueFileStats] = [:]
+            let rows = try connection.query(
+                """
+                SELECT queue, state, available_at <= ?1 AS due, count(*), min(available_at)
+                FROM jobs GROUP BY queue, state, due
+                """,
+                [.int(now)]
+            ) { ($0.text(0) ?? "", $0.int(1), $0.int(2) == 1, $0.int(3), $0.int64(4)) }
+            var oldest: [String: Int64] = [:]
+            for (queue, state, due, count, earliest) in rows {
+                switch (state, due) {
+                case (2, _): result[queue, default: QueueFileStats()].leased += count
+                case (0, _), (1, true):
+                    result[queue, default: QueueFileStats()].ready += count
+                    oldest[queue] = min(oldest[queue] ?? .max, earliest)
+                default: result[queue, default: QueueFileStats()].delayed += count
+                }
+            }
+            for (queue, earliest) in oldest {
+                result[queue]?.oldestAgeSeconds = max(0, Double(now - earliest) / 1000)
+            }
+            for (queue, count) in try connection.query(
+                "SELECT queue, count(*) FROM dead_jobs GROUP BY queue",
+                row: {
+                    ($0.text(0) ?? "", $0.int(1))
+                })
+            {
+                result[queue, default: QueueFileStats()].dead = count
+            }
+            for (queue, completed, failed) in try connection.query(
+                "SELECT queue, completed, failed FROM queue_stats",
+                row: {
+                    ($0.text(0) ?? "", $0.int(1), $0.int(2))
+                })
+            {
+                result[queue, default: QueueFileStats()].completed = completed
+                result[queue, default: QueueFileStats()].failed = failed
+            }
+            return result
+        }
+    }
+
+    // MARK: - Dead letters
+
+    /// Dead letters, oldest first, of one queue or all.
+    public func deadLetters(queue: String? = nil, limit: Int = 1000) throws -> [DeadLetter] {
+        try lock.withLock {
+            try connection.query(
+                """
+                SELECT id, queue, type, payload, attempts, reason, enqueued_at, died_at FROM dead_jobs
+                WHERE ?1 IS NULL OR queue = ?1 ORDER BY id LIMIT ?2
+                """,
+                [queue.map { .text($0) } ?? .null, .int(Int64(limit))]
+            ) {
+                DeadLetter(
+                    id: $0.int64(0), queue: $0.text(1) ?? "", type: $0.text(2) ?? "",
+                    payload: String(decoding: $0.blob(3), as: UTF8.self), attempts: $0.int(4), reason: $0.text(5) ?? "",
+                    enqueuedAt: Double($0.int64(6)) / 1000, diedAt: Double($0.int64(7)) / 1000
+                )
+            }
+        }
+    }
+
+    /// Puts dead letters back on their queues as new, ready jobs with their attempts reset. Returns how many.
+    @discardableResult
+    public func requeueDeadLetters(queue: String? = nil, ids: [Int64]? = nil) throws -> Int {
+        let now = Milliseconds.now
+        let (count, queues): (Int, Set<String>) = try lock.withLock {
+            try connection.transaction {
+                let moved = try connection.query(
+                    """
+                    INSERT INTO jobs(queue, type, payload, priority, state, available_at, attempts, last_error, enqueued_at)
+                    SELECT queue, type, payload, priority, 0, ?2, 0, reason, enqueued_at FROM dead_jobs
+                    WHERE (?1 IS NULL OR queue = ?1) AND (?3 IS NULL OR id IN (SELECT value FROM json_each(?3)))
+                    RETURNING queue
+                    """,
+                    [queue.map { .text($0) } ?? .null, .int(now), Self.idList(ids)]
+                ) { $0.text(0) ?? "" }
+                try connection.cached(
+                    """
+                    DELETE FROM dead_jobs
+                    WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR id IN (SELECT value FROM json_each(?2)))
+                    """
+                ).run([queue.map { .text($0) } ?? .null, Self.idList(ids)])
+                return (moved.count, Set(moved))
+            }
+        }
+        if count > 0 { onEnqueue?(queues) }
+        return count
+    }
+
+    /// Deletes dead letters for good. Returns how many.
+    @discardableResult
+    public func purgeDeadLetters(queue: String? = nil, ids: [Int64]? = nil) throws -> Int {
+        try lock.withLock {
+            try connection.transaction {
+                try connection.cached(
+                    """
+                    DELETE FROM dead_jobs
+                    WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR id IN (SELECT value FROM json_each(?2)))
+                    """
+                ).run([queue.map { .text($0) } ?? .null, Self.idList(ids)])
+                return connection.changes
+            }
+        }
+    }
+
+    /// Caps the file's size in pages, for tests of a full disk.
+    func limitPages(to pages: Int) {
+        lock.withLock { try? connection.execute("PRAGMA max_page_count = \(pages)") }
+    }
+
+    func pageCount() throws -> Int {
+        try lock.withLock { try connection.query("PRAGMA page_count") { $0.int(0) }.first ?? 0 }
+    }
+
+    private static func idList(_ ids: [Int64]?) -> SQLiteValue {
+        guard let ids else { return .null }
+        return .text("[" + ids.map(String.init).joined(separator: ",") + "]")
+    }
+}

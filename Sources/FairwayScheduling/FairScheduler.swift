@@ -1,0 +1,255 @@
+/// Weighted fair queueing over any number of queues by virtual time (start-time fair queueing).
+///
+/// Each queue carries a virtual time. ``next(now:)`` picks the eligible queue with work and the smallest
+/// virtual time, and advances that queue's virtual time by the job's cost divided by its weight. So among
+/// queues that stay backlogged, each receives service in proportion to its weight, at most one job (count
+/// mode) or one maximum job cost (time mode) away from its ideal share, and every queue with weight above
+/// zero is reached within a bounded number of decisions.
+///
+/// A queue that becomes active (it had no work, or was paused, at its concurrency cap or out of rate
+/// tokens) re-enters at no less than the scheduler's current virtual time, so it cannot spend credit saved
+/// while it was not competing.
+///
+/// The scheduler keeps counts, not jobs, and reads no clock: callers pass `now` (monotonic nanoseconds),
+/// which only rate limits use. It is a value type with no locking; its owner serialises access.
+/// Each decision is O(log n) in the number of active queues and allocates nothing in steady state.
+public struct FairScheduler: Sendable {
+    /// What the scheduler tracks for one queue.
+    struct QueueState: Sendable {
+        var settings: QueueSettings
+        var inverseWeight: Double
+        var virtualTime: Double = 0
+        var ready: Int = 0
+        var inFlight: Int = 0
+        var bucket: TokenBucket?
+        var averageCost: Double = 0
+        var costSamples: Int = 0
+        var dispatched: UInt64 = 0
+
+        var wantsService: Bool {
+            !settings.paused && ready > 0 && inFlight < settings.maxConcurrency
+        }
+    }
+
+    public let costMode: CostMode
+    private var queues: [QueueState] = []
+    /// Queues that want service and hold a rate token, keyed by virtual time.
+    private var eligible = IndexedMinHeap<Double>()
+    /// Queues that want service but wait for a rate token, keyed by the instant the token arrives.
+    private var waitingForTokens = IndexedMinHeap<UInt64>()
+    /// The virtual time of the system: the largest start tag dispatched so far.
+    public private(set) var virtualTime: Double = 0
+    /// The average measured cost over all queues: the estimate for a queue with no samples yet.
+    private var globalAverageCost: Double
+    private var globalCostSamples: Int = 0
+
+    /// The weight given to the newest sample in the running average of a queue's job cost.
+    static let costSmoothing = 0.2
+
+    /// - Parameters:
+    ///   - costMode: count jobs, or measure worker-seconds.
+    ///   - initialCostEstimate: in time mode, the charge (seconds) for a job of a queue never measured yet.
+    public init(costMode: CostMode = .count, initialCostEstimate: Double = 0.001) {
+        self.costMode = costMode
+        self.globalAverageCost = initialCostEstimate
+    }
+
+    // MARK: - Queues
+
+    /// The number of queues added so far.
+    public var queueCount: Int { queues.count }
+
+    /// Adds a queue and returns its identifier. Identifiers are dense, starting at 0.
+    public mutating func addQueue(_ settings: QueueSettings, now: UInt64 = 0) -> QueueID {
+        let id = queues.count
+        var state = QueueState(settings: settings, inverseWeight: 1 / settings.weight)
+        state.virtualTime = virtualTime
+        if let limit = settings.rateLimit {
+            state.bucket = TokenBucket(limit: limit, now: now)
+        }
+        queues.append(state)
+        eligible.reserve(members: queues.count)
+        waitingForTokens.reserve(members: queues.count)
+        return QueueID(id)
+    }
+
+    /// The settings a queue runs with now.
+    public func settings(of queue: QueueID) -> QueueSettings {
+        queues[queue.index].settings
+    }
+
+    /// Changes a queue's weight, limits or pause state. Takes effect from the next decision.
+    public mutating func update(_ queue: QueueID, settings: QueueSettings, now: UInt64) {
+        let i = queue.index
+        queues[i].settings = settings
+        queues[i].inverseWeight = 1 / settings.weight
+        if let limit = settings.rateLimit {
+            if queues[i].bucket == nil {
+                queues[i].bucket = TokenBucket(limit: limit, now: now)
+            } else {
+                queues[i].bucket!.change(to: limit, now: now)
+            }
+        } else {
+            queues[i].bucket = nil
+        }
+        // Re-place the queue from scratch: limits may have made it (in)eligible.
+        eligible.remove(i)
+        waitingForTokens.remove(i)
+        place(i, now: now)
+    }
+
+    // MARK: - Work arriving and leaving
+
+    /// Records `count` jobs of `queue` now ready to run (buffered locally by the caller).
+    public mutating func arrived(_ queue: QueueID, count: Int = 1, now: UInt64) {
+        precondition(count >= 0)
+        let i = queue.index
+        queues[i].ready += count
+        if !eligible.contains(i) && !waitingForTokens.contains(i) {
+            place(i, now: now)
+        }
+    }
+
+    /// Records `count` ready jobs of `queue` that left without running (released back to their source).
+    public mutating func withdrew(_ queue: QueueID, count: Int = 1, now: UInt64) {
+        let i = queue.index
+        precondition(count >= 0 && count <= queues[i].ready, "withdrawing more jobs than are ready")
+        queues[i].ready -= count
+        if !queues[i].wantsService {
+            eligible.remove(i)
+            waitingForTokens.remove(i)
+        }
+    }
+
+    // MARK: - Decisions
+
+    /// Picks the queue whose next job should run now, or nil when no queue is eligible.
+    /// The caller must start one job of the returned queue and later report it with ``complete(_:charge:cost:)``.
+    public mutating func next(now: UInt64) -> Dispatch? {
+        if !waitingForTokens.isEmpty {
+            releaseQueuesWithTokens(now: now)
+        }
+        guard let (i, start) = eligible.min else { return nil }
+        let charge = costMode == .count ? 1 : estimatedCost(i)
+        if start > virtualTime { virtualTime = start }
+        switch Self.startJob(&queues[i], start: start, charge: charge) {
+        case .stays(let key):
+            eligible.raiseMinimum(to: key)
+        case .leaves:
+            eligible.remove(i)
+        case .waitsForToken(let due):
+            eligible.remove(i)
+            waitingForTokens.insert(i, key: due)
+        }
+        return Dispatch(queue: QueueID(i), charge: charge)
+    }
+
+    /// Where a queue belongs after one of its jobs started.
+    private enum Placement {
+        case stays(key: Double)
+        case leaves
+        case waitsForToken(due: UInt64)
+    }
+
+    /// Updates a queue for a job that starts now, in one exclusive access to its state.
+    @inline(__always)
+    private static func startJob(_ queue: inout QueueState, start: Double, charge: Double) -> Placement {
+        queue.ready -= 1
+        queue.inFlight += 1
+        queue.dispatched &+= 1
+        queue.virtualTime = start + charge * queue.inverseWeight
+        if queue.bucket != nil {
+            queue.bucket!.take()
+        }
+        guard queue.wantsService else { return .leaves }
+        if let bucket = queue.bucket, bucket.tokens < 1 {
+            return .waitsForToken(due: bucket.nextTokenTime())
+        }
+        return .stays(key: queue.virtualTime)
+    }
+
+    /// Records that a dispatched job ended. In time mode `cost` is its measured run time in seconds; the
+    /// queue's virtual time is corrected by the difference from what was charged at dispatch.
+    public mutating func complete(_ queue: QueueID, charge: Double, cost: Double = 1, now: UInt64 = 0) {
+        let i = queue.index
+        precondition(queues[i].inFlight > 0, "completing a job that was not dispatched")
+        queues[i].inFlight -= 1
+        if costMode == .time {
+            let measured = max(0, cost)
+            queues[i].virtualTime += (measured - charge) * queues[i].inverseWeight
+            recordCost(i, measured)
+            if eligible.contains(i) {
+                eligible.update(i, key: queues[i].virtualTime)
+            }
+        }
+        if !eligible.contains(i) && !waitingForTokens.contains(i) {
+            place(i, now: now)
+        }
+    }
+
+    /// The instant (monotonic nanoseconds) at which a queue now waiting for a rate token gets one,
+    /// or nil when none waits. A caller with idle workers sleeps until then, not in a polling loop.
+    public var nextTokenTime: UInt64? {
+        waitingForTokens.min?.key
+    }
+
+    // MARK: - Inspection
+
+    /// Jobs of `queue` ready and not yet dispatched.
+    public func ready(_ queue: QueueID) -> Int { queues[queue.index].ready }
+    /// Jobs of `queue` dispatched and not yet completed.
+    public func inFlight(_ queue: QueueID) -> Int { queues[queue.index].inFlight }
+    /// Jobs of `queue` dispatched since it was added.
+    public func dispatched(_ queue: QueueID) -> UInt64 { queues[queue.index].dispatched }
+    /// The virtual time at which the next job of `queue` would start.
+    public func virtualTime(of queue: QueueID) -> Double { queues[queue.index].virtualTime }
+    /// The cost (seconds) charged at dispatch for the next job of `queue` in time mode.
+    public func costEstimate(of queue: QueueID) -> Double { estimatedCost(queue.index) }
+    /// Whether `queue` could be picked now: it has ready work and is neither paused, at its cap nor out of tokens.
+    public func isEligible(_ queue: QueueID) -> Bool { eligible.contains(queue.index) }
+    /// Whether any queue could be picked now.
+    public var hasEligibleQueue: Bool { !eligible.isEmpty }
+
+    // MARK: - Internals
+
+    /// Puts a queue that is in neither heap where it belongs, re-entering at no less than the system's
+    /// virtual time so that no credit is saved while it was not competing.
+    private mutating func place(_ i: Int, now: UInt64) {
+        guard queues[i].wantsService else { return }
+        if queues[i].virtualTime < virtualTime {
+            queues[i].virtualTime = virtualTime
+        }
+        if queues[i].bucket != nil && !queues[i].bucket!.hasToken(now: now) {
+            waitingForTokens.insert(i, key: queues[i].bucket!.nextTokenTime())
+        } else {
+            eligible.insert(i, key: queues[i].virtualTime)
+        }
+    }
+
+    private mutating func releaseQueuesWithTokens(now: UInt64) {
+        while let (i, due) = waitingForTokens.min, due <= now {
+            waitingForTokens.remove(i)
+            place(i, now: now)
+        }
+    }
+
+    private func estimatedCost(_ i: Int) -> Double {
+        queues[i].costSamples > 0 ? queues[i].averageCost : globalAverageCost
+    }
+
+    private mutating func recordCost(_ i: Int, _ cost: Double) {
+        let alpha = Self.costSmoothing
+        if queues[i].costSamples == 0 {
+            queues[i].averageCost = cost
+        } else {
+            queues[i].averageCost += alpha * (cost - queues[i].averageCost)
+        }
+        queues[i].costSamples &+= 1
+        if globalCostSamples == 0 {
+            globalAverageCost = cost
+        } else {
+            globalAverageCost += alpha * (cost - globalAverageCost)
+        }
+        globalCostSamples &+= 1
+    }
+}

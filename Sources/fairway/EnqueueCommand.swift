@@ -1,0 +1,166 @@
+import ArgumentParser
+import FairwayAMQP
+import FairwaySQLite
+import Foundation
+
+/// `fairway enqueue`: put jobs on a queue of the queue file.
+struct EnqueueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue",
+        abstract: "Put jobs on a queue.",
+        discussion: """
+            With --jsonl -, reads one job a line from standard input, each a JSON object with "queue", "type" \
+            and optionally "payload" (any JSON value), "delay" (seconds) and "priority"; all are written in \
+            one transaction, or none if any line is invalid.
+            """
+    )
+
+    @Option(help: "The queue file (SQLite).")
+    var db: String?
+
+    @Option(help: "A RabbitMQ broker, amqp://user:password@host:5672/vhost (or FAIRWAY_AMQP_URL with --amqp env).")
+    var amqp: String?
+
+    @Option(help: "The queue.")
+    var queue: String?
+
+    @Option(help: "The job type.")
+    var type: String?
+
+    @Option(help: "The job's parameters, as JSON.")
+    var payload: String = "{}"
+
+    @Option(help: "Seconds to wait before the job may run.")
+    var delay: Double = 0
+
+    @Option(help: "Higher runs first within the queue.")
+    var priority: Int = 0
+
+    @Option(help: "How many copies of the job to enqueue.")
+    var count: Int = 1
+
+    @Option(help: "Read jobs as JSON lines from this file, or - for standard input.")
+    var jsonl: String?
+
+    func validate() throws {
+        guard (db == nil) != (amqp == nil) else { throw ValidationError("give exactly one of --db or --amqp") }
+        if jsonl == nil {
+            guard queue != nil else { throw ValidationError("--queue is required (or --jsonl)") }
+            guard type != nil else { throw ValidationError("--type is required (or --jsonl)") }
+        }
+        guard count >= 1 && count <= 10_000_000 else { throw ValidationError("--count must be between 1 and 10000000") }
+        guard delay >= 0 && delay.isFinite else { throw ValidationError("--delay must be a non-negative number") }
+    }
+
+    func run() throws {
+        let jobs: [NewJob]
+        do {
+            if let jsonl {
+                jobs = try JSONLines.jobs(
+                    from: jsonl == "-"
+                        ? FileHandle.standardInput.readDataToEndOfFile() : Data(contentsOf: URL(fileURLWithPath: jsonl))
+                )
+            } else {
+                let job = NewJob(
+                    queue: queue!, type: type!, payload: Array(payload.utf8), delay: .milliseconds(Int64(delay * 1000)),
+                    priority: priority
+                )
+                jobs = Array(repeating: job, count: count)
+            }
+        } catch let error as EnqueueError {
+            printError("fairway: nothing enqueued: \(error)")
+            throw ExitCode(2)
+        }
+        if let amqp {
+            try publish(jobs, to: amqp)
+            return
+        }
+        do {
+            let file = try SQLiteQueue(path: db!, create: true)
+            let ids = try file.enqueue(contentsOf: jobs)
+            print(ids.count == 1 ? "enqueued job \(ids[0])" : "enqueued \(ids.count) jobs")
+        } catch let error as EnqueueError {
+            printError("fairway: nothing enqueued: \(error)")
+            throw ExitCode(2)
+        } catch let error as QueueFileError {
+            printError("fairway: \(error)")
+            throw ExitCode(2)
+        } catch {
+            printError("fairway: nothing enqueued: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension EnqueueCommand {
+    /// Publishes to a broker with confirms.
+    func publish(_ jobs: [NewJob], to address: String) throws {
+        let text = address == "env" ? (ProcessInfo.processInfo.environment["FAIRWAY_AMQP_URL"] ?? "") : address
+        for (index, job) in jobs.enumerated() {
+            if let problem = SQLiteQueue.problem(with: job) {
+                printError("fairway: nothing enqueued: \(jobs.count > 1 ? "job \(index + 1): " : "")\(problem)")
+                throw ExitCode(2)
+            }
+        }
+        let url: AMQPURL
+        do {
+            url = try AMQPURL(text)
+        } catch {
+            printError("fairway: --amqp: \(error)")
+            throw ExitCode(2)
+        }
+        do {
+            let publisher = try AMQPPublisher(url: url)
+            defer { publisher.close() }
+            try publisher.publish(jobs)
+            print(jobs.count == 1 ? "published 1 job" : "published \(jobs.count) jobs")
+        } catch {
+            printError("fairway: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Parses JSON lines into jobs.
+enum JSONLines {
+    static func jobs(from data: Data) throws -> [NewJob] {
+        var jobs: [NewJob] = []
+        var lineNumber = 0
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let trimmed = line.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }
+            if trimmed.isEmpty || trimmed.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) {
+                continue
+            }
+            func fail(_ message: String) -> EnqueueError {
+                EnqueueError(index: nil, message: "line \(lineNumber): \(message)")
+            }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed)) as? [String: Any] else {
+                throw fail("not a JSON object")
+            }
+            guard let queue = object["queue"] as? String else { throw fail("missing \"queue\" (a string)") }
+            guard let type = object["type"] as? String else { throw fail("missing \"type\" (a string)") }
+            var payload: [UInt8] = Array("{}".utf8)
+            if let value = object["payload"] {
+                guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed]) else {
+                    throw fail("\"payload\" cannot be written as JSON")
+                }
+                payload = Array(data)
+            }
+            var delay = Duration.zero
+            if let value = object["delay"] {
+                guard let seconds = value as? Double, seconds >= 0 else {
+                    throw fail("\"delay\" must be a non-negative number of seconds")
+                }
+                delay = .milliseconds(Int64(seconds * 1000))
+            }
+            var priority = 0
+            if let value = object["priority"] {
+                guard let number = value as? Int else { throw fail("\"priority\" must be a whole number") }
+                priority = number
+            }
+            jobs.append(NewJob(queue: queue, type: type, payload: payload, delay: delay, priority: priority))
+        }
+        return jobs
+    }
+}

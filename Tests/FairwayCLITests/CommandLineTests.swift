@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+
+@testable import fairway
+
+/// Runs the built `fairway` executable and captures what it prints.
+struct FairwayProcess {
+    static var executable: URL {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("fairway")
+        if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/fairway")
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus,
+            stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self)
+        )
+    }
+}
+
+@Suite("fairway command line", .timeLimit(.minutes(2)))
+struct CommandLineTests {
+    @Test("an invalid configuration is refused with exit code 2, naming the file and the field")
+    func invalidConfiguration() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fairway-bad-\(UUID()).yaml").path
+        try "queues:\n  - { name: billing, weight: -1 }\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try FairwayProcess.run(["run", "--config", path])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains(path))
+        #expect(result.stderr.contains("queues[0].weight"))
+        #expect(result.stderr.contains("greater than 0"))
+    }
+
+    @Test("a missing configuration file is refused with exit code 2")
+    func missingConfiguration() throws {
+        let result = try FairwayProcess.run(["run", "--config", "/no/such/file.yaml"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("/no/such/file.yaml: no such file"))
+    }
+
+    @Test("--version prints the version")
+    func version() throws {
+        let result = try FairwayProcess.run(["--version"])
+        #expect(result.status == 0)
+        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == FairwayCommand.version)
+    }
+
+    @Test("demo --json reports throughput, Jain's index and each tier's share against its ideal")
+    func demoJSON() throws {
+        let result = try FairwayProcess.run(["demo", "--seconds", "3", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let summary = try #require(object)
+        let throughput = try #require(summary["throughput"] as? Double)
+        let jain = try #require(summary["jain"] as? Double)
+        let tiers = try #require(summary["tiers"] as? [[String: Any]])
+        #expect(throughput > 100)
+        #expect(jain >= 0.98, "Jain's index \(jain)")
+        #expect(tiers.map { $0["weight"] as? Double } == [8, 4, 2, 1])
+        #expect(tiers.map { $0["queues"] as? Int } == [10, 20, 40, 50])
+        for tier in tiers {
+            let share = try #require(tier["share"] as? Double)
+            let ideal = try #require(tier["ideal"] as? Double)
+            #expect(tier["completed"] as? Int ?? 0 > 0)
+            #expect(abs(share - ideal) <= 0.02, "tier \(tier)")
+        }
+    }
+
+    @Test("Jain's index: 1 for equal service, 1/n when one queue takes everything")
+    func jainIndex() {
+        #expect(DemoSummary.jainIndex([2, 2, 2, 2]) == 1)
+        #expect(abs(DemoSummary.jainIndex([1, 0, 0, 0]) - 0.25) < 1e-12)
+        #expect(DemoSummary.jainIndex([1, 2]) < 0.91)
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+
+/// A `fairway run` process started by a test, with its output in a log file.
+final class RunningFairway {
+    let process = Process()
+    let logPath: String
+
+    init(config: String, folder: URL, environment: [String: String] = [:]) throws {
+        logPath = folder.appendingPathComponent("run-\(UUID().uuidString.prefix(6)).log").path
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.executableURL = FairwayProcess.executable
+        process.arguments = ["run", "--config", config]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// The HTTP port the process said it listens on.
+    var httpPort: Int? {
+        guard let range = log.range(of: #"http=[0-9.]+:(\d+)"#, options: .regularExpression) else { return nil }
+        return Int(log[range].split(separator: ":").last ?? "")
+    }
+
+    /// Waits until the process says it is serving; false if it exited or took too long.
+    func waitUntilRunning(timeout: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.contains("fairway running") { return true }
+            if !process.isRunning { return false }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return false
+    }
+
+    /// Sends a signal and waits for the process to end.
+    @discardableResult
+    func stop(signal: Int32 = SIGTERM, timeout: Double = 30) -> (status: Int32, bySignal: Bool) {
+        kill(process.processIdentifier, signal)
+        return waitForExit(timeout: timeout)
+    }
+
+    @discardableResult
+    func waitForExit(timeout: Double = 30) -> (status: Int32, bySignal: Bool) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        return (process.terminationStatus, process.terminationReason == .uncaughtSignal)
+    }
+
+    /// CPU seconds (user + system) the process has used so far, from /proc.
+    var cpuSeconds: Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
+/// A folder for one test, removed at the end.
+final class TestFolder {
+    let url: URL
+
+    init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("fairway-cli-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    /// Writes a configuration file and returns its path.
+    func config(_ yaml: String) throws -> String {
+        let path = path("fairway.yaml")
+        // Tests run side by side: each process listens on a port of its own.
+        let text = yaml.contains("http:") ? yaml : yaml + "\nhttp: { listen: \"127.0.0.1:0\" }\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+}
+
+func waitFor(timeout: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.002)
+    }
+    return try condition()
+}

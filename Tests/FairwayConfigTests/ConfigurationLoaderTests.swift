@@ -1,0 +1,165 @@
+import FairwayConfig
+import FairwayRuntime
+import FairwayScheduling
+import Foundation
+import Testing
+
+@Suite("Configuration file")
+struct ConfigurationLoaderTests {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    func parse(_ yaml: String, environment: [String: String] = [:]) throws -> FairwayConfiguration {
+        try ConfigurationLoader.parse(yaml: yaml, file: "test.yaml", environment: environment)
+    }
+
+    /// Parses `yaml`, which must fail, and returns the error.
+    func failure(_ yaml: String, environment: [String: String] = [:]) -> ConfigError? {
+        do {
+            _ = try parse(yaml, environment: environment)
+            Issue.record("expected an error for:\n\(yaml)")
+            return nil
+        } catch let error as ConfigError {
+            return error
+        } catch {
+            Issue.record("unexpected error \(error)")
+            return nil
+        }
+    }
+
+    @Test("the documented example in config/ parses, with the pattern expanded and the override applied")
+    func exampleFile() throws {
+        let path = Self.packageRoot.appendingPathComponent("config/fairway.yaml").path
+        let config = try ConfigurationLoader.load(path: path, environment: [:])
+        #expect(config.workers == 8)
+        #expect(config.cost == .count)
+        #expect(config.http.host == "127.0.0.1" && config.http.port == 9464)
+        #expect(config.http.adminToken == nil)
+        #expect(config.sources == [.sqlite(path: "fairway.db")])
+        #expect(config.queues.count == 103)
+        let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0) })
+        #expect(byName["billing"]?.settings.weight == 8)
+        #expect(byName["billing"]?.settings.maxConcurrency == 4)
+        #expect(byName["billing"]?.timeout == .seconds(30))
+        #expect(byName["email"]?.settings.rateLimit == RateLimit(perSecond: 50, burst: 10))
+        #expect(byName["tenant-1"]?.settings.weight == 1)
+        #expect(byName["tenant-7"]?.settings.weight == 2)
+        #expect(byName["tenant-100"]?.timeout == .seconds(1800))
+        #expect(byName["tenant-100"]?.retry.maxAttempts == 5)
+        #expect(config.queues.map(\.name).prefix(4) == ["billing", "email", "reports", "tenant-1"])
+    }
+
+    @Test("defaults apply under each queue's own fields")
+    func defaultsAndOverrides() throws {
+        let config = try parse(
+            """
+            defaults: { weight: 3, timeout: 10s, attempts: 2, prefetch: 4, rate: 600/m }
+            queues:
+              - { name: "a" }
+              - { name: "b", weight: 0.5, timeout: 250ms, paused: true }
+            """
+        )
+        #expect(config.queues[0].settings.weight == 3)
+        #expect(config.queues[0].timeout == .seconds(10))
+        #expect(config.queues[0].credit == 4)
+        #expect(config.queues[0].settings.rateLimit?.perSecond == 10)
+        #expect(config.queues[1].settings.weight == 0.5)
+        #expect(config.queues[1].timeout == .milliseconds(250))
+        #expect(config.queues[1].settings.paused)
+        #expect(config.queues[1].retry.maxAttempts == 2)
+    }
+
+    @Test("patterns: ranges, zero padding, lists and combinations")
+    func patterns() throws {
+        #expect(try QueueNamePattern.expand("t-{1..3}") == ["t-1", "t-2", "t-3"])
+        #expect(try QueueNamePattern.expand("t-{08..10}") == ["t-08", "t-09", "t-10"])
+        #expect(try QueueNamePattern.expand("{eu,us}-{1..2}") == ["eu-1", "eu-2", "us-1", "us-2"])
+        #expect(try QueueNamePattern.expand("plain") == ["plain"])
+        #expect(throws: QueueNamePattern.Problem.self) { try QueueNamePattern.expand("t-{3..1}") }
+        #expect(throws: QueueNamePattern.Problem.self) { try QueueNamePattern.expand("t-{1..3") }
+        #expect(throws: QueueNamePattern.Problem.self) { try QueueNamePattern.expand("t-{x}") }
+    }
+
+    @Test("environment variables are substituted, with fallbacks")
+    func environment() throws {
+        let config = try parse(
+            """
+            http: { listen: "0.0.0.0:${PORT}", adminToken: "${TOKEN:-none}" }
+            sources: [{ kind: amqp, url: "amqp://${USER}:${PASS}@localhost/%2f" }]
+            queues: [{ name: q }]
+            """,
+            environment: ["PORT": "9000", "USER": "app", "PASS": "s3cret"]
+        )
+        #expect(config.http.port == 9000)
+        #expect(config.http.adminToken == "none")
+        #expect(config.sources == [.amqp(AMQPSourceSettings(url: "amqp://app:s3cret@localhost/%2f"))])
+    }
+
+    /// Each kind of bad input, the field it must name, and words its message must contain.
+    static let badInputs: [(yaml: String, field: String, message: String, line: Int?)] = [
+        ("queues: [ { name: a ", "", "not valid YAML", nil),
+        ("", "", "empty", nil),
+        ("- a\n- b", "", "must be a mapping", 1),
+        ("wokers: 4\nqueues: [{name: a}]", "wokers", "did you mean 'workers'", 1),
+        ("workers: many\nqueues: [{name: a}]", "workers", "whole number", 1),
+        ("workers: 0\nqueues: [{name: a}]", "workers", "between 1 and 4096", 1),
+        ("cost: fast\nqueues: [{name: a}]", "cost", "one of count, time", 1),
+        ("http: { listen: nowhere }\nqueues: [{name: a}]", "http.listen", "HOST:PORT", 1),
+        ("sources: [{ kind: redis }]\nqueues: [{name: a}]", "sources[0].kind", "unknown source kind 'redis'", 1),
+        ("sources: [{ kind: sqlite }]\nqueues: [{name: a}]", "sources[0].path", "missing", 1),
+        ("sources: [{ kind: amqp, url: \"http://x\" }]\nqueues: [{name: a}]", "sources[0].url", "amqp://", 1),
+        (
+            "sources: [{ kind: amqp, url: \"amqp://h\", queueType: stream }]\nqueues: [{name: a}]",
+            "sources[0].queueType", "classic, quorum", 1
+        ),
+        (
+            "sources: [{ kind: amqp, url: \"amqp://h\", heartbeat: -1 }]\nqueues: [{name: a}]", "sources[0].heartbeat",
+            "between 0", 1
+        ),
+        ("workers: 2", "queues", "missing", 1),
+        ("queues: []", "queues", "at least one queue", 1),
+        ("queues: [{ weight: 2 }]", "queues[0].name", "needs a name", 1),
+        ("queues:\n  - { name: a }\n  - { name: \"t-{5..1}\" }", "queues[1].name", "counts down", 3),
+        ("queues: [{ name: a, weight: 0 }]", "queues[0].weight", "greater than 0", 1),
+        ("queues: [{ name: a, weight: -2 }]", "queues[0].weight", "greater than 0", 1),
+        ("queues: [{ name: a, weight: heavy }]", "queues[0].weight", "expected a number", 1),
+        ("queues: [{ name: a, maxConcurrency: 0 }]", "queues[0].maxConcurrency", "between 1", 1),
+        ("queues: [{ name: a, rate: fast }]", "queues[0].rate", "expected a rate", 1),
+        ("queues: [{ name: a, rate: 10/week }]", "queues[0].rate", "expected a rate", 1),
+        ("queues: [{ name: a, timeout: soon }]", "queues[0].timeout", "expected a duration", 1),
+        ("queues: [{ name: a, timeout: 0s }]", "queues[0].timeout", "greater than zero", 1),
+        ("queues: [{ name: a, attempts: 0 }]", "queues[0].attempts", "between 1 and 1000", 1),
+        ("queues: [{ name: a, jitter: 2 }]", "queues[0].jitter", "at most 1", 1),
+        ("queues: [{ name: a, paused: maybe }]", "queues[0].paused", "true or false", 1),
+        ("queues: [{ name: a, weigth: 2 }]", "queues[0].weigth", "did you mean 'weight'", 1),
+        ("queues: [{ name: a, weight: [1, 2] }]", "queues[0].weight", "single value", 1),
+        ("queues: [{ name: a, backoff: 10s, maxBackoff: 1s }]", "queues[0].maxBackoff", "less than backoff", nil),
+        ("queues: [{ name: a, name: b }]", "", "'name' given twice", 1),
+        ("queues: { a: 1 }", "queues", "expected a list of queues", 1),
+        (
+            "http: { adminToken: \"${MISSING_TOKEN}\" }\nqueues: [{name: a}]", "http.adminToken",
+            "MISSING_TOKEN is not set", 1
+        ),
+        ("defaults: { name: x }\nqueues: [{name: a}]", "defaults.name", "unknown field 'name'", 1),
+    ]
+
+    @Test("each kind of bad input names the file, the field and what is wrong", arguments: badInputs.indices)
+    func badInput(_ index: Int) {
+        let bad = Self.badInputs[index]
+        guard let error = failure(bad.yaml) else { return }
+        #expect(error.file == "test.yaml")
+        #expect(error.field == bad.field, "\(error)")
+        #expect(error.message.contains(bad.message), "\(error)")
+        if let line = bad.line {
+            #expect(error.line == line, "\(error)")
+        }
+        #expect(error.description.hasPrefix("test.yaml"))
+    }
+
+    @Test("a missing file is named")
+    func missingFile() {
+        #expect(throws: ConfigError(file: "/no/such/fairway.yaml", field: "", message: "no such file")) {
+            _ = try ConfigurationLoader.load(path: "/no/such/fairway.yaml")
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import FairwayJobs
+import FairwayRuntime
+import FairwayScheduling
+import Foundation
+import Synchronization
+import Testing
+
+/// Invariants 4 and 5 on the real pool: push dispatch, blocked handlers block only their own thread,
+/// concurrency caps hold under real threads.
+@Suite("Worker pool", .timeLimit(.minutes(2)))
+struct WorkerPoolTests {
+    static let block = JobName<NoParameters>("block")
+    static let record = JobName<NoParameters>("record")
+
+    @Test("with every worker blocked, a waiting job starts as soon as one worker frees")
+    func blockedWorkersFreeUp() throws {
+        let gates = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
+        let entered = Shared(0)
+        let recorded = Shared<[UInt64]>([])
+        let harness = try EngineHarness(
+            workers: 2,
+            queues: [QueueDefinition(name: "slow"), QueueDefinition(name: "fast")]
+        ) { registry in
+            registry.register(Self.block) { _, _ in
+                let index = entered.update { value -> Int in
+                    value += 1
+                    return value - 1
+                }
+                gates[index].wait()
+            }
+            registry.register(Self.record) { _, _ in
+                recorded.update { $0.append(MonotonicClock.now) }
+            }
+        }
+        try harness.start()
+        defer { harness.stop() }
+        harness.source.enqueue(queue: "slow", jobType: "block")
+        harness.source.enqueue(queue: "slow", jobType: "block")
+        #expect(eventually { entered.read() == 2 })
+        harness.source.enqueue(queue: "fast", jobType: "record")
+        Thread.sleep(forTimeInterval: 0.05)
+        #expect(recorded.read().isEmpty, "no worker was free, yet the job ran")
+        let released = MonotonicClock.now
+        gates[0].signal()
+        #expect(eventually { recorded.read().count == 1 })
+        // The other worker is still blocked: the job ran on the one that was freed, promptly.
+        let delay = Double(recorded.read()[0] - released) / 1e9
+        #expect(delay < 0.5, "started \(delay) s after a worker freed")
+        gates[1].signal()
+    }
+
+    @Test("a job arriving at an idle pool starts within milliseconds (no polling sleep)")
+    func idleDispatchIsPrompt() throws {
+        let started = Shared<[UInt64]>([])
+        let harness = try EngineHarness(workers: 2, queues: [QueueDefinition(name: "q")]) { registry in
+            registry.register(Self.record) { _, _ in started.update { $0.append(MonotonicClock.now) } }
+        }
+        try harness.start()
+        defer { harness.stop() }
+        var delays: [Double] = []
+        for round in 1...30 {
+            Thread.sleep(forTimeInterval: 0.01)
+            let enqueued = MonotonicClock.now
+            harness.source.enqueue(queue: "q", jobType: "record")
+            #expect(eventually { started.read().count == round })
+            delays.append(Double(started.read()[round - 1] - enqueued) / 1e9)
+        }
+        delays.sort()
+        let median = delays[delays.count / 2]
+        // A worker that polled every 100 ms would show a median near 50 ms.
+        #expect(median < 0.005, "median enqueue-to-start \(median * 1000) ms")
+    }
+
+    @Test("max concurrency is never exceeded under real threads, and is reached")
+    func maxConcurrencyUnderThreads() throws {
+        let running = Atomic<Int>(0)
+        let peak = Atomic<Int>(0)
+        let probe = JobName<NoParameters>("probe")
+        let harness = try EngineHarness(
+            workers: 6,
+            queues: [
+                QueueDefinition(name: "capped", settings: QueueSettings(weight: 10, maxConcurrency: 2)),
+                QueueDefinition(name: "free"),
+            ]
+        ) { registry in
+            registry.register(probe) { _, _ in
+                let now = running.add(1, ordering: .sequentiallyConsistent).newValue
+                _ = peak.max(now, ordering: .sequentiallyConsistent)
+                BuiltinJobs.blockThread(nanoseconds: 2_000_000)
+                running.subtract(1, ordering: .sequentiallyConsistent)
+            }
+        }
+        try harness.start()
+        defer { harness.stop() }
+        for _ in 0..<200 {
+            harness.source.enqueue(queue: "capped", jobType: "probe")
+            harness.source.enqueue(queue: "free", jobType: "sleep", payload: Array(#"{"ms": 1}"#.utf8))
+        }
+        #expect(eventually { harness.snapshot("capped").succeeded == 200 && harness.snapshot("free").succeeded == 200 })
+        #expect(peak.load(ordering: .sequentiallyConsistent) == 2)
+    }
+
+    @Test("weights hold on the real pool: 1:2:4 over noop jobs")
+    func weightedSharesOnThePool() throws {
+        let harness = try EngineHarness(
+            workers: 2,
+            queues: [1.0, 2, 4].map { QueueDefinition(name: "w\(Int($0))", settings: QueueSettings(weight: $0)) }
+        )
+        let backlog = 50_000
+        for name in ["w1", "w2", "w4"] {
+            harness.source.enqueue(queue: name, jobType: "noop", payloads: Array(repeating: [], count: backlog))
+        }
+        try harness.start()
+        defer { harness.stop() }
+        // One consistent snapshot, taken as the total passes 7,000 jobs.
+        var measured: EngineSnapshot?
+        #expect(
+            eventually {
+                let snapshot = harness.engine.snapshot()
+                guard snapshot.queues.reduce(0, { $0 + $1.succeeded }) >= 7_000 else { return false }
+                measured = snapshot
+                return true
+            }
+        )
+        let done = try #require(measured).queues.map { Double($0.succeeded) }
+        // Every queue was still backlogged when measured: otherwise fairness says nothing about its share.
+        #expect(done.allSatisfy { $0 < Double(backlog - 64) })
+        let total = done.reduce(0, +)
+        let shares = done.map { $0 / total }
+        #expect(abs(shares[0] - 1.0 / 7) < 0.02, "\(shares)")
+        #expect(abs(shares[1] - 2.0 / 7) < 0.02, "\(shares)")
+        #expect(abs(shares[2] - 4.0 / 7) < 0.02, "\(shares)")
+    }
+
+    @Test("a paused queue is skipped while others flow, and runs again when resumed")
+    func pauseAndResume() throws {
+        let harness = try EngineHarness(
+            workers: 2,
+            queues: [
+                QueueDefinition(name: "held", settings: QueueSettings(paused: true)),
+                QueueDefinition(name: "open"),
+            ]
+        )
+        try harness.start()
+        defer { harness.stop() }
+        for _ in 0..<50 {
+            harness.source.enqueue(queue: "held", jobType: "noop")
+            harness.source.enqueue(queue: "open", jobType: "noop")
+        }
+        #expect(eventually { harness.snapshot("open").succeeded == 50 })
+        Thread.sleep(forTimeInterval: 0.05)
+        #expect(harness.snapshot("held").completed == 0)
+        try harness.engine.updateQueue(named: "held", settings: QueueSettings(paused: false))
+        #expect(eventually { harness.snapshot("held").succeeded == 50 })
+    }
+
+    @Test("async handlers run on the pool and may await")
+    func asyncHandlers() throws {
+        let waited = JobName<NoParameters>("waited")
+        let harness = try EngineHarness(workers: 2, queues: [QueueDefinition(name: "q")]) { registry in
+            registry.register(
+                waited,
+                executeAsync: { _, _ in
+                    try await Task.sleep(for: .milliseconds(2))
+                })
+        }
+        try harness.start()
+        defer { harness.stop() }
+        for _ in 0..<20 { harness.source.enqueue(queue: "q", jobType: "waited") }
+        #expect(eventually { harness.snapshot("q").succeeded == 20 })
+        #expect(harness.source.ackedCount == 20)
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+
+@testable import FairwaySQLite
+
+@Suite("Queue file")
+struct QueueFileTests {
+    @Test("a new file is created in WAL mode with synchronous=NORMAL, and marked as Fairway's")
+    func createsFile() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        _ = try SQLiteQueue(path: path)
+        let connection = try QueueFile.open(path: path, create: false)
+        #expect(try connection.query("PRAGMA journal_mode") { $0.text(0) }.first == "wal")
+        #expect(try connection.query("PRAGMA synchronous") { $0.int(0) }.first == 1)
+        #expect(try connection.query("PRAGMA application_id") { $0.int64(0) }.first == QueueFile.applicationID)
+    }
+
+    @Test("a file that is not SQLite is refused and left exactly as it was")
+    func refusesNonSQLite() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("notes.txt")
+        let content = Data("these are my notes, not a database\n".utf8)
+        try content.write(to: URL(fileURLWithPath: path))
+        #expect(throws: QueueFileError.notSQLite(path: path)) { try SQLiteQueue(path: path) }
+        #expect(throws: QueueFileError.notSQLite(path: path)) { try SQLiteSource(path: path) }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == content)
+        #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+    }
+
+    @Test("a SQLite file of another program is refused and left exactly as it was")
+    func refusesForeignSQLite() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("app.db")
+        try sql(path, "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ada');")
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        do {
+            _ = try SQLiteQueue(path: path)
+            Issue.record("a foreign database was accepted")
+        } catch let error as QueueFileError {
+            #expect(error.description.contains(path))
+            #expect(error.description.contains("not a Fairway queue file"))
+            #expect(error.description.contains("users"))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        #expect(try sqlInt(path, "PRAGMA application_id") == 0)
+    }
+
+    @Test("a missing file is refused when it may not be created")
+    func missingFile() {
+        #expect(throws: QueueFileError.missing(path: "/no/such/q.db")) {
+            try SQLiteQueue(path: "/no/such/q.db", create: false)
+        }
+    }
+
+    @Test("an invalid payload is refused with the reason and nothing is written")
+    func invalidPayload() throws {
+        let folder = TemporaryFolder()
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        #expect(throws: EnqueueError(index: nil, message: #"payload is not valid JSON: {"ms": "#)) {
+            try file.enqueue(NewJob(queue: "q", type: "sleep", payload: Array(#"{"ms": "#.utf8)))
+        }
+        let batch = [
+            NewJob(queue: "q", type: "noop"),
+            NewJob(queue: "q", type: "noop", payload: Array("nope".utf8)),
+        ]
+        do {
+            try file.enqueue(contentsOf: batch)
+            Issue.record("an invalid batch was accepted")
+        } catch let error as EnqueueError {
+            #expect(error.index == 1)
+            #expect(error.description.hasPrefix("job 2: payload is not valid JSON"))
+        }
+        #expect(throws: EnqueueError.self) { try file.enqueue(NewJob(queue: "", type: "noop")) }
+        #expect(throws: EnqueueError.self) { try file.enqueue(NewJob(queue: "q", type: "")) }
+        #expect(try file.stats().isEmpty, "nothing may be written by a refused enqueue")
+    }
+
+    @Test("a full database gives an error naming the file, and loses nothing already written")
+    func fullDatabase() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        let file = try SQLiteQueue(path: path)
+        try file.enqueue(contentsOf: (0..<10).map { _ in NewJob(queue: "q", type: "noop") })
+        file.limitPages(to: try file.pageCount() + 2)
+        var failure: (any Error)?
+        do {
+            for _ in 0..<100 {
+                try file.enqueue(
+                    contentsOf: (0..<200).map { _ in
+                        NewJob(queue: "q", type: "noop", payload: Array(repeating: UInt8(ascii: "1"), count: 200))
+                    })
+            }
+        } catch {
+            failure = error
+        }
+        let error = try #require(failure as? SQLiteError)
+        #expect(error.isFull)
+        #expect(error.description.contains(path))
+        let ready = try file.stats()["q"]?.ready ?? 0
+        #expect(ready >= 10)
+        #expect((ready - 10) % 200 == 0, "a failed batch is written whole or not at all")
+    }
+}
