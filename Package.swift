@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "FairwayScheduling", targets: ["FairwayScheduling"]),
         .library(name: "FairwayJobs", targets: ["FairwayJobs"]),
         .library(name: "FairwayRuntime", targets: ["FairwayRuntime"]),
+        .library(name: "FairwayProcessWorkers", targets: ["FairwayProcessWorkers"]),
         .library(name: "FairwayConfig", targets: ["FairwayConfig"]),
         .library(name: "FairwaySQLite", targets: ["FairwaySQLite"]),
         .library(name: "FairwayAMQP", targets: ["FairwayAMQP"]),
@@ -36,12 +37,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log")
             ]
         ),
+        // fork/exec and prctl for worker processes: what must not be written in Swift.
+        .systemLibrary(
+            name: "CProcess"
+        ),
+        // Process-isolated workers: the framed pipe protocol, supervised children, the worker-side loop.
+        .target(
+            name: "FairwayProcessWorkers",
+            dependencies: [
+                "CProcess",
+                "FairwayJobs",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Sources, the worker thread pool and the dispatcher that joins them to the scheduler.
         .target(
             name: "FairwayRuntime",
             dependencies: [
                 "FairwayScheduling",
                 "FairwayJobs",
+                "FairwayProcessWorkers",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -99,6 +114,8 @@ let package = Package(
             dependencies: [
                 "FairwayScheduling",
                 "FairwayRuntime",
+                "FairwayProcessWorkers",
+                "FairwaySQLite",
                 "FairwayAMQP",
                 .product(name: "Yams", package: "Yams"),
             ]

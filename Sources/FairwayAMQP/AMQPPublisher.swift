@@ -63,8 +63,7 @@ public final class AMQPPublisher {
             try drain(&outstanding, &refused, wait: true)
         }
         if refused > 0 {
-            throw AMQPError(
-                message: "the broker refused \(refused) of \(jobs.count) messages", code: 0, connectionLost: false)
+            throw AMQPPublishRefused(refused: refused, total: jobs.count)
         }
     }
 
@@ -91,4 +90,16 @@ public final class AMQPPublisher {
     }
 
     public func close() { connection.close() }
+}
+
+/// The broker nacked publishes: a queue at its `max-length` with `overflow: reject-publish` (queue full), or a
+/// broker out of resources. The others were confirmed.
+public struct AMQPPublishRefused: Error, CustomStringConvertible, Equatable {
+    public var refused: Int
+    public var total: Int
+
+    public var description: String {
+        "the broker refused \(refused) of \(total) messages: the queue is full (its max-length policy rejects"
+            + " publishes) or the broker is short of resources; retry later"
+    }
 }

@@ -1,5 +1,7 @@
 import FairwayAMQP
+import FairwayProcessWorkers
 import FairwayRuntime
+import FairwaySQLite
 import FairwayScheduling
 import Foundation
 import Yams
@@ -71,11 +73,23 @@ struct QueueFields {
     var jitter: Double?
     var paused: Bool?
     var prefetch: Int?
+    var isolation: IsolationMode?
+    var command: [String]?
+    var recycleAfterJobs: Int?
+    var recycleAboveMemoryMB: Int?
+    var killGrace: Duration?
+    var maxBacklog: Int?
+    var backlogRetryAfter: Duration?
 
     static let keys = [
         "weight", "maxConcurrency", "rate", "burst", "timeout", "attempts", "backoff", "maxBackoff", "jitter",
-        "paused", "prefetch",
+        "paused", "prefetch", "isolation", "command", "recycleAfterJobs", "recycleAboveMemoryMB", "killGrace",
+        "maxBacklog", "backlogRetryAfter",
     ]
+
+    enum IsolationMode: String, CaseIterable {
+        case thread, process
+    }
 
     /// Fields set here replace those of `base`.
     func over(_ base: QueueFields) -> QueueFields {
@@ -90,7 +104,14 @@ struct QueueFields {
             maxBackoff: maxBackoff ?? base.maxBackoff,
             jitter: jitter ?? base.jitter,
             paused: paused ?? base.paused,
-            prefetch: prefetch ?? base.prefetch
+            prefetch: prefetch ?? base.prefetch,
+            isolation: isolation ?? base.isolation,
+            command: command ?? base.command,
+            recycleAfterJobs: recycleAfterJobs ?? base.recycleAfterJobs,
+            recycleAboveMemoryMB: recycleAboveMemoryMB ?? base.recycleAboveMemoryMB,
+            killGrace: killGrace ?? base.killGrace,
+            maxBacklog: maxBacklog ?? base.maxBacklog,
+            backlogRetryAfter: backlogRetryAfter ?? base.backlogRetryAfter
         )
     }
 }
@@ -133,7 +154,7 @@ struct ConfigReader {
             if case .amqp(let settings) = source { return settings.prefetch }
             return nil
         }.first
-        let queues = try queueList(queuesNode, defaults: defaults ?? QueueFields(), prefetch: sourcePrefetch)
+        let (queues, limits) = try queueList(queuesNode, defaults: defaults ?? QueueFields(), prefetch: sourcePrefetch)
         return FairwayConfiguration(
             workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
             cost: cost,
@@ -141,7 +162,8 @@ struct ConfigReader {
             sources: sources,
             queues: queues,
             drainTimeout: drain,
-            scale: scale
+            scale: scale,
+            backlogLimits: limits
         )
     }
 
@@ -243,7 +265,9 @@ struct ConfigReader {
         }
     }
 
-    func queueList(_ node: Node, defaults: QueueFields, prefetch: Int?) throws -> [QueueDefinition] {
+    func queueList(_ node: Node, defaults: QueueFields, prefetch: Int?) throws -> (
+        [QueueDefinition], [String: BacklogLimit]
+    ) {
         guard case .sequence(let items) = node else {
             throw error("queues", node, "expected a list of queues, e.g. - { name: \"billing\", weight: 8 }")
         }
@@ -278,7 +302,18 @@ struct ConfigReader {
                 origin[expanded] = field
             }
         }
-        return try order.map { name in
+        var limits: [String: BacklogLimit] = [:]
+        for name in order {
+            let fields = merged[name]!
+            if let maxBacklog = fields.maxBacklog {
+                limits[name] = BacklogLimit(maxBacklog: maxBacklog, retryAfter: fields.backlogRetryAfter ?? .seconds(5))
+            } else if fields.backlogRetryAfter != nil {
+                throw error(
+                    "\(origin[name]!).backlogRetryAfter", nil,
+                    "queue '\(name)': backlogRetryAfter needs maxBacklog")
+            }
+        }
+        let definitions = try order.map { name in
             let fields = merged[name]!
             let backoff = fields.backoff ?? .seconds(1)
             let maxBackoff = fields.maxBackoff ?? max(backoff, .seconds(600))
@@ -304,9 +339,36 @@ struct ConfigReader {
                     maxBackoff: maxBackoff,
                     jitter: fields.jitter ?? 0.25
                 ),
-                credit: fields.prefetch ?? prefetch ?? 32
+                credit: fields.prefetch ?? prefetch ?? 32,
+                isolation: try isolation(fields, queue: name, field: origin[name]!)
             )
         }
+        return (definitions, limits)
+    }
+
+    /// The queue's isolation; process settings without `isolation: process` are a mistake worth naming.
+    func isolation(_ fields: QueueFields, queue: String, field: String) throws -> Isolation {
+        guard fields.isolation == .process else {
+            let stray = [
+                ("command", fields.command != nil), ("recycleAfterJobs", fields.recycleAfterJobs != nil),
+                ("recycleAboveMemoryMB", fields.recycleAboveMemoryMB != nil), ("killGrace", fields.killGrace != nil),
+            ].first { $0.1 }
+            if let stray {
+                throw error(
+                    "\(field).\(stray.0)", nil,
+                    "queue '\(queue)': \(stray.0) applies to worker processes; add isolation: process")
+            }
+            return .thread
+        }
+        let defaults = ProcessWorkerSettings()
+        return .process(
+            ProcessWorkerSettings(
+                command: fields.command ?? [],
+                recycleAfterJobs: fields.recycleAfterJobs ?? defaults.recycleAfterJobs,
+                recycleAboveMemoryBytes: fields.recycleAboveMemoryMB.map { $0 << 20 }
+                    ?? defaults.recycleAboveMemoryBytes,
+                killGrace: fields.killGrace ?? defaults.killGrace
+            ))
     }
 
     func queueFields(_ node: Node, _ field: String, allowName: Bool) throws -> (
@@ -333,6 +395,13 @@ struct ConfigReader {
             case "jitter": fields.jitter = try number(value, path, atLeast: 0, max: 1)
             case "paused": fields.paused = try boolean(value, path)
             case "prefetch": fields.prefetch = try integer(value, path, in: 1...65535)
+            case "isolation": fields.isolation = try choice(value, path, QueueFields.IsolationMode.allCases)
+            case "command": fields.command = try command(value, path)
+            case "recycleAfterJobs": fields.recycleAfterJobs = try integer(value, path, in: 0...1_000_000_000)
+            case "recycleAboveMemoryMB": fields.recycleAboveMemoryMB = try integer(value, path, in: 0...1_048_576)
+            case "killGrace": fields.killGrace = try duration(value, path, allowZero: true)
+            case "maxBacklog": fields.maxBacklog = try integer(value, path, in: 1...1_000_000_000)
+            case "backlogRetryAfter": fields.backlogRetryAfter = try duration(value, path, allowZero: false)
             default: break
             }
         }
@@ -340,6 +409,23 @@ struct ConfigReader {
     }
 
     // MARK: - Scalars
+
+    /// A worker command: a list of strings (program first), or one string split on spaces.
+    func command(_ node: Node, _ field: String) throws -> [String] {
+        let parts: [String]
+        switch node {
+        case .sequence(let items):
+            parts = try items.enumerated().map { try string($0.element, "\(field)[\($0.offset)]") }
+        case .scalar:
+            parts = try string(node, field).split(separator: " ").map(String.init)
+        default:
+            throw error(field, node, "expected the program and its arguments, e.g. [\"python3\", \"worker.py\"]")
+        }
+        guard let first = parts.first, !first.isEmpty else {
+            throw error(field, node, "expected the program and its arguments, e.g. [\"python3\", \"worker.py\"]")
+        }
+        return parts
+    }
 
     func mapping(_ node: Node, _ field: String, allowed: [String]) throws -> [String: Node] {
         guard case .mapping(let pairs) = node else {

@@ -1,4 +1,5 @@
 import FairwayRuntime
+import FairwaySQLite
 import FairwayScheduling
 
 /// A validated Fairway configuration file.
@@ -14,6 +15,8 @@ public struct FairwayConfiguration: Sendable, Equatable {
     public var drainTimeout: Duration
     /// How `/scale` turns load into a number of workers.
     public var scale: ScaleSettings
+    /// Load shedding for SQLite sources: the queues with a maximum backlog, written into the queue file.
+    public var backlogLimits: [String: BacklogLimit]
 
     public init(
         workers: Int,
@@ -22,8 +25,10 @@ public struct FairwayConfiguration: Sendable, Equatable {
         sources: [SourceSettings] = [],
         queues: [QueueDefinition],
         drainTimeout: Duration = .seconds(30),
-        scale: ScaleSettings = ScaleSettings()
+        scale: ScaleSettings = ScaleSettings(),
+        backlogLimits: [String: BacklogLimit] = [:]
     ) {
+        self.backlogLimits = backlogLimits
         self.scale = scale
         self.workers = workers
         self.cost = cost

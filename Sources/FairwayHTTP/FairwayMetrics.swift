@@ -12,7 +12,7 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
     public enum Outcome: String, CaseIterable, Sendable {
         case success, retry
         case deadLetter = "dead_letter"
-        case timeout, released
+        case timeout, crash, released
     }
 
     static let runBuckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800]
@@ -125,6 +125,7 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         let label: Outcome
         switch (outcome, settlement) {
         case (.timedOut, _): label = .timeout
+        case (.crashed, _): label = .crash
         case (_, .ack): label = .success
         case (_, .retry): label = .retry
         case (_, .deadLetter): label = .deadLetter

@@ -8,8 +8,13 @@ public enum BuiltinJobs {
     public static let sleep = JobName<SleepParameters>("sleep")
     /// Throws with the given message: `{"message": "boom"}`. Retried, then dead-lettered.
     public static let fail = JobName<FailParameters>("fail")
-    /// Traps (fatalError) on purpose: a job that takes its process down.
+    /// Takes its process down on purpose: traps (fatalError) by default; `{"how": "segfault"}` raises SIGSEGV,
+    /// `"kill"` SIGKILL (what an OOM kill looks like), `"exit"` exits with status 3.
     public static let crash = "crash"
+
+    struct CrashParameters: Decodable {
+        var how: String?
+    }
     /// Appends a line to a file, then optionally sleeps: `{"path": "/tmp/runs.log", "line": "job-7", "ms": 2}`.
     /// Writes `line` followed by the job id and attempt, in one append, so a test can count every execution.
     public static let append = JobName<AppendParameters>("append")
@@ -73,7 +78,14 @@ public enum BuiltinJobs {
         }
         registry.register(
             rawJobType: crash,
-            body: .blocking { _, context in
+            body: .blocking { payload, context in
+                let how = (try? JSONDecoder().decode(CrashParameters.self, from: Data(payload)))?.how ?? "trap"
+                switch how {
+                case "segfault": raise(SIGSEGV)
+                case "kill": raise(SIGKILL)
+                case "exit": exit(3)
+                default: break
+                }
                 fatalError("crash job on queue '\(context.queue)' trapped on purpose (attempt \(context.attempt))")
             })
     }

@@ -1,5 +1,6 @@
 import DequeModule
 import FairwayJobs
+import FairwayProcessWorkers
 import FairwayScheduling
 import Foundation
 import Logging
@@ -55,6 +56,7 @@ public final class Engine: @unchecked Sendable {
 
     public let configuration: EngineConfiguration
     private let runner: JobRunner
+    private let processPools: [ProcessWorkerSettings: WorkerProcessPool]
     private let sources: [any JobSource]
     private let logger: Logger
     private let observer: (any EngineObserver)?
@@ -90,6 +92,13 @@ public final class Engine: @unchecked Sendable {
         self.observer = observer
         self.configuration = configuration
         self.runner = JobRunner(registry: registry)
+        var pools: [ProcessWorkerSettings: WorkerProcessPool] = [:]
+        for definition in configuration.queues {
+            if case .process(let settings) = definition.isolation, pools[settings] == nil {
+                pools[settings] = WorkerProcessPool(settings: settings)
+            }
+        }
+        self.processPools = pools
         self.sources = sources
         self.logger = logger
         self.workAvailable = Monitor.Condition(monitor)
@@ -159,8 +168,7 @@ public final class Engine: @unchecked Sendable {
             }
             for slot in slots where slot.state == .running {
                 if slot.claim(.abandoned), let delivery = slot.delivery {
-                    slot.cancellation.cancel()
-                    slot.task?.cancel()
+                    slot.cancelJob()
                     abandoned.append((delivery, slot))
                 }
             }
@@ -180,6 +188,9 @@ public final class Engine: @unchecked Sendable {
         }
         for source in sources {
             source.close()
+        }
+        for pool in processPools.values {
+            pool.shutdown()
         }
         monitor.withLock {
             stateChanged.broadcast()
@@ -356,15 +367,20 @@ public final class Engine: @unchecked Sendable {
                 cancellation: slot.cancellation,
                 logger: logger
             )
-            let outcome = runner.run(
-                delivery,
-                context: context,
-                executor: { slot.executor },
-                taskStarted: { task in
-                    monitor.withLock { slot.task = task }
-                    if slot.state == .abandoned { task.cancel() }
-                }
-            )
+            let outcome: JobOutcome
+            if case .process(let settings) = definition.isolation, let pool = processPools[settings] {
+                outcome = runInProcess(delivery, context: context, timeout: definition.timeout, pool: pool, slot: slot)
+            } else {
+                outcome = runner.run(
+                    delivery,
+                    context: context,
+                    executor: { slot.executor },
+                    taskStarted: { task in
+                        monitor.withLock { slot.task = task }
+                        if slot.state == .abandoned { task.cancel() }
+                    }
+                )
+            }
             let ended = MonotonicClock.now
             if slot.claim(.finishing) {
                 let settlement = definition.retry.settlement(
@@ -395,6 +411,43 @@ public final class Engine: @unchecked Sendable {
         slots.removeAll { $0 === slot }
         stateChanged.broadcast()
         monitor.unlock()
+    }
+
+    /// Runs a job of a process-isolated queue in a worker process, blocking this worker thread until it ends.
+    private func runInProcess(
+        _ delivery: Delivery, context: JobContext, timeout: Duration, pool: WorkerProcessPool, slot: WorkerSlot
+    ) -> JobOutcome {
+        var job = WorkerMessage(kind: .job)
+        job.id = context.jobID
+        job.queue = context.queue
+        job.jobType = delivery.jobType
+        job.attempt = delivery.attempt
+        job.maxAttempts = context.maxAttempts
+        job.timeoutSeconds = timeout.seconds
+        let result = pool.run(job, payload: delivery.payload) { cancel in
+            monitor.withLock { slot.cancelProcess = cancel }
+            if slot.state == .abandoned { cancel() }
+        }
+        monitor.withLock { slot.cancelProcess = nil }
+        switch result {
+        case .finished(.success, _):
+            return .succeeded
+        case .finished(.failure, let reason):
+            return .failed(reason: reason ?? "the worker reported a failure without a reason")
+        case .finished(.rejected, let reason):
+            return .rejected(reason: reason ?? "the worker rejected the job without a reason")
+        case .crashed(let reason):
+            // A worker killed after its job timed out is the timeout's doing, already reported.
+            guard slot.state != .abandoned else { return .crashed(reason: reason) }
+            logger.warning(
+                "worker process crashed",
+                metadata: ["queue": "\(context.queue)", "job": "\(delivery.jobType)", "reason": "\(reason)"])
+            return .crashed(reason: reason)
+        case .notStarted(let reason):
+            logger.error(
+                "worker process could not start", metadata: ["queue": "\(context.queue)", "reason": "\(reason)"])
+            return .failed(reason: reason)
+        }
     }
 
     /// Waits for the next job the scheduler picks, or returns nil when the worker should exit.
@@ -453,6 +506,7 @@ public final class Engine: @unchecked Sendable {
         case .failed: counters[index].failed += 1
         case .timedOut: counters[index].timedOut += 1
         case .rejected: counters[index].rejected += 1
+        case .crashed: counters[index].crashed += 1
         case nil: break
         }
         switch settlement {
@@ -488,8 +542,7 @@ public final class Engine: @unchecked Sendable {
             for slot in slots where slot.state == .running {
                 if slot.deadline <= now {
                     if slot.claim(.abandoned), let delivery = slot.delivery {
-                        slot.cancellation.cancel()
-                        slot.task?.cancel()
+                        slot.cancelJob()
                         expired.append((delivery, slot, definitions[delivery.queue.index]))
                     }
                 } else {

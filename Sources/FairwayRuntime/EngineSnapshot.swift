@@ -14,6 +14,8 @@ public struct QueueSnapshot: Sendable, Hashable {
     /// Runs that threw (each is then retried or dead-lettered).
     public var failed: Int = 0
     public var timedOut: Int = 0
+    /// Runs whose worker process died under them.
+    public var crashed: Int = 0
     /// Runs that could never succeed (unknown type, undecodable payload, a permanent error).
     public var rejected: Int = 0
     /// Settlements by kind.
@@ -27,7 +29,7 @@ public struct QueueSnapshot: Sendable, Hashable {
     public var waitSamples: Int = 0
 
     /// Runs that ended, whatever their outcome.
-    public var completed: Int { succeeded + failed + timedOut + rejected }
+    public var completed: Int { succeeded + failed + timedOut + crashed + rejected }
 }
 
 /// A consistent view of the engine at one instant.

@@ -37,7 +37,7 @@ public struct RetryPolicy: Sendable, Hashable {
             return .ack
         case .rejected(let reason):
             return .deadLetter(reason: reason)
-        case .failed(let reason):
+        case .failed(let reason), .crashed(let reason):
             return retryOrDeadLetter(reason: reason, attempt: attempt, random: random)
         case .timedOut(let limit):
             return retryOrDeadLetter(
@@ -65,6 +65,8 @@ public enum JobOutcome: Sendable, Hashable {
     case failed(reason: String)
     /// The job ran past its queue's timeout; retried while attempts remain.
     case timedOut(after: Duration)
+    /// The worker process running the job died (a trap, a signal, an OOM kill); retried while attempts remain.
+    case crashed(reason: String)
     /// The job can never succeed (unknown type, undecodable payload, a permanent error): dead-lettered at once.
     case rejected(reason: String)
 
@@ -74,6 +76,7 @@ public enum JobOutcome: Sendable, Hashable {
         case .succeeded: return "success"
         case .failed: return "failure"
         case .timedOut: return "timeout"
+        case .crashed: return "crash"
         case .rejected: return "rejected"
         }
     }

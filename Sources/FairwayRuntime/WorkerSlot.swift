@@ -1,4 +1,5 @@
 import FairwayJobs
+import FairwayProcessWorkers
 import FairwayScheduling
 import Synchronization
 
@@ -26,6 +27,8 @@ final class WorkerSlot: @unchecked Sendable {
     var deadline: UInt64 = .max
     var waitSeconds: Double?
     var task: Task<Void, Never>?
+    /// Stops the worker process running this slot's job, when it runs in one.
+    var cancelProcess: WorkerCancel?
 
     // Touched only by the slot's own thread.
     private var ownExecutor: WorkerThreadExecutor?
@@ -53,5 +56,14 @@ final class WorkerSlot: @unchecked Sendable {
         let made = WorkerThreadExecutor()
         ownExecutor = made
         return made
+    }
+}
+
+extension WorkerSlot {
+    /// Tells whatever runs the job to stop: the flag a handler polls, its task, its worker process.
+    func cancelJob() {
+        cancellation.cancel()
+        task?.cancel()
+        cancelProcess?()
     }
 }

@@ -26,7 +26,7 @@ public enum QueueFileError: Error, CustomStringConvertible, Equatable, Sendable 
 enum QueueFile {
     /// `PRAGMA application_id` of a Fairway queue file: "FWAY".
     static let applicationID: Int64 = 0x4657_4159
-    static let schemaVersion = 1
+    static let schemaVersion = 2
 
     static let schema = """
         CREATE TABLE jobs (
@@ -70,6 +70,16 @@ enum QueueFile {
             heartbeat_at INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE fairway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        """ + limitsTable
+
+    /// Load shedding: the most jobs a queue may have waiting (ready or delayed) before enqueues are refused.
+    /// Added in schema version 2; version-1 files get it when opened.
+    static let limitsTable = """
+        CREATE TABLE IF NOT EXISTS queue_limits (
+            queue TEXT PRIMARY KEY,
+            max_backlog INTEGER NOT NULL,
+            retry_after_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
         """
 
     /// Opens a queue file, creating and initialising it when `create` is true and it does not exist or is
@@ -112,6 +122,12 @@ enum QueueFile {
         if applicationID == Self.applicationID {
             let version = try connection.query("PRAGMA user_version") { $0.int(0) }.first ?? 0
             guard version <= schemaVersion else { throw QueueFileError.newerSchema(path: path, version: version) }
+            if version < schemaVersion {
+                try connection.transaction {
+                    try connection.execute(limitsTable)
+                    try connection.execute("PRAGMA user_version = \(schemaVersion)")
+                }
+            }
             return
         }
         guard applicationID == 0 else {

@@ -36,6 +36,35 @@ public struct EnqueueError: Error, CustomStringConvertible, Equatable, Sendable 
     }
 }
 
+/// How many jobs a queue may have waiting before enqueues are refused, and what the refusal advises.
+public struct BacklogLimit: Sendable, Hashable {
+    /// The most jobs ready or delayed at once.
+    public var maxBacklog: Int
+    /// How long a refused producer is told to wait before trying again.
+    public var retryAfter: Duration
+
+    public init(maxBacklog: Int, retryAfter: Duration = .seconds(5)) {
+        self.maxBacklog = max(1, maxBacklog)
+        self.retryAfter = retryAfter
+    }
+}
+
+/// An enqueue refused because the queue's backlog is at its configured maximum; nothing was written.
+public struct QueueFullError: Error, CustomStringConvertible, Equatable, Sendable {
+    public var queue: String
+    /// Jobs waiting when the enqueue was refused.
+    public var backlog: Int
+    public var limit: BacklogLimit
+    /// Jobs the refused call tried to add to this queue.
+    public var adding: Int
+
+    public var description: String {
+        let seconds = max(1, Int(limit.retryAfter.seconds.rounded(.up)))
+        return "queue '\(queue)' is full (\(backlog) jobs waiting, limit \(limit.maxBacklog)"
+            + (adding > 1 ? ", \(adding) more asked for" : "") + "), retry after \(seconds) s"
+    }
+}
+
 /// Counts of one queue in the queue file.
 public struct QueueFileStats: Sendable, Hashable, Codable {
     /// Jobs that may run now.
@@ -122,6 +151,7 @@ public final class SQLiteQueue: @unchecked Sendable {
             """
         )
         defer { insert.reset() }
+        try checkBacklog(for: jobs, in: connection)
         var ids: [Int64] = []
         ids.reserveCapacity(jobs.count)
         for job in jobs {
@@ -135,6 +165,69 @@ public final class SQLiteQueue: @unchecked Sendable {
             ids.append(insert.int64(0))
         }
         return ids
+    }
+
+    /// Throws ``QueueFullError`` when adding `jobs` would take a queue past its backlog limit. Runs inside the
+    /// caller's transaction, so the count and the insert see the same file.
+    static func checkBacklog(for jobs: [NewJob], in connection: SQLiteConnection) throws {
+        let hasLimits = try connection.cached("SELECT EXISTS (SELECT 1 FROM queue_limits)")
+        defer { hasLimits.reset() }
+        guard try hasLimits.step(), hasLimits.int(0) == 1 else { return }
+        var adding: [String: Int] = [:]
+        for job in jobs { adding[job.queue, default: 0] += 1 }
+        let limit = try connection.cached("SELECT max_backlog, retry_after_ms FROM queue_limits WHERE queue = ?")
+        let count = try connection.cached("SELECT count(*) FROM jobs WHERE queue = ? AND state = ?")
+        for (queue, added) in adding.sorted(by: { $0.key < $1.key }) {
+            limit.reset()
+            try limit.bind([.text(queue)])
+            guard try limit.step() else { continue }
+            let backlogLimit = BacklogLimit(
+                maxBacklog: limit.int(0), retryAfter: .milliseconds(limit.int64(1)))
+            limit.reset()
+            var backlog = 0
+            for state: Int64 in [0, 1] {
+                count.reset()
+                try count.bind([.text(queue), .int(state)])
+                _ = try count.step()
+                backlog += count.int(0)
+            }
+            count.reset()
+            if backlog + added > backlogLimit.maxBacklog {
+                throw QueueFullError(queue: queue, backlog: backlog, limit: backlogLimit, adding: added)
+            }
+        }
+    }
+
+    /// Replaces every queue's backlog limit with `limits` (a queue not named has none). `fairway run` writes
+    /// its configuration's limits here at start, so that every producer of the file, in any process, is
+    /// refused at the same point.
+    public func setBacklogLimits(_ limits: [String: BacklogLimit]) throws {
+        try lock.withLock {
+            try connection.transaction {
+                try connection.execute("DELETE FROM queue_limits")
+                let insert = try connection.cached(
+                    "INSERT INTO queue_limits(queue, max_backlog, retry_after_ms) VALUES (?, ?, ?)")
+                defer { insert.reset() }
+                for (queue, limit) in limits {
+                    insert.reset()
+                    try insert.bind([
+                        .text(queue), .int(Int64(limit.maxBacklog)),
+                        .int(Int64((limit.retryAfter.seconds * 1000).rounded())),
+                    ])
+                    _ = try insert.step()
+                }
+            }
+        }
+    }
+
+    /// The backlog limits in the file, by queue.
+    public func backlogLimits() throws -> [String: BacklogLimit] {
+        try lock.withLock {
+            let rows = try connection.query("SELECT queue, max_backlog, retry_after_ms FROM queue_limits") {
+                ($0.text(0) ?? "", BacklogLimit(maxBacklog: $0.int(1), retryAfter: .milliseconds($0.int64(2))))
+            }
+            return Dictionary(rows, uniquingKeysWith: { _, last in last })
+        }
     }
 
     /// Why a job cannot be enqueued, or nil.

@@ -63,8 +63,7 @@ struct Demo {
         let source = RefillingSource(wrapping: backlog.source) { finished in
             backlog.add(finished.compactMap { name in typicalByName[name].map { (name, Self.payload(typical: $0)) } })
         }
-        var registry = JobRegistry()
-        BuiltinJobs.register(in: &registry)
+        let registry = FairwayCommand.registry
         var logger = Logger(label: "fairway.demo")
         logger.logLevel = .warning
         let engine = try Engine(

@@ -79,6 +79,9 @@ struct EnqueueCommand: ParsableCommand {
             let file = try SQLiteQueue(path: db!, create: true)
             let ids = try file.enqueue(contentsOf: jobs)
             print(ids.count == 1 ? "enqueued job \(ids[0])" : "enqueued \(ids.count) jobs")
+        } catch let error as QueueFullError {
+            printError("fairway: nothing enqueued: \(error)")
+            throw ExitCode(75)
         } catch let error as EnqueueError {
             printError("fairway: nothing enqueued: \(error)")
             throw ExitCode(2)
@@ -114,6 +117,9 @@ extension EnqueueCommand {
             defer { publisher.close() }
             try publisher.publish(jobs)
             print(jobs.count == 1 ? "published 1 job" : "published \(jobs.count) jobs")
+        } catch let error as AMQPPublishRefused {
+            printError("fairway: \(error)")
+            throw ExitCode(75)
         } catch {
             printError("fairway: \(error)")
             throw ExitCode(1)

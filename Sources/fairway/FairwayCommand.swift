@@ -1,4 +1,6 @@
 import ArgumentParser
+import FairwayJobs
+import FairwayProcessWorkers
 
 /// The `fairway` executable.
 @main
@@ -14,4 +16,22 @@ struct FairwayCommand: ParsableCommand {
             QueuesCommand.self, PauseCommand.self, ResumeCommand.self, SetCommand.self,
         ]
     )
+
+    /// The job types this program runs, in its threads and in its worker processes alike.
+    static var registry: JobRegistry {
+        var registry = JobRegistry()
+        BuiltinJobs.register(in: &registry)
+        return registry
+    }
+
+    static func main() {
+        // Re-executed as the worker process of a process-isolated queue: serve jobs, never parse arguments.
+        ProcessWorkerMain.serveIfRequested(registry: registry)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

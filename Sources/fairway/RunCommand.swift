@@ -28,8 +28,7 @@ struct RunCommand: ParsableCommand {
         }
         let logger = Logger(label: "fairway")
         let sources = try SourceFactory.makeSources(settings, configPath: config, logger: logger)
-        var registry = JobRegistry()
-        BuiltinJobs.register(in: &registry)
+        let registry = FairwayCommand.registry
         let metrics = FairwayMetrics(queueNames: settings.queues.map(\.name), sourceNames: sources.map(\.name))
         let engine = try Engine(
             configuration: settings.engineConfiguration,
@@ -99,6 +98,7 @@ enum SourceFactory {
                 do {
                     let sqlite = try SQLiteSource(path: resolved, logger: logger)
                     sqlite.setMaxAttempts(attempts)
+                    try sqlite.queue.setBacklogLimits(settings.backlogLimits)
                     return sqlite
                 } catch let error as QueueFileError {
                     printError("fairway: sources[\(index)]: \(error)")

@@ -1,0 +1,55 @@
+// Process helpers Swift cannot express safely: what runs between fork and exec must be async-signal-safe
+// C, and prctl is variadic.
+#ifndef FAIRWAY_CPROCESS_SHIM_H
+#define FAIRWAY_CPROCESS_SHIM_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/// Starts the program at `file` (a path: the caller searches PATH) with `argv` and `envp`, its stdin and stdout the
+/// given descriptors, its stderr shared with the caller. The child gets default signal handling, an empty
+/// signal mask, its own process group (a terminal's Ctrl-C reaches the supervisor only), no other open
+/// descriptors, and SIGKILL when the supervisor dies. Returns the child's pid, or -errno.
+static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *const envp[], int stdin_fd,
+                                    int stdout_fd) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return -errno;
+    if (pid > 0) return pid;
+
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int signo = 1; signo < NSIG; signo++) {
+        if (signo == SIGKILL || signo == SIGSTOP) continue;
+        signal(signo, SIG_DFL);
+    }
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != parent) _exit(125);
+    if (stdin_fd != 0 && dup2(stdin_fd, 0) < 0) _exit(126);
+    if (stdout_fd != 1 && dup2(stdout_fd, 1) < 0) _exit(126);
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
+#endif
+    {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (long fd = 3; fd < (max > 0 ? max : 65536); fd++) close((int)fd);
+    }
+    execve(file, argv, envp);
+    _exit(127);
+}
+
+/// pipe2(fds, O_CLOEXEC), which glibc declares only under _GNU_SOURCE. Returns 0, or -1 with errno set.
+static inline int fw_pipe_cloexec(int fds[2]) { return (int)syscall(SYS_pipe2, fds, O_CLOEXEC); }
+
+/// Asks the kernel to SIGKILL the calling process when its parent dies.
+static inline int fw_die_with_parent(void) { return prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); }
+
+#endif

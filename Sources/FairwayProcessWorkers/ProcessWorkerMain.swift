@@ -1,0 +1,113 @@
+import CProcess
+import FairwayJobs
+import Foundation
+import Logging
+import Synchronization
+
+/// The worker-process side of the protocol, for programs that register Swift handlers: the supervisor
+/// re-executes the program with `FAIRWAY_PROCESS_WORKER=1`, and the program, first thing in `main`, calls
+/// ``serveIfRequested(registry:)``, which then serves jobs until the supervisor closes the pipe.
+public enum ProcessWorkerMain {
+    /// True when this process was started as a worker process.
+    public static var isRequested: Bool {
+        ProcessInfo.processInfo.environment[WorkerProcess.environmentKey] == "1"
+    }
+
+    /// Serves jobs from stdin and exits when this process is a worker process; returns at once otherwise.
+    public static func serveIfRequested(registry: JobRegistry) {
+        guard isRequested else { return }
+        exit(serve(registry: registry))
+    }
+
+    /// Serves jobs from stdin, results to stdout, until stdin ends. Returns the exit status.
+    ///
+    /// Handlers' own output to stdout is sent to stderr so that it cannot corrupt the protocol. SIGTERM asks
+    /// the running job to stop (its context reports cancelled); the supervisor kills the process if it does
+    /// not end within the grace. SIGINT is ignored: the supervisor decides when workers stop.
+    public static func serve(registry: JobRegistry) -> Int32 {
+        _ = fw_die_with_parent()
+        let protocolOutput = dup(1)
+        guard protocolOutput >= 0, dup2(2, 1) >= 0 else { return 70 }
+        let channel = WorkerChannel(input: 0, output: protocolOutput)
+        let logger = Logger(label: "fairway.worker") { StreamLogHandler.standardError(label: $0) }
+
+        let current = Mutex<CancellationFlag?>(nil)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        terminate.setEventHandler { current.withLock { $0?.cancel() } }
+        terminate.resume()
+        defer { terminate.cancel() }
+
+        do {
+            try channel.send(.hello(pid: getpid()))
+            while true {
+                let (job, payload) = try channel.receive()
+                guard job.kind == .job, let id = job.id, let jobType = job.jobType else {
+                    logger.error("expected a job message", metadata: ["kind": "\(job.kind.rawValue)"])
+                    return 65
+                }
+                let flag = CancellationFlag()
+                current.withLock { $0 = flag }
+                let context = JobContext(
+                    queue: job.queue ?? "",
+                    jobType: jobType,
+                    jobID: id,
+                    attempt: job.attempt ?? 1,
+                    maxAttempts: job.maxAttempts ?? 1,
+                    deadline: .now + .milliseconds(Int64((job.timeoutSeconds ?? 1800) * 1000)),
+                    cancellation: flag,
+                    logger: logger
+                )
+                let (outcome, reason) = run(registry.body(for: jobType), jobType: jobType, payload, context)
+                current.withLock { $0 = nil }
+                try channel.send(.result(id: id, outcome: outcome, reason: reason))
+            }
+        } catch .closed {
+            return 0
+        } catch {
+            logger.error("worker protocol failed", metadata: ["error": "\(error)"])
+            return 74
+        }
+    }
+
+    private static func run(
+        _ body: JobBody?, jobType: String, _ payload: [UInt8], _ context: JobContext
+    ) -> (WorkerMessage.Outcome, String?) {
+        guard let body else {
+            return (.rejected, JobError.unknownJobType(jobType).description)
+        }
+        switch body {
+        case .blocking(let handler):
+            do {
+                try handler(payload, context)
+                return (.success, nil)
+            } catch {
+                return outcome(of: error)
+            }
+        case .async(let handler):
+            let done = DispatchSemaphore(value: 0)
+            let result = Mutex<(WorkerMessage.Outcome, String?)>((.failure, "handler did not finish"))
+            Task {
+                do {
+                    try await handler(payload, context)
+                    result.withLock { $0 = (.success, nil) }
+                } catch {
+                    let ended = outcome(of: error)
+                    result.withLock { $0 = ended }
+                }
+                done.signal()
+            }
+            done.wait()
+            return result.withLock { $0 }
+        }
+    }
+
+    private static func outcome(of error: any Error) -> (WorkerMessage.Outcome, String?) {
+        if let error = error as? JobError {
+            return (.rejected, error.description)
+        }
+        let text = String(describing: error)
+        return (.failure, text.isEmpty ? "\(type(of: error))" : text)
+    }
+}

@@ -1,0 +1,250 @@
+import CProcess
+import Foundation
+import Synchronization
+
+/// One worker process as its supervisor sees it: the pipes to it, and its life and death.
+///
+/// Jobs go out one at a time on the child's stdin and results come back on its stdout; its stderr is the
+/// supervisor's, for logs. A child that dies mid-job is seen as the end of its stdout and reaped here, so
+/// its pid is never signalled after it could have been reused.
+public final class WorkerProcess: @unchecked Sendable {
+    /// The environment variable that tells a program it was started as a worker process.
+    public static let environmentKey = "FAIRWAY_PROCESS_WORKER"
+
+    public let pid: pid_t
+    let channel: WorkerChannel
+    /// Jobs this process has finished. Touched only by the thread that has the process checked out.
+    var jobsRun = 0
+
+    private struct Life {
+        var reaped = false
+        var exitDescription: String?
+        var stopRequested = false
+        var outputClosed = false
+    }
+    private let life = Mutex(Life())
+
+    private init(pid: pid_t, channel: WorkerChannel) {
+        self.pid = pid
+        self.channel = channel
+    }
+
+    /// Starts a worker and waits for its hello. `command` empty means this program, re-executed.
+    static func spawn(command: [String], startTimeout: Duration) throws(WorkerStartError) -> WorkerProcess {
+        let program: String
+        let arguments: [String]
+        if command.isEmpty {
+            program = Self.currentExecutable()
+            arguments = CommandLine.arguments.isEmpty ? [program] : CommandLine.arguments
+        } else {
+            program = Self.resolve(command[0])
+            arguments = command
+        }
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        guard fw_pipe_cloexec(&toChild) == 0 else { throw .init(command: arguments, reason: Self.errnoText()) }
+        guard fw_pipe_cloexec(&fromChild) == 0 else {
+            close(toChild[0])
+            close(toChild[1])
+            throw .init(command: arguments, reason: Self.errnoText())
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment[environmentKey] = "1"
+        // A Swift worker that traps would spend about a second printing a backtrace before it dies, holding a
+        // core while other queues wait; the supervisor reports the signal. Set SWIFT_BACKTRACE to have them.
+        if environment["SWIFT_BACKTRACE"] == nil {
+            environment["SWIFT_BACKTRACE"] = "enable=no"
+        }
+        let pid = Self.withCStrings(arguments) { argv in
+            Self.withCStrings(environment.map { "\($0.key)=\($0.value)" }) { envp in
+                fw_spawn_worker(program, argv, envp, toChild[0], fromChild[1])
+            }
+        }
+        close(toChild[0])
+        close(fromChild[1])
+        guard pid > 0 else {
+            close(toChild[1])
+            close(fromChild[0])
+            throw .init(command: arguments, reason: String(cString: strerror(-pid)))
+        }
+        let process = WorkerProcess(pid: pid, channel: WorkerChannel(input: fromChild[0], output: toChild[1]))
+        do {
+            guard process.waitReadable(timeout: startTimeout) else {
+                process.kill()
+                _ = process.reap()
+                throw WorkerStartError(
+                    command: arguments, reason: "no hello within \(startTimeout) (is it a Fairway worker?)")
+            }
+            let (hello, _) = try process.channel.receive()
+            guard hello.kind == .hello, hello.protocol == WorkerMessage.protocolVersion else {
+                process.kill()
+                _ = process.reap()
+                throw WorkerStartError(
+                    command: arguments,
+                    reason: "expected hello for protocol \(WorkerMessage.protocolVersion), got \(hello.kind.rawValue)"
+                        + (hello.protocol.map { " for protocol \($0)" } ?? ""))
+            }
+        } catch let error as WorkerStartError {
+            throw error
+        } catch {
+            process.kill()
+            let death = process.reap()
+            throw WorkerStartError(command: arguments, reason: "\(error); it \(death)")
+        }
+        return process
+    }
+
+    /// Sends one job and waits for its result. Throws when the worker dies or breaks the protocol.
+    func run(_ job: WorkerMessage, payload: [UInt8]) throws(WorkerProtocolError) -> WorkerMessage {
+        try channel.send(job, body: payload)
+        while true {
+            let (message, _) = try channel.receive()
+            guard message.kind == .result else {
+                throw .malformed("expected a result, got \(message.kind.rawValue)")
+            }
+            guard message.id == job.id else {
+                throw .malformed("result for job '\(message.id ?? "")' while job '\(job.id ?? "")' runs")
+            }
+            guard message.outcome != nil else { throw .malformed("result without an outcome") }
+            jobsRun += 1
+            return message
+        }
+    }
+
+    /// Asks the worker to stop its job (SIGTERM), and kills it (SIGKILL) if it is still there after `grace`.
+    func terminate(grace: Duration) {
+        let first = life.withLock { life -> Bool in
+            defer { life.stopRequested = true }
+            if !life.reaped { _ = Foundation.kill(pid, SIGTERM) }
+            return !life.stopRequested
+        }
+        guard first else { return }
+        DispatchQueue.global().asyncAfter(deadline: .now() + grace.timeInterval) { [self] in kill() }
+    }
+
+    /// True once ``terminate(grace:)`` was called: the process is not given another job.
+    var stopRequested: Bool { life.withLock { $0.stopRequested } }
+
+    /// Ends the worker politely: its stdin closes, it exits, and it is reaped in the background; past
+    /// `grace` it is killed.
+    func retire(grace: Duration) {
+        life.withLock { life in
+            life.stopRequested = true
+            if !life.outputClosed {
+                close(channel.output)
+                life.outputClosed = true
+            }
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + grace.timeInterval) { [self] in kill() }
+        DispatchQueue.global().async { [self] in _ = reap() }
+    }
+
+    /// SIGKILL, unless the process was already reaped.
+    func kill() {
+        life.withLock { life in
+            if !life.reaped { _ = Foundation.kill(pid, SIGKILL) }
+        }
+    }
+
+    /// Waits for the process to exit, reaps it, and says how it ended ("was killed by signal 9 (Killed)").
+    /// Closes the pipes. Safe to call more than once.
+    @discardableResult
+    func reap() -> String {
+        if let known = life.withLock({ $0.exitDescription }) { return known }
+        // Wait without reaping, so that a concurrent kill() never signals a reused pid.
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
+        return life.withLock { life in
+            if let known = life.exitDescription { return known }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            life.reaped = true
+            let text = Self.describe(status: status)
+            life.exitDescription = text
+            close(channel.input)
+            if !life.outputClosed {
+                close(channel.output)
+                life.outputClosed = true
+            }
+            life.stopRequested = true
+            return text
+        }
+    }
+
+    /// Resident memory in bytes, from /proc; nil when it cannot be read.
+    var residentBytes: Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    // MARK: - Helpers
+
+    private func waitReadable(timeout: Duration) -> Bool {
+        var descriptor = pollfd(fd: channel.input, events: Int16(POLLIN), revents: 0)
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let left = ContinuousClock.now.duration(to: deadline)
+            let milliseconds = max(0, Int32(min(left.timeInterval * 1000, Double(Int32.max))))
+            let ready = poll(&descriptor, 1, milliseconds)
+            if ready > 0 { return true }
+            if ready == 0 { return false }
+            if errno != EINTR { return true }
+        }
+    }
+
+    static func describe(status: Int32) -> String {
+        let signal = status & 0x7f
+        if signal == 0 {
+            return "exited with status \((status >> 8) & 0xff)"
+        }
+        let name = String(cString: strsignal(signal))
+        let hint = signal == SIGKILL ? " (out of memory, or killed from outside)" : ""
+        return "was killed by signal \(signal) (\(name))\(hint)"
+    }
+
+    private static func currentExecutable() -> String {
+        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            return path
+        }
+        return CommandLine.arguments.first ?? "fairway"
+    }
+
+    /// The program's path: as given when it names a directory, else the first match on PATH.
+    static func resolve(_ program: String) -> String {
+        if program.contains("/") { return program }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in path.split(separator: ":") {
+            let candidate = "\(directory)/\(program)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return program
+    }
+
+    private static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+        pointers.append(nil)
+        defer { pointers.forEach { free($0) } }
+        return body(pointers)
+    }
+}
+
+/// A worker process could not be started: the command, and why.
+public struct WorkerStartError: Error, CustomStringConvertible, Equatable {
+    public var command: [String]
+    public var reason: String
+
+    public var description: String {
+        "worker process \(command.joined(separator: " ")) could not start: \(reason)"
+    }
+}
+
+extension Duration {
+    var timeInterval: Double {
+        let parts = components
+        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Synchronization
+
+/// How a job sent to a worker process ended, as the supervisor saw it.
+public enum WorkerRunResult: Sendable, Equatable {
+    /// The worker answered with a result.
+    case finished(WorkerMessage.Outcome, reason: String?)
+    /// The worker died or broke the protocol while running the job: the job failed, the worker is gone.
+    case crashed(reason: String)
+    /// No worker could be started for it.
+    case notStarted(reason: String)
+}
+
+/// A cancel action handed out while a job runs in a worker process: SIGTERM now, SIGKILL after the grace.
+public struct WorkerCancel: Sendable {
+    let action: @Sendable () -> Void
+    public func callAsFunction() { action() }
+}
+
+/// Supervised worker processes for one ``ProcessWorkerSettings``: idle workers wait here between jobs, are
+/// started when none is idle, and are replaced after a crash, a timeout or their recycling limits.
+///
+/// The pool never runs more workers at once than threads ask it for jobs; the engine's worker threads each
+/// hold one worker process for the length of a job.
+public final class WorkerProcessPool: Sendable {
+    public let settings: ProcessWorkerSettings
+    /// How long a new worker has to say hello.
+    public let startTimeout: Duration
+
+    private struct State {
+        var idle: [WorkerProcess] = []
+        var closed = false
+        var started = 0
+        var crashed = 0
+        var recycled = 0
+    }
+    private let state = Mutex(State())
+
+    public init(settings: ProcessWorkerSettings, startTimeout: Duration = .seconds(30)) {
+        self.settings = settings
+        self.startTimeout = startTimeout
+        // A worker that dies while the supervisor writes to it must cost an EPIPE, not the supervisor.
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Workers started, crashed (died mid-job or broke the protocol) and recycled so far.
+    public var counts: (started: Int, crashed: Int, recycled: Int, idle: Int) {
+        state.withLock { ($0.started, $0.crashed, $0.recycled, $0.idle.count) }
+    }
+
+    /// Runs one job in a worker process, on the calling thread, blocking it until the job ends.
+    /// `started` receives the cancel action for this job once it is on its way.
+    public func run(
+        _ job: WorkerMessage,
+        payload: [UInt8],
+        started: (WorkerCancel) -> Void
+    ) -> WorkerRunResult {
+        let process: WorkerProcess
+        do {
+            process = try checkout()
+        } catch {
+            return .notStarted(reason: error.description)
+        }
+        let grace = settings.killGrace
+        started(WorkerCancel { process.terminate(grace: grace) })
+        do {
+            let result = try process.run(job, payload: payload)
+            checkin(process)
+            return .finished(result.outcome ?? .failure, reason: result.reason)
+        } catch {
+            process.kill()
+            let death = process.reap()
+            state.withLock { $0.crashed += 1 }
+            if case .malformed(let detail) = error {
+                return .crashed(reason: "worker process \(process.pid) broke the protocol (\(detail)) and was killed")
+            }
+            return .crashed(reason: "worker process \(process.pid) \(death) while running the job")
+        }
+    }
+
+    /// Stops every idle worker and makes later check-ins stop theirs.
+    public func shutdown() {
+        let idle = state.withLock { state -> [WorkerProcess] in
+            state.closed = true
+            defer { state.idle.removeAll() }
+            return state.idle
+        }
+        for process in idle {
+            process.retire(grace: settings.killGrace)
+        }
+    }
+
+    private func checkout() throws(WorkerStartError) -> WorkerProcess {
+        if let process = state.withLock({ $0.idle.popLast() }) {
+            return process
+        }
+        let process = try WorkerProcess.spawn(command: settings.command, startTimeout: startTimeout)
+        state.withLock { $0.started += 1 }
+        return process
+    }
+
+    private func checkin(_ process: WorkerProcess) {
+        var retire = process.stopRequested
+        if !retire, settings.recycleAfterJobs > 0, process.jobsRun >= settings.recycleAfterJobs {
+            retire = true
+        }
+        // Reading /proc costs about as much as a no-op job: look every 8 jobs.
+        if !retire, settings.recycleAboveMemoryBytes > 0, process.jobsRun % 8 == 1,
+            let resident = process.residentBytes,
+            resident > settings.recycleAboveMemoryBytes
+        {
+            retire = true
+        }
+        let kept = state.withLock { state -> Bool in
+            if retire || state.closed {
+                state.recycled += retire ? 1 : 0
+                return false
+            }
+            state.idle.append(process)
+            return true
+        }
+        if !kept {
+            process.retire(grace: settings.killGrace)
+        }
+    }
+}

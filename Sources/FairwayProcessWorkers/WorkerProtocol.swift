@@ -1,0 +1,211 @@
+import Foundation
+
+/// The header of one message between a supervisor and a worker process. See docs/worker-protocol.md.
+///
+/// On the wire a message is a 4-byte big-endian header length, the header as a UTF-8 JSON object, a 4-byte
+/// big-endian body length, and the body: the job's payload for `job`, empty otherwise.
+public struct WorkerMessage: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// Worker → supervisor, once at start: the worker is ready for jobs.
+        case hello
+        /// Supervisor → worker: run this job; the body is its payload.
+        case job
+        /// Worker → supervisor: how the job ended.
+        case result
+    }
+
+    /// How a job ended, as a worker reports it.
+    public enum Outcome: String, Codable, Sendable {
+        /// Done: the job is acknowledged.
+        case success
+        /// A transient failure: retried with backoff while attempts remain.
+        case failure
+        /// The job can never succeed (unknown type, bad payload): dead-lettered at once.
+        case rejected
+    }
+
+    public var kind: Kind
+    /// `hello`: the protocol version the worker speaks (1).
+    public var `protocol`: Int?
+    /// `hello`: the worker's process id.
+    public var pid: Int32?
+    /// `job` and `result`: the job's id at its source, echoed in the result.
+    public var id: String?
+    public var queue: String?
+    public var jobType: String?
+    public var attempt: Int?
+    public var maxAttempts: Int?
+    /// `job`: how long the job may run before the supervisor counts it as timed out.
+    public var timeoutSeconds: Double?
+    public var outcome: Outcome?
+    /// `result` with failure or rejected: why, in words, kept with the job's retry or dead letter.
+    public var reason: String?
+
+    public init(kind: Kind) {
+        self.kind = kind
+    }
+
+    /// The protocol version this build speaks.
+    public static let protocolVersion = 1
+
+    public static func hello(pid: Int32) -> WorkerMessage {
+        var message = WorkerMessage(kind: .hello)
+        message.protocol = protocolVersion
+        message.pid = pid
+        return message
+    }
+
+    public static func result(id: String, outcome: Outcome, reason: String? = nil) -> WorkerMessage {
+        var message = WorkerMessage(kind: .result)
+        message.id = id
+        message.outcome = outcome
+        message.reason = reason
+        return message
+    }
+}
+
+/// A protocol violation or a closed pipe, in words for the job's last error.
+public enum WorkerProtocolError: Error, CustomStringConvertible, Equatable {
+    /// The other side closed its end (it exited, or the supervisor asked it to stop).
+    case closed
+    case io(String)
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .closed: return "the pipe was closed"
+        case .io(let detail): return "pipe error: \(detail)"
+        case .malformed(let detail): return "protocol error: \(detail)"
+        }
+    }
+}
+
+/// Reads and writes framed worker messages on a pair of file descriptors. Not thread-safe: one reader and
+/// one writer at a time, which is how supervisors and workers use it.
+public final class WorkerChannel: @unchecked Sendable {
+    /// The largest header accepted; anything bigger is a protocol error, not an allocation.
+    public static let maxHeaderBytes = 1 << 20
+    /// The largest body (payload) accepted.
+    public static let maxBodyBytes = 256 << 20
+
+    public let input: Int32
+    public let output: Int32
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    private let encoder = JSONEncoder()
+    private let decoder = JSONDecoder()
+
+    public init(input: Int32, output: Int32) {
+        self.input = input
+        self.output = output
+        buffer.reserveCapacity(64 << 10)
+    }
+
+    /// Writes one message: header and body in a single write where they fit.
+    public func send(_ message: WorkerMessage, body: [UInt8] = []) throws(WorkerProtocolError) {
+        let header: Data
+        do {
+            header = try encoder.encode(message)
+        } catch {
+            throw .malformed("cannot encode header: \(error)")
+        }
+        var frame: [UInt8] = []
+        frame.reserveCapacity(8 + header.count + body.count)
+        Self.appendLength(header.count, to: &frame)
+        frame.append(contentsOf: header)
+        Self.appendLength(body.count, to: &frame)
+        frame.append(contentsOf: body)
+        try writeAll(frame)
+    }
+
+    /// Reads the next message; throws `.closed` at a clean end of input between messages.
+    public func receive() throws(WorkerProtocolError) -> (WorkerMessage, [UInt8]) {
+        let headerLength = try readLength(allowEnd: true)
+        guard headerLength <= Self.maxHeaderBytes else {
+            throw .malformed("header of \(headerLength) bytes exceeds \(Self.maxHeaderBytes)")
+        }
+        let header = try readBytes(headerLength)
+        let message: WorkerMessage
+        do {
+            message = try decoder.decode(WorkerMessage.self, from: Data(header))
+        } catch {
+            let text = String(decoding: header.prefix(200), as: UTF8.self)
+            throw .malformed("header is not a worker message: \(text)")
+        }
+        let bodyLength = try readLength(allowEnd: false)
+        guard bodyLength <= Self.maxBodyBytes else {
+            throw .malformed("body of \(bodyLength) bytes exceeds \(Self.maxBodyBytes)")
+        }
+        return (message, try readBytes(bodyLength))
+    }
+
+    // MARK: - Bytes
+
+    private static func appendLength(_ length: Int, to frame: inout [UInt8]) {
+        let value = UInt32(truncatingIfNeeded: length)
+        frame.append(UInt8(value >> 24))
+        frame.append(UInt8((value >> 16) & 0xff))
+        frame.append(UInt8((value >> 8) & 0xff))
+        frame.append(UInt8(value & 0xff))
+    }
+
+    private func readLength(allowEnd: Bool) throws(WorkerProtocolError) -> Int {
+        if allowEnd, available == 0 {
+            guard try fill() else { throw .closed }
+        }
+        let bytes = try readBytes(4)
+        return Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3])
+    }
+
+    private var available: Int { buffer.count - start }
+
+    private func readBytes(_ count: Int) throws(WorkerProtocolError) -> [UInt8] {
+        while available < count {
+            guard try fill() else {
+                throw available == 0 && count > 0 ? .closed : .malformed("input ended inside a message")
+            }
+        }
+        let bytes = Array(buffer[start..<start + count])
+        start += count
+        if start == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        }
+        return bytes
+    }
+
+    /// Reads what is there into the buffer; false at end of input.
+    private func fill() throws(WorkerProtocolError) -> Bool {
+        if start > 0 && start == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        }
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if count > 0 {
+                buffer.append(contentsOf: chunk[0..<count])
+                return true
+            }
+            if count == 0 { return false }
+            if errno == EINTR { continue }
+            throw .io(String(cString: strerror(errno)))
+        }
+    }
+
+    private func writeAll(_ bytes: [UInt8]) throws(WorkerProtocolError) {
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { write(output, $0.baseAddress! + offset, $0.count - offset) }
+            if count > 0 {
+                offset += count
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else if count < 0 && errno == EPIPE {
+                throw .closed
+            } else {
+                throw .io(String(cString: strerror(errno)))
+            }
+        }
+    }
+}
