@@ -147,7 +147,9 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayConfigTests",
-            dependencies: ["FairwayConfig", "FairwayRuntime", "FairwayScheduling"]
+            dependencies: [
+                "FairwayConfig", "FairwayRuntime", "FairwayScheduling", "FairwayProcessWorkers", "FairwaySQLite",
+            ]
         ),
         .testTarget(
             name: "FairwaySQLiteTests",
@@ -170,7 +172,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayCLITests",
-            dependencies: ["fairway", "FairwaySQLite", "FairwayAMQP", "FairwayTestSupport"]
+            dependencies: ["fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -346,14 +346,16 @@ struct ConfigReader {
         return (definitions, limits)
     }
 
-    /// The queue's isolation; process settings without `isolation: process` are a mistake worth naming.
+    /// The queue's isolation; process settings with no `isolation` at all are a mistake worth naming.
     func isolation(_ fields: QueueFields, queue: String, field: String) throws -> Isolation {
         guard fields.isolation == .process else {
             let stray = [
                 ("command", fields.command != nil), ("recycleAfterJobs", fields.recycleAfterJobs != nil),
                 ("recycleAboveMemoryMB", fields.recycleAboveMemoryMB != nil), ("killGrace", fields.killGrace != nil),
             ].first { $0.1 }
-            if let stray {
+            // Settings for processes with no isolation named anywhere are a mistake; a queue that says
+            // `isolation: thread` under process defaults is not.
+            if let stray, fields.isolation == nil {
                 throw error(
                     "\(field).\(stray.0)", nil,
                     "queue '\(queue)': \(stray.0) applies to worker processes; add isolation: process")

@@ -72,7 +72,7 @@ enum QueueFile {
         CREATE TABLE fairway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
         """ + limitsTable
 
-    /// Load shedding: the most jobs a queue may have waiting (ready or delayed) before enqueues are refused.
+    /// Load shedding: the most unfinished jobs a queue may have before enqueues are refused.
     /// Added in schema version 2; version-1 files get it when opened.
     static let limitsTable = """
         CREATE TABLE IF NOT EXISTS queue_limits (

@@ -38,7 +38,7 @@ public struct EnqueueError: Error, CustomStringConvertible, Equatable, Sendable 
 
 /// How many jobs a queue may have waiting before enqueues are refused, and what the refusal advises.
 public struct BacklogLimit: Sendable, Hashable {
-    /// The most jobs ready or delayed at once.
+    /// The most unfinished jobs at once: ready, delayed, and claimed (held or running).
     public var maxBacklog: Int
     /// How long a refused producer is told to wait before trying again.
     public var retryAfter: Duration
@@ -185,7 +185,7 @@ public final class SQLiteQueue: @unchecked Sendable {
                 maxBacklog: limit.int(0), retryAfter: .milliseconds(limit.int64(1)))
             limit.reset()
             var backlog = 0
-            for state: Int64 in [0, 1] {
+            for state: Int64 in [0, 1, 2] {
                 count.reset()
                 try count.bind([.text(queue), .int(state)])
                 _ = try count.step()

@@ -195,32 +195,4 @@ struct SQLiteProcessTests {
         let stats = try #require(try file.stats()["q"])
         #expect(stats.leased == 0 && stats.ready == 1 && stats.completed == 0)
     }
-
-    @Test("SIGTERM under load: exit 0, running jobs finish, held jobs are back in the file at once")
-    func sigtermReleases() throws {
-        let folder = TestFolder()
-        let config = try folder.config(
-            """
-            workers: 2
-            drainTimeout: 10s
-            sources: [{ kind: sqlite, path: "q.db" }]
-            queues: [{ name: "q", prefetch: 16 }]
-            """
-        )
-        let file = try SQLiteQueue(path: folder.path("q.db"))
-        try file.enqueue(
-            contentsOf: (0..<100).map { _ in NewJob(queue: "q", type: "sleep", payload: Array(#"{"ms":300}"#.utf8)) })
-        let run = try RunningFairway(config: config, folder: folder.url)
-        #expect(run.waitUntilRunning())
-        #expect(try waitFor { try file.stats()["q"]?.leased == 16 })
-        let began = Date()
-        let exit = run.stop(signal: SIGTERM)
-        let took = Date().timeIntervalSince(began)
-        #expect(exit.status == 0 && !exit.bySignal, "\(run.log)")
-        #expect(took < 3, "the two running 300 ms jobs finish; the held ones are not waited for")
-        let stats = try #require(try file.stats()["q"])
-        #expect(stats.leased == 0)
-        #expect(stats.completed + stats.ready == 100)
-        #expect(stats.completed <= 4)
-    }
 }

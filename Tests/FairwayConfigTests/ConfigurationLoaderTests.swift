@@ -1,5 +1,7 @@
 import FairwayConfig
+import FairwayProcessWorkers
 import FairwayRuntime
+import FairwaySQLite
 import FairwayScheduling
 import Foundation
 import Testing
@@ -141,7 +143,37 @@ struct ConfigurationLoaderTests {
             "MISSING_TOKEN is not set", 1
         ),
         ("defaults: { name: x }\nqueues: [{name: a}]", "defaults.name", "unknown field 'name'", 1),
+        ("queues: [{ name: a, isolation: container }]", "queues[0].isolation", "one of thread, process", 1),
+        ("queues: [{ name: a, command: [\"w\"] }]", "queues[0].command", "add isolation: process", nil),
+        ("queues: [{ name: a, isolation: process, command: [] }]", "queues[0].command", "program and its arguments", 1),
+        ("queues: [{ name: a, isolation: process, killGrace: soon }]", "queues[0].killGrace", "expected a duration", 1),
+        ("queues: [{ name: a, maxBacklog: 0 }]", "queues[0].maxBacklog", "between 1", 1),
+        ("queues: [{ name: a, backlogRetryAfter: 5s }]", "queues[0].backlogRetryAfter", "needs maxBacklog", nil),
     ]
+
+    @Test("isolation, worker commands, recycling and backlog limits are read per queue, defaults first")
+    func isolationAndLimits() throws {
+        let config = try parse(
+            """
+            defaults: { isolation: process, recycleAfterJobs: 50 }
+            queues:
+              - { name: images, command: "python3 worker.py --fast", recycleAboveMemoryMB: 256, killGrace: 500ms }
+              - { name: emails, isolation: thread, maxBacklog: 1000 }
+              - { name: reports, maxBacklog: 10, backlogRetryAfter: 30s }
+            """)
+        let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0.isolation) })
+        #expect(
+            byName["images"]
+                == .process(
+                    ProcessWorkerSettings(
+                        command: ["python3", "worker.py", "--fast"], recycleAfterJobs: 50,
+                        recycleAboveMemoryBytes: 256 << 20, killGrace: .milliseconds(500))))
+        #expect(byName["emails"] == .thread)
+        #expect(byName["reports"] == .process(ProcessWorkerSettings(recycleAfterJobs: 50)))
+        #expect(config.backlogLimits["emails"] == BacklogLimit(maxBacklog: 1000, retryAfter: .seconds(5)))
+        #expect(config.backlogLimits["reports"] == BacklogLimit(maxBacklog: 10, retryAfter: .seconds(30)))
+        #expect(config.backlogLimits["images"] == nil)
+    }
 
     @Test("each kind of bad input names the file, the field and what is wrong", arguments: badInputs.indices)
     func badInput(_ index: Int) {

@@ -101,4 +101,51 @@ struct QueueFileTests {
         #expect(ready >= 10)
         #expect((ready - 10) % 200 == 0, "a failed batch is written whole or not at all")
     }
+
+    @Test("a queue at its backlog limit refuses whole batches with 'queue full', and other queues are unaffected")
+    func backlogLimit() throws {
+        let folder = TemporaryFolder()
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        try file.setBacklogLimits(["capped": BacklogLimit(maxBacklog: 5, retryAfter: .milliseconds(1500))])
+        #expect(try file.backlogLimits()["capped"]?.maxBacklog == 5)
+        try file.enqueue(contentsOf: Array(repeating: NewJob(queue: "capped", type: "noop"), count: 4))
+        do {
+            try file.enqueue(contentsOf: Array(repeating: NewJob(queue: "capped", type: "noop"), count: 2))
+            Issue.record("a batch past the limit was accepted")
+        } catch let error as QueueFullError {
+            #expect(error.backlog == 4 && error.adding == 2 && error.limit.maxBacklog == 5)
+            #expect(
+                error.description
+                    == "queue 'capped' is full (4 jobs waiting, limit 5, 2 more asked for), retry after 2 s")
+        }
+        #expect(try file.stats()["capped"]?.ready == 4, "a refused batch writes nothing")
+        try file.enqueue(NewJob(queue: "capped", type: "noop"))
+        #expect(throws: QueueFullError.self) { try file.enqueue(NewJob(queue: "capped", type: "noop")) }
+        // A mixed batch is refused whole when any of its queues is full.
+        #expect(throws: QueueFullError.self) {
+            try file.enqueue(contentsOf: [NewJob(queue: "open", type: "noop"), NewJob(queue: "capped", type: "noop")])
+        }
+        #expect(try file.stats()["open"] == nil)
+        try file.enqueue(contentsOf: Array(repeating: NewJob(queue: "open", type: "noop"), count: 100))
+        // Delayed jobs count too: they are waiting all the same.
+        try file.setBacklogLimits(["open": BacklogLimit(maxBacklog: 101)])
+        try file.enqueue(NewJob(queue: "open", type: "noop", delay: .seconds(60)))
+        #expect(throws: QueueFullError.self) { try file.enqueue(NewJob(queue: "open", type: "noop")) }
+        // Limits are replaced, not merged: "capped" has none now.
+        try file.enqueue(NewJob(queue: "capped", type: "noop"))
+    }
+
+    @Test("a file of schema version 1 gains the limits table when opened, and keeps its jobs")
+    func upgradesVersionOne() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        try SQLiteQueue(path: path).enqueue(NewJob(queue: "a", type: "noop"))
+        try sql(path, "DROP TABLE queue_limits; PRAGMA user_version = 1;")
+        let reopened = try SQLiteQueue(path: path)
+        #expect(try reopened.stats()["a"]?.ready == 1)
+        try reopened.setBacklogLimits(["a": BacklogLimit(maxBacklog: 1)])
+        #expect(throws: QueueFullError.self) { try reopened.enqueue(NewJob(queue: "a", type: "noop")) }
+        let connection = try QueueFile.open(path: path, create: false)
+        #expect(try connection.query("PRAGMA user_version") { $0.int(0) }.first == 2)
+    }
 }

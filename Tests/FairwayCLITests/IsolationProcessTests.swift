@@ -1,0 +1,331 @@
+import FairwaySQLite
+import FairwayTestSupport
+import Foundation
+import Testing
+
+/// Failure isolation of `fairway run` as a real process on real SQLite files: crashes and hangs in worker
+/// processes, the Python example worker, hand-back at SIGTERM, and load shedding at enqueue.
+@Suite("failure isolation", .timeLimit(.minutes(5)))
+struct IsolationProcessTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// Seconds from `start` until the queue has completed `count` jobs in each file, polled together so that
+    /// both runs see the same machine.
+    static func completionSeconds(_ files: [SQLiteQueue], queues: [String], count: Int, timeout: Double = 60)
+        throws -> [Double?]
+    {
+        let start = Date()
+        var finished: [Double?] = Array(repeating: nil, count: files.count)
+        while Date().timeIntervalSince(start) < timeout && finished.contains(where: { $0 == nil }) {
+            for (index, file) in files.enumerated() where finished[index] == nil {
+                let stats = try file.stats()
+                if queues.allSatisfy({ (stats[$0]?.completed ?? 0) >= count }) {
+                    finished[index] = Date().timeIntervalSince(start)
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        return finished
+    }
+
+    /// `append` jobs that write "<line>-<index> ..." to `log` when they start, then block for `ms(index)`.
+    static func appends(_ queue: String, _ count: Int, log: String, line: String, ms: (Int) -> Int) -> [NewJob] {
+        (0..<count).map { index in
+            NewJob(
+                queue: queue, type: "append",
+                payload: Array(#"{"path":"\#(log)","line":"\#(line)-\#(index)","ms":\#(ms(index))}"#.utf8))
+        }
+    }
+
+    /// Lines in a file, 0 while it does not exist.
+    static func lineCount(_ path: String) -> Int {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").count
+    }
+
+    static func sleeps(_ queue: String, _ count: Int, ms: Int) -> [NewJob] {
+        (0..<count).map { _ in NewJob(queue: queue, type: "sleep", payload: Array(#"{"ms":\#(ms)}"#.utf8)) }
+    }
+
+    /// Processes whose parent is `pid`, from /proc.
+    static func children(of pid: Int32) -> Set<Int32> {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        var found: Set<Int32> = []
+        for entry in entries {
+            guard let child = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == pid { found.insert(child) }
+        }
+        return found
+    }
+
+    @Test("a crash job in a process queue: the process survives, the job is dead-lettered, other queues keep pace")
+    func crashInProcessQueue() throws {
+        let config = """
+            workers: 3
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "a", maxConcurrency: 1 }
+              - { name: "b", maxConcurrency: 1 }
+              - { name: "iso", maxConcurrency: 1, isolation: process, attempts: 2, backoff: 0s }
+            """
+        let crashing = TestFolder()
+        let baseline = TestFolder()
+        var files: [SQLiteQueue] = []
+        var runs: [RunningFairway] = []
+        for folder in [crashing, baseline] {
+            let file = try SQLiteQueue(path: folder.path("q.db"))
+            try file.enqueue(contentsOf: Self.sleeps("a", 300, ms: 10) + Self.sleeps("b", 300, ms: 10))
+            files.append(file)
+        }
+        try files[0].enqueue(contentsOf: (0..<40).map { _ in NewJob(queue: "iso", type: "crash") })
+        for folder in [crashing, baseline] {
+            runs.append(try RunningFairway(config: try folder.config(config), folder: folder.url))
+        }
+        for run in runs { #expect(run.waitUntilRunning(), "\(run.log)") }
+        let times = try Self.completionSeconds(files, queues: ["a", "b"], count: 300)
+        let withCrashes = try #require(times[0])
+        let without = try #require(times[1])
+        print("crash isolation: a and b took \(withCrashes) s beside 40 crashing jobs, \(without) s without")
+        #expect(withCrashes <= without * 1.1, "other queues slowed by \(withCrashes / without)")
+        #expect(try waitFor { try files[0].stats()["iso"]?.dead == 40 })
+        #expect(runs[0].process.isRunning, "the process survives its crashing jobs")
+        let letters = try files[0].deadLetters(queue: "iso")
+        #expect(letters.count == 40)
+        #expect(letters.allSatisfy { $0.reason.contains("signal 4") && $0.reason.contains("gave up after 2 attempts") })
+        for run in runs {
+            let exit = run.stop()
+            #expect(exit.status == 0 && !exit.bySignal, "\(run.log)")
+        }
+    }
+
+    @Test(
+        "a job past its timeout frees its slot at once; a worker process is killed after the grace",
+        arguments: ["thread", "process"])
+    func hungJob(isolation: String) throws {
+        let hung = TestFolder()
+        let baseline = TestFolder()
+        let log = hung.path("slow.log")
+        let config = """
+            workers: 2
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "fast", maxConcurrency: 1 }
+              - { name: "slow", maxConcurrency: 1, timeout: 1s, attempts: 1\(isolation == "process" ? ", isolation: process, killGrace: 1s" : "") }
+            """
+        var files: [SQLiteQueue] = []
+        for folder in [hung, baseline] {
+            let file = try SQLiteQueue(path: folder.path("q.db"))
+            try file.enqueue(contentsOf: Self.sleeps("fast", 300, ms: 10))
+            files.append(file)
+        }
+        try files[0].enqueue(contentsOf: Self.appends("slow", 2, log: log, line: "slow") { _ in 8000 })
+        let runs = try [hung, baseline].map { try RunningFairway(config: try $0.config(config), folder: $0.url) }
+        for run in runs { #expect(run.waitUntilRunning(), "\(run.log)") }
+
+        func lines() -> Int { Self.lineCount(log) }
+        #expect(waitFor(timeout: 10) { lines() >= 1 })
+        let firstStarted = Date()
+        let firstChild = Self.children(of: runs[0].process.processIdentifier)
+        #expect(isolation == "thread" || firstChild.count == 1, "one worker process runs the slow job")
+
+        // Watch the first worker process while the fast queues are measured.
+        let goneAfter = Locked<Double?>(nil)
+        if isolation == "process", let child = firstChild.first {
+            DispatchQueue.global().async {
+                while FileManager.default.fileExists(atPath: "/proc/\(child)/stat")
+                    && Date().timeIntervalSince(firstStarted) < 10
+                {
+                    Thread.sleep(forTimeInterval: 0.005)
+                }
+                goneAfter.value = Date().timeIntervalSince(firstStarted)
+            }
+        }
+        let times = try Self.completionSeconds(files, queues: ["fast"], count: 300)
+        #expect(waitFor(timeout: 10) { lines() >= 2 })
+        let slowest = try #require(times[0])
+        let fastest = try #require(times[1])
+        print("hung \(isolation) job: fast queue took \(slowest) s beside it, \(fastest) s without")
+        #expect(slowest <= fastest * 1.1, "the fast queue slowed by \(slowest / fastest)")
+
+        let stats = try #require(try files[0].stats()["slow"])
+        #expect(stats.dead >= 1)
+        let letters = try files[0].deadLetters(queue: "slow")
+        #expect(letters.allSatisfy { $0.reason.contains("timed out after 1s") })
+        if isolation == "process" {
+            #expect(waitFor(timeout: 10) { goneAfter.value != nil })
+            let gone = try #require(goneAfter.value)
+            print("hung process job: its worker was gone \(gone) s after the job started (timeout 1 s, grace 1 s)")
+            #expect(gone > 1.5 && gone < 2.6, "killed after the timeout plus the grace: \(gone) s")
+        }
+        for run in runs {
+            let exit = run.stop(timeout: 40)
+            #expect(exit.status == 0 && !exit.bySignal, "\(run.log)")
+        }
+    }
+
+    @Test("the timed-out job's slot is free at the timeout: the next job of that queue starts then")
+    func slotFreeAtTimeout() throws {
+        for isolation in ["thread", "process"] {
+            let folder = TestFolder()
+            let log = folder.path("slow.log")
+            let config = try folder.config(
+                """
+                workers: 2
+                sources: [{ kind: sqlite, path: "q.db" }]
+                queues:
+                  - { name: "slow", maxConcurrency: 1, timeout: 1s, attempts: 1, isolation: \(isolation)\(isolation == "process" ? ", killGrace: 3s" : "") }
+                """)
+            let file = try SQLiteQueue(path: folder.path("q.db"))
+            try file.enqueue(contentsOf: Self.appends("slow", 2, log: log, line: "slow") { _ in 6000 })
+            let run = try RunningFairway(config: config, folder: folder.url)
+            #expect(run.waitUntilRunning(), "\(run.log)")
+            func lines() -> Int { Self.lineCount(log) }
+            #expect(waitFor(timeout: 10) { lines() >= 1 })
+            let first = Date()
+            #expect(waitFor(timeout: 10) { lines() >= 2 })
+            let gap = Date().timeIntervalSince(first)
+            print("\(isolation): the next job of the queue started \(gap) s after the first (timeout 1 s)")
+            #expect(gap > 0.9 && gap < 1.6, "\(isolation): next job after \(gap) s")
+            let exit = run.stop(timeout: 40)
+            #expect(exit.status == 0 && !exit.bySignal, "\(run.log)")
+        }
+    }
+
+    @Test("the Python example worker runs jobs, reports failures and rejections, and is replaced when it dies")
+    func pythonWorker() throws {
+        let folder = TestFolder()
+        let log = folder.path("python.log")
+        let worker = Self.repository.appendingPathComponent("docs/examples/python_worker.py").path
+        let config = try folder.config(
+            """
+            workers: 2
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "py", isolation: process, command: ["python3", "\(worker)"], attempts: 2, backoff: 0s, timeout: 2s, killGrace: 500ms }
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        try file.enqueue(
+            contentsOf: (0..<50).map { index in
+                NewJob(queue: "py", type: "append", payload: Array(#"{"path":"\#(log)","line":"job-\#(index)"}"#.utf8))
+            })
+        try file.enqueue(
+            contentsOf: [
+                NewJob(queue: "py", type: "fail", payload: Array(#"{"message":"no such report"}"#.utf8)),
+                NewJob(queue: "py", type: "resize"),
+                NewJob(queue: "py", type: "crash"),
+                NewJob(queue: "py", type: "sleep", payload: Array(#"{"ms":20000}"#.utf8)),
+                NewJob(queue: "py", type: "append", payload: Array(#"{"line":"no path"}"#.utf8)),
+            ])
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(try waitFor(timeout: 30) { try file.stats()["py"].map { $0.completed == 50 && $0.dead == 5 } ?? false })
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        #expect(Set(lines.map { $0.split(separator: " ")[0] }).count == 50)
+        let pids = Set(lines.map { $0.split(separator: " ")[1] })
+        #expect(pids.count <= 4, "workers are reused: \(pids.count) processes for 50 jobs")
+        let letters = Dictionary(
+            uniqueKeysWithValues: try file.deadLetters(queue: "py").map { ($0.type + $0.payload, $0) })
+        let failed = try #require(letters["fail" + #"{"message":"no such report"}"#])
+        #expect(failed.reason == "RuntimeError: no such report (gave up after 2 attempts)")
+        let unknown = try #require(letters["resize{}"])
+        #expect(unknown.reason.contains("unknown job type 'resize'") && unknown.attempts == 1)
+        let crashed = try #require(letters["crash{}"])
+        #expect(crashed.reason.contains("exited with status 3") && crashed.attempts == 2)
+        let slept = try #require(letters["sleep" + #"{"ms":20000}"#])
+        #expect(slept.reason.contains("timed out after 2s"))
+        let invalid = try #require(letters["append" + #"{"line":"no path"}"#])
+        #expect(invalid.reason.contains("missing field 'path'") && invalid.attempts == 1)
+        let exit = run.stop()
+        #expect(exit.status == 0 && !exit.bySignal, "\(run.log)")
+    }
+
+    @Test("SIGTERM under load: held jobs are consumable by another process within a second, exit 0 in the deadline")
+    func heldJobsHandedBack() throws {
+        let folder = TestFolder()
+        let log = folder.path("runs.log")
+        let config = try folder.config(
+            """
+            workers: 2
+            drainTimeout: 10s
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues: [{ name: "q", prefetch: 16 }]
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        // Two long jobs run first and keep the first process draining; the other 14 are held behind them.
+        try file.enqueue(contentsOf: Self.appends("q", 16, log: log, line: "job") { $0 < 2 ? 2500 : 50 })
+        let first = try RunningFairway(config: config, folder: folder.url)
+        #expect(first.waitUntilRunning(), "\(first.log)")
+        #expect(try waitFor { try file.stats()["q"]?.leased == 16 })
+        let second = try RunningFairway(config: config, folder: folder.url)
+        #expect(second.waitUntilRunning(), "\(second.log)")
+        func lines() -> Int { Self.lineCount(log) }
+        #expect(waitFor { lines() == 2 })
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(lines() == 2, "the second process has nothing to run while the first holds every job")
+
+        let signalled = Date()
+        kill(first.process.processIdentifier, SIGTERM)
+        #expect(waitFor(timeout: 5) { lines() >= 3 })
+        let handedOver = Date().timeIntervalSince(signalled)
+        print("SIGTERM: a held job started in another process \(handedOver) s after the signal")
+        #expect(handedOver < 1, "held jobs are back at the source at once")
+        let exit = first.waitForExit(timeout: 12)
+        let drained = Date().timeIntervalSince(signalled)
+        #expect(exit.status == 0 && !exit.bySignal, "\(first.log)")
+        #expect(drained < 10, "exit within the drain deadline: \(drained) s")
+        #expect(try waitFor(timeout: 60) { try file.stats()["q"]?.completed == 16 })
+        #expect(second.stop().status == 0)
+        let stats = try #require(try file.stats()["q"])
+        #expect(stats.ready + stats.leased + stats.delayed + stats.dead == 0)
+    }
+
+    @Test("a queue at its maxBacklog refuses enqueues with 'queue full, retry after', writing nothing")
+    func loadShedding() throws {
+        let folder = TestFolder()
+        let config = try folder.config(
+            """
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "capped", paused: true, maxBacklog: 5, backlogRetryAfter: 2s }
+              - { name: "open", paused: true }
+            """)
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        let db = folder.path("q.db")
+        let accepted = try FairwayProcess.run([
+            "enqueue", "--db", db, "--queue", "capped", "--type", "noop", "--count", "5",
+        ])
+        #expect(accepted.status == 0, "\(accepted.stderr)")
+        let refused = try FairwayProcess.run(["enqueue", "--db", db, "--queue", "capped", "--type", "noop"])
+        #expect(refused.status == 75)
+        #expect(
+            refused.stderr.contains("queue 'capped' is full (5 jobs waiting, limit 5), retry after 2 s"),
+            "\(refused.stderr)")
+        let other = try FairwayProcess.run([
+            "enqueue", "--db", db, "--queue", "open", "--type", "noop", "--count", "50",
+        ])
+        #expect(other.status == 0)
+        let stats = try SQLiteQueue(path: db).stats()
+        // A paused queue's jobs may be claimed and held: unfinished is ready plus leased.
+        #expect(stats["capped"].map { $0.ready + $0.leased } == 5)
+        #expect(stats["open"].map { $0.ready + $0.leased } == 50)
+        #expect(run.stop().status == 0)
+    }
+}
+
+/// A value shared with a polling thread.
+final class Locked<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+
+    init(_ value: Value) { stored = value }
+
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}

@@ -1,0 +1,177 @@
+import FairwayProcessWorkers
+import Foundation
+import Testing
+
+/// Worker processes as the supervisor sees them, with the real `fairway` binary (and other programs) as
+/// the worker.
+@Suite("worker processes")
+struct WorkerProcessTests {
+    static var fairway: [String] { [FairwayProcess.executable.path] }
+
+    static func job(_ type: String, id: String = UUID().uuidString) -> WorkerMessage {
+        var job = WorkerMessage(kind: .job)
+        job.id = id
+        job.queue = "q"
+        job.jobType = type
+        job.attempt = 1
+        job.maxAttempts = 1
+        job.timeoutSeconds = 30
+        return job
+    }
+
+    /// The pid of the worker that ran a job: `append` writes it after the job id.
+    static func runAppend(_ pool: WorkerProcessPool, _ path: String, _ line: String) -> WorkerRunResult {
+        pool.run(job("append"), payload: Array(#"{"path":"\#(path)","line":"\#(line)"}"#.utf8)) { _ in }
+    }
+
+    @Test("a message survives the trip: header fields and a binary body")
+    func framing() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        let channel = WorkerChannel(input: fds[0], output: fds[1])
+        var sent = Self.job("resize", id: "42")
+        sent.reason = "ünïcode ✓"
+        let body: [UInt8] = [0, 255, 10, 13] + Array("{\"ms\": 1}".utf8)
+        try channel.send(sent, body: body)
+        try channel.send(.result(id: "42", outcome: .failure, reason: "boom"))
+        let (first, firstBody) = try channel.receive()
+        #expect(first == sent)
+        #expect(firstBody == body)
+        let (second, secondBody) = try channel.receive()
+        #expect(second.outcome == .failure && second.reason == "boom" && second.id == "42")
+        #expect(secondBody.isEmpty)
+    }
+
+    @Test("a header longer than the limit is a protocol error, not an allocation")
+    func oversizeHeader() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        let length: [UInt8] = [0x7f, 0xff, 0xff, 0xff]
+        #expect(write(fds[1], length, 4) == 4)
+        let channel = WorkerChannel(input: fds[0], output: fds[1])
+        #expect(throws: WorkerProtocolError.self) { try channel.receive() }
+    }
+
+    @Test("workers are reused across jobs and recycled after recycleAfterJobs")
+    func reuseAndRecycle() throws {
+        let folder = TestFolder()
+        let path = folder.path("runs.log")
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway, recycleAfterJobs: 3))
+        defer { pool.shutdown() }
+        for index in 0..<7 {
+            #expect(Self.runAppend(pool, path, "job-\(index)") == .finished(.success, reason: nil))
+        }
+        #expect(pool.counts.started == 3, "7 jobs at 3 per worker: 3 workers")
+        #expect(pool.counts.recycled == 2)
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 7)
+    }
+
+    @Test("a worker above its memory limit after a job is replaced")
+    func recycleOnMemory() throws {
+        let folder = TestFolder()
+        let path = folder.path("runs.log")
+        let pool = WorkerProcessPool(
+            settings: ProcessWorkerSettings(command: Self.fairway, recycleAboveMemoryBytes: 1 << 20))
+        defer { pool.shutdown() }
+        for index in 0..<3 {
+            #expect(Self.runAppend(pool, path, "job-\(index)") == .finished(.success, reason: nil))
+        }
+        #expect(pool.counts.started == 3, "every worker uses more than 1 MiB, so each runs one job")
+        #expect(pool.counts.recycled == 3)
+    }
+
+    @Test(
+        "a worker that traps, segfaults, is killed or exits mid-job fails that job only, and is replaced",
+        arguments: [
+            ("trap", "signal 4"), ("segfault", "signal 11"), ("kill", "signal 9"), ("exit", "exited with status 3"),
+        ])
+    func crashes(how: String, expected: String) throws {
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway))
+        defer { pool.shutdown() }
+        #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        let result = pool.run(Self.job("crash"), payload: Array(#"{"how":"\#(how)"}"#.utf8)) { _ in }
+        guard case .crashed(let reason) = result else {
+            Issue.record("expected a crash, got \(result)")
+            return
+        }
+        #expect(reason.contains(expected), "\(reason)")
+        #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        #expect(pool.counts.started == 2 && pool.counts.crashed == 1)
+    }
+
+    @Test("a failing, an unknown and an undecodable job are results, not crashes")
+    func failures() throws {
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway))
+        defer { pool.shutdown() }
+        let failed = pool.run(Self.job("fail"), payload: Array(#"{"message":"no disk"}"#.utf8)) { _ in }
+        #expect(failed == .finished(.failure, reason: "no disk"))
+        guard case .finished(.rejected, let unknown?) = pool.run(Self.job("nope"), payload: [], started: { _ in })
+        else {
+            Issue.record("an unknown type should be rejected")
+            return
+        }
+        #expect(unknown.contains("nope"))
+        guard
+            case .finished(.rejected, let bad?) = pool.run(
+                Self.job("sleep"), payload: Array("{".utf8), started: { _ in })
+        else {
+            Issue.record("an undecodable payload should be rejected")
+            return
+        }
+        #expect(bad.contains("not valid JSON"))
+        #expect(pool.counts.started == 1 && pool.counts.crashed == 0)
+    }
+
+    @Test("cancel asks the worker to stop and kills it after the grace")
+    func cancelKillsAfterGrace() throws {
+        let pool = WorkerProcessPool(
+            settings: ProcessWorkerSettings(command: Self.fairway, killGrace: .milliseconds(300)))
+        defer { pool.shutdown() }
+        let began = Date()
+        // `sleep` ignores cancellation on purpose: only the kill ends it.
+        let result = pool.run(Self.job("sleep"), payload: Array(#"{"ms":20000}"#.utf8)) { cancel in
+            DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { cancel() }
+        }
+        let took = Date().timeIntervalSince(began)
+        guard case .crashed(let reason) = result else {
+            Issue.record("expected the worker to be killed, got \(result)")
+            return
+        }
+        #expect(reason.contains("signal 9"), "\(reason)")
+        #expect(took > 0.45 && took < 3, "cancelled at 0.2 s, killed 0.3 s later: took \(took) s")
+    }
+
+    @Test("a command that is missing, or is not a Fairway worker, is refused with a reason naming it")
+    func badCommands() throws {
+        let missing = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["/nonexistent/worker", "--x"]))
+        guard case .notStarted(let reason) = missing.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a missing program cannot start")
+            return
+        }
+        #expect(reason.contains("/nonexistent/worker") && reason.contains("status 127"), "\(reason)")
+
+        let chatty = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["/bin/echo", "hello there"]))
+        guard case .notStarted(let garbage) = chatty.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a program that does not speak the protocol cannot start")
+            return
+        }
+        #expect(garbage.contains("/bin/echo"), "\(garbage)")
+
+        let silent = WorkerProcessPool(
+            settings: ProcessWorkerSettings(command: ["/bin/sleep", "30"]), startTimeout: .milliseconds(300))
+        guard case .notStarted(let quiet) = silent.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a program that never says hello cannot start")
+            return
+        }
+        #expect(quiet.contains("no hello"), "\(quiet)")
+    }
+}
