@@ -13,7 +13,7 @@ struct AMQPProcessTests {
         try #require(BrokerControl.ready, "the RabbitMQ broker could not be started")
     }
 
-    @Test("kill -9 under load, five times, then a clean run: nothing lost, duplicates only among in-flight")
+    @Test("kill -9 under load, ten times, then a clean run: nothing lost, duplicates only among in-flight")
     func killNineUnderLoad() throws {
         let folder = TestFolder()
         let prefix = "k\(UUID().uuidString.prefix(6).lowercased())"
@@ -24,10 +24,12 @@ struct AMQPProcessTests {
             workers: 2
             sources: [{ kind: amqp, url: "\(Self.address)", prefetch: 4 }]
             defaults: { attempts: 50 }
-            queues: [{ name: "\(prefix)-{1..4}" }]
+            queues:
+              - { name: "\(prefix)-{1..4}" }
+              - { name: "\(prefix)-4", isolation: process }
             """
         )
-        let total = 3000
+        let total = 5000
         let jobs = (0..<total).map { index in
             NewJob(
                 queue: "\(prefix)-\(index % 4 + 1)", type: "append",
@@ -37,7 +39,7 @@ struct AMQPProcessTests {
         try publisher.publish(jobs)
         publisher.close()
         var kills = 0
-        for _ in 0..<5 {
+        for _ in 0..<10 {
             let run = try RunningFairway(config: config, folder: folder.url)
             #expect(run.waitUntilRunning(), "\(run.log)")
             Thread.sleep(forTimeInterval: Double.random(in: 0.2...0.5))
@@ -130,6 +132,75 @@ struct AMQPProcessTests {
         #expect(waitFor { (try? file.stats()[queue]?.completed) == 50 })
         #expect(waitFor { (try? BrokerControl.count(queue)) == 0 })
         #expect(run.stop().status == 0)
+    }
+
+    @Test(
+        "a broker restart under load while a process-isolated queue runs: nothing lost, the process survives",
+        .restartsBroker)
+    func brokerRestartWithProcessQueue() throws {
+        let folder = TestFolder()
+        let prefix = "r\(UUID().uuidString.prefix(6).lowercased())"
+        defer { BrokerControl.delete(["\(prefix)-iso", "\(prefix)-plain"]) }
+        let log = folder.path("runs.log")
+        let config = try folder.config(
+            """
+            workers: 2
+            sources: [{ kind: amqp, url: "\(Self.address)", prefetch: 8 }]
+            defaults: { attempts: 50, backoff: 50ms }
+            queues:
+              - { name: "\(prefix)-iso", isolation: process }
+              - { name: "\(prefix)-plain" }
+            """
+        )
+        let total = 1200
+        let jobs = (0..<total).map { index in
+            NewJob(
+                queue: "\(prefix)-\(index % 2 == 0 ? "iso" : "plain")", type: "append",
+                payload: Array(#"{"path":"\#(log)","line":"job-\#(index)","ms":3}"#.utf8))
+        }
+        let publisher = try AMQPPublisher(url: try AMQPURL(Self.address))
+        try publisher.publish(jobs)
+        publisher.close()
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(waitFor(timeout: 30) { Self.distinctRuns(log) >= 200 })
+        #expect(BrokerControl.control(["stop_app"]) == 0)
+        let duringOutage = Self.distinctRuns(log)
+        Thread.sleep(forTimeInterval: 1)
+        #expect(BrokerControl.control(["start_app"]) == 0)
+        print("broker restart: \(duringOutage) of \(total) jobs had run when the broker stopped")
+        #expect(duringOutage < total, "the load should still be running when the broker stops")
+        #expect(waitFor(timeout: 90) { Self.distinctRuns(log) == total }, "\(run.log.suffix(2000))")
+        #expect(run.process.isRunning, "the process rides out the restart")
+        let exit = run.stop()
+        #expect(exit.status == 0 && !exit.bySignal, "\(run.log.suffix(2000))")
+        #expect(try BrokerControl.count("\(prefix)-iso") == 0)
+        #expect(try BrokerControl.count("\(prefix)-plain") == 0)
+    }
+
+    @Test("a queue at its max-length with reject-publish refuses enqueues: exit 75, 'the queue is full'")
+    func maxLengthPolicy() throws {
+        let queue = "m\(UUID().uuidString.prefix(6).lowercased())"
+        defer {
+            BrokerControl.control(["clear_policy", "\(queue)-cap"])
+            BrokerControl.delete([queue])
+        }
+        let policy = #"{"max-length":5,"overflow":"reject-publish"}"#
+        #expect(
+            BrokerControl.control(["set_policy", "\(queue)-cap", "^\(queue)$", policy, "--apply-to", "queues"]) == 0)
+        let first = try FairwayProcess.run(
+            ["enqueue", "--amqp", Self.address, "--queue", queue, "--type", "noop", "--count", "5"])
+        #expect(first.status == 0, "\(first.stderr)")
+        // The policy reaches a new queue a moment after its declaration.
+        var refused = try FairwayProcess.run(["enqueue", "--amqp", Self.address, "--queue", queue, "--type", "noop"])
+        let deadline = Date().addingTimeInterval(10)
+        while refused.status == 0 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            refused = try FairwayProcess.run(["enqueue", "--amqp", Self.address, "--queue", queue, "--type", "noop"])
+        }
+        #expect(refused.status == 75)
+        #expect(refused.stderr.contains("the queue is full"), "\(refused.stderr)")
+        #expect(try BrokerControl.count(queue) == 5)
     }
 
     static func distinctRuns(_ path: String) -> Int {

@@ -91,6 +91,18 @@ final class TestFolder {
     }
 }
 
+/// Processes whose command line mentions `text` (a test's own config path): workers left behind, if any.
+func processes(mentioning text: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { entry -> Int32? in
+        guard let pid = Int32(entry),
+            let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+            String(decoding: data, as: UTF8.self).contains(text)
+        else { return nil }
+        return pid
+    }
+}
+
 func waitFor(timeout: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {

@@ -42,7 +42,7 @@ struct SQLiteProcessTests {
         #expect(share < 0.01, "idle process used \(share * 100)% of a core")
     }
 
-    @Test("kill -9 at random moments under load, five times: every job completes, none is lost")
+    @Test("kill -9 at random moments under load, ten times: every job completes, none is lost")
     func killNineUnderLoad() throws {
         let folder = TestFolder()
         let log = folder.path("executions.log")
@@ -51,11 +51,14 @@ struct SQLiteProcessTests {
             workers: 2
             sources: [{ kind: sqlite, path: "q.db" }]
             defaults: { attempts: 50, backoff: 10ms, prefetch: 4 }
-            queues: [{ name: "q-{1..4}" }]
+            queues:
+              - { name: "q-{1..4}" }
+              # One queue's jobs run in worker processes: they die with their supervisor (PDEATHSIG).
+              - { name: "q-4", isolation: process }
             """
         )
         let file = try SQLiteQueue(path: folder.path("q.db"))
-        let total = 4000
+        let total = 6000
         try file.enqueue(
             contentsOf: (0..<total).map { index in
                 NewJob(
@@ -64,7 +67,7 @@ struct SQLiteProcessTests {
             }
         )
         var kills = 0
-        for _ in 0..<5 {
+        for _ in 0..<10 {
             let run = try RunningFairway(config: config, folder: folder.url)
             #expect(run.waitUntilRunning(), "\(run.log)")
             Thread.sleep(forTimeInterval: Double.random(in: 0.1...0.4))
@@ -79,6 +82,7 @@ struct SQLiteProcessTests {
         #expect(try waitFor(timeout: 60) { try file.stats().values.reduce(0) { $0 + $1.completed } == total })
         let exit = last.stop()
         #expect(exit.status == 0 && !exit.bySignal)
+        #expect(waitFor(timeout: 5) { processes(mentioning: config).isEmpty }, "no worker process outlives its run")
 
         let stats = try file.stats()
         #expect(stats.values.reduce(0) { $0 + $1.dead } == 0)
