@@ -189,7 +189,8 @@ if ProcessInfo.processInfo.environment["FAIRWAY_BENCHMARKS"] != nil {
         .target(
             name: "BenchmarkSupport",
             dependencies: [
-                "FairwayRuntime", "FairwayJobs", "FairwayScheduling", .product(name: "Logging", package: "swift-log"),
+                "FairwayRuntime", "FairwayJobs", "FairwayScheduling", "FairwayProcessWorkers",
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/BenchmarkSupport"
         ),

@@ -1,14 +1,17 @@
 import FairwayJobs
+import FairwayProcessWorkers
 import FairwayRuntime
 import FairwayScheduling
+import Foundation
 import Logging
 
 /// The engine every benchmark measures: `queues` queues named q0, q1, … with weights cycling 8, 4, 2, 1,
-/// credit 32, the built-in jobs plus whatever `register` adds, and logging off.
+/// credit 32, `isolation` for all, the built-in jobs plus whatever `register` adds, and logging off.
 public func benchmarkEngine(
     workers: Int = 2,
     queues: Int = 120,
     source: any JobSource,
+    isolation: Isolation = .thread,
     register: (inout JobRegistry) -> Void = { _ in }
 ) throws -> Engine {
     var registry = JobRegistry()
@@ -21,11 +24,27 @@ public func benchmarkEngine(
         configuration: EngineConfiguration(
             workers: workers,
             queues: (0..<queues).map {
-                QueueDefinition(name: "q\($0)", settings: QueueSettings(weight: weights[$0 % 4]), credit: 32)
+                QueueDefinition(
+                    name: "q\($0)", settings: QueueSettings(weight: weights[$0 % 4]), credit: 32, isolation: isolation)
             }
         ),
         registry: registry,
         sources: [source],
         logger: logger
     )
+}
+
+/// Worker processes that run the `fairway` binary built beside the benchmarks (or `FAIRWAY_WORKER_BINARY`):
+/// build it first with `swift build -c release --scratch-path .build-benchmarks --product fairway`.
+public func fairwayWorkerProcesses() -> Isolation {
+    let environment = ProcessInfo.processInfo.environment
+    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("fairway").path
+    let binary = environment["FAIRWAY_WORKER_BINARY"] ?? beside
+    guard FileManager.default.isExecutableFile(atPath: binary) else {
+        fatalError(
+            "no fairway binary at \(binary): run `FAIRWAY_BENCHMARKS=1 swift build -c release --scratch-path .build-benchmarks --product fairway` first"
+        )
+    }
+    return .process(ProcessWorkerSettings(command: [binary], recycleAfterJobs: 0))
 }

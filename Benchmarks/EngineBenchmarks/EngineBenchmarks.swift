@@ -52,6 +52,8 @@ let benchmarks: @Sendable () -> Void = {
         engine.shutdown(drainTimeout: .seconds(1))
     }
 
+    isolationBenchmarks(jobsPerSecond: jobsPerSecond)
+
     // Idle pool: a job arrives; how long until its handler starts.
     Benchmark(
         "dispatch latency, idle pool of 2",
