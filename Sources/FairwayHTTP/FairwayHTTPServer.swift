@@ -201,6 +201,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
         var succeeded: Int
         var failed: Int
         var timedOut: Int
+        var crashed: Int
         var deadLettered: Int
     }
 
@@ -213,7 +214,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
                 rate: queue.settings.rateLimit?.perSecond, burst: queue.settings.rateLimit?.burst,
                 paused: queue.settings.paused, ready: depths[queue.name]?.ready ?? 0, held: queue.held,
                 inFlight: queue.inFlight, succeeded: queue.succeeded, failed: queue.failed, timedOut: queue.timedOut,
-                deadLettered: queue.deadLettered
+                crashed: queue.crashed, deadLettered: queue.deadLettered
             )
         }
     }

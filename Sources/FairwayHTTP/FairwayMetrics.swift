@@ -1,6 +1,7 @@
 import FairwayRuntime
 import Foundation
 import Prometheus
+import Synchronization
 
 /// Every metric Fairway exposes, registered once, in one place (the Prometheus registry refuses one name
 /// with two types or two help texts). Job-level metrics are recorded as jobs end; levels (depths, busy
@@ -37,6 +38,12 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
     private let heldJobs: Gauge
     private let draining: Gauge
     private var connected: [String: Gauge] = [:]
+    private let processesStarted: Counter
+    private let processesCrashed: Counter
+    private let processesRecycled: Counter
+    private let processesIdle: Gauge
+    /// The engine's process counts at the last scrape: counters grow by the difference.
+    private let lastProcessCounts = Mutex(WorkerProcessCounts())
 
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "fairway", metricName: metric, unitName: unit, helpText: help)
@@ -56,7 +63,7 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
                             registry.makeCounter(
                                 descriptor: Self.name(
                                     "jobs_completed", "total",
-                                    "Runs that ended, by outcome: success, retry, dead_letter, timeout, released."
+                                    "Runs that ended, by outcome: success, retry, dead_letter, timeout, crash, released."
                                 ),
                                 labels: labels + [("outcome", outcome.rawValue)]
                             )
@@ -110,6 +117,17 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
             descriptor: Self.name("held", "jobs", "Jobs held by this process, not yet started."))
         draining = registry.makeGauge(
             descriptor: Self.name("draining", "", "1 while the process is shutting down."))
+        processesStarted = registry.makeCounter(
+            descriptor: Self.name("worker_processes_started", "total", "Worker processes started."))
+        processesCrashed = registry.makeCounter(
+            descriptor: Self.name(
+                "worker_processes_crashed", "total", "Worker processes that died mid-job or broke the protocol."))
+        processesRecycled = registry.makeCounter(
+            descriptor: Self.name(
+                "worker_processes_recycled", "total",
+                "Worker processes replaced after their job or memory limit, or a timeout."))
+        processesIdle = registry.makeGauge(
+            descriptor: Self.name("worker_processes_idle", "", "Worker processes waiting for a job."))
         for source in Set(sourceNames) {
             connected[source] = registry.makeGauge(
                 descriptor: Self.name("source_connected", "", "1 while the source is connected."),
@@ -158,6 +176,15 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         stuckWorkers.set(to: Double(snapshot.stuckWorkers))
         heldJobs.set(to: Double(snapshot.held))
         draining.set(to: snapshot.draining ? 1 : 0)
+        let counts = snapshot.workerProcesses
+        let last = lastProcessCounts.withLock { last in
+            defer { last = counts }
+            return last
+        }
+        processesStarted.increment(by: Int64(max(0, counts.started - last.started)))
+        processesCrashed.increment(by: Int64(max(0, counts.crashed - last.crashed)))
+        processesRecycled.increment(by: Int64(max(0, counts.recycled - last.recycled)))
+        processesIdle.set(to: Double(counts.idle))
         for (source, up) in sources {
             connected[source]?.set(to: up ? 1 : 0)
         }

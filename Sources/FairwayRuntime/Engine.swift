@@ -248,13 +248,21 @@ public final class Engine: @unchecked Sendable {
                 queues[index].inFlight = scheduler.inFlight(QueueID(index))
                 queues[index].oldestHeldEnqueuedAt = buffers[index].first?.enqueuedAt
             }
-            return EngineSnapshot(
+            var snapshot = EngineSnapshot(
                 queues: queues,
                 workers: configuration.workers,
                 busyWorkers: busyWorkers,
                 stuckWorkers: stuckThreads,
                 draining: phase == .draining || phase == .stopped
             )
+            for pool in processPools.values {
+                let counts = pool.counts
+                snapshot.workerProcesses.started += counts.started
+                snapshot.workerProcesses.crashed += counts.crashed
+                snapshot.workerProcesses.recycled += counts.recycled
+                snapshot.workerProcesses.idle += counts.idle
+            }
+            return snapshot
         }
     }
 

@@ -44,4 +44,20 @@ public struct EngineSnapshot: Sendable {
     /// Deliveries held locally across all queues, not yet started.
     public var held: Int { queues.reduce(0) { $0 + $1.held } }
     public var draining: Bool
+    /// Worker processes of process-isolated queues, all pools together.
+    public var workerProcesses = WorkerProcessCounts()
+}
+
+/// What the supervisors of worker processes have seen since the engine started.
+public struct WorkerProcessCounts: Sendable, Hashable {
+    /// Worker processes started.
+    public var started = 0
+    /// Worker processes that died mid-job or broke the protocol.
+    public var crashed = 0
+    /// Worker processes replaced after their job count or memory limit, or after a timeout.
+    public var recycled = 0
+    /// Worker processes waiting for a job now.
+    public var idle = 0
+
+    public init() {}
 }

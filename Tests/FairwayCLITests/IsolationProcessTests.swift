@@ -93,6 +93,11 @@ struct IsolationProcessTests {
         #expect(withCrashes <= without * 1.1, "other queues slowed by \(withCrashes / without)")
         #expect(try waitFor { try files[0].stats()["iso"]?.dead == 40 })
         #expect(runs[0].process.isRunning, "the process survives its crashing jobs")
+        let port = try #require(runs[0].httpPort)
+        let exposition = HTTP.call("GET", port: port, "/metrics").body
+        #expect(HTTP.sample(exposition, #"fairway_jobs_completed_total{queue="iso",outcome="crash"}"#) == 80)
+        #expect(HTTP.sample(exposition, "fairway_worker_processes_crashed_total") == 80)
+        #expect((HTTP.sample(exposition, "fairway_worker_processes_started_total") ?? 0) >= 80)
         let letters = try files[0].deadLetters(queue: "iso")
         #expect(letters.count == 40)
         #expect(letters.allSatisfy { $0.reason.contains("signal 4") && $0.reason.contains("gave up after 2 attempts") })
