@@ -38,8 +38,8 @@ public func benchmarkEngine(
 /// build it first with `swift build -c release --scratch-path .build-benchmarks --product fairway`.
 public func fairwayWorkerProcesses() -> Isolation {
     let environment = ProcessInfo.processInfo.environment
-    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        .appendingPathComponent("fairway").path
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+    let beside = URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("fairway").path
     let binary = environment["FAIRWAY_WORKER_BINARY"] ?? beside
     guard FileManager.default.isExecutableFile(atPath: binary) else {
         fatalError(

@@ -68,9 +68,11 @@ public final class WorkerProcessPool: Sendable {
             checkin(process)
             return .finished(result.outcome ?? .failure, reason: result.reason)
         } catch {
+            // Stopped on purpose (a timeout, the drain deadline): replaced, not crashed.
+            let stopped = process.stopRequested
             process.kill()
             let death = process.reap()
-            state.withLock { $0.crashed += 1 }
+            state.withLock { stopped ? ($0.recycled += 1) : ($0.crashed += 1) }
             if case .malformed(let detail) = error {
                 return .crashed(reason: "worker process \(process.pid) broke the protocol (\(detail)) and was killed")
             }
