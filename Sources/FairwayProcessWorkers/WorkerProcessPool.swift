@@ -72,7 +72,13 @@ public final class WorkerProcessPool: Sendable {
             let stopped = process.stopRequested
             process.kill()
             let death = process.reap()
-            state.withLock { stopped ? ($0.recycled += 1) : ($0.crashed += 1) }
+            state.withLock { state in
+                if stopped {
+                    state.recycled += 1
+                } else {
+                    state.crashed += 1
+                }
+            }
             if case .malformed(let detail) = error {
                 return .crashed(reason: "worker process \(process.pid) broke the protocol (\(detail)) and was killed")
             }

@@ -1,3 +1,4 @@
+import FairwayTestSupport
 import Foundation
 import Testing
 
@@ -69,7 +70,7 @@ struct CommandLineTests {
         #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == FairwayCommand.version)
     }
 
-    @Test("demo --json reports throughput, Jain's index and each tier's share against its ideal")
+    @Test("demo --json reports throughput, Jain's index and each tier's share against its ideal", .loadsMachine)
     func demoJSON() throws {
         let result = try FairwayProcess.run(["demo", "--seconds", "3", "--json"])
         #expect(result.status == 0, "\(result.stderr)")

@@ -62,7 +62,9 @@ struct IsolationProcessTests {
         return found
     }
 
-    @Test("a crash job in a process queue: the process survives, the job is dead-lettered, other queues keep pace")
+    @Test(
+        "a crash job in a process queue: the process survives, the job is dead-lettered, other queues keep pace",
+        .loadsMachine)
     func crashInProcessQueue() throws {
         let config = """
             workers: 3
@@ -109,7 +111,7 @@ struct IsolationProcessTests {
 
     @Test(
         "a job past its timeout frees its slot at once; a worker process is killed after the grace",
-        arguments: ["thread", "process"])
+        .loadsMachine, arguments: ["thread", "process"])
     func hungJob(isolation: String) throws {
         let hung = TestFolder()
         let baseline = TestFolder()
@@ -172,7 +174,7 @@ struct IsolationProcessTests {
         }
     }
 
-    @Test("the timed-out job's slot is free at the timeout: the next job of that queue starts then")
+    @Test("the timed-out job's slot is free at the timeout: the next job of that queue starts then", .loadsMachine)
     func slotFreeAtTimeout() throws {
         for isolation in ["thread", "process"] {
             let folder = TestFolder()
@@ -248,7 +250,9 @@ struct IsolationProcessTests {
         #expect(exit.status == 0 && !exit.bySignal, "\(run.log)")
     }
 
-    @Test("SIGTERM under load: held jobs are consumable by another process within a second, exit 0 in the deadline")
+    @Test(
+        "SIGTERM under load: held jobs are consumable by another process within a second, exit 0 in the deadline",
+        .loadsMachine)
     func heldJobsHandedBack() throws {
         let folder = TestFolder()
         let log = folder.path("runs.log")

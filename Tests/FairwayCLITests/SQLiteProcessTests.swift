@@ -1,11 +1,14 @@
 import FairwaySQLite
+import FairwayTestSupport
 import Foundation
 import Testing
 
 /// `fairway run` on a SQLite queue file, as a real process: cross-process wake-up, kill -9, crashing jobs.
 @Suite("fairway run on SQLite", .serialized, .timeLimit(.minutes(5)))
 struct SQLiteProcessTests {
-    @Test("a job enqueued by another process starts promptly, and an idle process uses well under 1% of a core")
+    @Test(
+        "a job enqueued by another process starts promptly, and an idle process uses well under 1% of a core",
+        .loadsMachine)
     func crossProcessEnqueue() throws {
         let folder = TestFolder()
         let config = try folder.config(
@@ -42,7 +45,7 @@ struct SQLiteProcessTests {
         #expect(share < 0.01, "idle process used \(share * 100)% of a core")
     }
 
-    @Test("kill -9 at random moments under load, ten times: every job completes, none is lost")
+    @Test("kill -9 at random moments under load, ten times: every job completes, none is lost", .loadsMachine)
     func killNineUnderLoad() throws {
         let folder = TestFolder()
         let log = folder.path("executions.log")

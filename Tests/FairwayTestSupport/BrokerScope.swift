@@ -11,6 +11,8 @@ import Testing
 /// It waits without blocking a thread, so the tests holding the lock always get to run.
 public struct BrokerScope: TestTrait, SuiteTrait, TestScoping {
     public let exclusive: Bool
+    /// The lock file: one per shared resource.
+    public var path = "/tmp/fairway-tests-broker.lock"
 
     public var isRecursive: Bool { true }
 
@@ -24,11 +26,13 @@ public struct BrokerScope: TestTrait, SuiteTrait, TestScoping {
             return
         }
         // A test that restarts the broker inside a suite that uses it: the exclusive lock alone is taken.
-        if !exclusive && test.traits.contains(where: { ($0 as? BrokerScope)?.exclusive == true }) {
+        if !exclusive
+            && test.traits.contains(where: { ($0 as? BrokerScope).map { $0.exclusive && $0.path == path } == true })
+        {
             try await function()
             return
         }
-        let descriptor = open("/tmp/fairway-tests-broker.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o666)
+        let descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o666)
         guard descriptor >= 0 else {
             try await function()
             return
@@ -47,4 +51,10 @@ extension Trait where Self == BrokerScope {
     public static var usesBroker: Self { BrokerScope(exclusive: false) }
     /// The test stops or restarts the broker; it runs while no other test uses it.
     public static var restartsBroker: Self { BrokerScope(exclusive: true) }
+    /// The test loads both cores (many processes, crashes, kill -9) or measures throughput, fairness or
+    /// idle CPU: it runs while no other such test does. Not for tests that use the broker (two locks taken
+    /// in different orders could wait on each other).
+    public static var loadsMachine: Self {
+        BrokerScope(exclusive: true, path: "/tmp/fairway-tests-machine.lock")
+    }
 }
