@@ -95,8 +95,9 @@ public final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Sends one job and waits for its result. Throws when the worker dies or breaks the protocol.
-    func run(_ job: WorkerMessage, payload: [UInt8]) throws(WorkerProtocolError) -> WorkerMessage {
-        try channel.send(job, body: payload)
+    /// Waits for the result of `job`, sent with ``WorkerChannel/send(_:body:)``. Throws when the worker
+    /// dies or breaks the protocol.
+    func result(of job: WorkerMessage) throws(WorkerProtocolError) -> WorkerMessage {
         while true {
             let (message, _) = try channel.receive()
             guard message.kind == .result else {

@@ -48,6 +48,11 @@ public final class WorkerProcessPool: Sendable {
         state.withLock { ($0.started, $0.crashed, $0.recycled, $0.idle.count) }
     }
 
+    /// The process ids of the workers waiting for a job, for diagnostics.
+    public var idleProcessIDs: [pid_t] {
+        state.withLock { $0.idle.map(\.pid) }
+    }
+
     /// Runs one job in a worker process, on the calling thread, blocking it until the job ends.
     /// `started` receives the cancel action for this job once it is on its way.
     public func run(
@@ -55,16 +60,30 @@ public final class WorkerProcessPool: Sendable {
         payload: [UInt8],
         started: (WorkerCancel) -> Void
     ) -> WorkerRunResult {
-        let process: WorkerProcess
+        var process: WorkerProcess
         do {
             process = try checkout()
+            // An idle worker may have died while it waited (killed from outside, say): the job never
+            // reached it, so it costs the job nothing; a new worker gets it.
+            var tries = 0
+            while (try? process.channel.send(job, body: payload)) == nil {
+                process.kill()
+                let death = process.reap()
+                tries += 1
+                guard tries < 3 else {
+                    state.withLock { $0.crashed += 1 }
+                    return .crashed(reason: "worker process \(process.pid) \(death) before it could take the job")
+                }
+                state.withLock { $0.recycled += 1 }
+                process = try spawn()
+            }
         } catch {
             return .notStarted(reason: error.description)
         }
         let grace = settings.killGrace
-        started(WorkerCancel { process.terminate(grace: grace) })
+        started(WorkerCancel { [process] in process.terminate(grace: grace) })
         do {
-            let result = try process.run(job, payload: payload)
+            let result = try process.result(of: job)
             checkin(process)
             return .finished(result.outcome ?? .failure, reason: result.reason)
         } catch {
@@ -102,6 +121,10 @@ public final class WorkerProcessPool: Sendable {
         if let process = state.withLock({ $0.idle.popLast() }) {
             return process
         }
+        return try spawn()
+    }
+
+    private func spawn() throws(WorkerStartError) -> WorkerProcess {
         let process = try WorkerProcess.spawn(command: settings.command, startTimeout: startTimeout)
         state.withLock { $0.started += 1 }
         return process

@@ -108,6 +108,21 @@ struct WorkerProcessTests {
         #expect(pool.counts.started == 2 && pool.counts.crashed == 1)
     }
 
+    @Test("an idle worker killed from outside costs the next job nothing: a new worker takes it")
+    func idleWorkerDied() throws {
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway))
+        defer { pool.shutdown() }
+        #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        let idle = try #require(pool.idleProcessIDs.first)
+        #expect(kill(idle, SIGKILL) == 0)
+        #expect(
+            waitFor(timeout: 5) {
+                (try? String(contentsOfFile: "/proc/\(idle)/stat", encoding: .utf8))?.contains(") Z") != false
+            })
+        #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        #expect(pool.counts.started == 2 && pool.counts.crashed == 0 && pool.counts.recycled == 1)
+    }
+
     @Test("a failing, an unknown and an undecodable job are results, not crashes")
     func failures() throws {
         let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway))
