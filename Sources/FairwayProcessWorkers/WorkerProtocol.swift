@@ -93,8 +93,6 @@ public final class WorkerChannel: @unchecked Sendable {
     private var buffer: [UInt8] = []
     private var start = 0
     private var chunk = [UInt8](repeating: 0, count: 64 << 10)
-    private let encoder = JSONEncoder()
-    private let decoder = JSONDecoder()
 
     public init(input: Int32, output: Int32) {
         self.input = input
@@ -104,12 +102,7 @@ public final class WorkerChannel: @unchecked Sendable {
 
     /// Writes one message: header and body in a single write where they fit.
     public func send(_ message: WorkerMessage, body: [UInt8] = []) throws(WorkerProtocolError) {
-        let header: Data
-        do {
-            header = try encoder.encode(message)
-        } catch {
-            throw .malformed("cannot encode header: \(error)")
-        }
+        let header = WorkerHeaderCodec.encode(message)
         var frame: [UInt8] = []
         frame.reserveCapacity(8 + header.count + body.count)
         Self.appendLength(header.count, to: &frame)
@@ -128,10 +121,10 @@ public final class WorkerChannel: @unchecked Sendable {
         let header = try readBytes(headerLength)
         let message: WorkerMessage
         do {
-            message = try decoder.decode(WorkerMessage.self, from: Data(header))
+            message = try WorkerHeaderCodec.decode(header)
         } catch {
             let text = String(decoding: header.prefix(200), as: UTF8.self)
-            throw .malformed("header is not a worker message: \(text)")
+            throw .malformed("header is not a worker message (\(error)): \(text)")
         }
         let bodyLength = try readLength(allowEnd: false)
         guard bodyLength <= Self.maxBodyBytes else {
