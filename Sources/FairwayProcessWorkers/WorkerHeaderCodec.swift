@@ -186,9 +186,10 @@ enum WorkerHeaderCodec {
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
                 let start = index
                 var integral = true
-                while let byte = peek(), byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
-                    || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
-                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                while let byte = peek(),
+                    byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
+                        || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
+                        || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
                 {
                     if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
                         integral = false

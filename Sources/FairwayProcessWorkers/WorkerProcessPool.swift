@@ -135,8 +135,8 @@ public final class WorkerProcessPool: Sendable {
         if !retire, settings.recycleAfterJobs > 0, process.jobsRun >= settings.recycleAfterJobs {
             retire = true
         }
-        // Reading /proc costs about as much as a no-op job: look every 8 jobs.
-        if !retire, settings.recycleAboveMemoryBytes > 0, process.jobsRun % 8 == 1,
+        // Reading /proc costs a few per cent of a no-op job: look every 32 jobs.
+        if !retire, settings.recycleAboveMemoryBytes > 0, process.jobsRun % 32 == 1,
             let resident = process.residentBytes,
             resident > settings.recycleAboveMemoryBytes
         {
