@@ -71,7 +71,7 @@ struct Demo {
                 workers: workers,
                 costMode: cost,
                 queues: queues.map {
-                    QueueDefinition(name: $0.name, settings: QueueSettings(weight: $0.weight), credit: 128)
+                    QueueDefinition(name: $0.name, settings: QueueSettings(weight: $0.weight), credit: 32)
                 }
             ),
             registry: registry,
