@@ -99,6 +99,7 @@ let package = Package(
             name: "FairwayHTTP",
             dependencies: [
                 "FairwayRuntime",
+                "FairwayProcessWorkers",
                 "FairwayScheduling",
                 "FairwaySQLite",
                 "FairwayAMQP",

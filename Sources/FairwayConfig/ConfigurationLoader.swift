@@ -306,7 +306,9 @@ struct ConfigReader {
         for name in order {
             let fields = merged[name]!
             if let maxBacklog = fields.maxBacklog {
-                limits[name] = BacklogLimit(maxBacklog: maxBacklog, retryAfter: fields.backlogRetryAfter ?? .seconds(5))
+                var limit = BacklogLimit(maxBacklog: maxBacklog)
+                limit.retryAfter = fields.backlogRetryAfter ?? limit.retryAfter
+                limits[name] = limit
             } else if fields.backlogRetryAfter != nil {
                 throw error(
                     "\(origin[name]!).backlogRetryAfter", nil,

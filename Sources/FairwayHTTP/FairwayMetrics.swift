@@ -1,3 +1,4 @@
+import FairwayProcessWorkers
 import FairwayRuntime
 import Foundation
 import Prometheus

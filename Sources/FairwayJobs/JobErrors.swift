@@ -19,3 +19,15 @@ public enum JobError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension JobError {
+    /// How any error a handler threw reads to the runtime: permanent (a ``JobError``, dead-lettered at once)
+    /// or not (retried), and its text for the job's last error. Threads and worker processes use the same.
+    public static func classify(_ error: any Error) -> (permanent: Bool, reason: String) {
+        if let error = error as? JobError {
+            return (true, error.description)
+        }
+        let text = String(describing: error)
+        return (false, text.isEmpty ? "\(type(of: error))" : text)
+    }
+}

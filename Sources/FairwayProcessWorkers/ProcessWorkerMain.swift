@@ -104,10 +104,7 @@ public enum ProcessWorkerMain {
     }
 
     private static func outcome(of error: any Error) -> (WorkerMessage.Outcome, String?) {
-        if let error = error as? JobError {
-            return (.rejected, error.description)
-        }
-        let text = String(describing: error)
-        return (.failure, text.isEmpty ? "\(type(of: error))" : text)
+        let (permanent, reason) = JobError.classify(error)
+        return (permanent ? .rejected : .failure, reason)
     }
 }

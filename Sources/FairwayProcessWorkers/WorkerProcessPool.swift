@@ -11,6 +11,30 @@ public enum WorkerRunResult: Sendable, Equatable {
     case notStarted(reason: String)
 }
 
+/// What the supervisors of worker processes have seen.
+public struct WorkerProcessCounts: Sendable, Hashable {
+    /// Worker processes started.
+    public var started = 0
+    /// Worker processes that died mid-job or broke the protocol.
+    public var crashed = 0
+    /// Worker processes replaced after their job count or memory limit, or after a timeout.
+    public var recycled = 0
+    /// Worker processes waiting for a job now.
+    public var idle = 0
+
+    public init() {}
+
+    /// The counts of two pools together.
+    public static func + (left: Self, right: Self) -> Self {
+        var sum = left
+        sum.started += right.started
+        sum.crashed += right.crashed
+        sum.recycled += right.recycled
+        sum.idle += right.idle
+        return sum
+    }
+}
+
 /// A cancel action handed out while a job runs in a worker process: SIGTERM now, SIGKILL after the grace.
 public struct WorkerCancel: Sendable {
     let action: @Sendable () -> Void
@@ -30,9 +54,8 @@ public final class WorkerProcessPool: Sendable {
     private struct State {
         var idle: [WorkerProcess] = []
         var closed = false
-        var started = 0
-        var crashed = 0
-        var recycled = 0
+        /// Started, crashed and recycled so far; `idle` is read from `idle` itself.
+        var counts = WorkerProcessCounts()
     }
     private let state = Mutex(State())
 
@@ -43,9 +66,13 @@ public final class WorkerProcessPool: Sendable {
         signal(SIGPIPE, SIG_IGN)
     }
 
-    /// Workers started, crashed (died mid-job or broke the protocol) and recycled so far.
-    public var counts: (started: Int, crashed: Int, recycled: Int, idle: Int) {
-        state.withLock { ($0.started, $0.crashed, $0.recycled, $0.idle.count) }
+    /// Workers started, crashed (died mid-job or broke the protocol) and recycled so far, and idle now.
+    public var counts: WorkerProcessCounts {
+        state.withLock { state in
+            var counts = state.counts
+            counts.idle = state.idle.count
+            return counts
+        }
     }
 
     /// The process ids of the workers waiting for a job, for diagnostics.
@@ -71,10 +98,10 @@ public final class WorkerProcessPool: Sendable {
                 let death = process.reap()
                 tries += 1
                 guard tries < 3 else {
-                    state.withLock { $0.crashed += 1 }
+                    state.withLock { $0.counts.crashed += 1 }
                     return .crashed(reason: "worker process \(process.pid) \(death) before it could take the job")
                 }
-                state.withLock { $0.recycled += 1 }
+                state.withLock { $0.counts.recycled += 1 }
                 process = try spawn()
             }
         } catch {
@@ -93,9 +120,9 @@ public final class WorkerProcessPool: Sendable {
             let death = process.reap()
             state.withLock { state in
                 if stopped {
-                    state.recycled += 1
+                    state.counts.recycled += 1
                 } else {
-                    state.crashed += 1
+                    state.counts.crashed += 1
                 }
             }
             if case .malformed(let detail) = error {
@@ -126,7 +153,7 @@ public final class WorkerProcessPool: Sendable {
 
     private func spawn() throws(WorkerStartError) -> WorkerProcess {
         let process = try WorkerProcess.spawn(command: settings.command, startTimeout: startTimeout)
-        state.withLock { $0.started += 1 }
+        state.withLock { $0.counts.started += 1 }
         return process
     }
 
@@ -144,7 +171,7 @@ public final class WorkerProcessPool: Sendable {
         }
         let kept = state.withLock { state -> Bool in
             if retire || state.closed {
-                state.recycled += retire ? 1 : 0
+                state.counts.recycled += retire ? 1 : 0
                 return false
             }
             state.idle.append(process)

@@ -56,7 +56,9 @@ public final class Engine: @unchecked Sendable {
 
     public let configuration: EngineConfiguration
     private let runner: JobRunner
-    private let processPools: [ProcessWorkerSettings: WorkerProcessPool]
+    /// The worker-process pool of each queue, by queue index; nil for thread queues. Queues with the same
+    /// process settings share a pool.
+    private let processPools: [WorkerProcessPool?]
     private let sources: [any JobSource]
     private let logger: Logger
     private let observer: (any EngineObserver)?
@@ -93,12 +95,13 @@ public final class Engine: @unchecked Sendable {
         self.configuration = configuration
         self.runner = JobRunner(registry: registry)
         var pools: [ProcessWorkerSettings: WorkerProcessPool] = [:]
-        for definition in configuration.queues {
-            if case .process(let settings) = definition.isolation, pools[settings] == nil {
-                pools[settings] = WorkerProcessPool(settings: settings)
-            }
+        self.processPools = configuration.queues.map { definition in
+            guard case .process(let settings) = definition.isolation else { return nil }
+            if let shared = pools[settings] { return shared }
+            let pool = WorkerProcessPool(settings: settings)
+            pools[settings] = pool
+            return pool
         }
-        self.processPools = pools
         self.sources = sources
         self.logger = logger
         self.workAvailable = Monitor.Condition(monitor)
@@ -189,7 +192,7 @@ public final class Engine: @unchecked Sendable {
         for source in sources {
             source.close()
         }
-        for pool in processPools.values {
+        for pool in uniquePools {
             pool.shutdown()
         }
         monitor.withLock {
@@ -255,13 +258,7 @@ public final class Engine: @unchecked Sendable {
                 stuckWorkers: stuckThreads,
                 draining: phase == .draining || phase == .stopped
             )
-            for pool in processPools.values {
-                let counts = pool.counts
-                snapshot.workerProcesses.started += counts.started
-                snapshot.workerProcesses.crashed += counts.crashed
-                snapshot.workerProcesses.recycled += counts.recycled
-                snapshot.workerProcesses.idle += counts.idle
-            }
+            snapshot.workerProcesses = uniquePools.reduce(WorkerProcessCounts()) { $0 + $1.counts }
             return snapshot
         }
     }
@@ -376,7 +373,7 @@ public final class Engine: @unchecked Sendable {
                 logger: logger
             )
             let outcome: JobOutcome
-            if case .process(let settings) = definition.isolation, let pool = processPools[settings] {
+            if let pool = processPools[delivery.queue.index] {
                 outcome = runInProcess(delivery, context: context, timeout: definition.timeout, pool: pool, slot: slot)
             } else {
                 outcome = runner.run(
@@ -419,6 +416,12 @@ public final class Engine: @unchecked Sendable {
         slots.removeAll { $0 === slot }
         stateChanged.broadcast()
         monitor.unlock()
+    }
+
+    /// Each worker-process pool once.
+    private var uniquePools: [WorkerProcessPool] {
+        var seen = Set<ObjectIdentifier>()
+        return processPools.compactMap { $0 }.filter { seen.insert(ObjectIdentifier($0)).inserted }
     }
 
     /// Runs a job of a process-isolated queue in a worker process, blocking this worker thread until it ends.

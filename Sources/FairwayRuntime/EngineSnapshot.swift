@@ -1,3 +1,4 @@
+import FairwayProcessWorkers
 import FairwayScheduling
 
 /// Counters of one queue since the engine started.
@@ -46,18 +47,4 @@ public struct EngineSnapshot: Sendable {
     public var draining: Bool
     /// Worker processes of process-isolated queues, all pools together.
     public var workerProcesses = WorkerProcessCounts()
-}
-
-/// What the supervisors of worker processes have seen since the engine started.
-public struct WorkerProcessCounts: Sendable, Hashable {
-    /// Worker processes started.
-    public var started = 0
-    /// Worker processes that died mid-job or broke the protocol.
-    public var crashed = 0
-    /// Worker processes replaced after their job count or memory limit, or after a timeout.
-    public var recycled = 0
-    /// Worker processes waiting for a job now.
-    public var idle = 0
-
-    public init() {}
 }

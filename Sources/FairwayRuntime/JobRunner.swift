@@ -41,15 +41,8 @@ struct JobRunner: Sendable {
     }
 
     static func outcome(of error: any Error) -> JobOutcome {
-        if let error = error as? JobError {
-            return .rejected(reason: error.description)
-        }
-        return .failed(reason: describe(error))
-    }
-
-    static func describe(_ error: any Error) -> String {
-        let text = String(describing: error)
-        return text.isEmpty ? "\(type(of: error))" : text
+        let (permanent, reason) = JobError.classify(error)
+        return permanent ? .rejected(reason: reason) : .failed(reason: reason)
     }
 }
 

@@ -16,7 +16,9 @@ struct AMQPSourceTests {
         try #require(Broker.ready, "the RabbitMQ broker could not be started")
     }
 
-    @Test("120 queues with deep backlogs: weighted shares hold, and held messages never exceed the prefetch")
+    @Test(
+        "120 queues with deep backlogs: weighted shares hold, and held messages never exceed the prefetch",
+        .loadsMachine)
     func fairAcross120Queues() throws {
         let names = TestQueues()
         let weights: [Double] = [8, 4, 2, 1]

@@ -8,6 +8,18 @@ import Testing
 struct WorkerProcessTests {
     static var fairway: [String] { [FairwayProcess.executable.path] }
 
+    /// A pipe, read end first; the test closes both ends with ``closePair(_:)``.
+    static func pipePair() throws -> [Int32] {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        return fds
+    }
+
+    static func closePair(_ fds: [Int32]) {
+        close(fds[0])
+        close(fds[1])
+    }
+
     static func job(_ type: String, id: String = UUID().uuidString) -> WorkerMessage {
         var job = WorkerMessage(kind: .job)
         job.id = id
@@ -26,12 +38,8 @@ struct WorkerProcessTests {
 
     @Test("a message survives the trip: header fields and a binary body")
     func framing() throws {
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
-        defer {
-            close(fds[0])
-            close(fds[1])
-        }
+        let fds = try Self.pipePair()
+        defer { Self.closePair(fds) }
         let channel = WorkerChannel(input: fds[0], output: fds[1])
         var sent = Self.job("resize", id: "42")
         sent.reason = "ünïcode ✓"
@@ -48,12 +56,8 @@ struct WorkerProcessTests {
 
     /// Writes `header` as one frame with an empty body into a pipe and reads it back through a channel.
     static func decode(_ header: String) throws -> WorkerMessage {
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
-        defer {
-            close(fds[0])
-            close(fds[1])
-        }
+        let fds = try Self.pipePair()
+        defer { Self.closePair(fds) }
         let bytes = Array(header.utf8)
         let length = UInt32(bytes.count)
         let frame =
@@ -79,12 +83,8 @@ struct WorkerProcessTests {
         #expect(try Self.decode(String(decoding: encoded, as: UTF8.self)) == job)
 
         // And what the channel writes is JSON any parser reads.
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
-        defer {
-            close(fds[0])
-            close(fds[1])
-        }
+        let fds = try Self.pipePair()
+        defer { Self.closePair(fds) }
         try WorkerChannel(input: fds[0], output: fds[1]).send(job)
         var raw = [UInt8](repeating: 0, count: 4096)
         let count = read(fds[0], &raw, raw.count)
@@ -116,12 +116,8 @@ struct WorkerProcessTests {
 
     @Test("a header longer than the limit is a protocol error, not an allocation")
     func oversizeHeader() throws {
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
-        defer {
-            close(fds[0])
-            close(fds[1])
-        }
+        let fds = try Self.pipePair()
+        defer { Self.closePair(fds) }
         let length: [UInt8] = [0x7f, 0xff, 0xff, 0xff]
         #expect(write(fds[1], length, 4) == 4)
         let channel = WorkerChannel(input: fds[0], output: fds[1])

@@ -52,8 +52,9 @@ extension Trait where Self == BrokerScope {
     /// The test stops or restarts the broker; it runs while no other test uses it.
     public static var restartsBroker: Self { BrokerScope(exclusive: true) }
     /// The test loads both cores (many processes, crashes, kill -9) or measures throughput, fairness or
-    /// idle CPU: it runs while no other such test does. Not for tests that use the broker (two locks taken
-    /// in different orders could wait on each other).
+    /// idle CPU: it runs while no other such test does. A test that uses the broker may take it too; a test
+    /// that restarts the broker must not (it would hold the broker exclusively while waiting for this lock,
+    /// and a holder of this lock could be waiting for the broker).
     public static var loadsMachine: Self {
         BrokerScope(exclusive: true, path: "/tmp/fairway-tests-machine.lock")
     }
