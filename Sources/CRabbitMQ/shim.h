@@ -146,6 +146,32 @@ static inline int64_t fw_header_int(const amqp_basic_properties_t *props, const 
     return fallback;
 }
 
+/// Finds a header of a received message. Returns 0 when absent. Otherwise sets `kind` to 0 for a signed
+/// integer (in `value`), 'L' for an unsigned 64-bit one (in `unsigned_value`), or the field's own kind
+/// letter for anything else.
+static inline int fw_header_field(const amqp_basic_properties_t *props, const char *key, uint8_t *kind,
+                                  int64_t *value, uint64_t *unsigned_value) {
+    if (!(props->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
+    size_t length = strlen(key);
+    for (int i = 0; i < props->headers.num_entries; i++) {
+        const amqp_table_entry_t *entry = &props->headers.entries[i];
+        if (entry->key.len != length || memcmp(entry->key.bytes, key, length) != 0) continue;
+        *kind = 0;
+        switch (entry->value.kind) {
+        case AMQP_FIELD_KIND_I8: *value = entry->value.value.i8; return 1;
+        case AMQP_FIELD_KIND_U8: *value = entry->value.value.u8; return 1;
+        case AMQP_FIELD_KIND_I16: *value = entry->value.value.i16; return 1;
+        case AMQP_FIELD_KIND_U16: *value = entry->value.value.u16; return 1;
+        case AMQP_FIELD_KIND_I32: *value = entry->value.value.i32; return 1;
+        case AMQP_FIELD_KIND_U32: *value = entry->value.value.u32; return 1;
+        case AMQP_FIELD_KIND_I64: *value = entry->value.value.i64; return 1;
+        case AMQP_FIELD_KIND_U64: *kind = 'L'; *unsigned_value = entry->value.value.u64; return 1;
+        default: *kind = (uint8_t)entry->value.kind; return 1;
+        }
+    }
+    return 0;
+}
+
 /// Copies a string header of a received message into `buffer`; returns its length, or -1 when absent.
 static inline int fw_header_string(const amqp_basic_properties_t *props, const char *key, char *buffer, int capacity) {
     if (!(props->_flags & AMQP_BASIC_HEADERS_FLAG)) return -1;

@@ -22,15 +22,29 @@ struct ReceivedMessage {
     var type: String?
     var messageID: String?
     var timestamp: UInt64?
-    /// `x-fairway-attempt`: attempts already made before this message was published (retries).
-    var priorAttempts: Int
-    /// `x-delivery-count`: deliveries returned before this one (quorum queues).
-    var deliveryCount: Int?
+    /// `x-fairway-attempt`: attempts already made before this message was published (retries), as sent;
+    /// nil when absent. Untrusted: the source validates it.
+    var priorAttempts: HeaderValue?
     var lastError: String?
     /// Dead-letter headers: why, after how many attempts, from which queue.
     var reason: String?
     var attempts: Int?
     var originalQueue: String?
+}
+
+/// A header as a producer sent it, for validation: an integer, or some other kind of field.
+enum HeaderValue: Equatable, CustomStringConvertible {
+    case integer(Int64)
+    case unsignedOutOfRange(UInt64)
+    case other(kind: UInt8)
+
+    var description: String {
+        switch self {
+        case .integer(let value): return "\(value)"
+        case .unsignedOutOfRange(let value): return "\(value)"
+        case .other(let kind): return "a field of kind '\(Character(Unicode.Scalar(kind)))', not an integer"
+        }
+    }
 }
 
 /// Something the broker sent that is not a message.
@@ -336,7 +350,6 @@ final class AMQPConnection {
             guard length >= 0 else { return nil }
             return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
-        let deliveryCount = fw_header_int(properties, "x-delivery-count", -1)
         let attempts = fw_header_int(properties, "x-fairway-attempts", -1)
         return ReceivedMessage(
             channel: envelope.channel,
@@ -346,13 +359,27 @@ final class AMQPConnection {
             type: flags & UInt32(AMQP_BASIC_TYPE_FLAG) != 0 ? string(properties.pointee.type) : nil,
             messageID: flags & UInt32(AMQP_BASIC_MESSAGE_ID_FLAG) != 0 ? string(properties.pointee.message_id) : nil,
             timestamp: flags & UInt32(AMQP_BASIC_TIMESTAMP_FLAG) != 0 ? properties.pointee.timestamp : nil,
-            priorAttempts: Int(fw_header_int(properties, "x-fairway-attempt", 0)),
-            deliveryCount: deliveryCount >= 0 ? Int(deliveryCount) : nil,
+            priorAttempts: headerValue(properties, "x-fairway-attempt"),
             lastError: header("x-fairway-last-error"),
             reason: header("x-fairway-reason"),
             attempts: attempts >= 0 ? Int(attempts) : nil,
             originalQueue: header("x-fairway-queue")
         )
+    }
+
+    private static func headerValue(_ properties: UnsafeMutablePointer<amqp_basic_properties_t>, _ key: String)
+        -> HeaderValue?
+    {
+        var kind: UInt8 = 0
+        var value: Int64 = 0
+        var unsigned: UInt64 = 0
+        guard fw_header_field(properties, key, &kind, &value, &unsigned) != 0 else { return nil }
+        switch kind {
+        case UInt8(ascii: "L"):
+            return unsigned <= UInt64(Int64.max) ? .integer(Int64(unsigned)) : .unsignedOutOfRange(unsigned)
+        case 0: return .integer(value)
+        default: return .other(kind: kind)
+        }
     }
 
     static func bytes(_ value: amqp_bytes_t) -> [UInt8] {

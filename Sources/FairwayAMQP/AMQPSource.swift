@@ -12,6 +12,10 @@ import Logging
 /// it never waits on a worker. Acknowledgements are batched (`multiple` over contiguous delivery tags);
 /// retries and dead letters are published with publisher confirms, and the original is acknowledged only
 /// once the broker confirmed the copy.
+///
+/// A crash is charged to the messages that were running, not to those merely held: each run is written to a
+/// ``RunJournal``, and a later process adds the runs of a dead one's journal to a local count per message
+/// (the broker's own redelivery flag and `x-delivery-count` cannot tell a held message from a running one).
 public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporting, @unchecked Sendable {
     public enum QueueType: String, Sendable, CaseIterable {
         case classic
@@ -31,7 +35,9 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
         public var deadLetterSuffix: String = ".dead"
         /// A PEM file of certificate authorities for amqps://, beyond the system's.
         public var caCertificate: String?
-        /// Where redeliveries of classic-queue messages are counted (quorum queues count them in the broker).
+        /// Where the crashes of messages are counted, with the run journals beside it; a temporary
+        /// folder by default. Keep it on storage that outlives a restart of the process (a volume in a
+        /// container) for a poison message to be quarantined.
         public var deliveryCounterPath: String?
         /// Most attempts per queue, to quarantine a message that keeps ending its process.
         public var maxAttempts: [String: Int] = [:]
@@ -43,21 +49,43 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
     public let options: Options
     private let logger: Logger
     private var connections: [ConnectionWorker] = []
-    private let counter: DeliveryCounter?
+    private let counter: DeliveryCounter
+    private let journal: RunJournal
 
     public init(options: Options, logger: Logger = Logger(label: "fairway.amqp")) throws {
         self.options = options
         self.logger = logger
-        if options.queueType == .classic {
-            let path =
-                options.deliveryCounterPath
-                ?? FileManager.default.temporaryDirectory.appendingPathComponent(
-                    "fairway-amqp-deliveries-\(options.url.host)-\(options.url.port).db"
-                ).path
-            counter = try DeliveryCounter(path: path)
-        } else {
-            counter = nil
+        let path =
+            options.deliveryCounterPath
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "fairway-amqp-deliveries-\(options.url.host)-\(options.url.port).db"
+            ).path
+        counter = try DeliveryCounter(path: path)
+        let prefix = path + ".running-"
+        // Runs of processes that died: each was running when its process ended.
+        let orphans = RunJournal.orphans(withPrefix: prefix)
+        do {
+            try counter.add(orphans.flatMap { $0.keys.map(CrashKey.text) })
+            orphans.forEach(RunJournal.discard)
+            let charged = orphans.reduce(0) { $0 + $1.keys.count }
+            if charged > 0 {
+                logger.info(
+                    "charged an attempt to the messages a process was running when it ended",
+                    metadata: ["messages": "\(charged)"])
+            }
+        } catch {
+            orphans.forEach(RunJournal.keep)
+            throw error
         }
+        journal = try RunJournal(prefix: prefix, owner: "amqp pid \(getpid())")
+    }
+
+    public func runStarting(_ delivery: Delivery) -> RunJournal.Mark {
+        journal.begin(delivery.key)
+    }
+
+    public func runEnded(_ mark: RunJournal.Mark) {
+        journal.end(mark)
     }
 
     /// True while every connection is open and consuming.
@@ -117,7 +145,26 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
 
     public func close() {
         for worker in connections { worker.close() }
+        journal.remove()
     }
+}
+
+/// A message's durable name for crash counting: its queue, message id and body, hashed (FNV-1a, 64 bits).
+enum CrashKey {
+    static func of(queue: String, messageID: String?, body: [UInt8]) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        }
+        mix(queue.utf8)
+        mix([0])
+        mix((messageID ?? "").utf8)
+        mix([0])
+        mix(body)
+        return hash == 0 ? 1 : hash
+    }
+
+    static func text(_ key: UInt64) -> String { "crash-" + String(key, radix: 16) }
 }
 
 /// One connection, its channels and its I/O thread.
@@ -128,7 +175,7 @@ final class ConnectionWorker: @unchecked Sendable {
     let queueNames: [QueueID: String]
     let options: AMQPSource.Options
     let sink: any DeliverySink
-    let counter: DeliveryCounter?
+    let counter: DeliveryCounter
     let logger: Logger
     private let wakeup = WakeupDescriptor()
 
@@ -173,7 +220,7 @@ final class ConnectionWorker: @unchecked Sendable {
 
     init(
         index: Int, queues: [QueueBinding], options: AMQPSource.Options, sink: any DeliverySink,
-        counter: DeliveryCounter?, logger: Logger
+        counter: DeliveryCounter, logger: Logger
     ) {
         self.index = index
         self.queues = queues
@@ -391,21 +438,24 @@ final class ConnectionWorker: @unchecked Sendable {
             return nil
         }
         let binding = queues[queue]
-        var redeliveries = 0
+        let key = CrashKey.of(queue: binding.name, messageID: message.messageID, body: message.body)
+        // Only a message delivered before can have been running when a process ended.
+        var crashes = 0
         var counterKey: String?
-        if let count = message.deliveryCount {
-            redeliveries = count
-        } else if message.redelivered, let counter {
-            let key = "\(binding.name)/" + (message.messageID ?? Self.fingerprint(message.body))
-            redeliveries = (try? counter.increment(key)) ?? 1
-            counterKey = key
+        if message.redelivered {
+            crashes = (try? counter.count(CrashKey.text(key))) ?? 0
+            if crashes > 0 { counterKey = CrashKey.text(key) }
         }
-        let attempt = message.priorAttempts + redeliveries + 1
         let limit = options.maxAttempts[binding.name] ?? .max
+        let prior = validatedPriorAttempts(message, queue: binding.name, limit: limit)
+        let (sum, overflow) = prior.addingReportingOverflow(crashes)
+        let attempt = overflow ? Int.max : sum &+ 1
         var rejection: String?
         if attempt > limit {
+            let runs = attempt - 1
+            let times = crashes == 1 ? "once" : "\(crashes) times"
             rejection =
-                "gave up after \(limit) attempt\(limit == 1 ? "" : "s"): delivered again after its process ended while running it (a crash?)"
+                "its process ended while running it \(times) (a crash or a kill) (gave up after \(runs == 1 ? "1 attempt" : "\(runs) attempts"))"
         } else if message.type?.isEmpty ?? true {
             rejection = "the message has no type: set the AMQP 'type' property to the job type"
         } else if !message.body.isEmpty,
@@ -425,8 +475,10 @@ final class ConnectionWorker: @unchecked Sendable {
             jobType: message.type ?? "",
             payload: message.body,
             attempt: attempt,
-            enqueuedAt: message.timestamp.map { $0 * 1_000_000_000 },
-            receipt: receipt
+            enqueuedAt: message.timestamp.flatMap { Self.nanoseconds(fromTimestamp: $0) },
+            receipt: receipt,
+            key: key,
+            suspect: crashes > 0
         )
         if let rejection {
             try apply(.deadLetter(reason: rejection), to: delivery, on: connection)
@@ -435,12 +487,27 @@ final class ConnectionWorker: @unchecked Sendable {
         return delivery
     }
 
-    private static func fingerprint(_ body: [UInt8]) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in body {
-            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+    /// A producer's `timestamp` property (seconds since 1970) in nanoseconds, or nil when it cannot be one
+    /// (past the year 2554, where the nanoseconds overflow).
+    static func nanoseconds(fromTimestamp seconds: UInt64) -> UInt64? {
+        let (value, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? nil : value
+    }
+
+    /// The attempts a retry copy says were made before it (`x-fairway-attempt`), when the value can be true:
+    /// an integer from 1 to one less than the queue's attempts (a copy is only published with attempts
+    /// left). Anything else is a producer's value, ignored with a warning: it can neither skip retries by
+    /// claiming attempts that never ran nor make a dead letter's count absurd.
+    private func validatedPriorAttempts(_ message: ReceivedMessage, queue: String, limit: Int) -> Int {
+        guard let raw = message.priorAttempts else { return 0 }
+        let highest = limit == .max ? 10_000 : limit - 1
+        guard case .integer(let value) = raw, value >= 1, value <= Int64(highest) else {
+            logger.warning(
+                "ignored an x-fairway-attempt header that no retry of this queue can carry",
+                metadata: ["queue": "\(queue)", "value": "\(raw)", "allowed": "1...\(highest)"])
+            return 0
         }
-        return "fnv-\(String(hash, radix: 16))-\(body.count)"
+        return Int(value)
     }
 
     private func handle(_ event: BrokerEvent, on connection: AMQPConnection) throws {
@@ -579,7 +646,7 @@ final class ConnectionWorker: @unchecked Sendable {
     }
 
     private func forgetCounterKeys() {
-        guard !counterKeysToForget.isEmpty, let counter else { return }
+        guard !counterKeysToForget.isEmpty else { return }
         try? counter.remove(counterKeysToForget)
         counterKeysToForget.removeAll()
     }

@@ -83,6 +83,9 @@ public final class Engine: @unchecked Sendable {
     private var nextSlotNumber = 0
     private var watchdogDeadline: UInt64 = .max
     private var drainCutShort = false
+    /// The worker running a suspect job (one whose last run ended with its process): while set, no other
+    /// worker starts a job, so a second crash can be charged to that job alone.
+    private var exclusiveSlot: WorkerSlot?
 
     public init(
         configuration: EngineConfiguration,
@@ -372,6 +375,8 @@ public final class Engine: @unchecked Sendable {
                 cancellation: slot.cancellation,
                 logger: logger
             )
+            let source = sources[delivery.sourceIndex]
+            let mark = source.runStarting(delivery)
             let outcome: JobOutcome
             if let pool = processPools[delivery.queue.index] {
                 outcome = runInProcess(delivery, context: context, timeout: definition.timeout, pool: pool, slot: slot)
@@ -386,6 +391,7 @@ public final class Engine: @unchecked Sendable {
                     }
                 )
             }
+            source.runEnded(mark)
             let ended = MonotonicClock.now
             if slot.claim(.finishing) {
                 let settlement = definition.retry.settlement(
@@ -467,14 +473,15 @@ public final class Engine: @unchecked Sendable {
             guard phase == .running else { return nil }
             if liveThreads - stuckThreads > configuration.workers { return nil }
             let now = MonotonicClock.now
-            if let dispatch = scheduler.next(now: now) {
+            if exclusiveSlot == nil, let dispatch = scheduler.next(now: now) {
                 let index = dispatch.queue.index
                 let delivery = buffers[index].removeFirst()
                 let definition = definitions[index]
                 slot.delivery = delivery
                 slot.dispatch = dispatch
                 slot.startedAt = now
-                slot.deadline = now &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
+                // A suspect's clock starts once it runs alone, below.
+                slot.deadline = delivery.suspect ? .max : now &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
                 slot.cancellation.reset()
                 slot.setState(.running)
                 busyWorkers += 1
@@ -489,7 +496,25 @@ public final class Engine: @unchecked Sendable {
                 if slot.deadline < watchdogDeadline {
                     watchdogWake.signal()
                 }
-                if idleWorkers > 0 && scheduler.hasEligibleQueue {
+                if delivery.suspect {
+                    // Alone: wait for the jobs already running to end, and start no other meanwhile.
+                    exclusiveSlot = slot
+                    while busyWorkers > 1 && phase == .running {
+                        stateChanged.wait()
+                    }
+                    if slot.state == .abandoned {
+                        // The shutdown released it while it waited: it never ran.
+                        stuckThreads -= 1
+                        slot.setState(.idle)
+                        continue
+                    }
+                    let started = MonotonicClock.now
+                    slot.startedAt = started
+                    slot.deadline = started &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
+                    if slot.deadline < watchdogDeadline {
+                        watchdogWake.signal()
+                    }
+                } else if idleWorkers > 0 && scheduler.hasEligibleQueue {
                     workAvailable.signal()
                 }
                 return (delivery, definition)
@@ -529,6 +554,13 @@ public final class Engine: @unchecked Sendable {
         slot.dispatch = nil
         slot.delivery = nil
         slot.deadline = .max
+        if exclusiveSlot === slot {
+            exclusiveSlot = nil
+            workAvailable.broadcast()
+        }
+        if exclusiveSlot != nil {
+            stateChanged.broadcast()
+        }
         if slot.state == .finishing {
             slot.setState(.idle)
         }

@@ -8,13 +8,19 @@ public struct Delivery: Sendable {
     public var jobType: String
     /// The job's parameters, JSON by convention, undecoded.
     public var payload: [UInt8]
-    /// 1 for the first delivery of this job. Sources count attempts durably before the job runs, so a job
-    /// that takes its process down is still counted.
+    /// 1 for the first run of this job. A run counts once it started: a job that was delivered but never
+    /// started (held when its process died, or released) keeps its count.
     public var attempt: Int
     /// When the job was enqueued (wall-clock nanoseconds since 1970), when the source knows it.
     public var enqueuedAt: UInt64?
     /// The source's own handle for the job, given back with the settlement.
     public var receipt: UInt64
+    /// The source's durable name for the job, the same on every delivery of it (a row id, a hash of a
+    /// message): what a crash is charged to. 0 when the source has none.
+    public var key: UInt64
+    /// True when the job's last run ended with its process (a crash?). It then runs alone, with no other job
+    /// beside it, so that if it takes the process down again the crash is charged to it and to nothing else.
+    public var suspect: Bool
     /// Which of the runtime's sources delivered the job; set by the runtime.
     public internal(set) var sourceIndex: Int = 0
 
@@ -24,7 +30,9 @@ public struct Delivery: Sendable {
         payload: [UInt8],
         attempt: Int,
         enqueuedAt: UInt64? = nil,
-        receipt: UInt64
+        receipt: UInt64,
+        key: UInt64 = 0,
+        suspect: Bool = false
     ) {
         self.queue = queue
         self.jobType = jobType
@@ -32,6 +40,8 @@ public struct Delivery: Sendable {
         self.attempt = attempt
         self.enqueuedAt = enqueuedAt
         self.receipt = receipt
+        self.key = key
+        self.suspect = suspect
     }
 }
 
@@ -97,4 +107,18 @@ public protocol JobSource: AnyObject, Sendable {
     /// Makes every settlement given so far durable and lets go of connections and files. The runtime
     /// settles nothing after this.
     func close()
+
+    /// Called on the worker thread right before a delivery's handler runs. A source that counts attempts
+    /// records here, so that the record outlives the process, that the job is running: if the process
+    /// dies before ``runEnded(_:)``, the job is charged the attempt on restart, and jobs merely held are not.
+    func runStarting(_ delivery: Delivery) -> RunJournal.Mark
+
+    /// Called when the handler of the run marked by `mark` returned, before its settlement.
+    func runEnded(_ mark: RunJournal.Mark)
+}
+
+extension JobSource {
+    /// Records nothing: a source that cannot outlive its process has no crash to charge.
+    public func runStarting(_ delivery: Delivery) -> RunJournal.Mark { .none }
+    public func runEnded(_ mark: RunJournal.Mark) {}
 }

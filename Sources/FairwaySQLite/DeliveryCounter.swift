@@ -1,6 +1,8 @@
-/// A small durable count per key, in a SQLite file of its own: the local record that lets a source count
-/// redeliveries of a message whose earlier deliveries never settled (the process died while running it),
-/// where the broker does not count them itself.
+/// A small durable count per key, in a SQLite file of its own: how many times each message's process ended
+/// while running it, for a source whose broker cannot tell a crash from any other redelivery.
+///
+/// Counts are added when a dead process's run journal is reclaimed, read when a message comes back, and
+/// forgotten when the message is settled.
 public final class DeliveryCounter: @unchecked Sendable {
     private let connection: SQLiteConnection
 
@@ -16,15 +18,24 @@ public final class DeliveryCounter: @unchecked Sendable {
         )
     }
 
-    /// Adds one to the count of `key`, durably, and returns the new count.
-    public func increment(_ key: String) throws -> Int {
-        try connection.query(
-            """
-            INSERT INTO deliveries(key, count, seen_at) VALUES (?1, 1, ?2)
-            ON CONFLICT(key) DO UPDATE SET count = count + 1, seen_at = ?2 RETURNING count
-            """,
-            [.text(key), .int(Milliseconds.now)]
-        ) { $0.int(0) }.first ?? 1
+    /// Adds one to the count of each key (a key listed twice gets two), in one transaction.
+    public func add(_ keys: [String]) throws {
+        guard !keys.isEmpty else { return }
+        try connection.transaction {
+            for key in keys {
+                try connection.cached(
+                    """
+                    INSERT INTO deliveries(key, count, seen_at) VALUES (?1, 1, ?2)
+                    ON CONFLICT(key) DO UPDATE SET count = count + 1, seen_at = ?2
+                    """
+                ).run([.text(key), .int(Milliseconds.now)])
+            }
+        }
+    }
+
+    /// The count of `key`, 0 when it has none.
+    public func count(_ key: String) throws -> Int {
+        try connection.query("SELECT count FROM deliveries WHERE key = ?1", [.text(key)]) { $0.int(0) }.first ?? 0
     }
 
     /// Forgets keys whose messages were settled.

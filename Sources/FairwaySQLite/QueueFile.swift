@@ -37,7 +37,7 @@ enum QueueFile {
             priority INTEGER NOT NULL DEFAULT 0,
             state INTEGER NOT NULL,              -- 0 ready, 1 delayed (scheduled or backing off), 2 leased
             available_at INTEGER NOT NULL,       -- milliseconds since 1970
-            attempts INTEGER NOT NULL DEFAULT 0, -- counted when claimed, before the job runs
+            attempts INTEGER NOT NULL DEFAULT 0, -- runs that ended unsettled: retried, or charged for a crash
             last_error TEXT,
             lease_owner TEXT,
             lease_expires_at INTEGER,

@@ -7,9 +7,13 @@ import Logging
 ///
 /// One store thread owns the write connection. Workers hand it settlements and wake it; each time it wakes
 /// it commits every pending settlement and claims new jobs for the queues whose credit freed, in one
-/// transaction (group commit). A claim sets a lease and counts the attempt before the job runs, so a job
-/// that takes its process down is still counted. Leases are renewed while the process lives; when it dies
-/// they expire and the jobs become claimable again (at once for a restart on the same host).
+/// transaction (group commit). A claim sets a lease; leases are renewed while the process lives, and when it
+/// dies they expire and the jobs become claimable again (at once for a restart on the same host).
+///
+/// An attempt is counted when a job starts, not when it is claimed: each run is written to a ``RunJournal``
+/// beside the file, and when a consumer dies the jobs its journal shows running are charged one attempt
+/// (with the reason) before their leases are freed. A job that takes its process down is quarantined after
+/// its attempts; jobs that were merely claimed or held keep their count.
 ///
 /// Jobs enqueued through ``queue`` wake the store thread directly; jobs enqueued by other processes are
 /// noticed through `PRAGMA data_version` on a short tick, which costs one cheap statement.
@@ -40,6 +44,8 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     private let logger: Logger
     private let identity: String
     private let host: String
+    /// The jobs this process is running, kept so that they outlive a crash.
+    private let journal: RunJournal
 
     private let monitor = NSCondition()
     // Guarded by `monitor`.
@@ -86,6 +92,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         self.connection = try QueueFile.open(path: path, create: true, busyTimeout: options.busyTimeout)
         self.host = ProcessInfo.processInfo.hostName
         self.identity = "\(host):\(getpid()):\(UUID().uuidString.prefix(8))"
+        self.journal = try RunJournal(prefix: Self.journalPrefix(path), owner: identity)
         queue.onEnqueue = { [weak self] queues in self?.hint(queues) }
     }
 
@@ -109,9 +116,11 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         mayHaveWork = Array(repeating: true, count: queues.count)
         self.sink = sink
         let now = Milliseconds.now
-        try connection.transaction {
-            try registerConsumer(now: now)
-            try reclaimFromDeadConsumers(now: now)
+        try reclaimingOrphans { orphans in
+            try connection.transaction {
+                try registerConsumer(now: now)
+                try reclaimFromDeadConsumers(now: now, orphans: orphans)
+            }
         }
         lastDataVersion = try connection.dataVersion()
         highestSeenID = try highestJobID()
@@ -165,7 +174,19 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
             }
         }
         connection = nil
+        journal.remove()
     }
+
+    public func runStarting(_ delivery: Delivery) -> RunJournal.Mark {
+        journal.begin(delivery.receipt)
+    }
+
+    public func runEnded(_ mark: RunJournal.Mark) {
+        journal.end(mark)
+    }
+
+    /// Where the run journals of the consumers of the file at `path` live: beside it.
+    static func journalPrefix(_ path: String) -> String { path + ".running-" }
 
     private func noticeFileChange() {
         monitor.withLock {
@@ -420,20 +441,24 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         case .retry(let after, let reason):
             try connection.cached(
                 """
-                UPDATE jobs SET state = 1, available_at = ?3, last_error = ?4, lease_owner = NULL, lease_expires_at = NULL
+                UPDATE jobs SET state = 1, available_at = ?3, last_error = ?4, attempts = ?5, lease_owner = NULL,
+                    lease_expires_at = NULL
                 WHERE id = ?1 AND lease_owner = ?2 AND state = 2
                 """
-            ).run([.int(id), .text(identity), .int(now + Int64((after.seconds * 1000).rounded(.up))), .text(reason)])
+            ).run([
+                .int(id), .text(identity), .int(now + Int64((min(after.seconds, 1e9) * 1000).rounded(.up))),
+                .text(reason), .int(Int64(delivery.attempt)),
+            ])
             guard connection.changes == 1 else { return lostLease(delivery) }
             try count(queueName, completed: 0, failed: 1)
         case .deadLetter(let reason):
-            try moveToDeadLetters(id: id, reason: reason, now: now, ownedBy: identity)
+            try moveToDeadLetters(id: id, reason: reason, now: now, ownedBy: identity, attempts: delivery.attempt)
             guard connection.changes == 1 else { return lostLease(delivery) }
             try count(queueName, completed: 0, failed: 1)
         case .release:
             try connection.cached(
                 """
-                UPDATE jobs SET state = 0, attempts = max(0, attempts - 1), lease_owner = NULL, lease_expires_at = NULL
+                UPDATE jobs SET state = 0, lease_owner = NULL, lease_expires_at = NULL
                 WHERE id = ?1 AND lease_owner = ?2 AND state = 2
                 """
             ).run([.int(id), .text(identity)])
@@ -457,16 +482,19 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         ).run([.text(queue), .int(Int64(completed)), .int(Int64(failed))])
     }
 
-    /// Moves a leased job to the dead letters. `connection.changes` tells whether it was there.
-    private func moveToDeadLetters(id: Int64, reason: String, now: Int64, ownedBy owner: String) throws {
+    /// Moves a leased job to the dead letters, with `attempts` runs (those in the file when nil).
+    /// `connection.changes` tells whether it was there.
+    private func moveToDeadLetters(id: Int64, reason: String, now: Int64, ownedBy owner: String, attempts: Int?)
+        throws
+    {
         guard let connection else { return }
         try connection.cached(
             """
             INSERT INTO dead_jobs(id, queue, type, payload, priority, attempts, reason, enqueued_at, died_at)
-            SELECT id, queue, type, payload, priority, attempts, ?3, enqueued_at, ?4 FROM jobs
+            SELECT id, queue, type, payload, priority, coalesce(?5, attempts), ?3, enqueued_at, ?4 FROM jobs
             WHERE id = ?1 AND lease_owner = ?2 AND state = 2
             """
-        ).run([.int(id), .text(owner), .text(reason), .int(now)])
+        ).run([.int(id), .text(owner), .text(reason), .int(now), attempts.map { .int(Int64($0)) } ?? .null])
         guard connection.changes == 1 else { return }
         try connection.cached("DELETE FROM jobs WHERE id = ?1").run([.int(id)])
     }
@@ -476,47 +504,55 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         let binding = bindings[index]
         let statement = try connection.cached(
             """
-            UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3, attempts = attempts + 1
+            UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
             WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?1 ORDER BY priority DESC, id LIMIT ?4)
-            RETURNING id, type, payload, attempts, enqueued_at, priority
+            RETURNING id, type, payload, attempts, enqueued_at, priority, last_error
             """
         )
         defer { statement.reset() }
         try statement.bind([.text(binding.name), .text(identity), .int(now + leaseMilliseconds), .int(Int64(count))])
-        var rows: [(id: Int64, type: String, payload: [UInt8], attempts: Int, enqueuedAt: Int64, priority: Int)] = []
+        var rows:
+            [(
+                id: Int64, type: String, payload: [UInt8], attempts: Int, enqueuedAt: Int64, priority: Int,
+                error: String?
+            )] =
+                []
         while try statement.step() {
             rows.append(
                 (
                     statement.int64(0), statement.text(1) ?? "", statement.blob(2), statement.int(3),
-                    statement.int64(4),
-                    statement.int(5)
+                    statement.int64(4), statement.int(5), statement.text(6)
                 )
             )
         }
         if rows.count < count { mayHaveWork[index] = false }
         rows.sort { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
         for row in rows {
-            if row.attempts > maxAttempts[index] {
-                // Its earlier runs used every attempt and never settled: the process died while running it.
-                let limit = maxAttempts[index]
+            let runs = max(0, row.attempts)
+            if runs >= maxAttempts[index] {
+                // Its runs used every attempt without settling it: the last one ended with its process
+                // (retries settle with attempts left). The journal's charge wrote why.
+                let reason = row.error ?? RunCharge.reason
                 try moveToDeadLetters(
                     id: row.id,
-                    reason:
-                        "gave up after \(limit) attempt\(limit == 1 ? "" : "s"): the process ended while running it (a crash?)",
+                    reason: "\(reason) (gave up after \(runs == 1 ? "1 attempt" : "\(runs) attempts"))",
                     now: now,
-                    ownedBy: identity
+                    ownedBy: identity,
+                    attempts: runs
                 )
                 try self.count(binding.name, completed: 0, failed: 1)
                 continue
             }
+            let (nanoseconds, overflow) = UInt64(clamping: row.enqueuedAt).multipliedReportingOverflow(by: 1_000_000)
             claimed.append(
                 Delivery(
                     queue: binding.id,
                     jobType: row.type,
                     payload: row.payload,
-                    attempt: row.attempts,
-                    enqueuedAt: UInt64(max(0, row.enqueuedAt)) * 1_000_000,
-                    receipt: UInt64(row.id)
+                    attempt: runs + 1,
+                    enqueuedAt: overflow ? nil : nanoseconds,
+                    receipt: UInt64(row.id),
+                    suspect: row.error == RunCharge.reason
                 )
             )
         }
@@ -549,10 +585,44 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         ).run([.text(identity), .text(host), .int(Int64(getpid())), .int(now)])
     }
 
-    /// Makes the leases of consumers that died on this host claimable at once: a restart does not wait
-    /// for its own old leases to expire.
-    private func reclaimFromDeadConsumers(now: Int64) throws {
+    /// Runs `body` with the run journals of consumers that died, discarding them once `body` charged them
+    /// (committed), keeping them for the next process when it threw.
+    private func reclaimingOrphans(_ body: ([RunJournal.Orphan]) throws -> Void) throws {
+        let orphans = RunJournal.orphans(withPrefix: Self.journalPrefix(path))
+        do {
+            try body(orphans)
+        } catch {
+            orphans.forEach(RunJournal.keep)
+            throw error
+        }
+        orphans.forEach(RunJournal.discard)
+    }
+
+    /// Charges one attempt to each job a dead consumer's journal shows running, then frees its leases;
+    /// frees the leases of other consumers that died on this host (without a journal: nothing is charged).
+    /// A restart does not wait for its own old leases to expire.
+    private func reclaimFromDeadConsumers(now: Int64, orphans: [RunJournal.Orphan]) throws {
         guard let connection else { return }
+        for orphan in orphans {
+            var charged = 0
+            for key in orphan.keys {
+                try connection.cached(
+                    "UPDATE jobs SET attempts = attempts + 1, last_error = ?3 WHERE id = ?1 AND state = 2 AND lease_owner = ?2"
+                ).run([.int(Int64(bitPattern: key)), .text(orphan.owner), .text(RunCharge.reason)])
+                charged += connection.changes
+            }
+            try connection.cached(
+                "UPDATE jobs SET state = 0, lease_owner = NULL, lease_expires_at = NULL WHERE state = 2 AND lease_owner = ?1"
+            ).run([.text(orphan.owner)])
+            let released = connection.changes
+            try connection.cached("DELETE FROM consumers WHERE identity = ?1").run([.text(orphan.owner)])
+            if released > 0 {
+                for index in mayHaveWork.indices { mayHaveWork[index] = true }
+                logger.info(
+                    "reclaimed the jobs of a consumer that ended; those it was running were charged an attempt",
+                    metadata: ["consumer": "\(orphan.owner)", "jobs": "\(released)", "charged": "\(charged)"])
+            }
+        }
         let consumers = try connection.query(
             "SELECT identity, pid FROM consumers WHERE host = ?1 AND identity != ?2",
             [
@@ -584,25 +654,34 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         let now = Milliseconds.now
         guard now >= nextLeaseRenewal else { return }
         nextLeaseRenewal = now + max(1, leaseMilliseconds / 3)
-        try connection.transaction {
-            try connection.cached(
-                "UPDATE jobs SET lease_expires_at = ?2 WHERE state = 2 AND lease_owner = ?1"
-            ).run([.text(identity), .int(now + leaseMilliseconds)])
-            try registerConsumer(now: now)
-            let freed = try connection.query(
-                """
-                UPDATE jobs SET state = 0, lease_owner = NULL, lease_expires_at = NULL
-                WHERE state = 2 AND lease_expires_at < ?1 AND lease_owner != ?2 RETURNING queue
-                """,
-                [.int(now), .text(identity)]
-            ) { $0.text(0) ?? "" }
-            for name in Set(freed) {
-                if let index = queueIndex[name] { mayHaveWork[index] = true }
+        try reclaimingOrphans { orphans in
+            try connection.transaction {
+                try connection.cached(
+                    "UPDATE jobs SET lease_expires_at = ?2 WHERE state = 2 AND lease_owner = ?1"
+                ).run([.text(identity), .int(now + leaseMilliseconds)])
+                try registerConsumer(now: now)
+                // Dead consumers' journals first: their running jobs are charged before expiry frees them.
+                try reclaimFromDeadConsumers(now: now, orphans: orphans)
+                try freeExpiredLeases(now: now)
+                try connection.cached("DELETE FROM consumers WHERE heartbeat_at < ?1").run([
+                    .int(now - 10 * leaseMilliseconds)
+                ])
             }
-            try reclaimFromDeadConsumers(now: now)
-            try connection.cached("DELETE FROM consumers WHERE heartbeat_at < ?1").run([
-                .int(now - 10 * leaseMilliseconds)
-            ])
+        }
+    }
+
+    /// Frees the leases of consumers that stopped renewing them (hung, or on another host), uncharged.
+    private func freeExpiredLeases(now: Int64) throws {
+        guard let connection else { return }
+        let freed = try connection.query(
+            """
+            UPDATE jobs SET state = 0, lease_owner = NULL, lease_expires_at = NULL
+            WHERE state = 2 AND lease_expires_at < ?1 AND lease_owner != ?2 RETURNING queue
+            """,
+            [.int(now), .text(identity)]
+        ) { $0.text(0) ?? "" }
+        for name in Set(freed) {
+            if let index = queueIndex[name] { mayHaveWork[index] = true }
         }
     }
 }
@@ -619,4 +698,9 @@ private final class EnqueueRequest: @unchecked Sendable {
         self.result = result
         done.signal()
     }
+}
+
+/// What a job is charged when its process died while running it.
+enum RunCharge {
+    static let reason = "its process ended while running it (a crash or a kill)"
 }

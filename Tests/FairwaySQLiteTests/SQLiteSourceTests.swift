@@ -227,14 +227,15 @@ struct SQLiteSourceTests {
     }
 
     @Test("a job whose attempts were used up by runs that never settled is dead-lettered, not run again")
-    func attemptsCountedAtClaim() throws {
+    func attemptsUsedUpByCrashes() throws {
         let folder = TemporaryFolder()
         let path = folder.path("q.db")
         let ran = Shared(0)
         let file = try SQLiteQueue(path: path)
         try file.enqueue(NewJob(queue: "q", type: "crashy"))
-        // Three claims that never settled: as if the job took its process down three times.
-        try sql(path, "UPDATE jobs SET attempts = 3")
+        // Three runs charged by the journals of processes that died while running it.
+        try sql(
+            path, "UPDATE jobs SET attempts = 3, last_error = 'its process ended while running it (a crash or a kill)'")
         let harness = try SQLiteHarness(path: path, queues: [QueueDefinition(name: "q", retry: quickRetry(3))]) {
             registry in
             registry.register(JobName<NoParameters>("crashy")) { _, _ in ran.update { $0 += 1 } }
@@ -243,7 +244,9 @@ struct SQLiteSourceTests {
         defer { harness.engine.shutdown(drainTimeout: .seconds(2)) }
         #expect(try eventually { try harness.stats("q").dead == 1 })
         #expect(ran.read() == 0)
-        #expect(try harness.file.deadLetters().first?.reason.contains("the process ended while running it") == true)
+        #expect(
+            try harness.file.deadLetters().first?.reason
+                == "its process ended while running it (a crash or a kill) (gave up after 3 attempts)")
     }
 
     @Test("a file locked by another process past the busy timeout: the error names the file, and no job is lost")
