@@ -144,7 +144,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayRuntimeTests",
-            dependencies: ["FairwayRuntime", "FairwayJobs", "FairwayScheduling"]
+            dependencies: [
+                "FairwayRuntime", "FairwayJobs", "FairwayScheduling",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         .testTarget(
             name: "FairwayConfigTests",
@@ -173,7 +176,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayCLITests",
-            dependencies: ["fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayTestSupport"]
+            dependencies: [
+                "fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -4,7 +4,8 @@ import Foundation
 public enum BuiltinJobs {
     /// Does nothing and succeeds. Its payload is not decoded.
     public static let noop = "noop"
-    /// Blocks its worker thread for `ms` milliseconds: `{"ms": 250}`. Ignores cancellation on purpose.
+    /// Blocks its worker thread for `ms` milliseconds, from 0 to a day: `{"ms": 250}`. Ignores cancellation
+    /// on purpose.
     public static let sleep = JobName<SleepParameters>("sleep")
     /// Throws with the given message: `{"message": "boom"}`. Retried, then dead-lettered.
     public static let fail = JobName<FailParameters>("fail")
@@ -15,6 +16,9 @@ public enum BuiltinJobs {
     struct CrashParameters: Decodable {
         var how: String?
     }
+    /// The longest sleep the `sleep` and `append` jobs accept, in milliseconds: a day.
+    public static let maxSleepMilliseconds: Double = 86_400_000
+
     /// Appends a line to a file, then optionally sleeps: `{"path": "/tmp/runs.log", "line": "job-7", "ms": 2}`.
     /// Writes `line` followed by the job id and attempt, in one append, so a test can count every execution.
     public static let append = JobName<AppendParameters>("append")
@@ -50,15 +54,17 @@ public enum BuiltinJobs {
     public static func register(in registry: inout JobRegistry) {
         registry.register(rawJobType: noop, body: .blocking { _, _ in })
         registry.register(sleep) { parameters, _ in
-            guard parameters.ms.isFinite, parameters.ms >= 0 else {
-                throw JobError.permanent("sleep: ms must be a non-negative number, got \(parameters.ms)")
-            }
-            blockThread(nanoseconds: UInt64(parameters.ms * 1_000_000))
+            blockThread(nanoseconds: try nanoseconds(milliseconds: parameters.ms, job: "sleep"))
         }
         registry.register(fail) { parameters, _ in
             throw Failure(description: parameters.message ?? "fail job failed on purpose")
         }
         registry.register(append) { parameters, context in
+            let pause = try parameters.ms.map { try nanoseconds(milliseconds: $0, job: "append") } ?? 0
+            guard !parameters.path.isEmpty, !parameters.path.utf8.contains(0) else {
+                throw JobError.permanent(
+                    "append: path must be a file name without NUL bytes, got \(parameters.path.debugDescription)")
+            }
             let text = "\(parameters.line) id=\(context.jobID) attempt=\(context.attempt)\n"
             let descriptor = open(parameters.path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
             guard descriptor >= 0 else {
@@ -72,8 +78,8 @@ public enum BuiltinJobs {
             guard written == text.utf8.count else {
                 throw Failure(description: "append: short write to \(parameters.path)")
             }
-            if let ms = parameters.ms, ms > 0 {
-                blockThread(nanoseconds: UInt64(ms * 1_000_000))
+            if pause > 0 {
+                blockThread(nanoseconds: pause)
             }
         }
         registry.register(
@@ -88,6 +94,15 @@ public enum BuiltinJobs {
                 }
                 fatalError("crash job on queue '\(context.queue)' trapped on purpose (attempt \(context.attempt))")
             })
+    }
+
+    /// A number of milliseconds from a payload as nanoseconds, refused (permanently) unless from 0 to a day.
+    static func nanoseconds(milliseconds: Double, job: String) throws -> UInt64 {
+        guard milliseconds.isFinite, milliseconds >= 0, milliseconds <= maxSleepMilliseconds else {
+            throw JobError.permanent(
+                "\(job): ms must be a number from 0 to \(Int(maxSleepMilliseconds)) (a day), got \(milliseconds)")
+        }
+        return UInt64((milliseconds * 1_000_000).rounded())
     }
 
     /// Sleeps the calling OS thread, resuming after signals.

@@ -55,7 +55,7 @@ public enum ProcessWorkerMain {
                     jobID: id,
                     attempt: job.attempt ?? 1,
                     maxAttempts: job.maxAttempts ?? 1,
-                    deadline: .now + .milliseconds(Int64((job.timeoutSeconds ?? 1800) * 1000)),
+                    deadline: .now + .milliseconds(Int64(min(max(job.timeoutSeconds ?? 1800, 0), 1e9) * 1000)),
                     cancellation: flag,
                     logger: logger
                 )

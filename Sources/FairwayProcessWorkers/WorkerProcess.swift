@@ -75,7 +75,8 @@ public final class WorkerProcess: @unchecked Sendable {
                 throw WorkerStartError(
                     command: arguments, reason: "no hello within \(startTimeout) (is it a Fairway worker?)")
             }
-            let (hello, _) = try process.channel.receive()
+            // The whole hello within the start timeout: a worker that stalls halfway must not hang us.
+            let (hello, _) = try process.channel.receive(before: ContinuousClock.now + startTimeout)
             guard hello.kind == .hello, hello.protocol == WorkerMessage.protocolVersion else {
                 process.kill()
                 _ = process.reap()

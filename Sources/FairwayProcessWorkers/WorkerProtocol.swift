@@ -93,6 +93,8 @@ public final class WorkerChannel: @unchecked Sendable {
     private var buffer: [UInt8] = []
     private var start = 0
     private var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    /// When the message being read must be complete, if ever.
+    private var deadline: ContinuousClock.Instant?
 
     public init(input: Int32, output: Int32) {
         self.input = input
@@ -112,8 +114,13 @@ public final class WorkerChannel: @unchecked Sendable {
         try writeAll(frame)
     }
 
-    /// Reads the next message; throws `.closed` at a clean end of input between messages.
-    public func receive() throws(WorkerProtocolError) -> (WorkerMessage, [UInt8]) {
+    /// Reads the next message; throws `.closed` at a clean end of input between messages. With a
+    /// `deadline`, a message not complete by then is a protocol error (a worker that stalls mid-frame).
+    public func receive(before deadline: ContinuousClock.Instant? = nil) throws(WorkerProtocolError) -> (
+        WorkerMessage, [UInt8]
+    ) {
+        self.deadline = deadline
+        defer { self.deadline = nil }
         let headerLength = try readLength(allowEnd: true)
         guard headerLength <= Self.maxHeaderBytes else {
             throw .malformed("header of \(headerLength) bytes exceeds \(Self.maxHeaderBytes)")
@@ -175,6 +182,9 @@ public final class WorkerChannel: @unchecked Sendable {
             start = 0
         }
         while true {
+            if let deadline {
+                try waitReadable(until: deadline)
+            }
             let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if count > 0 {
                 buffer.append(contentsOf: chunk[0..<count])
@@ -183,6 +193,18 @@ public final class WorkerChannel: @unchecked Sendable {
             if count == 0 { return false }
             if errno == EINTR { continue }
             throw .io(String(cString: strerror(errno)))
+        }
+    }
+
+    private func waitReadable(until deadline: ContinuousClock.Instant) throws(WorkerProtocolError) {
+        var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
+        while true {
+            let left = ContinuousClock.now.duration(to: deadline)
+            let milliseconds = Int32(max(0, min(left.timeInterval * 1000, Double(Int32.max))).rounded(.up))
+            let ready = poll(&descriptor, 1, milliseconds)
+            if ready > 0 { return }
+            if ready == 0 { throw .malformed("the message was not complete in time (\(available) bytes of it came)") }
+            if errno != EINTR { return }
         }
     }
 
