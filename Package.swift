@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // The scheduling core: virtual-time weighted-fair queueing. No I/O, no clocks, no threads.
@@ -91,6 +92,7 @@ let package = Package(
                 "FairwayRuntime",
                 "FairwayScheduling",
                 "FairwaySQLite",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -138,14 +140,14 @@ let package = Package(
         .testTarget(
             name: "FairwaySchedulingTests",
             dependencies: [
-                "FairwayScheduling",
+                "FairwayScheduling", "FairwayTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(
             name: "FairwayRuntimeTests",
             dependencies: [
-                "FairwayRuntime", "FairwayJobs", "FairwayScheduling",
+                "FairwayRuntime", "FairwayJobs", "FairwayScheduling", "FairwayTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
@@ -171,7 +173,8 @@ let package = Package(
             name: "FairwayAMQPTests",
             dependencies: [
                 "FairwayAMQP", "FairwaySQLite", "FairwayRuntime", "FairwayJobs", "FairwayScheduling",
-                "FairwayTestSupport",
+                "FairwayTestSupport", "CRabbitMQ",
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(

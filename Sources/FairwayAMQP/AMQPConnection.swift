@@ -13,6 +13,16 @@ public struct AMQPError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
+/// A message the broker delivered that rabbitmq-c cannot decode (for example a header table with an empty
+/// key, which the broker accepts from producers). The connection cannot be read past it.
+struct UndecodableMessage: Error, CustomStringConvertible {
+    let channel: UInt16
+    let deliveryTag: UInt64
+    let detail: String
+
+    var description: String { "a message rabbitmq-c cannot decode (\(detail))" }
+}
+
 /// A message received from the broker, copied out of rabbitmq-c's buffers.
 struct ReceivedMessage {
     var channel: UInt16
@@ -25,6 +35,8 @@ struct ReceivedMessage {
     /// `x-fairway-attempt`: attempts already made before this message was published (retries), as sent;
     /// nil when absent. Untrusted: the source validates it.
     var priorAttempts: HeaderValue?
+    /// `x-fairway-attempt-signature`: Fairway's signature of that count (``AttemptSigner``).
+    var attemptSignature: String?
     var lastError: String?
     /// Dead-letter headers: why, after how many attempts, from which queue.
     var reason: String?
@@ -296,6 +308,15 @@ final class AMQPConnection {
             if reply.library_error == AMQP_STATUS_UNEXPECTED_STATE.rawValue {
                 return try readFrame()
             }
+            // The delivery was announced, its properties could not be decoded.
+            if envelope.delivery_tag != 0 && envelope.channel != 0
+                && (reply.library_error == AMQP_STATUS_INVALID_PARAMETER.rawValue
+                    || reply.library_error == AMQP_STATUS_BAD_AMQP_DATA.rawValue)
+            {
+                throw UndecodableMessage(
+                    channel: envelope.channel, deliveryTag: envelope.delivery_tag,
+                    detail: String(cString: amqp_error_string2(reply.library_error)))
+            }
         }
         let detail = Self.describe(reply)
         throw AMQPError(message: "connection lost: \(detail.text)", code: detail.code, connectionLost: true)
@@ -360,6 +381,7 @@ final class AMQPConnection {
             messageID: flags & UInt32(AMQP_BASIC_MESSAGE_ID_FLAG) != 0 ? string(properties.pointee.message_id) : nil,
             timestamp: flags & UInt32(AMQP_BASIC_TIMESTAMP_FLAG) != 0 ? properties.pointee.timestamp : nil,
             priorAttempts: headerValue(properties, "x-fairway-attempt"),
+            attemptSignature: header("x-fairway-attempt-signature"),
             lastError: header("x-fairway-last-error"),
             reason: header("x-fairway-reason"),
             attempts: attempts >= 0 ? Int(attempts) : nil,

@@ -41,6 +41,9 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
         public var deliveryCounterPath: String?
         /// Most attempts per queue, to quarantine a message that keeps ending its process.
         public var maxAttempts: [String: Int] = [:]
+        /// The key that signs the attempt count of retry copies, the same on every consumer of these
+        /// queues; nil derives one from the account's credentials (``AttemptSigner``).
+        public var attemptKey: [UInt8]?
 
         public init(url: AMQPURL) { self.url = url }
     }
@@ -176,6 +179,7 @@ final class ConnectionWorker: @unchecked Sendable {
     let options: AMQPSource.Options
     let sink: any DeliverySink
     let counter: DeliveryCounter
+    let signer: AttemptSigner
     let logger: Logger
     private let wakeup = WakeupDescriptor()
 
@@ -198,6 +202,9 @@ final class ConnectionWorker: @unchecked Sendable {
     private var consumerTags: [UInt16: String] = [:]
     private var declaredQueues: Set<String> = []
     private var failedQueues: [Int: Date] = [:]
+    /// Queues not consumed until the date because their head message cannot be decoded, with the wait
+    /// before the next try (doubling up to ten minutes).
+    private var heldBack: [Int: (until: Date, wait: Double)] = [:]
     private var cancelled = false
     private var counterKeysToForget: [String] = []
 
@@ -228,6 +235,7 @@ final class ConnectionWorker: @unchecked Sendable {
         self.options = options
         self.sink = sink
         self.counter = counter
+        self.signer = options.attemptKey.map { AttemptSigner(key: $0) } ?? AttemptSigner(deriveFrom: options.url)
         self.logger = logger
     }
 
@@ -279,6 +287,9 @@ final class ConnectionWorker: @unchecked Sendable {
                 try connect()
                 backoff = 0.1
                 try serve()
+            } catch let error as UndecodableMessage {
+                holdBack(error)
+                dropConnection(reason: error.description)
             } catch let error as AMQPError {
                 lock.withLock {
                     connected = false
@@ -323,7 +334,10 @@ final class ConnectionWorker: @unchecked Sendable {
         declaredQueues = []
         consumerTags = [:]
         trackers = [:]
-        for queue in queues.indices {
+        let now = Date()
+        // A held-back queue waits for its time; one consumed again since (until: distantFuture) is set up.
+        for queue in queues.indices where heldBack[queue].map({ $0.until <= now || $0.until == .distantFuture }) ?? true
+        {
             try setUp(queue: queue, on: connection)
         }
         lock.withLock {
@@ -494,20 +508,35 @@ final class ConnectionWorker: @unchecked Sendable {
         return overflow ? nil : value
     }
 
-    /// The attempts a retry copy says were made before it (`x-fairway-attempt`), when the value can be true:
-    /// an integer from 1 to one less than the queue's attempts (a copy is only published with attempts
-    /// left). Anything else is a producer's value, ignored with a warning: it can neither skip retries by
-    /// claiming attempts that never ran nor make a dead letter's count absurd.
+    /// The attempts a retry copy says were made before it (`x-fairway-attempt`), when Fairway wrote them: an
+    /// integer from 1 to one less than the queue's attempts (a copy is only published with attempts left),
+    /// signed by ``AttemptSigner``. Anything else is a producer's value, ignored with a warning: it can
+    /// neither skip retries by claiming attempts that never ran nor make a dead letter's count absurd.
     private func validatedPriorAttempts(_ message: ReceivedMessage, queue: String, limit: Int) -> Int {
         guard let raw = message.priorAttempts else { return 0 }
         let highest = limit == .max ? 10_000 : limit - 1
-        guard case .integer(let value) = raw, value >= 1, value <= Int64(highest) else {
-            logger.warning(
-                "ignored an x-fairway-attempt header that no retry of this queue can carry",
-                metadata: ["queue": "\(queue)", "value": "\(raw)", "allowed": "1...\(highest)"])
-            return 0
+        let problem: String
+        if case .integer(let value) = raw, value >= 1, value <= Int64(highest) {
+            guard let signature = message.attemptSignature else {
+                logIgnoredAttempt(queue, raw, "it is not signed (x-fairway-attempt-signature)")
+                return 0
+            }
+            let id = message.messageID.map(Self.shortString)
+            if signer.verify(signature, queue: queue, attempt: Int(value), messageID: id, body: message.body) {
+                return Int(value)
+            }
+            problem = "its signature does not match (a different attemptKey, or a forged count)"
+        } else {
+            problem = "no retry of this queue can carry it (allowed: 1...\(highest))"
         }
-        return Int(value)
+        logIgnoredAttempt(queue, raw, problem)
+        return 0
+    }
+
+    private func logIgnoredAttempt(_ queue: String, _ value: HeaderValue, _ problem: String) {
+        logger.warning(
+            "ignored an x-fairway-attempt header: the message starts at attempt 1",
+            metadata: ["queue": "\(queue)", "value": "\(value)", "why": "\(problem)"])
     }
 
     private func handle(_ event: BrokerEvent, on connection: AMQPConnection) throws {
@@ -547,9 +576,31 @@ final class ConnectionWorker: @unchecked Sendable {
         }
     }
 
+    /// Stops consuming the queue whose message could not be decoded, for a while: the connection must be
+    /// opened again, and consuming that queue at once would only meet the same message. Nothing is lost:
+    /// the message stays at the head of its queue until an operator moves it (docs/amqp.md).
+    private func holdBack(_ error: UndecodableMessage) {
+        let queue = Int(error.channel) - 2
+        guard queues.indices.contains(queue) else { return }
+        let wait = min(600, (heldBack[queue]?.wait ?? 15) * 2)
+        heldBack[queue] = (Date().addingTimeInterval(wait), wait)
+        logger.error(
+            "a message in a queue cannot be decoded; not consuming that queue for a while, serving the others",
+            metadata: [
+                "queue": "\(queues[queue].name)", "error": "\(error)",
+                "retryIn": "\(Int(wait))s",
+                "fix": "move the message away (management UI or a shovel); it is still in the queue",
+            ])
+    }
+
     private func retryFailedQueues(_ connection: AMQPConnection) throws {
-        guard !failedQueues.isEmpty, lock.withLock({ delivering }) else { return }
         let now = Date()
+        for (queue, held) in heldBack where held.until <= now && lock.withLock({ delivering }) {
+            try setUp(queue: queue, on: connection)
+            heldBack[queue]?.until = .distantFuture
+            logger.info("consuming from a held-back queue again", metadata: ["queue": "\(queues[queue].name)"])
+        }
+        guard !failedQueues.isEmpty, lock.withLock({ delivering }) else { return }
         for (queue, due) in failedQueues where due <= now {
             // The channel was closed by the broker; open it again.
             try setUp(queue: queue, on: connection)
@@ -590,10 +641,14 @@ final class ConnectionWorker: @unchecked Sendable {
                 )
                 declaredQueues.insert(delayQueue)
             }
+            let signature = signer.signature(
+                queue: queue, attempt: delivery.attempt, messageID: entry.messageID.map(Self.shortString),
+                body: delivery.payload)
             try publishCopy(
                 of: delivery, entry: entry, to: delayQueue, on: connection,
                 headers: [
                     ("x-fairway-attempt", .int(Int64(delivery.attempt))),
+                    ("x-fairway-attempt-signature", .string(signature)),
                     ("x-fairway-last-error", .string(String(reason.prefix(1000)))),
                 ]
             )
@@ -619,16 +674,29 @@ final class ConnectionWorker: @unchecked Sendable {
         of delivery: Delivery, entry: InFlight, to target: String, on connection: AMQPConnection,
         headers: [(String, AMQPConnection.QueueArgument)]
     ) throws {
+        // The type and id arrived as bytes and were decoded leniently (invalid UTF-8 became U+FFFD): the copy
+        // must still fit AMQP's short strings, or it could never be published.
         let tag = try connection.publish(
             Self.publishChannel,
             routingKey: target,
-            type: delivery.jobType,
-            messageID: entry.messageID,
+            type: Self.shortString(delivery.jobType),
+            messageID: entry.messageID.map(Self.shortString),
             timestamp: (delivery.enqueuedAt ?? WallClock.now) / 1_000_000_000,
             headers: headers,
             body: delivery.payload
         )
         pendingConfirms[tag] = PendingCopy(channel: entry.channel, tag: entry.tag, counterKey: entry.counterKey)
+    }
+
+    /// `text` cut to at most 255 UTF-8 bytes, on a character boundary: what an AMQP short string holds.
+    static func shortString(_ text: String) -> String {
+        guard text.utf8.count > 255 else { return text }
+        var result = ""
+        for character in text {
+            guard result.utf8.count + character.utf8.count <= 255 else { break }
+            result.append(character)
+        }
+        return result
     }
 
     private func flushAcks(_ connection: AMQPConnection) throws {

@@ -202,7 +202,10 @@ struct ConfigReader {
             let field = "sources[\(index)]"
             let fields = try mapping(
                 item, field,
-                allowed: ["kind", "path", "url", "prefetch", "heartbeat", "declare", "queueType", "caCertificate"]
+                allowed: [
+                    "kind", "path", "url", "prefetch", "heartbeat", "declare", "queueType", "caCertificate",
+                    "attemptKey", "stateDirectory",
+                ]
             )
             guard let kindNode = fields["kind"] else {
                 throw error("\(field).kind", item, "missing: one of sqlite, amqp")
@@ -211,7 +214,12 @@ struct ConfigReader {
             switch kind {
             case "sqlite":
                 try reject(
-                    fields, ["url", "prefetch", "heartbeat", "declare", "queueType", "caCertificate"], field, kind: kind
+                    fields,
+                    [
+                        "url", "prefetch", "heartbeat", "declare", "queueType", "caCertificate", "attemptKey",
+                        "stateDirectory",
+                    ],
+                    field, kind: kind
                 )
                 guard let path = fields["path"] else {
                     throw error("\(field).path", item, "missing: the SQLite file, e.g. path: \"fairway.db\"")
@@ -250,6 +258,19 @@ struct ConfigReader {
                     settings.queueType = text
                 }
                 settings.caCertificate = try fields["caCertificate"].map { try string($0, "\(field).caCertificate") }
+                settings.attemptKey =
+                    try fields["attemptKey"].map { try string($0, "\(field).attemptKey") }
+                    ?? environment["FAIRWAY_AMQP_ATTEMPT_KEY"]
+                if let key = settings.attemptKey, key.utf8.count < 16 {
+                    throw error(
+                        "\(field).attemptKey", fields["attemptKey"] ?? item,
+                        "must be at least 16 bytes long (it signs attempt counts), got \(key.utf8.count)")
+                }
+                if let directory = fields["stateDirectory"] {
+                    let path = try string(directory, "\(field).stateDirectory")
+                    guard !path.isEmpty else { throw error("\(field).stateDirectory", directory, "must not be empty") }
+                    settings.stateDirectory = path
+                }
                 return .amqp(settings)
             default:
                 throw error("\(field).kind", kindNode, "unknown source kind '\(kind)'; expected one of sqlite, amqp")

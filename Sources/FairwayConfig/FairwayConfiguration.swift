@@ -87,6 +87,11 @@ public struct AMQPSourceSettings: Sendable, Equatable {
     public var queueType: String = "classic"
     /// A PEM file of certificate authorities for amqps://.
     public var caCertificate: String?
+    /// The key that signs the attempt counts of retries; nil derives one from the credentials.
+    public var attemptKey: String?
+    /// Where crashes of messages are counted (a volume that outlives the process); the temporary folder
+    /// when nil.
+    public var stateDirectory: String?
 
     public init(url: String, prefetch: Int? = nil) {
         self.url = url

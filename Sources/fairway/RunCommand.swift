@@ -115,6 +115,13 @@ enum SourceFactory {
                     options.queueType = AMQPSource.QueueType(rawValue: amqp.queueType) ?? .classic
                     options.caCertificate = amqp.caCertificate
                     options.maxAttempts = attempts
+                    options.attemptKey = amqp.attemptKey.map { Array($0.utf8) }
+                    if let directory = amqp.stateDirectory {
+                        let url = try AMQPURL(amqp.url)
+                        options.deliveryCounterPath =
+                            URL(fileURLWithPath: directory)
+                            .appendingPathComponent("fairway-amqp-deliveries-\(url.host)-\(url.port).db").path
+                    }
                     return try AMQPSource(options: options, logger: logger)
                 } catch {
                     printError("fairway: sources[\(index)]: \(error)")

@@ -1,4 +1,5 @@
 import FairwayProcessWorkers
+import FairwayTestSupport
 import Foundation
 import PropertyBased
 import Synchronization
@@ -55,21 +56,15 @@ struct WorkerFrameFuzzTests {
 /// Worker → supervisor bytes: well-formed frames with adversarial fields, wrong lengths, truncations,
 /// mutations and noise.
 struct FrameFuzzer {
-    private var state: UInt64
+    private var random: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { random = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { random.next() }
 
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+    mutating func below(_ bound: Int) -> Int { random.below(bound) }
 
-    mutating func pick<T>(_ choices: [T]) -> T { choices[below(choices.count)] }
+    mutating func pick<T>(_ choices: [T]) -> T { random.pick(choices) }
 
     static func frame(header: [UInt8], body: [UInt8] = [], headerLength: UInt32? = nil, bodyLength: UInt32? = nil)
         -> [UInt8]

@@ -1,5 +1,6 @@
 import FairwayJobs
 import FairwayRuntime
+import FairwayTestSupport
 import Foundation
 import PropertyBased
 import Testing
@@ -62,26 +63,19 @@ struct PayloadFuzzTests {
 /// Payloads for fuzzing: random bytes, truncated and malformed JSON, and JSON objects whose fields hold
 /// adversarial values (extreme numbers, wrong types, huge and odd strings, deep nesting).
 struct PayloadFuzzer {
-    private var state: UInt64
+    private var random: SplitMix64
     let folder: String
 
     init(seed: UInt64, folder: String) {
-        state = seed
+        random = SplitMix64(seed: seed)
         self.folder = folder
     }
 
-    /// SplitMix64: a small generator whose sequence the seed fixes, so a failing seed replays.
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { random.next() }
 
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+    mutating func below(_ bound: Int) -> Int { random.below(bound) }
 
-    mutating func pick<T>(_ choices: [T]) -> T { choices[below(choices.count)] }
+    mutating func pick<T>(_ choices: [T]) -> T { random.pick(choices) }
 
     mutating func payload() -> [UInt8] {
         switch below(6) {

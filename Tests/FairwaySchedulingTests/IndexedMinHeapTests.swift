@@ -1,3 +1,4 @@
+import FairwayTestSupport
 import Testing
 
 @testable import FairwayScheduling
