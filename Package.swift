@@ -155,6 +155,7 @@ let package = Package(
             name: "FairwayConfigTests",
             dependencies: [
                 "FairwayConfig", "FairwayRuntime", "FairwayScheduling", "FairwayProcessWorkers", "FairwaySQLite",
+                "FairwayTestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(

@@ -537,6 +537,10 @@ struct ConfigReader {
     /// "30s", "500ms", "2m", "1h", "1.5s", or a bare number of seconds.
     func duration(_ node: Node, _ field: String, allowZero: Bool) throws -> Duration {
         let text = try scalarText(node, field)
+        if let seconds = Self.parseSeconds(text), abs(seconds) > Self.longestDuration {
+            throw error(
+                field, node, "must be at most \(Int(Self.longestDuration)) seconds (about 31 years), got \"\(text)\"")
+        }
         guard let value = Self.parseDuration(text) else {
             throw error(
                 field, node, "expected a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(text)\"")
@@ -570,17 +574,27 @@ struct ConfigReader {
         return value / per
     }
 
+    /// The longest duration a field takes, in seconds: beyond it, nanoseconds would not fit.
+    static let longestDuration = 1e9
+
+    /// A duration in the text's units, or nil when it is not one or is longer than ``longestDuration``.
     static func parseDuration(_ text: String) -> Duration? {
+        guard let seconds = parseSeconds(text), abs(seconds) <= longestDuration else { return nil }
+        return .nanoseconds(Int64((seconds * 1e9).rounded()))
+    }
+
+    /// The seconds a duration's text stands for ("500ms", "2m", "1.5", …), when it is a finite number.
+    static func parseSeconds(_ text: String) -> Double? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
             let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
-            if let value = Double(number), value.isFinite {
-                return .nanoseconds(Int64((value * scale * 1e9).rounded()))
+            if let value = Double(number), value.isFinite, (value * scale).isFinite {
+                return value * scale
             }
         }
         if let value = Double(trimmed), value.isFinite {
-            return .nanoseconds(Int64((value * 1e9).rounded()))
+            return value
         }
         return nil
     }

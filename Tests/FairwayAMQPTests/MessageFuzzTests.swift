@@ -296,7 +296,7 @@ final class RawPublisher {
 
     func publish(to queue: String, _ message: FuzzedMessage) throws {
         defer {
-            arena.forEach { free($0) }
+            for memory in arena { free(memory) }
             arena.removeAll()
         }
         var properties = amqp_basic_properties_t()

@@ -126,6 +126,13 @@ struct ConfigurationLoaderTests {
         ("queues: [{ weight: 2 }]", "queues[0].name", "needs a name", 1),
         ("queues:\n  - { name: a }\n  - { name: \"t-{5..1}\" }", "queues[1].name", "counts down", 3),
         ("queues: [{ name: a, weight: 0 }]", "queues[0].weight", "greater than 0", 1),
+        // Found by the fuzzer: nanoseconds past Int64 used to trap the loader.
+        ("queues: [{ name: a, timeout: \"1e12s\" }]", "queues[0].timeout", "at most 1000000000 seconds", 1),
+        ("defaults: { backoff: 1e300h }\nqueues: [{ name: a }]", "defaults.backoff", "at most", 1),
+        (
+            "sources: [{ kind: amqp, url: \"amqp://h\", attemptKey: short }]\nqueues: [{name: a}]",
+            "sources[0].attemptKey", "at least 16 bytes", 1
+        ),
         ("queues: [{ name: a, weight: -2 }]", "queues[0].weight", "greater than 0", 1),
         ("queues: [{ name: a, weight: heavy }]", "queues[0].weight", "expected a number", 1),
         ("queues: [{ name: a, maxConcurrency: 0 }]", "queues[0].maxConcurrency", "between 1", 1),
