@@ -179,6 +179,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "FairwayHTTPTests",
+            dependencies: ["FairwayHTTP"]
+        ),
+        .testTarget(
             name: "FairwayCLITests",
             dependencies: [
                 "fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayTestSupport",

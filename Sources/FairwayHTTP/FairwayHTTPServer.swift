@@ -181,7 +181,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
                 message: "the admin API is disabled: set http.adminToken or FAIRWAY_ADMIN_TOKEN")
         }
         let header = request.headers[.authorization] ?? ""
-        guard header == "Bearer \(token)" else {
+        guard BearerToken.matches(header: header, token: token) else {
             return AdminError(status: 401, field: nil, message: "missing or wrong bearer token")
         }
         return nil
