@@ -11,6 +11,34 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+/// The first certificate-verification error of the TLS handshake running on this thread (0: none), so that
+/// a refused certificate can be named ("certificate has expired"); rabbitmq-c keeps it to itself.
+/// (A function-local thread-local: Swift's C import emits it with the function, not a file-level one.)
+static inline int *fw_tls_verify_error(void) {
+    static __thread int error;
+    return &error;
+}
+
+static inline int fw_tls_verify_callback(int ok, X509_STORE_CTX *store) {
+    if (!ok && *fw_tls_verify_error() == 0) *fw_tls_verify_error() = X509_STORE_CTX_get_error(store);
+    return ok; /* what OpenSSL's default callback returns: rabbitmq-c decides after the handshake */
+}
+
+/// Watches certificate verification on an SSL socket, without changing its outcome.
+static inline void fw_tls_watch(amqp_socket_t *socket) {
+    SSL_CTX *context = (SSL_CTX *)amqp_ssl_socket_get_context(socket);
+    if (context) SSL_CTX_set_verify(context, SSL_VERIFY_NONE, fw_tls_verify_callback);
+    *fw_tls_verify_error() = 0;
+}
+
+/// Why the certificate was refused, in OpenSSL's words, or NULL when verification found nothing.
+static inline const char *fw_tls_verify_error_text(void) {
+    int error = *fw_tls_verify_error();
+    return error == 0 ? NULL : X509_verify_cert_error_string(error);
+}
 #ifdef __linux__
 #include <sys/eventfd.h>
 /// An eventfd for waking an I/O thread (not exposed by Swift's Glibc module).

@@ -91,6 +91,7 @@ final class AMQPConnection {
             }
             amqp_ssl_socket_set_verify_peer(ssl, 1)
             amqp_ssl_socket_set_verify_hostname(ssl, 1)
+            fw_tls_watch(ssl)
             if let caCertificate, amqp_ssl_socket_set_cacert(ssl, caCertificate) != AMQP_STATUS_OK.rawValue {
                 close()
                 throw AMQPError(
@@ -103,7 +104,7 @@ final class AMQPConnection {
         var wait = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
         let opened = amqp_socket_open_noblock(socket, url.host, Int32(url.port), &wait)
         guard opened == AMQP_STATUS_OK.rawValue else {
-            let reason = String(cString: amqp_error_string2(opened))
+            let reason = Self.describeOpenFailure(opened, url: url, caCertificate: caCertificate)
             close()
             throw AMQPError(
                 message: "cannot connect to \(url.host):\(url.port): \(reason)", code: 0, connectionLost: true)
@@ -126,6 +127,24 @@ final class AMQPConnection {
     }
 
     deinit { close() }
+
+    /// Why a connection could not be opened, naming the TLS cause when there is one.
+    private static func describeOpenFailure(_ status: Int32, url: AMQPURL, caCertificate: String?) -> String {
+        let authorities = caCertificate.map { "the CA in \($0)" } ?? "the system's CAs"
+        switch status {
+        case AMQP_STATUS_SSL_PEER_VERIFY_FAILED.rawValue:
+            let why = fw_tls_verify_error_text().map { String(cString: $0) } ?? "no certificate was presented"
+            let untrusted = why.contains("issuer") || why.contains("self-signed") || why.contains("self signed")
+            let meaning = untrusted ? ": it is not signed by a CA you trust" : ""
+            return "the broker's TLS certificate was refused: \(why)\(meaning) (checked against \(authorities))"
+        case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED.rawValue:
+            return "the broker's TLS certificate is not for host '\(url.host)': connect by a name the certificate lists"
+        case AMQP_STATUS_SSL_CONNECTION_FAILED.rawValue:
+            return "the TLS handshake failed (is \(url.port) a TLS port? amqps:// uses 5671 by default)"
+        default:
+            return String(cString: amqp_error_string2(status))
+        }
+    }
 
     /// The socket's file descriptor, for poll.
     var fileDescriptor: Int32 { socket.map { amqp_socket_get_sockfd($0) } ?? -1 }

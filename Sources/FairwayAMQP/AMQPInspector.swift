@@ -12,8 +12,8 @@ public final class AMQPInspector {
         public var originalQueue: String?
     }
 
-    public init(url: AMQPURL) throws {
-        connection = try AMQPConnection(url: url, heartbeat: 0)
+    public init(url: AMQPURL, caCertificate: String? = nil) throws {
+        connection = try AMQPConnection(url: url, heartbeat: 0, caCertificate: caCertificate)
         try connection.openChannel(1)
     }
 

@@ -11,8 +11,11 @@ public final class AMQPPublisher {
     private var declared: Set<String> = []
     private let channel: UInt16 = 1
 
-    public init(url: AMQPURL, declare: Bool = true, queueType: AMQPSource.QueueType = .classic) throws {
-        connection = try AMQPConnection(url: url, heartbeat: 0)
+    /// - Parameter caCertificate: a PEM file of certificate authorities for amqps://, beyond the system's.
+    public init(
+        url: AMQPURL, declare: Bool = true, queueType: AMQPSource.QueueType = .classic, caCertificate: String? = nil
+    ) throws {
+        connection = try AMQPConnection(url: url, heartbeat: 0, caCertificate: caCertificate)
         try connection.openChannel(channel)
         try connection.enableConfirms(channel)
         self.declare = declare

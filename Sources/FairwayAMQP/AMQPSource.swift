@@ -124,7 +124,9 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
             if let cachedDepths, Date().timeIntervalSince(cachedDepths.at) < 2 { return cachedDepths.depths }
             var depths: [String: QueueDepth] = cachedDepths?.depths ?? [:]
             do {
-                if inspector == nil { inspector = try AMQPInspector(url: options.url) }
+                if inspector == nil {
+                    inspector = try AMQPInspector(url: options.url, caCertificate: options.caCertificate)
+                }
                 for name in queueNames {
                     depths[name] = QueueDepth(ready: try inspector!.count(name))
                 }

@@ -21,6 +21,9 @@ struct EnqueueCommand: ParsableCommand {
     @Option(help: "A RabbitMQ broker, amqp://user:password@host:5672/vhost (or FAIRWAY_AMQP_URL with --amqp env).")
     var amqp: String?
 
+    @Option(help: "A PEM file of certificate authorities for an amqps:// broker, beyond the system's.")
+    var caCertificate: String?
+
     @Option(help: "The queue.")
     var queue: String?
 
@@ -113,7 +116,7 @@ extension EnqueueCommand {
             throw ExitCode(2)
         }
         do {
-            let publisher = try AMQPPublisher(url: url)
+            let publisher = try AMQPPublisher(url: url, caCertificate: caCertificate)
             defer { publisher.close() }
             try publisher.publish(jobs)
             print(jobs.count == 1 ? "published 1 job" : "published \(jobs.count) jobs")
