@@ -100,6 +100,7 @@ let package = Package(
         .target(
             name: "FairwayHTTP",
             dependencies: [
+                "FairwayJobs",
                 "FairwayRuntime",
                 "FairwayProcessWorkers",
                 "FairwayScheduling",
@@ -180,7 +181,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayHTTPTests",
-            dependencies: ["FairwayHTTP"]
+            dependencies: ["FairwayHTTP", "FairwayScheduling"]
         ),
         .testTarget(
             name: "FairwayCLITests",

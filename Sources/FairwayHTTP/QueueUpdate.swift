@@ -1,3 +1,4 @@
+import FairwayJobs
 import FairwayRuntime
 import FairwayScheduling
 import Foundation
@@ -24,7 +25,9 @@ public enum QueueUpdate {
 
     /// Applies a JSON body to a queue's settings, or says which field is wrong. Nothing changes on error.
     public static func apply(_ body: [UInt8], to settings: QueueSettings) throws(AdminError) -> QueueSettings {
-        guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: Data(body)) else {
+        guard !JSONNesting.isTooDeep(body),
+            let object = try? JSONDecoder().decode([String: JSONValue].self, from: Data(body))
+        else {
             throw AdminError(status: 400, field: nil, message: "the body must be a JSON object such as {\"weight\": 2}")
         }
         for key in object.keys where !fields.contains(key) {

@@ -85,7 +85,10 @@ public enum BuiltinJobs {
         registry.register(
             rawJobType: crash,
             body: .blocking { payload, context in
-                let how = (try? JSONDecoder().decode(CrashParameters.self, from: Data(payload)))?.how ?? "trap"
+                let parameters =
+                    JSONNesting.isTooDeep(payload)
+                    ? nil : try? JSONDecoder().decode(CrashParameters.self, from: Data(payload))
+                let how = parameters?.how ?? "trap"
                 switch how {
                 case "segfault": raise(SIGSEGV)
                 case "kill": raise(SIGKILL)

@@ -51,6 +51,10 @@ public struct JobRegistry: Sendable {
         -> Parameters
     {
         let data = payload.isEmpty ? Data("{}".utf8) : Data(payload)
+        guard !JSONNesting.isTooDeep(payload) else {
+            throw JobError.undecodablePayload(
+                jobType: jobType, detail: "arrays and objects nested deeper than \(JSONNesting.limit) levels")
+        }
         do {
             return try JSONDecoder().decode(Parameters.self, from: data)
         } catch let error as DecodingError {

@@ -41,6 +41,21 @@ struct PayloadFuzzTests {
     }
 
     @Test(
+        "nesting that traps Foundation's JSONDecoder (513 '[' and nothing else) is refused, not decoded",
+        arguments: [512, 513, 514, 2000])
+    func deepNesting(depth: Int) throws {
+        let harness = try EngineHarness(queues: [QueueDefinition(name: "q", retry: quickRetry(3))])
+        try harness.start()
+        defer { harness.stop() }
+        let payload = Array(String(repeating: "[", count: depth).utf8)
+        harness.source.enqueue(queue: "q", jobType: "sleep", payload: payload)
+        #expect(eventually { harness.source.deadLettered.count == 1 })
+        let letter = try #require(harness.source.deadLettered.first)
+        #expect(letter.reason.contains("nested deeper than 500 levels"), "\(letter.reason)")
+        #expect(letter.job.attempts == 1, "refused, not retried")
+    }
+
+    @Test(
         "sleep and append refuse durations they cannot honour, naming the field",
         arguments: ["1e308", "-1e308", "1.7976931348623157e308", "18446744073709551616", "-1", "86400001", "1e400"])
     func durationsOutOfRange(ms: String) throws {
