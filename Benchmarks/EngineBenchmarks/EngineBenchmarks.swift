@@ -54,6 +54,21 @@ let benchmarks: @Sendable () -> Void = {
 
     isolationBenchmarks(jobsPerSecond: jobsPerSecond)
 
+    // What recording a run costs a job: one begin and one end on a run journal (crash attribution).
+    Benchmark(
+        "run journal: begin + end of one run",
+        configuration: .init(metrics: [.wallClock, .mallocCountTotal], scalingFactor: .mega, maxDuration: .seconds(5))
+    ) { benchmark in
+        let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("fairway-bench-journal-").path
+        let journal = try RunJournal(prefix: prefix, owner: "benchmark")
+        defer { journal.remove() }
+        benchmark.startMeasurement()
+        for key in benchmark.scaledIterations {
+            journal.end(journal.begin(UInt64(key) &+ 1))
+        }
+        benchmark.stopMeasurement()
+    }
+
     // Idle pool: a job arrives; how long until its handler starts.
     Benchmark(
         "dispatch latency, idle pool of 2",
