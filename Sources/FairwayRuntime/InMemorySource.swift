@@ -18,6 +18,8 @@ public final class InMemorySource: JobSource, @unchecked Sendable {
         public var attempts: Int = 0
         public var enqueuedAt: UInt64
         public var lastError: String?
+        /// Delivered as a suspect (its last run ended with its process), so that it runs alone.
+        public var suspect = false
     }
 
     /// A job that ended in the dead letters, with why.
@@ -59,13 +61,18 @@ public final class InMemorySource: JobSource, @unchecked Sendable {
 
     // MARK: - Producing
 
-    /// Adds a job; returns its id.
+    /// Adds a job; returns its id. A `suspect` job is delivered as one whose last run ended with its
+    /// process, as a durable source does after a crash, so that the engine runs it alone.
     @discardableResult
-    public func enqueue(queue: String, jobType: String, payload: [UInt8] = [], delay: Duration = .zero) -> UInt64 {
+    public func enqueue(
+        queue: String, jobType: String, payload: [UInt8] = [], delay: Duration = .zero, suspect: Bool = false
+    ) -> UInt64 {
         lock.lock()
         let id = nextID
         nextID += 1
-        let job = Job(id: id, queue: queue, jobType: jobType, payload: payload, enqueuedAt: WallClock.now)
+        var made = Job(id: id, queue: queue, jobType: jobType, payload: payload, enqueuedAt: WallClock.now)
+        made.suspect = suspect
+        let job = made
         if delay > .zero {
             delayed += 1
             lock.unlock()
@@ -204,7 +211,8 @@ public final class InMemorySource: JobSource, @unchecked Sendable {
                     payload: job.payload,
                     attempt: job.attempts,
                     enqueuedAt: job.enqueuedAt,
-                    receipt: job.id
+                    receipt: job.id,
+                    suspect: job.suspect
                 )
             )
         }

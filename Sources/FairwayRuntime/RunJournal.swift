@@ -92,8 +92,10 @@ public final class RunJournal: Sendable {
     /// Records that the job with `key` (never 0) is starting. Call right before its handler runs.
     public func begin(_ key: UInt64) -> Mark {
         mapping.withLock { mapping in
-            guard let base = mapping.base else { return .none }
+            guard mapping.base != nil else { return .none }
             if mapping.free.isEmpty, !Self.grow(&mapping) { return .none }
+            // Read after growing: a grown journal is mapped anew.
+            guard let base = mapping.base else { return .none }
             let slot = mapping.free.removeLast()
             (base + Self.headerSize).storeBytes(of: key, toByteOffset: slot * 8, as: UInt64.self)
             return Mark(slot: slot)
