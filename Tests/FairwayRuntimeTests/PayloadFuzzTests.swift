@@ -105,8 +105,22 @@ struct PayloadFuzzer {
 
     mutating func object() -> String {
         let keys = ["ms", "path", "line", "message", "how", "extra"]
-        let fields = (0..<below(5)).map { _ in "\"\(pick(keys))\":\(value(depth: 0))" }
+        var fields: [String] = []
+        for _ in 0..<below(5) {
+            let key = pick(keys)
+            // The append job writes to `path`: only ever a path inside this test's folder, or one that
+            // cannot be written, never a relative one (it would land in the working directory).
+            fields.append("\"\(key)\":\(key == "path" ? path() : value(depth: 0))")
+        }
         return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    mutating func path() -> String {
+        pick([
+            "\"\(folder)/runs.log\"", "\"/nonexistent-fairway/x/y\"", "\"/dev/full\"", "\"/dev/null\"", "\"\"",
+            "\"\(folder)/\(String(repeating: "a", count: 300))\"", "\"\(folder)/with\\u0000nul\"", "null", "1e308",
+            "[]",
+        ])
     }
 
     mutating func value(depth: Int) -> String {
@@ -120,9 +134,7 @@ struct PayloadFuzzer {
         case 1:
             return pick([
                 "\"\"", "\"\\u0000\"", "\"\\ud800\"", "\"\(String(repeating: "x", count: 5000))\"",
-                "\"\(folder)/runs.log\"", "\"/nonexistent-fairway/x/y\"", "\"/dev/full\"", "\"/dev/null\"",
-                "\"\(folder)/\(String(repeating: "a", count: 300))\"", "\"with\\u0000nul\"", "\"segfault\"", "\"kill\"",
-                "\"exit\"",
+                "\"with\\u0000nul\"", "\"segfault\"", "\"kill\"", "\"exit\"",
             ])
         case 2: return pick(["null", "true", "false"])
         case 3: return "[" + (0..<below(3)).map { _ in value(depth: depth + 1) }.joined(separator: ",") + "]"
