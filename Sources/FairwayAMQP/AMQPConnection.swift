@@ -314,7 +314,12 @@ final class AMQPConnection {
     /// Reads the next message or event without waiting; `.nothing` when none is buffered or on the socket.
     func receive() throws -> Received {
         guard let state else { throw AMQPError(message: "connection closed", code: 0, connectionLost: true) }
-        amqp_maybe_release_buffers(state)
+        // rabbitmq-c's release walks every channel × every frame queued while an RPC waited (deliveries of
+        // channels already consuming during set-up): quadratic at start with many queues and a deep
+        // prefetch. Nothing can be released while frames are queued anyway, so wait until none are.
+        if amqp_frames_enqueued(state) == 0 {
+            amqp_maybe_release_buffers(state)
+        }
         var envelope = amqp_envelope_t()
         var zero = timeval(tv_sec: 0, tv_usec: 0)
         let reply = amqp_consume_message(state, &envelope, &zero, 0)

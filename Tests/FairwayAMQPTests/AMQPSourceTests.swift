@@ -196,6 +196,28 @@ struct AMQPSourceTests {
         return Set(text.split(separator: "\n").map { $0.split(separator: " ")[0] }).count
     }
 
+    @Test("a deep backlog at start: 120 queues × 500 messages at prefetch 64 drain from start within a bound")
+    func deepBacklogAtStart() throws {
+        // A guard, not a benchmark: rabbitmq-c's buffer release walked every channel × every frame queued
+        // during set-up, and this drain took minutes (Benchmarks/scripts/amqp-start.sh has the figures).
+        let names = TestQueues()
+        let queues = (0..<120).map { QueueDefinition(name: names.name("deep\($0)"), credit: 64) }
+        let declaring = try AMQPHarness(queues: queues)
+        try declaring.engine.start()
+        declaring.engine.shutdown(drainTimeout: .seconds(5))
+        try Broker.publish(queues.flatMap { queue in (0..<500).map { _ in NewJob(queue: queue.name, type: "noop") } })
+        let harness = try AMQPHarness(queues: queues)
+        let began = Date()
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(5)) }
+        let drained = eventually(timeout: 30) {
+            harness.engine.snapshot().queues.reduce(0) { $0 + $1.succeeded } == 60_000
+        }
+        let seconds = Date().timeIntervalSince(began)
+        print("deep backlog at start: 60,000 messages over 120 queues at prefetch 64 drained in \(seconds) s")
+        #expect(drained && seconds < 20, "took \(seconds) s")
+    }
+
     @Test("450 queues across three connections (200 queues each) are all consumed")
     func manyQueuesSeveralConnections() throws {
         let names = TestQueues()
