@@ -3,15 +3,19 @@
 # HTTP listener answering, and to the whole drain. QUEUES queues × PER no-op messages, PREFETCH, 2 workers, the broker on 127.0.0.1.
 #   bash Benchmarks/scripts/amqp-start.sh [path/to/fairway]        (default .build/release/fairway)
 #   QUEUES=120 PER=1000 PREFETCH=64 (defaults); FAIRWAY_AMQP_URL overrides the broker.
-# The queues are named amqp-start-N and left empty behind, to be reused by the next run.
+# The queues live in a vhost of their own, deleted at the end with all of them: a thousand queues left on
+# the test broker slow every later restart of it (it recovers each one).
 set -euo pipefail
 bin=${1:-.build/release/fairway}
 queues=${QUEUES:-120}
 per=${PER:-1000}
 prefetch=${PREFETCH:-64}
-url=${FAIRWAY_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+vhost=fairway-start-bench
+rabbitmqctl -q -n rabbit@localhost add_vhost "$vhost" >/dev/null 2>&1 || true
+rabbitmqctl -q -n rabbit@localhost set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
+url=${FAIRWAY_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/$vhost}
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+trap 'rm -rf "$dir"; rabbitmqctl -q -n rabbit@localhost delete_vhost "$vhost" >/dev/null 2>&1 || true' EXIT
 cat >"$dir/fairway.yaml" <<CONF
 workers: 2
 http: { listen: "127.0.0.1:0" }

@@ -204,6 +204,11 @@ final class ConnectionWorker: @unchecked Sendable {
     private var consumerTags: [UInt16: String] = [:]
     private var declaredQueues: Set<String> = []
     private var failedQueues: [Int: Date] = [:]
+    /// Queues still to be set up after a connect: done a chunk at a time between receives, so that the
+    /// first queues' deliveries are served while the others are still being declared.
+    private var pendingSetUp: [Int] = []
+    /// Queues set up per turn of the I/O loop.
+    private static let setUpChunk = 16
     /// Queues not consumed until the date because their head message cannot be decoded, with the wait
     /// before the next try (doubling up to ten minutes).
     private var heldBack: [Int: (until: Date, wait: Double)] = [:]
@@ -338,10 +343,31 @@ final class ConnectionWorker: @unchecked Sendable {
         trackers = [:]
         let now = Date()
         // A held-back queue waits for its time; one consumed again since (until: distantFuture) is set up.
-        for queue in queues.indices where heldBack[queue].map({ $0.until <= now || $0.until == .distantFuture }) ?? true
-        {
+        pendingSetUp = queues.indices.filter { queue in
+            heldBack[queue].map { $0.until <= now || $0.until == .distantFuture } ?? true
+        }
+        try setUpPending(connection)
+    }
+
+    /// Sets up the next chunk of pending queues; once none are left, the connection counts as connected
+    /// (``AMQPSource/start(queues:sink:)`` returns then, while deliveries already flow).
+    private func setUpPending(_ connection: AMQPConnection) throws {
+        guard !pendingSetUp.isEmpty else { return }
+        guard lock.withLock({ delivering && !closing }) else {
+            // Stopping: start no further consumers.
+            pendingSetUp.removeAll()
+            lock.withLock {
+                attempted = true
+                lock.broadcast()
+            }
+            return
+        }
+        let chunk = pendingSetUp.prefix(Self.setUpChunk)
+        for queue in chunk {
             try setUp(queue: queue, on: connection)
         }
+        pendingSetUp.removeFirst(chunk.count)
+        guard pendingSetUp.isEmpty else { return }
         lock.withLock {
             connected = failedQueues.isEmpty
             attempted = true
@@ -402,6 +428,7 @@ final class ConnectionWorker: @unchecked Sendable {
             if stopping && pendingConfirms.isEmpty && lock.withLock({ pendingSettlements.isEmpty }) {
                 return
             }
+            try setUpPending(connection)
             try retryFailedQueues(connection)
             var batch: [Delivery] = []
             var readAny = false
@@ -428,6 +455,7 @@ final class ConnectionWorker: @unchecked Sendable {
             if readAny || connection.hasBufferedInput { continue }
             try flushAcks(connection)
             if lock.withLock({ !pendingSettlements.isEmpty || (closing && !stopping) }) { continue }
+            if !pendingSetUp.isEmpty { continue }
             wakeup.poll(with: connection.fileDescriptor, timeout: pollTimeout)
         }
     }
@@ -610,7 +638,7 @@ final class ConnectionWorker: @unchecked Sendable {
                 logger.info("consuming from a queue again", metadata: ["queue": "\(queues[queue].name)"])
             }
         }
-        if failedQueues.isEmpty { lock.withLock { connected = true } }
+        if failedQueues.isEmpty && pendingSetUp.isEmpty { lock.withLock { connected = true } }
     }
 
     // MARK: - Settling
@@ -729,6 +757,7 @@ final class ConnectionWorker: @unchecked Sendable {
         let worker = UInt64(index)
         let dropped = sink.withdrawHeld { $0.receipt >> 48 == worker }
         inFlight.removeAll()
+        pendingSetUp.removeAll()
         pendingConfirms.removeAll()
         trackers.removeAll()
         consumerTags.removeAll()
