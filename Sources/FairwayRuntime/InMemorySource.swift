@@ -166,7 +166,9 @@ public final class InMemorySource: JobSource, @unchecked Sendable {
             job.attempts -= 1
             pending[job.queue, default: []].prepend(job)
         }
-        let batch = takeDeliverableLocked(queue: job.queue)
+        // A release comes from an engine that is stopping or refused the job: pushing it (or the next one)
+        // straight back would recurse into a refusal again, until the stack overflows. It waits instead.
+        let batch = settlement == .release ? [] : takeDeliverableLocked(queue: job.queue)
         let sink = self.sink
         lock.unlock()
         if let retryDelay {

@@ -1,5 +1,6 @@
 import FairwayJobs
 import FairwayRuntime
+import FairwayScheduling
 import Foundation
 import Testing
 
@@ -35,5 +36,35 @@ struct SuspectJobTests {
         }
         #expect(all.filter { $0.name.hasPrefix("after") }.allSatisfy { $0.start >= suspect.end })
         #expect(harness.source.ackedCount == 13)
+    }
+}
+
+@Suite("In-memory source at shutdown")
+struct InMemoryShutdownTests {
+    @Test("a delivery the engine refuses is released without being pushed straight back (no recursion)")
+    func refusedDeliveryIsNotPushedBack() throws {
+        // The engine refuses deliveries once it is stopping and settles them as released. The source used to
+        // push a released job straight back, which the engine refused again, until the stack overflowed:
+        // the memory-store demo died with SIGSEGV about one run in four at its shutdown.
+        let source = InMemorySource()
+        let refusals = Shared(0)
+        struct RefusingSink: DeliverySink {
+            let source: InMemorySource
+            let refusals: Shared<Int>
+            func deliver(_ delivery: Delivery) { deliver(contentsOf: [delivery]) }
+            func deliver(contentsOf deliveries: [Delivery]) {
+                for delivery in deliveries {
+                    refusals.update { $0 += 1 }
+                    source.settle(delivery, .release)
+                }
+            }
+            func withdrawHeld(where predicate: @escaping @Sendable (Delivery) -> Bool) -> Int { 0 }
+        }
+        source.enqueue(queue: "q", jobType: "noop", payloads: Array(repeating: [], count: 100))
+        try source.start(
+            queues: [QueueBinding(id: QueueID(0), name: "q", credit: 10)],
+            sink: RefusingSink(source: source, refusals: refusals))
+        #expect(refusals.read() == 10, "each held job is refused once and then waits")
+        #expect(source.pendingCount(queue: "q") == 100)
     }
 }
