@@ -60,8 +60,10 @@ struct CrashAttributionTests {
         print(
             "crash attribution: \(crashes) crashes, \(queues * jobsPerQueue) good jobs, \(charged) charged an attempt")
         #expect(charged <= crashes * (workers - 1), "\(charged) good jobs charged for \(crashes) crashes")
+        // A run the crash cut short before `append` wrote its line is a real attempt that left no line: a job
+        // may be one attempt ahead of its lines, never more (the bound above caps how many such jobs).
         for (job, attempt) in highestAttempt {
-            #expect(attempt <= runs[job]!, "\(job) saw attempt \(attempt) after \(runs[job]!) runs")
+            #expect(attempt <= runs[job]! + 1, "\(job) saw attempt \(attempt) after \(runs[job]!) runs")
         }
     }
 
