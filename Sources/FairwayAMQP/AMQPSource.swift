@@ -498,8 +498,8 @@ final class ConnectionWorker: @unchecked Sendable {
         if attempt > limit {
             let runs = attempt - 1
             let times = crashes == 1 ? "once" : "\(crashes) times"
-            rejection =
-                "its process ended while running it \(times) (a crash or a kill) (gave up after \(runs == 1 ? "1 attempt" : "\(runs) attempts"))"
+            rejection = RetryPolicy.gaveUp(
+                "its process ended while running it \(times) (a crash or a kill)", after: runs)
         } else if message.type?.isEmpty ?? true {
             rejection = "the message has no type: set the AMQP 'type' property to the job type"
         } else if !message.body.isEmpty,

@@ -49,8 +49,12 @@ public struct RetryPolicy: Sendable, Hashable {
         if attempt < maxAttempts {
             return .retry(after: backoff(afterAttempt: attempt, random: random), reason: reason)
         }
-        let attempts = maxAttempts == 1 ? "1 attempt" : "\(maxAttempts) attempts"
-        return .deadLetter(reason: "\(reason) (gave up after \(attempts))")
+        return .deadLetter(reason: Self.gaveUp(reason, after: maxAttempts))
+    }
+
+    /// The reason of a job dead-lettered after `attempts` runs: one wording for every source and outcome.
+    public static func gaveUp(_ reason: String, after attempts: Int) -> String {
+        "\(reason) (gave up after \(attempts == 1 ? "1 attempt" : "\(attempts) attempts"))"
     }
 
     private func pow2(_ exponent: Int) -> Double {

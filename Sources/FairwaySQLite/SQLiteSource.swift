@@ -535,7 +535,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
                 let reason = row.error ?? RunCharge.reason
                 try moveToDeadLetters(
                     id: row.id,
-                    reason: "\(reason) (gave up after \(runs == 1 ? "1 attempt" : "\(runs) attempts"))",
+                    reason: RetryPolicy.gaveUp(reason, after: runs),
                     now: now,
                     ownedBy: identity,
                     attempts: runs
