@@ -181,7 +181,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayHTTPTests",
-            dependencies: ["FairwayHTTP", "FairwayScheduling"]
+            dependencies: ["FairwayHTTP", "FairwayRuntime", "FairwayScheduling"]
         ),
         .testTarget(
             name: "FairwayCLITests",

@@ -170,7 +170,7 @@ struct ConfigReader {
     // MARK: - Sections
 
     func httpSettings(_ node: Node) throws -> HTTPSettings {
-        let fields = try mapping(node, "http", allowed: ["listen", "adminToken"])
+        let fields = try mapping(node, "http", allowed: ["listen", "adminToken", "perQueueMetricsUpTo"])
         var settings = HTTPSettings()
         if let listen = fields["listen"] {
             let text = try string(listen, "http.listen")
@@ -187,6 +187,9 @@ struct ConfigReader {
         if let token = fields["adminToken"] {
             let value = try string(token, "http.adminToken")
             settings.adminToken = value.isEmpty ? nil : value
+        }
+        if let limit = fields["perQueueMetricsUpTo"] {
+            settings.perQueueMetricsUpTo = try integer(limit, "http.perQueueMetricsUpTo", in: 0...Self.maxQueues)
         }
         if settings.adminToken == nil, let token = environment["FAIRWAY_ADMIN_TOKEN"], !token.isEmpty {
             settings.adminToken = token

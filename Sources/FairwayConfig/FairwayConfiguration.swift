@@ -50,11 +50,16 @@ public struct HTTPSettings: Sendable, Equatable {
     public var port: Int
     /// Bearer token for admin calls; nil disables them.
     public var adminToken: String?
+    /// `/metrics` exposes every per-queue series while there are at most this many queues, and a compact
+    /// form beyond (docs/metrics.md).
+    public var perQueueMetricsUpTo: Int
 
-    public init(host: String = "127.0.0.1", port: Int = 9464, adminToken: String? = nil) {
+    public init(host: String = "127.0.0.1", port: Int = 9464, adminToken: String? = nil, perQueueMetricsUpTo: Int = 250)
+    {
         self.host = host
         self.port = port
         self.adminToken = adminToken
+        self.perQueueMetricsUpTo = perQueueMetricsUpTo
     }
 }
 

@@ -32,6 +32,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
     private let ready = DispatchSemaphore(value: 0)
     private let lock = NSLock()
     private var boundPort = 0
+    private var latestDepths: [String: QueueDepth]?
 
     public init(engine: Engine, sources: [any JobSource], metrics: FairwayMetrics, settings: Settings, logger: Logger) {
         self.engine = engine
@@ -61,7 +62,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
         task = Task { try await app.run() }
         sampler = Task { [self] in
             while !Task.isCancelled {
-                _ = advisor.observe(engine.snapshot(), depths: depths())
+                _ = advisor.observe(engine.snapshot(), depths: sampleDepths())
                 try? await Task.sleep(for: .seconds(1))
             }
         }
@@ -78,7 +79,15 @@ public final class FairwayHTTPServer: @unchecked Sendable {
 
     // MARK: - State
 
+    /// The depths of the last sample, taken by the sampler every second: a scrape never waits on a source
+    /// (at 10,000 RabbitMQ queues one sample is 10,000 round trips to the broker).
     func depths() -> [String: QueueDepth] {
+        if let latest = lock.withLock({ latestDepths }) { return latest }
+        return sampleDepths()
+    }
+
+    /// Asks every source for its depths now, and keeps the answer for ``depths()``.
+    private func sampleDepths() -> [String: QueueDepth] {
         var merged: [String: QueueDepth] = [:]
         for case let source as any QueueDepthReporting in sources {
             for (queue, depth) in source.queueDepths() {
@@ -89,6 +98,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
                 )
             }
         }
+        lock.withLock { latestDepths = merged }
         return merged
     }
 
@@ -105,8 +115,8 @@ public final class FairwayHTTPServer: @unchecked Sendable {
 
     private func addRoutes(to router: Router<BasicRequestContext>) {
         router.get("/metrics") { [self] _, _ in
-            metrics.refresh(snapshot: engine.snapshot(), depths: depths(), connected: connections())
-            return Self.response(.ok, metrics.exposition(), type: "text/plain; version=0.0.4; charset=utf-8")
+            let body = metrics.exposition(snapshot: engine.snapshot(), depths: depths(), connected: connections())
+            return Self.response(.ok, body, type: "text/plain; version=0.0.4; charset=utf-8")
         }
         router.get("/scale") { [self] _, _ in
             let signal = advisor.observe(engine.snapshot(), depths: depths())
@@ -116,8 +126,13 @@ public final class FairwayHTTPServer: @unchecked Sendable {
             Self.response(.ok, Array("ok\n".utf8), type: "text/plain; charset=utf-8")
         }
         router.get("/readyz") { [self] _, _ in
-            if engine.snapshot().draining {
+            let snapshot = engine.snapshot()
+            if snapshot.draining {
                 return Self.response(.serviceUnavailable, Array("not ready: draining\n".utf8), type: "text/plain")
+            }
+            if snapshot.starting {
+                let text = "not ready: starting (setting up the sources' queues)\n"
+                return Self.response(.serviceUnavailable, Array(text.utf8), type: "text/plain")
             }
             let down = connections().filter { !$0.value }.keys.sorted()
             if !down.isEmpty {

@@ -4,9 +4,12 @@ import Foundation
 import Prometheus
 import Synchronization
 
-/// Every metric Fairway exposes, registered once, in one place (the Prometheus registry refuses one name
-/// with two types or two help texts). Job-level metrics are recorded as jobs end; levels (depths, busy
-/// workers) are read from the engine and the sources at each scrape.
+/// Every metric Fairway exposes, in one place. Process-wide metrics live on a swift-prometheus registry;
+/// the per-queue families are kept as plain numbers and rendered at each scrape, so that 10,000 queues
+/// cost a few megabytes and no start-up time. Up to `fullDetailUpTo` queues every per-queue series is
+/// exposed; beyond it `/metrics` is compact: run and wait histograms are one series each across all
+/// queues, every queue keeps its ready count, and the other per-queue series appear only while non-zero
+/// (docs/metrics.md).
 public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
     public let registry = PrometheusCollectorRegistry()
 
@@ -15,29 +18,29 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         case success, retry
         case deadLetter = "dead_letter"
         case timeout, crash, released
+
+        var index: Int { Self.allCases.firstIndex(of: self)! }
     }
+
+    /// The default of `http.perQueueMetricsUpTo`: at 250 queues the full form is about 9,800 series.
+    public static let defaultFullDetailUpTo = 250
 
     static let runBuckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800]
     static let waitBuckets = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600]
 
-    private struct PerQueue {
-        var completed: [Outcome: Counter]
-        var run: ValueHistogram
-        var wait: ValueHistogram
-        var ready: Gauge
-        var held: Gauge
-        var inFlight: Gauge
-        var oldestAge: Gauge
-        var weight: Gauge
-        var paused: Gauge
-    }
-
-    private let queues: [String: PerQueue]
+    /// True when every per-queue series is exposed; false in the compact form.
+    public let fullDetail: Bool
+    private let series: [QueueSeries]
+    private let seriesByName: [String: QueueSeries]
+    /// The compact form's histograms, across all queues.
+    private let allRuns: Mutex<HistogramCounts>
+    private let allWaits: Mutex<HistogramCounts>
     private let workers: Gauge
     private let busyWorkers: Gauge
     private let stuckWorkers: Gauge
     private let heldJobs: Gauge
     private let draining: Gauge
+    private let queueCount: Gauge
     private var connected: [String: Gauge] = [:]
     private let processesStarted: Counter
     private let processesCrashed: Counter
@@ -50,64 +53,17 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         MetricNameDescriptor(namespace: "fairway", metricName: metric, unitName: unit, helpText: help)
     }
 
-    /// Registers the metrics of these queues and sources.
-    public init(queueNames: [String], sourceNames: [String]) {
+    /// Sets up the metrics of these queues and sources; full detail while there are at most
+    /// `fullDetailUpTo` queues.
+    public init(
+        queueNames: [String], sourceNames: [String], fullDetailUpTo: Int = FairwayMetrics.defaultFullDetailUpTo
+    ) {
+        fullDetail = queueNames.count <= fullDetailUpTo
+        series = queueNames.map { QueueSeries(name: $0, histograms: queueNames.count <= fullDetailUpTo) }
+        seriesByName = Dictionary(series.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        allRuns = Mutex(HistogramCounts(bounds: Self.runBuckets))
+        allWaits = Mutex(HistogramCounts(bounds: Self.waitBuckets))
         let registry = self.registry
-        var queues: [String: PerQueue] = [:]
-        for queue in queueNames {
-            let labels = [("queue", queue)]
-            queues[queue] = PerQueue(
-                completed: Dictionary(
-                    uniqueKeysWithValues: Outcome.allCases.map { outcome in
-                        (
-                            outcome,
-                            registry.makeCounter(
-                                descriptor: Self.name(
-                                    "jobs_completed", "total",
-                                    "Runs that ended, by outcome: success, retry, dead_letter, timeout, crash, released."
-                                ),
-                                labels: labels + [("outcome", outcome.rawValue)]
-                            )
-                        )
-                    }
-                ),
-                run: registry.makeValueHistogram(
-                    descriptor: Self.name("job_run_duration", "seconds", "How long jobs ran."),
-                    labels: labels, buckets: Self.runBuckets
-                ),
-                wait: registry.makeValueHistogram(
-                    descriptor: Self.name(
-                        "job_wait_duration", "seconds", "How long jobs waited between enqueue and start."),
-                    labels: labels, buckets: Self.waitBuckets
-                ),
-                ready: registry.makeGauge(
-                    descriptor: Self.name(
-                        "queue_ready", "jobs", "Jobs ready at the source and not yet held by this process."),
-                    labels: labels
-                ),
-                held: registry.makeGauge(
-                    descriptor: Self.name("queue_held", "jobs", "Jobs delivered to this process and not yet started."),
-                    labels: labels
-                ),
-                inFlight: registry.makeGauge(
-                    descriptor: Self.name("queue_in_flight", "jobs", "Jobs running now."), labels: labels
-                ),
-                oldestAge: registry.makeGauge(
-                    descriptor: Self.name(
-                        "queue_oldest_ready_age", "seconds",
-                        "Age of the oldest job waiting to start (at the source or held)."
-                    ),
-                    labels: labels
-                ),
-                weight: registry.makeGauge(
-                    descriptor: Self.name("queue_weight", "", "The queue's scheduling weight."), labels: labels
-                ),
-                paused: registry.makeGauge(
-                    descriptor: Self.name("queue_paused", "", "1 while the queue is paused."), labels: labels
-                )
-            )
-        }
-        self.queues = queues
         workers = registry.makeGauge(descriptor: Self.name("workers", "threads", "Worker threads in the pool."))
         busyWorkers = registry.makeGauge(
             descriptor: Self.name("workers_busy", "threads", "Worker threads running a job."))
@@ -118,6 +74,7 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
             descriptor: Self.name("held", "jobs", "Jobs held by this process, not yet started."))
         draining = registry.makeGauge(
             descriptor: Self.name("draining", "", "1 while the process is shutting down."))
+        queueCount = registry.makeGauge(descriptor: Self.name("queues", "", "Queues this process serves."))
         processesStarted = registry.makeCounter(
             descriptor: Self.name("worker_processes_started", "total", "Worker processes started."))
         processesCrashed = registry.makeCounter(
@@ -135,12 +92,13 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
                 labels: [("source", source)]
             )
         }
+        queueCount.set(to: Double(queueNames.count))
     }
 
     public func jobEnded(
         queue: String, outcome: JobOutcome?, settlement: Settlement, runSeconds: Double, waitSeconds: Double?
     ) {
-        guard let metrics = queues[queue] else { return }
+        guard let queueSeries = seriesByName[queue] else { return }
         let label: Outcome
         switch (outcome, settlement) {
         case (.timedOut, _): label = .timeout
@@ -150,28 +108,101 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         case (_, .deadLetter): label = .deadLetter
         case (_, .release): label = .released
         }
-        metrics.completed[label]?.increment()
-        if outcome != nil { metrics.run.record(runSeconds) }
-        if let waitSeconds { metrics.wait.record(waitSeconds) }
+        let ran = outcome != nil
+        if fullDetail {
+            queueSeries.recorded.withLock { recorded in
+                recorded.outcomes[label.index] += 1
+                if ran { recorded.run?.record(runSeconds) }
+                if let waitSeconds { recorded.wait?.record(waitSeconds) }
+            }
+        } else {
+            queueSeries.recorded.withLock { $0.outcomes[label.index] += 1 }
+            if ran { allRuns.withLock { $0.record(runSeconds) } }
+            if let waitSeconds { allWaits.withLock { $0.record(waitSeconds) } }
+        }
     }
 
-    /// Sets the levels from the engine and the sources, before a scrape.
-    public func refresh(snapshot: EngineSnapshot, depths: [String: QueueDepth], connected sources: [String: Bool]) {
+    /// The Prometheus text exposition, with the levels read now from the engine and the sources.
+    public func exposition(snapshot: EngineSnapshot, depths: [String: QueueDepth], connected sources: [String: Bool])
+        -> [UInt8]
+    {
+        refreshRegistry(snapshot: snapshot, connected: sources)
+        var text = PrometheusText(reservingCapacity: series.count * (fullDetail ? 3_000 : 120) + 4_096)
+        renderOutcomes(into: &text)
+        renderHistograms(into: &text)
+        renderLevels(snapshot: snapshot, depths: depths, into: &text)
+        var bytes = text.bytes
+        bytes.append(contentsOf: registry.emitToBuffer())
+        return bytes
+    }
+
+    private func renderOutcomes(into text: inout PrometheusText) {
+        let name = "fairway_jobs_completed_total"
+        text.family(
+            name, type: "counter",
+            help: "Runs that ended, by outcome: success, retry, dead_letter, timeout, crash, released.")
+        let outcomeLabels = Outcome.allCases.map { Array(",outcome=\"\($0.rawValue)\"".utf8) }
+        for queue in series {
+            let outcomes = queue.recorded.withLock { $0.outcomes }
+            for (index, count) in outcomes.enumerated() where fullDetail || count > 0 {
+                text.sample(name, labels: queue.label + outcomeLabels[index], value: Double(count))
+            }
+        }
+    }
+
+    private func renderHistograms(into text: inout PrometheusText) {
+        let run = "fairway_job_run_duration_seconds"
+        let wait = "fairway_job_wait_duration_seconds"
+        text.family(run, type: "histogram", help: "How long jobs ran.")
+        if fullDetail {
+            for queue in series { queue.recorded.withLock { $0.run }?.render(run, labels: queue.label, into: &text) }
+        } else {
+            allRuns.withLock { $0 }.render(run, labels: [], into: &text)
+        }
+        text.family(wait, type: "histogram", help: "How long jobs waited between enqueue and start.")
+        if fullDetail {
+            for queue in series { queue.recorded.withLock { $0.wait }?.render(wait, labels: queue.label, into: &text) }
+        } else {
+            allWaits.withLock { $0 }.render(wait, labels: [], into: &text)
+        }
+    }
+
+    /// The per-queue gauges. In the compact form only the ready count is there for every queue; the
+    /// others only while non-zero (weights are in `GET /queues`).
+    private func renderLevels(snapshot: EngineSnapshot, depths: [String: QueueDepth], into text: inout PrometheusText) {
         let now = WallClock.now
-        for queue in snapshot.queues {
-            guard let metrics = queues[queue.name] else { continue }
-            let depth = depths[queue.name]
-            metrics.ready.set(to: Double(depth?.ready ?? 0))
-            metrics.held.set(to: Double(queue.held))
-            metrics.inFlight.set(to: Double(queue.inFlight))
-            metrics.weight.set(to: queue.settings.weight)
-            metrics.paused.set(to: queue.settings.paused ? 1 : 0)
-            var oldest = depth?.oldestAgeSeconds ?? 0
+        let queues = snapshot.queues.compactMap { queue in seriesByName[queue.name].map { (queue, $0.label) } }
+        func gauge(_ name: String, _ help: String, always: Bool, _ value: (QueueSnapshot) -> Double) {
+            text.family(name, type: "gauge", help: help)
+            for (queue, label) in queues {
+                let level = value(queue)
+                if always || fullDetail || level != 0 { text.sample(name, labels: label, value: level) }
+            }
+        }
+        gauge(
+            "fairway_queue_ready_jobs", "Jobs ready at the source and not yet held by this process.", always: true
+        ) { Double(depths[$0.name]?.ready ?? 0) }
+        gauge(
+            "fairway_queue_held_jobs", "Jobs delivered to this process and not yet started.", always: false
+        ) { Double($0.held) }
+        gauge("fairway_queue_in_flight_jobs", "Jobs running now.", always: false) { Double($0.inFlight) }
+        gauge(
+            "fairway_queue_oldest_ready_age_seconds", "Age of the oldest job waiting to start (at the source or held).",
+            always: false
+        ) { queue in
+            var oldest = depths[queue.name]?.oldestAgeSeconds ?? 0
             if let heldSince = queue.oldestHeldEnqueuedAt, now > heldSince {
                 oldest = max(oldest, Double(now - heldSince) / 1e9)
             }
-            metrics.oldestAge.set(to: oldest)
+            return oldest
         }
+        if fullDetail {
+            gauge("fairway_queue_weight", "The queue's scheduling weight.", always: true) { $0.settings.weight }
+        }
+        gauge("fairway_queue_paused", "1 while the queue is paused.", always: false) { $0.settings.paused ? 1 : 0 }
+    }
+
+    private func refreshRegistry(snapshot: EngineSnapshot, connected sources: [String: Bool]) {
         workers.set(to: Double(snapshot.workers))
         busyWorkers.set(to: Double(snapshot.busyWorkers))
         stuckWorkers.set(to: Double(snapshot.stuckWorkers))
@@ -189,10 +220,5 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         for (source, up) in sources {
             connected[source]?.set(to: up ? 1 : 0)
         }
-    }
-
-    /// The Prometheus text exposition.
-    public func exposition() -> [UInt8] {
-        registry.emitToBuffer()
     }
 }

@@ -70,6 +70,8 @@ public final class Engine: @unchecked Sendable {
 
     // Everything below is guarded by `monitor`.
     private var phase = Phase.created
+    /// False until every source has started (a broker with a thousand queues takes seconds to set up).
+    private var sourcesStarted = false
     private var scheduler: FairScheduler
     private var definitions: [QueueDefinition]
     private var buffers: [Deque<Delivery>]
@@ -148,6 +150,7 @@ public final class Engine: @unchecked Sendable {
                 throw EngineError.sourceFailed(source: source.name, reason: "\(error)")
             }
         }
+        monitor.withLock { sourcesStarted = true }
     }
 
     /// Stops gracefully: no new deliveries, held jobs released to their sources at once, running jobs given
@@ -261,6 +264,7 @@ public final class Engine: @unchecked Sendable {
                 stuckWorkers: stuckThreads,
                 draining: phase == .draining || phase == .stopped
             )
+            snapshot.starting = !sourcesStarted && (phase == .created || phase == .running)
             snapshot.workerProcesses = uniquePools.reduce(WorkerProcessCounts()) { $0 + $1.counts }
             return snapshot
         }

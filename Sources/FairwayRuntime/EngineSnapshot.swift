@@ -45,6 +45,8 @@ public struct EngineSnapshot: Sendable {
     /// Deliveries held locally across all queues, not yet started.
     public var held: Int { queues.reduce(0) { $0 + $1.held } }
     public var draining: Bool
+    /// True until every source has started: the process already serves HTTP, but is not ready.
+    public var starting = false
     /// Worker processes of process-isolated queues, all pools together.
     public var workerProcesses = WorkerProcessCounts()
 }

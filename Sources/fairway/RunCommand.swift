@@ -29,7 +29,10 @@ struct RunCommand: ParsableCommand {
         let logger = Logger(label: "fairway")
         let sources = try SourceFactory.makeSources(settings, configPath: config, logger: logger)
         let registry = FairwayCommand.registry
-        let metrics = FairwayMetrics(queueNames: settings.queues.map(\.name), sourceNames: sources.map(\.name))
+        let metrics = FairwayMetrics(
+            queueNames: settings.queues.map(\.name), sourceNames: sources.map(\.name),
+            fullDetailUpTo: settings.http.perQueueMetricsUpTo
+        )
         let engine = try Engine(
             configuration: settings.engineConfiguration,
             registry: registry,
@@ -38,7 +41,6 @@ struct RunCommand: ParsableCommand {
             logger: logger
         )
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
-        try engine.start()
         var httpSettings = FairwayHTTPServer.Settings()
         httpSettings.host = settings.http.host
         httpSettings.port = settings.http.port
@@ -54,6 +56,14 @@ struct RunCommand: ParsableCommand {
             printError("fairway: cannot serve HTTP on \(settings.http.host):\(settings.http.port): \(error)")
             engine.shutdown(drainTimeout: .zero)
             throw ExitCode(1)
+        }
+        // HTTP first: /healthz and /metrics answer while a broker's thousand queues are still being set
+        // up, and /readyz says "starting" until they are.
+        do {
+            try engine.start()
+        } catch {
+            server.stop()
+            throw error
         }
         logger.info(
             "fairway running",

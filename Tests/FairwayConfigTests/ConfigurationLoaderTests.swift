@@ -37,6 +37,7 @@ struct ConfigurationLoaderTests {
         #expect(config.cost == .count)
         #expect(config.http.host == "127.0.0.1" && config.http.port == 9464)
         #expect(config.http.adminToken == nil)
+        #expect(config.http.perQueueMetricsUpTo == 250)
         #expect(config.sources == [.sqlite(path: "fairway.db")])
         #expect(config.queues.count == 103)
         let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0) })
@@ -153,6 +154,7 @@ struct ConfigurationLoaderTests {
             "MISSING_TOKEN is not set", 1
         ),
         ("defaults: { name: x }\nqueues: [{name: a}]", "defaults.name", "unknown field 'name'", 1),
+        ("http: { perQueueMetricsUpTo: -1 }\nqueues: [{name: a}]", "http.perQueueMetricsUpTo", "between 0", 1),
         ("queues: [{ name: a, isolation: container }]", "queues[0].isolation", "one of thread, process", 1),
         ("queues: [{ name: a, command: [\"w\"] }]", "queues[0].command", "add isolation: process", nil),
         ("queues: [{ name: a, isolation: process, command: [] }]", "queues[0].command", "program and its arguments", 1),
