@@ -74,6 +74,12 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     private var failureBackoff: Duration = .zero
     private var highestSeenID: Int64 = 0
     private var lastFullProbe: Double = 0
+    /// The most queues one transaction claims from.
+    static let claimQueriesPerCommit = 256
+    /// Where the next transaction's claims start (store thread only).
+    private var claimCursor = 0
+    /// True when the last transaction stopped claiming before it had visited every queue (store thread only).
+    private var claimsUnfinished = false
     /// When every queue should be probed for work made ready by another process (seconds since 1970).
     private var fullProbeDue: Double?
     /// When to look for another writer's commit again (seconds since 1970), after a file change was
@@ -244,7 +250,9 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         while true {
             monitor.lock()
             let wakeAt = nextWake()
-            while pending.isEmpty && enqueues.isEmpty && hinted.isEmpty && !fileChanged && !closing && Date() < wakeAt {
+            while pending.isEmpty && enqueues.isEmpty && hinted.isEmpty && !fileChanged && !closing && !claimsUnfinished
+                && Date() < wakeAt
+            {
                 _ = monitor.wait(until: wakeAt)
             }
             let noticed = fileChanged
@@ -381,6 +389,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
             }
         }
         let anyClaim = claim && bindings.indices.contains { claimWorthwhile($0) }
+        claimsUnfinished = false
         guard !settlements.isEmpty || !requests.isEmpty || promote || anyClaim else { return [] }
         var claimed: [Delivery] = []
         var settledPerQueue: [Int: Int] = [:]
@@ -396,11 +405,22 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
                 try promoteDelayed(now: now)
             }
             if claim {
-                for index in bindings.indices {
+                // At most `claimQueriesPerCommit` queues per transaction, in turn from where the last one
+                // stopped: the first of 10,000 queues' jobs are handed on after one short transaction, not
+                // after a claim in every queue.
+                var queries = 0
+                for step in 0..<bindings.count {
+                    let index = (claimCursor + step) % bindings.count
                     // Credit returns only as settlements commit, in this same transaction.
                     let free = bindings[index].credit - outstanding[index] + (settledPerQueue[index] ?? 0)
                     guard mayHaveWork[index], free >= min(options.claimBatch, bindings[index].credit) else { continue }
                     try claimJobs(queue: index, count: free, now: now, into: &claimed)
+                    queries += 1
+                    if queries == Self.claimQueriesPerCommit {
+                        claimCursor = (index + 1) % bindings.count
+                        claimsUnfinished = true
+                        break
+                    }
                 }
             }
         }
