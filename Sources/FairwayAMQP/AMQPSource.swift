@@ -3,6 +3,7 @@ import FairwaySQLite
 import FairwayScheduling
 import Foundation
 import Logging
+import Synchronization
 
 /// Jobs from a RabbitMQ broker: push consumption through rabbitmq-c, one I/O thread per connection.
 ///
@@ -51,7 +52,10 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
     public let name = "amqp"
     public let options: Options
     private let logger: Logger
-    private var connections: [ConnectionWorker] = []
+    /// Set once in `start`, before any connection starts, and read from worker threads (settlements) and
+    /// the HTTP sampler: appending while connection 0 already delivered corrupted the heap.
+    private let connectionList = Mutex<[ConnectionWorker]>([])
+    private var connections: [ConnectionWorker] { connectionList.withLock { $0 } }
     private let counter: DeliveryCounter
     private let journal: RunJournal
 
@@ -97,12 +101,14 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
     public func start(queues: [QueueBinding], sink: any DeliverySink) throws {
         depthLock.withLock { queueNames = queues.map(\.name) }
         let size = max(1, options.queuesPerConnection)
-        for (index, start) in stride(from: 0, to: queues.count, by: size).enumerated() {
-            let group = Array(queues[start..<min(queues.count, start + size)])
-            let worker = ConnectionWorker(
-                index: index, queues: group, options: options, sink: sink, counter: counter, logger: logger
+        let workers = stride(from: 0, to: queues.count, by: size).enumerated().map { index, start in
+            ConnectionWorker(
+                index: index, queues: Array(queues[start..<min(queues.count, start + size)]), options: options,
+                sink: sink, counter: counter, logger: logger
             )
-            connections.append(worker)
+        }
+        connectionList.withLock { $0 = workers }
+        for worker in workers {
             worker.start()
         }
         // Wait briefly for the first connection so that a wrong address or password shows up at once in
@@ -140,8 +146,8 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
 
     public func settle(_ delivery: Delivery, _ settlement: Settlement) {
         let index = Int(delivery.receipt >> 48)
-        guard index < connections.count else { return }
-        connections[index].settle(delivery, settlement)
+        guard let worker = connectionList.withLock({ index < $0.count ? $0[index] : nil }) else { return }
+        worker.settle(delivery, settlement)
     }
 
     public func stopDelivering() {
@@ -285,6 +291,11 @@ final class ConnectionWorker: @unchecked Sendable {
 
     private func channel(of queue: Int) -> UInt16 { UInt16(queue + 2) }
 
+    /// Reconnects wait 0.1 s, doubling up to this, each cut by a random half at most (so that many
+    /// consumers do not knock at once): a broker that comes back is served again within about a second,
+    /// and one that stays down sees one connection attempt per second per connection.
+    static let longestReconnectDelay = 1.0
+
     // MARK: - The I/O thread
 
     private func run() {
@@ -305,7 +316,7 @@ final class ConnectionWorker: @unchecked Sendable {
                 }
                 dropConnection(reason: error.message)
                 if lock.withLock({ closing }) { break }
-                let wait = backoff * Double.random(in: 0.5...1.5)
+                let wait = backoff * Double.random(in: 0.5...1.0)
                 logger.error(
                     "broker connection failed; retrying",
                     metadata: [
@@ -314,7 +325,7 @@ final class ConnectionWorker: @unchecked Sendable {
                     ]
                 )
                 wakeup.wait(timeout: wait)
-                backoff = min(30, backoff * 2)
+                backoff = min(Self.longestReconnectDelay, backoff * 2)
             } catch {
                 logger.error("unexpected error in the AMQP source", metadata: ["error": "\(error)"])
                 dropConnection(reason: "\(error)")

@@ -28,11 +28,13 @@ public final class FairwayHTTPServer: @unchecked Sendable {
     private let settings: Settings
     private let logger: Logger
     private var task: Task<Void, any Error>?
-    private var sampler: Task<Void, Never>?
+    /// Set by ``stop()``; the sampler thread ends when it sees it.
+    private var stopped = false
+    private let samplerWake = NSCondition()
     private let ready = DispatchSemaphore(value: 0)
     private let lock = NSLock()
     private var boundPort = 0
-    private var latestDepths: [String: QueueDepth]?
+    private var latestDepths: [String: QueueDepth] = [:]
 
     public init(engine: Engine, sources: [any JobSource], metrics: FairwayMetrics, settings: Settings, logger: Logger) {
         self.engine = engine
@@ -60,12 +62,18 @@ public final class FairwayHTTPServer: @unchecked Sendable {
             logger: logger
         )
         task = Task { try await app.run() }
-        sampler = Task { [self] in
-            while !Task.isCancelled {
+        // Its own thread, not a task: asking a broker for 1,000 queues' depths blocks for a while, and the
+        // cooperative pool that serves HTTP has one thread per core.
+        let sampler = Thread { [self] in
+            while !samplerWake.withLock({ stopped }) {
                 _ = advisor.observe(engine.snapshot(), depths: sampleDepths())
-                try? await Task.sleep(for: .seconds(1))
+                samplerWake.withLock {
+                    if !stopped { _ = samplerWake.wait(until: Date().addingTimeInterval(1)) }
+                }
             }
         }
+        sampler.name = "fairway-depth-sampler"
+        sampler.start()
         guard ready.wait(timeout: .now() + 10) == .success else {
             task?.cancel()
             throw AdminError(status: 500, field: nil, message: "cannot listen on \(settings.host):\(settings.port)")
@@ -73,17 +81,20 @@ public final class FairwayHTTPServer: @unchecked Sendable {
     }
 
     public func stop() {
-        sampler?.cancel()
+        samplerWake.withLock {
+            stopped = true
+            samplerWake.broadcast()
+        }
         task?.cancel()
     }
 
     // MARK: - State
 
-    /// The depths of the last sample, taken by the sampler every second: a scrape never waits on a source
-    /// (at 10,000 RabbitMQ queues one sample is 10,000 round trips to the broker).
+    /// The depths of the last sample, taken by the sampler thread every second: a scrape never waits on a
+    /// source (at 10,000 RabbitMQ queues one sample is 10,000 round trips to the broker). Empty until the
+    /// first sample.
     func depths() -> [String: QueueDepth] {
-        if let latest = lock.withLock({ latestDepths }) { return latest }
-        return sampleDepths()
+        lock.withLock { latestDepths }
     }
 
     /// Asks every source for its depths now, and keeps the answer for ``depths()``.

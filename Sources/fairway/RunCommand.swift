@@ -57,6 +57,7 @@ struct RunCommand: ParsableCommand {
             engine.shutdown(drainTimeout: .zero)
             throw ExitCode(1)
         }
+        logger.info("serving HTTP", metadata: ["http": "\(settings.http.host):\(server.port)"])
         // HTTP first: /healthz and /metrics answer while a broker's thousand queues are still being set
         // up, and /readyz says "starting" until they are.
         do {
