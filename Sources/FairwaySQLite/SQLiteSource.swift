@@ -397,9 +397,18 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
             for request in requests {
                 newJobs.append(try SQLiteQueue.insert(request.jobs, into: connection, now: now))
             }
+            // queue_stats gets one update per queue per transaction, not one per job.
+            var outcomes: [Int: (completed: Int, failed: Int)] = [:]
             for (delivery, settlement) in settlements {
-                try apply(settlement, to: delivery, now: now)
+                let outcome = try apply(settlement, to: delivery, now: now)
                 settledPerQueue[delivery.queue.index, default: 0] += 1
+                if outcome.completed + outcome.failed > 0 {
+                    let sum = outcomes[delivery.queue.index] ?? (0, 0)
+                    outcomes[delivery.queue.index] = (sum.completed + outcome.completed, sum.failed + outcome.failed)
+                }
+            }
+            for (index, outcome) in outcomes {
+                try count(bindings[index].name, completed: outcome.completed, failed: outcome.failed)
             }
             if promote {
                 try promoteDelayed(now: now)
@@ -447,17 +456,19 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
             && bindings[index].credit - outstanding[index] >= min(options.claimBatch, bindings[index].credit)
     }
 
-    private func apply(_ settlement: Settlement, to delivery: Delivery, now: Int64) throws {
-        guard let connection else { return }
+    /// Writes one settlement; returns what it adds to the queue's completed and failed counts.
+    private func apply(_ settlement: Settlement, to delivery: Delivery, now: Int64) throws -> (
+        completed: Int, failed: Int
+    ) {
+        guard let connection else { return (0, 0) }
         let id = Int64(delivery.receipt)
-        let queueName = bindings[delivery.queue.index].name
         switch settlement {
         case .ack:
             try connection.cached("DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2 AND state = 2").run([
                 .int(id), .text(identity),
             ])
             guard connection.changes == 1 else { return lostLease(delivery) }
-            try count(queueName, completed: 1, failed: 0)
+            return (1, 0)
         case .retry(let after, let reason):
             try connection.cached(
                 """
@@ -470,11 +481,11 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
                 .text(reason), .int(Int64(delivery.attempt)),
             ])
             guard connection.changes == 1 else { return lostLease(delivery) }
-            try count(queueName, completed: 0, failed: 1)
+            return (0, 1)
         case .deadLetter(let reason):
             try moveToDeadLetters(id: id, reason: reason, now: now, ownedBy: identity, attempts: delivery.attempt)
             guard connection.changes == 1 else { return lostLease(delivery) }
-            try count(queueName, completed: 0, failed: 1)
+            return (0, 1)
         case .release:
             try connection.cached(
                 """
@@ -483,14 +494,16 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
                 """
             ).run([.int(id), .text(identity)])
             if connection.changes == 1 { mayHaveWork[delivery.queue.index] = true }
+            return (0, 0)
         }
     }
 
-    private func lostLease(_ delivery: Delivery) {
+    private func lostLease(_ delivery: Delivery) -> (completed: Int, failed: Int) {
         logger.warning(
             "a job's lease was lost before it was settled; another process may run it again",
             metadata: ["queue": "\(bindings[delivery.queue.index].name)", "job": "\(delivery.receipt)"]
         )
+        return (0, 0)
     }
 
     private func count(_ queue: String, completed: Int, failed: Int) throws {
