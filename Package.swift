@@ -181,7 +181,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayHTTPTests",
-            dependencies: ["FairwayHTTP", "FairwayRuntime", "FairwayScheduling"]
+            dependencies: ["FairwayHTTP", "FairwayConfig", "FairwayRuntime", "FairwayScheduling"]
         ),
         .testTarget(
             name: "FairwayCLITests",

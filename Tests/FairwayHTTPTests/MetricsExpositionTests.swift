@@ -1,3 +1,4 @@
+import FairwayConfig
 import FairwayScheduling
 import Foundation
 import Testing
@@ -46,8 +47,10 @@ struct MetricsExpositionTests {
     @Test("120 queues keep every per-queue family and series, and pass promtool")
     func fullDetail() throws {
         let names = (1...120).map { "q\($0)" }
-        let metrics = FairwayMetrics(queueNames: names, sourceNames: ["sqlite"])
+        let metrics = FairwayMetrics(
+            queueNames: names, sourceNames: ["sqlite"], fullDetailUpTo: HTTPSettings().perQueueMetricsUpTo)
         #expect(metrics.fullDetail)
+        #expect(FairwayMetrics.Outcome.allCases.enumerated().allSatisfy { $0.offset == $0.element.index })
         metrics.jobEnded(queue: "q7", outcome: .succeeded, settlement: .ack, runSeconds: 0.002, waitSeconds: 0.5)
         let text = Self.text(metrics, Self.snapshot(names), ready: ["q9": 4])
         for name in names {
@@ -69,7 +72,8 @@ struct MetricsExpositionTests {
     @Test("10,000 queues: compact, under 2 MB with every queue having run, promtool clean")
     func compact() throws {
         let names = (0..<10_000).map { "tenant-\($0).emails" }
-        let metrics = FairwayMetrics(queueNames: names, sourceNames: ["sqlite"])
+        let metrics = FairwayMetrics(
+            queueNames: names, sourceNames: ["sqlite"], fullDetailUpTo: HTTPSettings().perQueueMetricsUpTo)
         #expect(!metrics.fullDetail)
         for name in names {
             metrics.jobEnded(queue: name, outcome: .succeeded, settlement: .ack, runSeconds: 0.002, waitSeconds: 0.5)
