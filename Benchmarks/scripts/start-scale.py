@@ -10,7 +10,7 @@ For each run: seconds to the first completed job, to HTTP answering (Fairway), t
 after-drain resident memory; /metrics size and scrape time after the drain; and, with no jobs at all,
 resident memory of an idle process. Medians go to stdout and, one CSV line per queue count, to --csv.
 Needs the binaries built by start-scale.sh (the raw loops) and a release `fairway`."""
-import argparse, os, re, shutil, signal, socket, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, contextlib, os, re, shutil, signal, socket, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -91,7 +91,7 @@ def raw_run(command):
     process.wait()
     if process.returncode != 0:
         raise SystemExit(f"{command[0]} failed")
-    return first, time.monotonic() - began, rss_kb(process.pid, "VmHWM")
+    return dict(first=first, done=time.monotonic() - began)
 
 
 def marker_jobs(queues, per, marker, name):
@@ -107,13 +107,18 @@ def marker_jobs(queues, per, marker, name):
     return "\n".join(lines) + "\n"
 
 
-def idle_memory(binary, folder, source, queues):
-    """Resident memory of a process serving QUEUES empty queues, 3 s after start."""
-    run = Fairway(binary, folder, f"""workers: 2
+def config(source, queues):
+    """The configuration every run uses: 2 workers, a free HTTP port, queues q.0 … q.<QUEUES-1>."""
+    return f"""workers: 2
 http: {{ listen: "127.0.0.1:0" }}
 sources: [{source}]
 queues: [{{ name: "q.{{0..{queues - 1}}}" }}]
-""")
+"""
+
+
+def idle_memory(binary, folder, source, queues):
+    """Resident memory of a process serving QUEUES empty queues, 3 s after start."""
+    run = Fairway(binary, folder, config(source, queues))
     run.wait_port()
     while run.elapsed() < 3:
         time.sleep(0.05)
@@ -122,7 +127,8 @@ queues: [{{ name: "q.{{0..{queues - 1}}}" }}]
     return kb
 
 
-def drain_fairway(run, total, marker, poll):
+def drain_fairway(run, finished, marker, poll):
+    """Seconds from spawn to the first completion (the marker file), HTTP answering and `finished(run)`."""
     first = http = done = None
     peak = 0
     while run.elapsed() < 600 and done is None:
@@ -136,7 +142,7 @@ def drain_fairway(run, total, marker, poll):
             if http is None:
                 get(run.port, "/healthz")
                 http = run.elapsed()
-            if done is None and poll_done(run):
+            if done is None and finished(run):
                 done = run.elapsed()
         except OSError:
             continue
@@ -148,11 +154,32 @@ def drain_fairway(run, total, marker, poll):
                 metrics_bytes=size, scrape_ms=scrape * 1000)
 
 
-poll_done = None
+def alternate(args, work, queues, marker, backlog, raw_command, source, finished, poll, idle_source):
+    """ROUNDS pairs on the same backlog: `fairway run` then the raw loop, each after `backlog(folder)` has
+    laid it out again; then an idle process. Returns the summary of the medians."""
+    rows, raws = [], []
+    for round in range(args.rounds):
+        for which in ("fairway", "raw"):
+            folder = os.path.join(work, f"{which}{round}")
+            os.mkdir(folder)
+            if os.path.exists(marker):
+                os.remove(marker)
+            backlog(folder)
+            if which == "raw":
+                raws.append(raw_run(raw_command(folder)))
+                continue
+            run = Fairway(args.fairway, folder, config(source, queues))
+            try:
+                rows.append(drain_fairway(run, finished, marker, poll))
+            finally:
+                run.stop()
+    folder = os.path.join(work, "idle")
+    os.mkdir(folder)
+    idle = idle_memory(args.fairway, folder, idle_source, queues)
+    return summarise(args.mode, queues, args.per, rows, raws, idle)
 
 
 def sqlite_figures(args, queues):
-    global poll_done
     work = tempfile.mkdtemp(prefix="start-scale-")
     try:
         base = os.path.join(work, "base.db")
@@ -162,41 +189,21 @@ def sqlite_figures(args, queues):
         subprocess.run([args.fairway, "enqueue", "--db", base, "--jsonl", jsonl], check=True, stdout=subprocess.DEVNULL)
         sqlite3.connect(base).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
         total = queues * args.per
-
         readers = {}
 
-        def done_in_file(run):
+        def finished(run):
             # One reader connection per run, kept open: opening one every poll cost the process under test.
             if run not in readers:
                 readers[run] = sqlite3.connect(f"file:{run.folder}/q.db?mode=ro", uri=True, timeout=5)
             done = readers[run].execute("SELECT coalesce(sum(completed), 0) FROM queue_stats").fetchone()[0]
             return (done or 0) >= total
-        poll_done = done_in_file
-        rows, raws = [], []
-        for round in range(args.rounds):
-            for which in ("fairway", "raw"):
-                folder = os.path.join(work, f"{which}{round}")
-                os.mkdir(folder)
-                shutil.copy(base, os.path.join(folder, "q.db"))
-                if os.path.exists(marker):
-                    os.remove(marker)
-                if which == "raw":
-                    first, done, peak = raw_run([args.raw_sqlite, os.path.join(folder, "q.db"), "q.", str(queues)])
-                    raws.append(dict(first=first, done=done))
-                    continue
-                run = Fairway(args.fairway, folder, f"""workers: 2
-http: {{ listen: "127.0.0.1:0" }}
-sources: [{{ kind: sqlite, path: q.db }}]
-queues: [{{ name: "q.{{0..{queues - 1}}}" }}]
-""")
-                try:
-                    rows.append(drain_fairway(run, total, marker, 0.01))
-                finally:
-                    run.stop()
-        folder = os.path.join(work, "idle")
-        os.mkdir(folder)
-        idle = idle_memory(args.fairway, folder, "{ kind: sqlite, path: idle.db }", queues)
-        return summarise("sqlite", queues, args.per, rows, raws, idle)
+
+        return alternate(
+            args, work, queues, marker,
+            backlog=lambda folder: shutil.copy(base, os.path.join(folder, "q.db")),
+            raw_command=lambda folder: [args.raw_sqlite, os.path.join(folder, "q.db"), "q.", str(queues)],
+            source="{ kind: sqlite, path: q.db }", finished=finished, poll=0.01,
+            idle_source="{ kind: sqlite, path: idle.db }")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -204,6 +211,21 @@ queues: [{{ name: "q.{{0..{queues - 1}}}" }}]
 def rabbitmqctl(*words, timeout=300):
     subprocess.run(["rabbitmqctl", "-q", "-n", "rabbit@localhost", *words], check=True, stdout=subprocess.DEVNULL,
                    timeout=timeout)
+
+
+VHOST = "fairway-start-scale"
+
+
+@contextlib.contextmanager
+def scratch_vhost():
+    """A vhost of the script's own, deleted with all its queues at the end: a thousand queues left on the
+    test broker slow every later restart of it. Yields its URL."""
+    rabbitmqctl("add_vhost", VHOST)
+    rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "-n", "rabbit@localhost", "delete_vhost", VHOST], stdout=subprocess.DEVNULL)
 
 
 def amqp_publish(args, url, queues, marker, work, kind="noop"):
@@ -215,65 +237,44 @@ def amqp_publish(args, url, queues, marker, work, kind="noop"):
     subprocess.run([args.fairway, "enqueue", "--amqp", url, "--jsonl", jsonl], check=True, stdout=subprocess.DEVNULL)
 
 
-def amqp_config(url, queues, prefetch):
-    return f"""workers: 2
-http: {{ listen: "127.0.0.1:0" }}
-sources: [{{ kind: amqp, url: "{url}", prefetch: {prefetch} }}]
-queues: [{{ name: "q.{{0..{queues - 1}}}" }}]
-"""
+def amqp_source(url, prefetch):
+    return f'{{ kind: amqp, url: "{url}", prefetch: {prefetch} }}'
 
 
 def amqp_figures(args, queues):
-    global poll_done
-    vhost = "fairway-start-scale"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     work = tempfile.mkdtemp(prefix="start-scale-")
     marker = os.path.join(work, "first.log")
     total = queues * args.per
-    poll_done = lambda run: run.completed() >= total
+
+    def backlog(url):
+        amqp_publish(args, url, queues, marker, work)
+        time.sleep(1)
+
     try:
-        rows, raws = [], []
-        for round in range(args.rounds):
-            for which in ("fairway", "raw"):
-                if os.path.exists(marker):
-                    os.remove(marker)
-                amqp_publish(args, url, queues, marker, work)
-                time.sleep(1)
-                if which == "raw":
-                    first, done, peak = raw_run([args.raw_amqp, "127.0.0.1", "5672", vhost, str(args.prefetch),
-                                                 str(total), "q.", "0", str(queues - 1)])
-                    raws.append(dict(first=first, done=done))
-                    continue
-                folder = os.path.join(work, f"fairway{round}")
-                os.mkdir(folder)
-                run = Fairway(args.fairway, folder, amqp_config(url, queues, args.prefetch))
-                try:
-                    rows.append(drain_fairway(run, total, marker, 0.02))
-                finally:
-                    run.stop()
-        folder = os.path.join(work, "idle")
-        os.mkdir(folder)
-        idle = idle_memory(args.fairway, folder, f'{{ kind: amqp, url: "{url}", prefetch: {args.prefetch} }}', queues)
-        return summarise("amqp", queues, args.per, rows, raws, idle)
+        with scratch_vhost() as url:
+            return alternate(
+                args, work, queues, marker, backlog=lambda folder: backlog(url),
+                raw_command=lambda folder: [args.raw_amqp, "127.0.0.1", "5672", VHOST, str(args.prefetch),
+                                            str(total), "q.", "0", str(queues - 1)],
+                source=amqp_source(url, args.prefetch), finished=lambda run: run.completed() >= total, poll=0.02,
+                idle_source=amqp_source(url, args.prefetch))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        subprocess.run(["rabbitmqctl", "-q", "-n", "rabbit@localhost", "delete_vhost", vhost], stdout=subprocess.DEVNULL)
 
 
 def amqp_restart(args, queues):
-    """Fairway serves QUEUES queues with a backlog of 1 ms jobs; the broker is stopped and started; seconds
-    from `start_app` returning to the source reconnected and to the first job completed after it."""
-    vhost = "fairway-start-scale"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    """Fairway serves QUEUES queues with a backlog of 1 ms jobs; the broker drops it (`--restart`); seconds
+    from the broker being back to every connection consuming again and to the next completed job."""
+    with scratch_vhost() as url:
+        return restart_rounds(args, queues, url)
+
+
+def restart_rounds(args, queues, url):
     work = tempfile.mkdtemp(prefix="start-scale-")
     results = []
     try:
         amqp_publish(args, url, queues, os.path.join(work, "first.log"), work, kind="sleep")
-        run = Fairway(args.fairway, work, amqp_config(url, queues, args.prefetch))
+        run = Fairway(args.fairway, work, config(amqp_source(url, args.prefetch), queues))
         try:
             run.wait_port()
             for round in range(args.rounds):
@@ -294,14 +295,14 @@ def amqp_restart(args, queues):
                                                stdout=subprocess.DEVNULL)
                 else:
                     command = subprocess.Popen(["rabbitmqctl", "-q", "-n", "rabbit@localhost",
-                                                "close_all_connections", "-p", vhost, "restart test"],
+                                                "close_all_connections", "-p", VHOST, "restart test"],
                                                stdout=subprocess.DEVNULL)
                 # The clock starts when the broker takes connections again (stop_app) or when Fairway has
                 # seen its connections closed (close_all_connections); then: every connection consuming
                 # again, and the first job completed after the first connection was back.
                 began = connected = first = back = before = None
                 deadline = time.monotonic() + 300
-                while time.monotonic() < deadline and first is None:
+                while time.monotonic() < deadline and (first is None or connected is None):
                     time.sleep(0.005)
                     text = open(run.log.name).read()
                     if began is None:
@@ -320,7 +321,7 @@ def amqp_restart(args, queues):
                         back, before = time.monotonic() - began, run.completed()
                     if connected is None and again >= (queues + 199) // 200:
                         connected = time.monotonic() - began
-                    if back is not None and run.completed() > before:
+                    if first is None and back is not None and run.completed() > before:
                         first = time.monotonic() - began
                 command.wait()
                 if first is None:
@@ -335,7 +336,6 @@ def amqp_restart(args, queues):
             run.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        subprocess.run(["rabbitmqctl", "-q", "-n", "rabbit@localhost", "delete_vhost", vhost], stdout=subprocess.DEVNULL)
     return results
 
 

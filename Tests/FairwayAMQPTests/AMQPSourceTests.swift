@@ -199,7 +199,7 @@ struct AMQPSourceTests {
     @Test("a deep backlog at start: 120 queues × 500 messages at prefetch 64 drain from start within a bound")
     func deepBacklogAtStart() throws {
         // A guard, not a benchmark: rabbitmq-c's buffer release walked every channel × every frame queued
-        // during set-up, and this drain took minutes (Benchmarks/scripts/amqp-start.sh has the figures).
+        // during set-up, and this drain took minutes (Benchmarks/scripts/start-scale.py amqp has the figures).
         let names = TestQueues()
         let queues = (0..<120).map { QueueDefinition(name: names.name("deep\($0)"), credit: 64) }
         let declaring = try AMQPHarness(queues: queues)
