@@ -40,6 +40,46 @@ struct EngineLifecycleTests {
         #expect(harness.source.maxOutstandingCount(queue: "deeper") == 3)
     }
 
+    @Test("the engine reports starting until every source has started, while the first source already delivers")
+    func startingUntilSourcesStarted() throws {
+        let fast = InMemorySource()
+        let slow = GatedSource()
+        let engine = try Engine(
+            configuration: EngineConfiguration(workers: 1, queues: [QueueDefinition(name: "q", credit: 4)]),
+            registry: {
+                var registry = JobRegistry()
+                BuiltinJobs.register(in: &registry)
+                return registry
+            }(),
+            sources: [fast, slow]
+        )
+        #expect(engine.snapshot().starting)
+        fast.enqueue(queue: "q", jobType: "noop", payloads: [[]])
+        let started = DispatchSemaphore(value: 0)
+        Thread { [engine] in
+            try? engine.start()
+            started.signal()
+        }.start()
+        // The first source's job runs while the second is still setting up (a broker's thousand queues).
+        #expect(eventually { engine.snapshot().queues[0].succeeded == 1 })
+        #expect(engine.snapshot().starting)
+        slow.open.signal()
+        #expect(started.wait(timeout: .now() + 10) == .success)
+        #expect(!engine.snapshot().starting)
+        engine.shutdown(drainTimeout: .seconds(5))
+        #expect(!engine.snapshot().starting)
+    }
+
+    /// A source whose `start` returns only when the test opens it.
+    final class GatedSource: JobSource, @unchecked Sendable {
+        let name = "gated"
+        let open = DispatchSemaphore(value: 0)
+        func start(queues: [QueueBinding], sink: any DeliverySink) throws { open.wait() }
+        func settle(_ delivery: Delivery, _ settlement: Settlement) {}
+        func stopDelivering() {}
+        func close() {}
+    }
+
     @Test("shutdown releases held jobs at once, lets running jobs finish, and loses nothing")
     func gracefulShutdown() throws {
         let harness = try EngineHarness(workers: 2, queues: [QueueDefinition(name: "q", credit: 10)])
