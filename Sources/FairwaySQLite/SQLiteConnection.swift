@@ -91,9 +91,9 @@ final class SQLiteConnection {
         return statement
     }
 
-    /// A statement for one use.
-    func prepare(_ sql: String) throws -> Statement {
-        try Statement(connection: self, sql: sql, persistent: false)
+    /// A statement for the caller to keep: for one use, or (`persistent`) for many.
+    func prepare(_ sql: String, persistent: Bool = false) throws -> Statement {
+        try Statement(connection: self, sql: sql, persistent: persistent)
     }
 
     /// The rows of a query, each as its columns read by `row`.
@@ -202,6 +202,18 @@ final class Statement {
     /// Runs a statement that returns no rows.
     func run(_ values: [SQLiteValue] = []) throws {
         try bind(values)
+        try execute()
+    }
+
+    /// Binds one integer: the per-job path, with no array of values.
+    func bind(_ number: Int64, at index: Int32) throws {
+        let rc = sqlite3_bind_int64(handle, index, number)
+        guard rc == SQLITE_OK else { throw connection.error(rc, "binding parameter \(index)") }
+    }
+
+    /// Runs a statement that returns no rows with the values bound now, and keeps them bound for the
+    /// next run: a statement run once per job binds what does not change once.
+    func execute() throws {
         while try step() {}
         sqlite3_reset(handle)
     }
