@@ -17,6 +17,14 @@ struct WALCheckpointerTests {
         }
     }
 
+    /// A fresh file in WAL mode and the connection that will write it.
+    private func openWriter(in folder: TemporaryFolder) throws -> (String, SQLiteConnection) {
+        let path = folder.path("q.db")
+        let writer = try SQLiteConnection(path: path, mode: .readWriteCreate)
+        try writer.execute("PRAGMA journal_mode = WAL")
+        return (path, writer)
+    }
+
     private func fileSize(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
     }
@@ -24,9 +32,7 @@ struct WALCheckpointerTests {
     @Test("the log passing 1,000 pages is copied into the file by the checkpoint thread, not the writer")
     func checkpointsInTheBackground() async throws {
         let folder = TemporaryFolder()
-        let path = folder.path("q.db")
-        let writer = try SQLiteConnection(path: path, mode: .readWriteCreate)
-        try writer.execute("PRAGMA journal_mode = WAL")
+        let (path, writer) = try openWriter(in: folder)
         let checkpointer = WALCheckpointer(path: path)
         try checkpointer.start(writer: writer)
         let before = fileSize(path)
@@ -44,9 +50,7 @@ struct WALCheckpointerTests {
     @Test("without it the same commits leave the file as it was (the test above would fail)")
     func nothingCheckpointsWithoutIt() async throws {
         let folder = TemporaryFolder()
-        let path = folder.path("q.db")
-        let writer = try SQLiteConnection(path: path, mode: .readWriteCreate)
-        try writer.execute("PRAGMA journal_mode = WAL")
+        let (path, writer) = try openWriter(in: folder)
         sqlite3_wal_autocheckpoint(writer.handle, 0)
         let before = fileSize(path)
         try writeBacklog(writer)
@@ -57,9 +61,7 @@ struct WALCheckpointerTests {
     @Test("stopped, it hands checkpoints back to the writer's own commits")
     func stopRestoresAutomaticCheckpoints() throws {
         let folder = TemporaryFolder()
-        let path = folder.path("q.db")
-        let writer = try SQLiteConnection(path: path, mode: .readWriteCreate)
-        try writer.execute("PRAGMA journal_mode = WAL")
+        let (path, writer) = try openWriter(in: folder)
         let checkpointer = WALCheckpointer(path: path)
         try checkpointer.start(writer: writer)
         checkpointer.stop(writer: writer)
