@@ -116,7 +116,9 @@ let benchmarks: @Sendable () -> Void = {
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
         let source = CountingSource(
-            try AMQPSource(options: AMQPSource.Options(url: try AMQPURL(address)), logger: logger), target: messages,
+            try AMQPSource(
+                options: AMQPSource.Options(url: try AMQPURL(address)), crashCounter: DeliveryCounter.init(path:),
+                logger: logger), target: messages,
             warmUp: warmUp
         )
         var registry = JobRegistry()

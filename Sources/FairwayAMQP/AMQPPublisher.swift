@@ -1,4 +1,4 @@
-import FairwaySQLite
+import FairwayRuntime
 import Foundation
 
 /// Publishes jobs to a broker and waits for its confirms: the AMQP side of `fairway enqueue --amqp`.

@@ -1,5 +1,4 @@
 import FairwayRuntime
-import FairwaySQLite
 import FairwayScheduling
 import Foundation
 import Logging
@@ -56,10 +55,15 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
     /// the HTTP sampler: appending while connection 0 already delivered corrupted the heap.
     private let connectionList = Mutex<[ConnectionWorker]>([])
     private var connections: [ConnectionWorker] { connectionList.withLock { $0 } }
-    private let counter: DeliveryCounter
+    private let counter: any CrashCounting
     private let journal: RunJournal
 
-    public init(options: Options, logger: Logger = Logger(label: "fairway.amqp")) throws {
+    /// Opens a source; `crashCounter` opens the durable crash counts at the path the options give (or
+    /// a default one), which also names the run journals (`FairwaySQLite.DeliveryCounter.init(path:)`).
+    public init(
+        options: Options, crashCounter: (_ path: String) throws -> any CrashCounting,
+        logger: Logger = Logger(label: "fairway.amqp")
+    ) throws {
         self.options = options
         self.logger = logger
         let path =
@@ -67,7 +71,7 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
             ?? FileManager.default.temporaryDirectory.appendingPathComponent(
                 "fairway-amqp-deliveries-\(options.url.host)-\(options.url.port).db"
             ).path
-        counter = try DeliveryCounter(path: path)
+        counter = try crashCounter(path)
         let prefix = path + ".running-"
         // Runs of processes that died: each was running when its process ended.
         let orphans = RunJournal.orphans(withPrefix: prefix)
@@ -186,7 +190,7 @@ final class ConnectionWorker: @unchecked Sendable {
     let queueNames: [QueueID: String]
     let options: AMQPSource.Options
     let sink: any DeliverySink
-    let counter: DeliveryCounter
+    let counter: any CrashCounting
     let signer: AttemptSigner
     let logger: Logger
     private let wakeup = WakeupDescriptor()
@@ -240,7 +244,7 @@ final class ConnectionWorker: @unchecked Sendable {
 
     init(
         index: Int, queues: [QueueBinding], options: AMQPSource.Options, sink: any DeliverySink,
-        counter: DeliveryCounter, logger: Logger
+        counter: any CrashCounting, logger: Logger
     ) {
         self.index = index
         self.queues = queues

@@ -1,3 +1,4 @@
+import FairwayRuntime
 import Foundation
 
 /// A small durable count per key, in a SQLite file of its own: how many times each message's process ended
@@ -6,7 +7,7 @@ import Foundation
 /// Counts are added when a dead process's run journal is reclaimed, read when a message comes back, and
 /// forgotten when the message is settled. Safe to share between threads (every RabbitMQ connection's I/O
 /// thread uses the one counter): each call holds the counter's lock.
-public final class DeliveryCounter: @unchecked Sendable {
+public final class DeliveryCounter: CrashCounting, @unchecked Sendable {
     private let connection: SQLiteConnection
     /// One SQLite connection and its statement cache serve every caller, one at a time: five I/O threads
     /// counting redeliveries at once after a reconnect corrupted the heap.

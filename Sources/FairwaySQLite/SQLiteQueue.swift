@@ -1,24 +1,6 @@
+import FairwayRuntime
 import Foundation
-
-/// A job to put on a queue.
-public struct NewJob: Sendable, Hashable {
-    public var queue: String
-    public var type: String
-    /// JSON text. Empty means `{}`.
-    public var payload: [UInt8]
-    /// Run no sooner than this from now.
-    public var delay: Duration
-    /// Higher runs first within its queue; equal priorities run in enqueue order.
-    public var priority: Int
-
-    public init(queue: String, type: String, payload: [UInt8] = [], delay: Duration = .zero, priority: Int = 0) {
-        self.queue = queue
-        self.type = type
-        self.payload = payload
-        self.delay = delay
-        self.priority = priority
-    }
-}
+import Synchronization
 
 /// An enqueue that was refused; nothing was written.
 public struct EnqueueError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -104,12 +86,27 @@ public final class SQLiteQueue: @unchecked Sendable {
     public let path: String
     private let lock = NSLock()
     private let connection: SQLiteConnection
+    /// What a source of this process asks of the enqueues: set and cleared by its start and close while
+    /// any thread may be enqueueing, so behind a lock of their own.
+    private let sourceHooks = Mutex(SourceHooks())
+
+    private struct SourceHooks {
+        var onEnqueue: (@Sendable (Set<String>) -> Void)?
+        var routeEnqueue: (@Sendable ([NewJob]) throws -> [Int64])?
+    }
+
     /// Called after jobs were committed, with their queues: the source of the same process uses it to
     /// wake at once instead of noticing the change on its next tick.
-    var onEnqueue: (@Sendable (Set<String>) -> Void)?
+    var onEnqueue: (@Sendable (Set<String>) -> Void)? {
+        get { sourceHooks.withLock { $0.onEnqueue } }
+        set { sourceHooks.withLock { $0.onEnqueue = newValue } }
+    }
     /// Set by a running source of this process: enqueues then go through its store thread, committed with
     /// its own next transaction instead of competing with it for the file's write lock.
-    var routeEnqueue: (@Sendable ([NewJob]) throws -> [Int64])?
+    var routeEnqueue: (@Sendable ([NewJob]) throws -> [Int64])? {
+        get { sourceHooks.withLock { $0.routeEnqueue } }
+        set { sourceHooks.withLock { $0.routeEnqueue = newValue } }
+    }
 
     /// Opens the queue file at `path`, creating it when `create` is true. Refuses a file that is not a
     /// Fairway queue file.

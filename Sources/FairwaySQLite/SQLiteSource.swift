@@ -56,6 +56,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     private var hinted: Set<String> = []
     /// Set when the file may hold work nobody has looked at yet: at start, and when it changed.
     private var fileChanged = true
+    /// Set before the store thread starts and cleared after it stopped; the store thread reads it.
     private var watcher: FileChangeWatcher?
     private var delivering = false
     private var closing = false
@@ -176,8 +177,6 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
 
     public func close() {
         queue.routeEnqueue = nil
-        watcher?.stop()
-        watcher = nil
         monitor.lock()
         closing = true
         monitor.signal()
@@ -185,6 +184,9 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
             monitor.wait()
         }
         monitor.unlock()
+        // Only now: the store thread reads `watcher` until it has stopped.
+        watcher?.stop()
+        watcher = nil
         checkpointer.stop(writer: connection)
         jobStatements = nil
         if let connection {

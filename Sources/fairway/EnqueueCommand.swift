@@ -1,5 +1,6 @@
 import ArgumentParser
 import FairwayAMQP
+import FairwayRuntime
 import FairwaySQLite
 import Foundation
 

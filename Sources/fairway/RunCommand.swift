@@ -133,7 +133,7 @@ enum SourceFactory {
                             URL(fileURLWithPath: directory)
                             .appendingPathComponent("fairway-amqp-deliveries-\(url.host)-\(url.port).db").path
                     }
-                    return try AMQPSource(options: options, logger: logger)
+                    return try AMQPSource(options: options, crashCounter: DeliveryCounter.init(path:), logger: logger)
                 } catch {
                     printError("fairway: sources[\(index)]: \(error)")
                     throw ExitCode(2)

@@ -87,7 +87,7 @@ struct AMQPHarness {
         var options = AMQPSource.Options(url: Broker.url)
         options.maxAttempts = Dictionary(uniqueKeysWithValues: queues.map { ($0.name, $0.retry.maxAttempts) })
         configure(&options)
-        source = try AMQPSource(options: options, logger: logger ?? quiet)
+        source = try AMQPSource(options: options, crashCounter: DeliveryCounter.init(path:), logger: logger ?? quiet)
         var registry = JobRegistry()
         BuiltinJobs.register(in: &registry)
         register(&registry)

@@ -1,4 +1,5 @@
 import FairwayAMQP
+import FairwayRuntime
 import FairwaySQLite
 import FairwayTestSupport
 import Foundation

@@ -1,3 +1,4 @@
+import FairwayRuntime
 import FairwaySQLite
 import FairwayTestSupport
 import Foundation

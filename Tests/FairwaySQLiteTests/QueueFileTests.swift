@@ -1,3 +1,4 @@
+import FairwayRuntime
 import Foundation
 import Testing
 
