@@ -13,7 +13,7 @@ struct FairwayCommand: ParsableCommand {
         version: version,
         subcommands: [
             RunCommand.self, DemoCommand.self, EnqueueCommand.self, StatsCommand.self, DeadLetterCommand.self,
-            QueuesCommand.self, PauseCommand.self, ResumeCommand.self, SetCommand.self,
+            QueuesCommand.self, PauseCommand.self, ResumeCommand.self, SetCommand.self, ReloadCommand.self,
         ]
     )
 

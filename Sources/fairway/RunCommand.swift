@@ -7,12 +7,14 @@ import FairwayRuntime
 import FairwaySQLite
 import Foundation
 import Logging
+import Synchronization
 
-/// `fairway run --config PATH`: serve the configured queues until SIGINT or SIGTERM.
+/// `fairway run --config PATH`: serve the configured queues until SIGINT or SIGTERM; SIGHUP reloads what
+/// can change live (``LiveReload``).
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Consume the configured queues until SIGINT or SIGTERM."
+        abstract: "Consume the configured queues until SIGINT or SIGTERM; SIGHUP reloads weights, limits and pauses."
     )
 
     @Option(name: .long, help: "The YAML configuration file.")
@@ -40,7 +42,7 @@ struct RunCommand: ParsableCommand {
             observer: metrics,
             logger: logger
         )
-        let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
+        let signals = SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP])
         var httpSettings = FairwayHTTPServer.Settings()
         httpSettings.host = settings.http.host
         httpSettings.port = settings.http.port
@@ -74,14 +76,23 @@ struct RunCommand: ParsableCommand {
                 "cost": "\(settings.cost.rawValue)", "sources": "\(settings.sources.map(\.kind))",
             ]
         )
-        let signal = signals.wait()
+        var reload = LiveReload(path: config, running: settings, engine: engine, logger: logger)
+        var signal = signals.wait()
+        while signal == SIGHUP {
+            reload.reload()
+            signal = signals.wait()
+        }
         logger.info(
             "shutting down",
             metadata: ["signal": "\(signal)", "drainTimeout": "\(settings.drainTimeout.compactDescription)"]
         )
         // A second signal ends the drain early; running jobs are released back to their sources.
         let second = Thread {
-            let again = signals.wait()
+            var again = signals.wait()
+            while again == SIGHUP {
+                logger.warning("SIGHUP while draining: nothing reloaded")
+                again = signals.wait()
+            }
             logger.warning("second signal: ending the drain now", metadata: ["signal": "\(again)"])
             engine.endDrainNow()
         }
@@ -150,13 +161,13 @@ enum SourceFactory {
     }
 }
 
-/// Blocks until one of the given signals arrives, without letting it kill the process.
+/// Blocks until one of the given signals arrives, without letting it kill the process. Signals are
+/// returned in the order they came, none lost (a SIGHUP followed at once by a SIGTERM is both).
 final class SignalWatcher: @unchecked Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
     private let queue = DispatchQueue(label: "fairway.signals")
     private var sources: [any DispatchSourceSignal] = []
-    private var received: Int32 = 0
-    private let lock = NSLock()
+    private let received = Mutex<[Int32]>([])
 
     init(signals: [Int32]) {
         for number in signals {
@@ -164,7 +175,7 @@ final class SignalWatcher: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler { [weak self] in
                 guard let self else { return }
-                self.lock.withLock { self.received = number }
+                self.received.withLock { $0.append(number) }
                 self.semaphore.signal()
             }
             source.resume()
@@ -175,7 +186,7 @@ final class SignalWatcher: @unchecked Sendable {
     /// Waits for the next signal and returns its number.
     func wait() -> Int32 {
         semaphore.wait()
-        return lock.withLock { received }
+        return received.withLock { $0.removeFirst() }
     }
 }
 

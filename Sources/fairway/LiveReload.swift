@@ -1,0 +1,75 @@
+import FairwayConfig
+import FairwayRuntime
+import FairwayScheduling
+import Logging
+
+/// SIGHUP for `fairway run`: reads the configuration file again and applies what can change while
+/// running (each queue's weight, concurrency cap, rate limit, pause), logging every change with its
+/// before and after, and what would need a restart. A file that became invalid changes nothing: the
+/// error names the field and the process runs on as it was.
+struct LiveReload {
+    let path: String
+    let engine: Engine
+    let logger: Logger
+    /// The configuration the process runs: as loaded at start, with the queue settings of each reload.
+    private(set) var running: FairwayConfiguration
+
+    init(path: String, running: FairwayConfiguration, engine: Engine, logger: Logger) {
+        self.path = path
+        self.running = running
+        self.engine = engine
+        self.logger = logger
+    }
+
+    mutating func reload() {
+        let next: FairwayConfiguration
+        do {
+            next = try ConfigurationLoader.load(path: path)
+        } catch {
+            logger.error(
+                "reload refused: the configuration file is invalid; running on as before",
+                metadata: ["config": "\(path)", "error": "\(error)"])
+            return
+        }
+        let plan = ReloadPlan(from: running, to: next)
+        let current = Dictionary(
+            engine.snapshot().queues.map { ($0.name, $0.settings) }, uniquingKeysWith: { first, _ in first })
+        var applied = 0
+        for change in plan.queueChanges {
+            guard let now = current[change.queue] else { continue }
+            let settings = change.applied(to: now)
+            do {
+                try engine.updateQueue(named: change.queue, settings: settings)
+                applied += 1
+                logger.notice(
+                    "reload: queue settings changed",
+                    metadata: [
+                        "queue": "\(change.queue)", "before": "\(Self.describe(now))",
+                        "after": "\(Self.describe(settings))",
+                    ])
+            } catch {
+                logger.error("reload: queue not changed", metadata: ["queue": "\(change.queue)", "error": "\(error)"])
+            }
+        }
+        for line in plan.needsRestart {
+            logger.warning("reload: changed in the file, applied only by a restart", metadata: ["setting": "\(line)"])
+        }
+        let settingsByName = Dictionary(next.queues.map { ($0.name, $0.settings) }, uniquingKeysWith: { a, _ in a })
+        for index in running.queues.indices {
+            if let settings = settingsByName[running.queues[index].name] { running.queues[index].settings = settings }
+        }
+        logger.notice(
+            "configuration reloaded",
+            metadata: [
+                "config": "\(path)", "queuesChanged": "\(applied)", "needRestart": "\(plan.needsRestart.count)",
+            ])
+    }
+
+    static func describe(_ settings: QueueSettings) -> String {
+        var parts = ["weight \(settings.weight)"]
+        if settings.maxConcurrency != .max { parts.append("maxConcurrency \(settings.maxConcurrency)") }
+        if let rate = settings.rateLimit { parts.append("rate \(rate.perSecond)/s burst \(rate.burst)") }
+        if settings.paused { parts.append("paused") }
+        return parts.joined(separator: ", ")
+    }
+}
