@@ -1,0 +1,259 @@
+import FairwayRuntime
+import FairwayScheduling
+import Foundation
+import Logging
+
+/// One transaction of the store thread: settlements applied, delayed jobs promoted, new jobs claimed.
+extension SQLiteSource {
+    /// Applies settlements, promotes due delayed jobs and claims new ones, in one transaction.
+    /// Returns the claimed deliveries, to be handed over once the transaction committed.
+    func commit(_ settlements: [(Delivery, Settlement)], _ requests: [EnqueueRequest], claim: Bool) throws
+        -> [Delivery]
+    {
+        guard let connection else { return [] }
+        let now = Milliseconds.now
+        let promote = nextDelayedDue.map { $0 <= now } ?? false
+        var newJobs: [[Int64]] = []
+        var delayedAdded = false
+        for request in requests {
+            for job in request.jobs {
+                if let index = queueIndex[job.queue] { mayHaveWork[index] = true }
+                if job.delay > .zero { delayedAdded = true }
+            }
+        }
+        let anyClaim = claim && bindings.indices.contains { claimWorthwhile($0) }
+        claimsUnfinished = false
+        guard !settlements.isEmpty || !requests.isEmpty || promote || anyClaim else { return [] }
+        var claimed: [Delivery] = []
+        tally.clear()
+        try connection.transaction {
+            for request in requests {
+                newJobs.append(try SQLiteQueue.insert(request.jobs, into: connection, now: now))
+            }
+            for (delivery, settlement) in settlements {
+                let outcome = try apply(settlement, to: delivery, now: now)
+                tally.add(queue: delivery.queue.index, completed: outcome.completed, failed: outcome.failed)
+            }
+            // queue_stats gets one update per queue per transaction, not one per job.
+            for index in tally.touched where tally.completed[index] + tally.failed[index] > 0 {
+                try count(bindings[index].name, completed: tally.completed[index], failed: tally.failed[index])
+            }
+            if promote {
+                try promoteDelayed(now: now)
+            }
+            if claim {
+                // At most `claimQueriesPerCommit` queues per transaction, in turn from where the last one
+                // stopped: the first of 10,000 queues' jobs are handed on after one short transaction, not
+                // after a claim in every queue.
+                var queries = 0
+                for step in 0..<bindings.count {
+                    let index = (claimCursor + step) % bindings.count
+                    // Credit returns only as settlements commit, in this same transaction.
+                    let free = bindings[index].credit - outstanding[index] + tally.settled[index]
+                    guard mayHaveWork[index], free >= min(options.claimBatch, bindings[index].credit) else { continue }
+                    try claimJobs(queue: index, count: free, now: now, into: &claimed)
+                    queries += 1
+                    if queries == Self.claimQueriesPerCommit {
+                        claimCursor = (index + 1) % bindings.count
+                        claimsUnfinished = true
+                        break
+                    }
+                }
+            }
+        }
+        // Committed: nothing below may throw, or the caller would settle these again and lose the claims.
+        for (request, ids) in zip(requests, newJobs) {
+            request.finish(.success(ids))
+        }
+        for index in tally.touched {
+            outstanding[index] -= tally.settled[index]
+        }
+        for delivery in claimed {
+            outstanding[delivery.queue.index] += 1
+        }
+        let retried = settlements.contains { if case .retry = $0.1 { true } else { false } }
+        if delayedAdded || retried || promote {
+            // When the read fails, a promotion a second from now reads it again.
+            nextDelayedDue = (try? earliestDelayed()) ?? min(nextDelayedDue ?? .max, now + 1000)
+        }
+        return claimed
+    }
+
+    struct JobStatements {
+        /// Deletes a completed job this process holds; the owner is bound once, the id per job.
+        let ack: Statement
+        /// Leases up to ?4 ready jobs of queue ?1 to owner ?2 until ?3, returning them.
+        let claim: Statement
+    }
+
+    func statements(_ connection: SQLiteConnection) throws -> JobStatements {
+        if let jobStatements { return jobStatements }
+        let ack = try connection.prepare(
+            "DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2 AND state = 2", persistent: true)
+        try ack.bind(.text(identity), at: 2)
+        let claim = try connection.prepare(
+            """
+            UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
+            WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?1 ORDER BY priority DESC, id LIMIT ?4)
+            RETURNING id, type, payload, attempts, enqueued_at, priority, last_error
+            """,
+            persistent: true
+        )
+        let prepared = JobStatements(ack: ack, claim: claim)
+        jobStatements = prepared
+        return prepared
+    }
+
+    func claimWorthwhile(_ index: Int) -> Bool {
+        mayHaveWork[index]
+            && bindings[index].credit - outstanding[index] >= min(options.claimBatch, bindings[index].credit)
+    }
+
+    /// Writes one settlement; returns what it adds to the queue's completed and failed counts.
+    func apply(_ settlement: Settlement, to delivery: Delivery, now: Int64) throws -> (
+        completed: Int, failed: Int
+    ) {
+        guard let connection else { return (0, 0) }
+        let id = Int64(delivery.receipt)
+        switch settlement {
+        case .ack:
+            let delete = try statements(connection).ack
+            try delete.bind(id, at: 1)
+            try delete.execute()
+            guard connection.changes == 1 else { return lostLease(delivery) }
+            return (1, 0)
+        case .retry(let after, let reason):
+            try connection.cached(
+                """
+                UPDATE jobs SET state = 1, available_at = ?3, last_error = ?4, attempts = ?5, lease_owner = NULL,
+                    lease_expires_at = NULL
+                WHERE id = ?1 AND lease_owner = ?2 AND state = 2
+                """
+            ).run([
+                .int(id), .text(identity), .int(now + Int64((min(after.seconds, 1e9) * 1000).rounded(.up))),
+                .text(reason), .int(Int64(delivery.attempt)),
+            ])
+            guard connection.changes == 1 else { return lostLease(delivery) }
+            return (0, 1)
+        case .deadLetter(let reason):
+            try moveToDeadLetters(id: id, reason: reason, now: now, ownedBy: identity, attempts: delivery.attempt)
+            guard connection.changes == 1 else { return lostLease(delivery) }
+            return (0, 1)
+        case .release:
+            try connection.cached(
+                """
+                UPDATE jobs SET state = 0, lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = ?1 AND lease_owner = ?2 AND state = 2
+                """
+            ).run([.int(id), .text(identity)])
+            if connection.changes == 1 { mayHaveWork[delivery.queue.index] = true }
+            return (0, 0)
+        }
+    }
+
+    func lostLease(_ delivery: Delivery) -> (completed: Int, failed: Int) {
+        logger.warning(
+            "a job's lease was lost before it was settled; another process may run it again",
+            metadata: ["queue": "\(bindings[delivery.queue.index].name)", "job": "\(delivery.receipt)"]
+        )
+        return (0, 0)
+    }
+
+    func count(_ queue: String, completed: Int, failed: Int) throws {
+        try connection?.cached(
+            """
+            INSERT INTO queue_stats(queue, completed, failed) VALUES (?1, ?2, ?3)
+            ON CONFLICT(queue) DO UPDATE SET completed = completed + ?2, failed = failed + ?3
+            """
+        ).run([.text(queue), .int(Int64(completed)), .int(Int64(failed))])
+    }
+
+    /// Moves a leased job to the dead letters, with `attempts` runs (those in the file when nil).
+    /// `connection.changes` tells whether it was there.
+    func moveToDeadLetters(id: Int64, reason: String, now: Int64, ownedBy owner: String, attempts: Int?)
+        throws
+    {
+        guard let connection else { return }
+        try connection.cached(
+            """
+            INSERT INTO dead_jobs(id, queue, type, payload, priority, attempts, reason, enqueued_at, died_at)
+            SELECT id, queue, type, payload, priority, coalesce(?5, attempts), ?3, enqueued_at, ?4 FROM jobs
+            WHERE id = ?1 AND lease_owner = ?2 AND state = 2
+            """
+        ).run([.int(id), .text(owner), .text(reason), .int(now), attempts.map { .int(Int64($0)) } ?? .null])
+        guard connection.changes == 1 else { return }
+        try connection.cached("DELETE FROM jobs WHERE id = ?1").run([.int(id)])
+    }
+
+    func claimJobs(queue index: Int, count: Int, now: Int64, into claimed: inout [Delivery]) throws {
+        guard let connection else { return }
+        let binding = bindings[index]
+        let statement = try statements(connection).claim
+        defer { statement.reset() }
+        try statement.bind([.text(binding.name), .text(identity), .int(now + leaseMilliseconds), .int(Int64(count))])
+        var rows:
+            [(
+                id: Int64, type: String, payload: [UInt8], attempts: Int, enqueuedAt: Int64, priority: Int,
+                error: String?
+            )] =
+                []
+        while try statement.step() {
+            rows.append(
+                (
+                    statement.int64(0), statement.text(1) ?? "", statement.blob(2), statement.int(3),
+                    statement.int64(4), statement.int(5), statement.text(6)
+                )
+            )
+        }
+        if rows.count < count { mayHaveWork[index] = false }
+        rows.sort { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
+        for row in rows {
+            let runs = max(0, row.attempts)
+            if runs >= maxAttempts[index] {
+                // Its runs used every attempt without settling it: the last one ended with its process
+                // (retries settle with attempts left). The journal's charge wrote why.
+                let reason = row.error ?? RunCharge.reason
+                try moveToDeadLetters(
+                    id: row.id,
+                    reason: RetryPolicy.gaveUp(reason, after: runs),
+                    now: now,
+                    ownedBy: identity,
+                    attempts: runs
+                )
+                try self.count(binding.name, completed: 0, failed: 1)
+                continue
+            }
+            let (nanoseconds, overflow) = UInt64(clamping: row.enqueuedAt).multipliedReportingOverflow(by: 1_000_000)
+            claimed.append(
+                Delivery(
+                    queue: binding.id,
+                    jobType: row.type,
+                    payload: row.payload,
+                    attempt: runs + 1,
+                    enqueuedAt: overflow ? nil : nanoseconds,
+                    receipt: UInt64(row.id),
+                    suspect: row.error == RunCharge.reason
+                )
+            )
+        }
+    }
+
+    func promoteDelayed(now: Int64) throws {
+        guard let connection else { return }
+        let queues = try connection.query(
+            "UPDATE jobs SET state = 0 WHERE state = 1 AND available_at <= ?1 RETURNING queue",
+            [.int(now)]
+        ) { $0.text(0) ?? "" }
+        for name in Set(queues) {
+            if let index = queueIndex[name] { mayHaveWork[index] = true }
+        }
+    }
+
+    func earliestDelayed() throws -> Int64? {
+        guard let connection else { return nil }
+        let rows = try connection.query("SELECT min(available_at) FROM jobs WHERE state = 1") { statement in
+            statement.isNull(0) ? nil : statement.int64(0)
+        }
+        return rows.first ?? nil
+    }
+}

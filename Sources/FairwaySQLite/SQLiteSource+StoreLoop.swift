@@ -1,0 +1,137 @@
+import FairwayRuntime
+import FairwayScheduling
+import Foundation
+import Logging
+
+/// The store thread: waits for settlements, enqueues and file changes, and commits them.
+extension SQLiteSource {
+    // MARK: - The store thread
+
+    var leaseMilliseconds: Int64 { Int64(options.leaseDuration.seconds * 1000) }
+
+    func storeLoop() {
+        while true {
+            monitor.lock()
+            let wakeAt = nextWake()
+            while pending.isEmpty && enqueues.isEmpty && hinted.isEmpty && !fileChanged && !closing && !claimsUnfinished
+                && Date() < wakeAt
+            {
+                _ = monitor.wait(until: wakeAt)
+            }
+            let noticed = fileChanged
+            fileChanged = false
+            let settlements = pending
+            pending.removeAll(keepingCapacity: true)
+            let requests = enqueues
+            enqueues.removeAll()
+            let hints = hinted
+            hinted.removeAll()
+            let mayDeliver = delivering && !closing
+            let finishing = closing
+            monitor.unlock()
+
+            for name in hints {
+                if let index = queueIndex[name] { mayHaveWork[index] = true }
+            }
+            if !hints.isEmpty { nextDelayedDue = (try? earliestDelayed()) ?? nextDelayedDue }
+            do {
+                let changed = try checkForOtherWriters()
+                runFullProbeIfDue()
+                // A write can be seen before its commit is: look again shortly, a few times.
+                if changed {
+                    rechecksLeft = 0
+                    recheckAt = nil
+                } else if noticed {
+                    rechecksLeft = Self.recheckDelays.count
+                }
+                if !changed && rechecksLeft > 0
+                    && (noticed || (recheckAt.map { Date().timeIntervalSince1970 >= $0 } ?? false))
+                {
+                    let delay = Self.recheckDelays[Self.recheckDelays.count - rechecksLeft]
+                    rechecksLeft -= 1
+                    recheckAt = Date().timeIntervalSince1970 + delay
+                } else if rechecksLeft == 0 {
+                    recheckAt = nil
+                }
+                let claimed = try commit(settlements, requests, claim: mayDeliver)
+                failureBackoff = .zero
+                if let sink, !claimed.isEmpty {
+                    sink.deliver(contentsOf: claimed)
+                }
+                try maintainLeases()
+            } catch {
+                for request in requests {
+                    request.finish(.failure(error))
+                }
+                // Nothing is lost: the settlements stay pending and their jobs stay leased in the file.
+                logger.error("queue file write failed; retrying", metadata: ["error": "\(error)"])
+                monitor.withLock { pending.insert(contentsOf: settlements, at: 0) }
+                failureBackoff = min(.seconds(5), max(.milliseconds(50), failureBackoff * 2))
+                Thread.sleep(forTimeInterval: failureBackoff.seconds)
+                if finishing && monitor.withLock({ pending.count }) > 0 && failureBackoff >= .seconds(5) {
+                    logger.critical("giving up on settlements at close; their jobs stay leased and will run again")
+                    monitor.withLock { pending.removeAll() }
+                }
+                if !finishing { continue }
+            }
+            if finishing && monitor.withLock({ pending.isEmpty }) { break }
+        }
+        monitor.withLock {
+            storeThreadRunning = false
+            monitor.broadcast()
+        }
+    }
+
+    func nextWake() -> Date {
+        let now = Milliseconds.now
+        let tick = watcher == nil ? options.changeCheckInterval : options.watchedCheckInterval
+        var wake = now + max(1, Int64(tick.seconds * 1000))
+        if let due = nextDelayedDue { wake = min(wake, due) }
+        wake = min(wake, nextLeaseRenewal)
+        var planned = Double(max(wake, now)) / 1000
+        if let recheckAt { planned = min(planned, recheckAt) }
+        if let fullProbeDue { planned = min(planned, fullProbeDue) }
+        return Date(timeIntervalSince1970: planned)
+    }
+
+    /// Notices commits by other processes (and other connections of this one); true when there were some.
+    ///
+    /// New jobs are found by id (ids only grow), which touches only the new rows; jobs made ready again by
+    /// other processes (released, or leases that expired) are found by probing every queue, at most every
+    /// `fullProbeInterval`.
+    func checkForOtherWriters() throws -> Bool {
+        guard let connection else { return false }
+        let version = try connection.dataVersion()
+        guard version != lastDataVersion else { return false }
+        lastDataVersion = version
+        let fresh = try connection.query(
+            "SELECT DISTINCT queue FROM jobs WHERE id > ?1 AND state = 0", [.int(highestSeenID)]
+        ) {
+            $0.text(0) ?? ""
+        }
+        for name in fresh {
+            if let index = queueIndex[name] { mayHaveWork[index] = true }
+        }
+        highestSeenID = max(highestSeenID, try highestJobID())
+        fullProbeDue = min(fullProbeDue ?? .infinity, lastFullProbe + Self.fullProbeInterval)
+        runFullProbeIfDue()
+        nextDelayedDue = try earliestDelayed()
+        return true
+    }
+
+    /// Marks every queue as worth a claim, when a probe is due.
+    func runFullProbeIfDue() {
+        let now = Date().timeIntervalSince1970
+        guard let due = fullProbeDue, now >= due else { return }
+        fullProbeDue = nil
+        lastFullProbe = now
+        for index in mayHaveWork.indices { mayHaveWork[index] = true }
+    }
+
+    /// How often a change by another process makes every queue be looked at, not only those with new jobs.
+    static let fullProbeInterval = 0.25
+
+    func highestJobID() throws -> Int64 {
+        try connection?.query("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'") { $0.int64(0) }.first ?? 0
+    }
+}
