@@ -1,0 +1,76 @@
+import DequeModule
+import FairwayJobs
+import FairwayProcessWorkers
+import FairwayScheduling
+import Foundation
+import Logging
+
+/// The watchdog: cancels jobs past their timeout and replaces workers stuck in them.
+extension Engine {
+    // MARK: - Watchdog
+
+    /// Ends jobs that run past their queue's timeout: settles them as timed out, gives their slot back to
+    /// the scheduler, and starts a replacement thread while the stuck handler keeps its own.
+    func watchdogMain() {
+        monitor.lock()
+        while phase != .stopped {
+            let now = MonotonicClock.now
+            var expired: [(Delivery, WorkerSlot, QueueDefinition)] = []
+            var earliest = UInt64.max
+            for slot in slots where slot.state == .running {
+                if slot.deadline <= now {
+                    if slot.claim(.abandoned), let delivery = slot.delivery {
+                        slot.cancelJob()
+                        expired.append((delivery, slot, definitions[delivery.queue.index]))
+                    }
+                } else {
+                    earliest = min(earliest, slot.deadline)
+                }
+            }
+            if !expired.isEmpty {
+                monitor.unlock()
+                var settled: [(WorkerSlot, JobOutcome, Settlement, Double)] = []
+                for (delivery, slot, definition) in expired {
+                    let outcome = JobOutcome.timedOut(after: definition.timeout)
+                    let settlement = definition.retry.settlement(
+                        for: outcome,
+                        attempt: delivery.attempt,
+                        random: Double.random(in: 0..<1)
+                    )
+                    sources[delivery.sourceIndex].settle(delivery, settlement)
+                    observer?.jobEnded(
+                        queue: definition.name, outcome: outcome, settlement: settlement,
+                        runSeconds: definition.timeout.seconds, waitSeconds: nil
+                    )
+                    logger.warning(
+                        "job timed out",
+                        metadata: [
+                            "queue": "\(definition.name)", "job": "\(delivery.jobType)",
+                            "timeout": "\(definition.timeout.compactDescription)",
+                        ]
+                    )
+                    settled.append((slot, outcome, settlement, definition.timeout.seconds))
+                }
+                monitor.lock()
+                for (slot, outcome, settlement, cost) in settled {
+                    stuckThreads += 1
+                    finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
+                }
+                let replacements = configuration.maxReplacementWorkers
+                while phase == .running && liveThreads - stuckThreads < configuration.workers
+                    && liveThreads < configuration.workers + replacements
+                {
+                    spawnWorkerLocked()
+                }
+                continue
+            }
+            watchdogDeadline = earliest
+            if earliest == .max {
+                watchdogWake.wait()
+            } else {
+                watchdogWake.wait(until: earliest)
+            }
+        }
+        monitor.unlock()
+    }
+}

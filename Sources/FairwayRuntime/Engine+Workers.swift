@@ -1,0 +1,238 @@
+import DequeModule
+import FairwayJobs
+import FairwayProcessWorkers
+import FairwayScheduling
+import Foundation
+import Logging
+
+/// The worker threads: take the next job the scheduler picks, run it, settle it.
+extension Engine {
+    // MARK: - Workers
+
+    func spawnWorkerLocked() {
+        let slot = WorkerSlot(number: nextSlotNumber)
+        nextSlotNumber += 1
+        slots.append(slot)
+        liveThreads += 1
+        startThread(name: "fairway-worker-\(slot.number)") { [self] in workerMain(slot) }
+    }
+
+    func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
+        let thread = Thread(block: body)
+        thread.name = name
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    func workerMain(_ slot: WorkerSlot) {
+        monitor.lock()
+        while let (delivery, definition) = takeNextLocked(slot) {
+            monitor.unlock()
+            let context = JobContext(
+                queue: definition.name,
+                jobType: delivery.jobType,
+                jobID: String(delivery.receipt),
+                attempt: delivery.attempt,
+                maxAttempts: definition.retry.maxAttempts,
+                deadline: .now + definition.timeout,
+                cancellation: slot.cancellation,
+                logger: logger
+            )
+            let source = sources[delivery.sourceIndex]
+            let mark = source.runStarting(delivery)
+            let outcome: JobOutcome
+            if let pool = processPools[delivery.queue.index] {
+                outcome = runInProcess(delivery, context: context, timeout: definition.timeout, pool: pool, slot: slot)
+            } else {
+                outcome = runner.run(
+                    delivery,
+                    context: context,
+                    executor: { slot.executor },
+                    taskStarted: { task in
+                        monitor.withLock { slot.task = task }
+                        if slot.state == .abandoned { task.cancel() }
+                    }
+                )
+            }
+            source.runEnded(mark)
+            let ended = MonotonicClock.now
+            if slot.claim(.finishing) {
+                // Jitter only for a failure: drawing it costs a getrandom system call (2 % of a drain).
+                let settlement = definition.retry.settlement(
+                    for: outcome,
+                    attempt: delivery.attempt,
+                    random: outcome == .succeeded ? 0 : Double.random(in: 0..<1)
+                )
+                sources[delivery.sourceIndex].settle(delivery, settlement)
+                let cost = Double(ended &- slot.startedAt) / 1e9
+                observer?.jobEnded(
+                    queue: definition.name, outcome: outcome, settlement: settlement, runSeconds: cost,
+                    waitSeconds: slot.waitSeconds
+                )
+                monitor.lock()
+                finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
+            } else {
+                // The watchdog or the shutdown settled this job already; its result is discarded.
+                monitor.lock()
+                stuckThreads -= 1
+                slot.task = nil
+                slot.setState(.idle)
+                if liveThreads - stuckThreads > configuration.workers || phase == .stopped {
+                    break
+                }
+            }
+        }
+        liveThreads -= 1
+        slots.removeAll { $0 === slot }
+        stateChanged.broadcast()
+        monitor.unlock()
+    }
+
+    /// Each worker-process pool once.
+    var uniquePools: [WorkerProcessPool] {
+        var seen = Set<ObjectIdentifier>()
+        return processPools.compactMap { $0 }.filter { seen.insert(ObjectIdentifier($0)).inserted }
+    }
+
+    /// Runs a job of a process-isolated queue in a worker process, blocking this worker thread until it ends.
+    func runInProcess(
+        _ delivery: Delivery, context: JobContext, timeout: Duration, pool: WorkerProcessPool, slot: WorkerSlot
+    ) -> JobOutcome {
+        var job = WorkerMessage(kind: .job)
+        job.id = context.jobID
+        job.queue = context.queue
+        job.jobType = delivery.jobType
+        job.attempt = delivery.attempt
+        job.maxAttempts = context.maxAttempts
+        job.timeoutSeconds = timeout.seconds
+        let result = pool.run(job, payload: delivery.payload) { cancel in
+            monitor.withLock { slot.cancelProcess = cancel }
+            if slot.state == .abandoned { cancel() }
+        }
+        monitor.withLock { slot.cancelProcess = nil }
+        switch result {
+        case .finished(.success, _):
+            return .succeeded
+        case .finished(.failure, let reason):
+            return .failed(reason: reason ?? "the worker reported a failure without a reason")
+        case .finished(.rejected, let reason):
+            return .rejected(reason: reason ?? "the worker rejected the job without a reason")
+        case .crashed(let reason):
+            // A worker killed after its job timed out is the timeout's doing, already reported.
+            guard slot.state != .abandoned else { return .crashed(reason: reason) }
+            logger.warning(
+                "worker process crashed",
+                metadata: ["queue": "\(context.queue)", "job": "\(delivery.jobType)", "reason": "\(reason)"])
+            return .crashed(reason: reason)
+        case .notStarted(let reason):
+            logger.error(
+                "worker process could not start", metadata: ["queue": "\(context.queue)", "reason": "\(reason)"])
+            return .failed(reason: reason)
+        }
+    }
+
+    /// Waits for the next job the scheduler picks, or returns nil when the worker should exit.
+    func takeNextLocked(_ slot: WorkerSlot) -> (Delivery, QueueDefinition)? {
+        while true {
+            guard phase == .running else { return nil }
+            if liveThreads - stuckThreads > configuration.workers { return nil }
+            let now = MonotonicClock.now
+            if exclusiveSlot == nil, let dispatch = scheduler.next(now: now) {
+                let index = dispatch.queue.index
+                let delivery = buffers[index].removeFirst()
+                let definition = definitions[index]
+                slot.delivery = delivery
+                slot.dispatch = dispatch
+                slot.startedAt = now
+                // A suspect's clock starts once it runs alone, below.
+                slot.deadline = delivery.suspect ? .max : now &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
+                slot.cancellation.reset()
+                slot.setState(.running)
+                busyWorkers += 1
+                slot.waitSeconds = nil
+                if let enqueuedAt = delivery.enqueuedAt {
+                    let wall = WallClock.now
+                    let wait = wall > enqueuedAt ? Double(wall - enqueuedAt) / 1e9 : 0
+                    counters[index].waitSeconds += wait
+                    counters[index].waitSamples += 1
+                    slot.waitSeconds = wait
+                }
+                if slot.deadline < watchdogDeadline {
+                    watchdogWake.signal()
+                }
+                if delivery.suspect {
+                    // Alone: wait for the jobs already running to end, and start no other meanwhile.
+                    exclusiveSlot = slot
+                    while busyWorkers > 1 && phase == .running {
+                        stateChanged.wait()
+                    }
+                    if slot.state == .abandoned {
+                        // The shutdown released it while it waited: it never ran.
+                        stuckThreads -= 1
+                        slot.setState(.idle)
+                        continue
+                    }
+                    let started = MonotonicClock.now
+                    slot.startedAt = started
+                    slot.deadline = started &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
+                    if slot.deadline < watchdogDeadline {
+                        watchdogWake.signal()
+                    }
+                } else if idleWorkers > 0 && scheduler.hasEligibleQueue {
+                    workAvailable.signal()
+                }
+                return (delivery, definition)
+            }
+            idleWorkers += 1
+            if let wake = scheduler.nextTokenTime {
+                workAvailable.wait(until: wake)
+            } else {
+                workAvailable.wait()
+            }
+            idleWorkers -= 1
+        }
+    }
+
+    /// Returns a finished job's slot to the scheduler and counts its outcome. Called with the monitor held,
+    /// after the job's settlement was handed to its source.
+    func finishLocked(_ slot: WorkerSlot, outcome: JobOutcome?, settlement: Settlement, cost: Double) {
+        guard let dispatch = slot.dispatch else { return }
+        let index = dispatch.queue.index
+        scheduler.complete(dispatch.queue, charge: dispatch.charge, cost: cost, now: MonotonicClock.now)
+        busyWorkers -= 1
+        counters[index].busySeconds += cost
+        switch outcome {
+        case .succeeded: counters[index].succeeded += 1
+        case .failed: counters[index].failed += 1
+        case .timedOut: counters[index].timedOut += 1
+        case .rejected: counters[index].rejected += 1
+        case .crashed: counters[index].crashed += 1
+        case nil: break
+        }
+        switch settlement {
+        case .ack: break
+        case .retry: counters[index].retried += 1
+        case .deadLetter: counters[index].deadLettered += 1
+        case .release: break
+        }
+        slot.dispatch = nil
+        slot.delivery = nil
+        slot.deadline = .max
+        if exclusiveSlot === slot {
+            exclusiveSlot = nil
+            workAvailable.broadcast()
+        }
+        if exclusiveSlot != nil {
+            stateChanged.broadcast()
+        }
+        if slot.state == .finishing {
+            slot.setState(.idle)
+        }
+        if busyWorkers == 0 {
+            stateChanged.broadcast()
+        }
+        if idleWorkers > 0 && scheduler.hasEligibleQueue {
+            workAvailable.signal()
+        }
+    }
+}
