@@ -46,6 +46,7 @@ let package = Package(
         .target(
             name: "FairwayProcessWorkers",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "CProcess",
                 "FairwayJobs",
                 .product(name: "Logging", package: "swift-log"),
@@ -55,6 +56,7 @@ let package = Package(
         .target(
             name: "FairwayRuntime",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FairwayScheduling",
                 "FairwayJobs",
                 "FairwayProcessWorkers",
@@ -76,6 +78,7 @@ let package = Package(
                 "FairwayRuntime",
                 "FairwayScheduling",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // Debian's librabbitmq (rabbitmq-c 0.11), with small C helpers for login and field tables.
@@ -88,6 +91,7 @@ let package = Package(
         .target(
             name: "FairwayAMQP",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "CRabbitMQ",
                 "FairwayRuntime",
                 "FairwayScheduling",
@@ -99,6 +103,7 @@ let package = Package(
         .target(
             name: "FairwayHTTP",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FairwayJobs",
                 "FairwayRuntime",
                 "FairwayProcessWorkers",
@@ -124,6 +129,7 @@ let package = Package(
         .executableTarget(
             name: "fairway",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FairwayScheduling",
                 "FairwayJobs",
                 "FairwayRuntime",
@@ -153,6 +159,7 @@ let package = Package(
         .testTarget(
             name: "FairwayConfigTests",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FairwayConfig", "FairwayRuntime", "FairwayScheduling", "FairwayProcessWorkers", "FairwaySQLite",
                 "FairwayTestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
             ]
@@ -160,6 +167,7 @@ let package = Package(
         .testTarget(
             name: "FairwaySQLiteTests",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FairwaySQLite", "FairwayRuntime", "FairwayJobs", "FairwayScheduling", "CSQLite", "FairwayTestSupport",
             ]
         ),
@@ -172,6 +180,7 @@ let package = Package(
         .testTarget(
             name: "FairwayAMQPTests",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FairwayAMQP", "FairwaySQLite", "FairwayRuntime", "FairwayJobs", "FairwayScheduling",
                 "FairwayTestSupport", "CRabbitMQ",
                 .product(name: "PropertyBased", package: "swift-property-based"),
@@ -184,6 +193,7 @@ let package = Package(
         .testTarget(
             name: "FairwayCLITests",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

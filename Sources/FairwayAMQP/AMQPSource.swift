@@ -2,7 +2,7 @@ import FairwayRuntime
 import FairwayScheduling
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Jobs from a RabbitMQ broker: push consumption through rabbitmq-c, one I/O thread per connection.
 ///
@@ -53,8 +53,8 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
     private let logger: Logger
     /// Set once in `start`, before any connection starts, and read from worker threads (settlements) and
     /// the HTTP sampler: appending while connection 0 already delivered corrupted the heap.
-    private let connectionList = Mutex<[ConnectionWorker]>([])
-    private var connections: [ConnectionWorker] { connectionList.withLock { $0 } }
+    private let connectionList = NIOLockedValueBox<[ConnectionWorker]>([])
+    private var connections: [ConnectionWorker] { connectionList.withLockedValue { $0 } }
     private let counter: any CrashCounting
     private let journal: RunJournal
 
@@ -111,7 +111,7 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
                 sink: sink, counter: counter, logger: logger
             )
         }
-        connectionList.withLock { $0 = workers }
+        connectionList.withLockedValue { $0 = workers }
         for worker in workers {
             worker.start()
         }
@@ -150,7 +150,7 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
 
     public func settle(_ delivery: Delivery, _ settlement: Settlement) {
         let index = Int(delivery.receipt >> 48)
-        guard let worker = connectionList.withLock({ index < $0.count ? $0[index] : nil }) else { return }
+        guard let worker = connectionList.withLockedValue({ index < $0.count ? $0[index] : nil }) else { return }
         worker.settle(delivery, settlement)
     }
 

@@ -1,8 +1,8 @@
 import FairwayProcessWorkers
 import FairwayRuntime
 import Foundation
+import NIOConcurrencyHelpers
 import Prometheus
-import Synchronization
 
 /// Every metric Fairway exposes, in one place. Process-wide metrics live on a swift-prometheus registry;
 /// the per-queue families are kept as plain numbers and rendered at each scrape, so that 10,000 queues
@@ -40,8 +40,8 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
     private let series: [QueueSeries]
     private let seriesByName: [String: QueueSeries]
     /// The compact form's histograms, across all queues.
-    private let allRuns: Mutex<HistogramCounts>
-    private let allWaits: Mutex<HistogramCounts>
+    private let allRuns: NIOLockedValueBox<HistogramCounts>
+    private let allWaits: NIOLockedValueBox<HistogramCounts>
     private let workers: Gauge
     private let busyWorkers: Gauge
     private let stuckWorkers: Gauge
@@ -54,7 +54,7 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
     private let processesRecycled: Counter
     private let processesIdle: Gauge
     /// The engine's process counts at the last scrape: counters grow by the difference.
-    private let lastProcessCounts = Mutex(WorkerProcessCounts())
+    private let lastProcessCounts = NIOLockedValueBox(WorkerProcessCounts())
 
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "fairway", metricName: metric, unitName: unit, helpText: help)
@@ -67,8 +67,8 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         self.fullDetail = fullDetail
         series = queueNames.map { QueueSeries(name: $0, histograms: fullDetail) }
         seriesByName = Dictionary(series.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        allRuns = Mutex(HistogramCounts(bounds: Self.runBuckets))
-        allWaits = Mutex(HistogramCounts(bounds: Self.waitBuckets))
+        allRuns = NIOLockedValueBox(HistogramCounts(bounds: Self.runBuckets))
+        allWaits = NIOLockedValueBox(HistogramCounts(bounds: Self.waitBuckets))
         let registry = self.registry
         workers = registry.makeGauge(descriptor: Self.name("workers", "threads", "Worker threads in the pool."))
         busyWorkers = registry.makeGauge(
@@ -116,15 +116,15 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         }
         let ran = outcome != nil
         if fullDetail {
-            queueSeries.recorded.withLock { recorded in
+            queueSeries.recorded.withLockedValue { recorded in
                 recorded.outcomes[label.index] += 1
                 if ran { recorded.run?.record(runSeconds) }
                 if let waitSeconds { recorded.wait?.record(waitSeconds) }
             }
         } else {
-            queueSeries.recorded.withLock { $0.outcomes[label.index] += 1 }
-            if ran { allRuns.withLock { $0.record(runSeconds) } }
-            if let waitSeconds { allWaits.withLock { $0.record(waitSeconds) } }
+            queueSeries.recorded.withLockedValue { $0.outcomes[label.index] += 1 }
+            if ran { allRuns.withLockedValue { $0.record(runSeconds) } }
+            if let waitSeconds { allWaits.withLockedValue { $0.record(waitSeconds) } }
         }
     }
 
@@ -149,7 +149,7 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
             help: "Runs that ended, by outcome: success, retry, dead_letter, timeout, crash, released.")
         let outcomeLabels = Outcome.allCases.map { "outcome=\"\($0.rawValue)\"" }
         for queue in series {
-            let outcomes = queue.recorded.withLock { $0.outcomes }
+            let outcomes = queue.recorded.withLockedValue { $0.outcomes }
             for (index, count) in outcomes.enumerated() where fullDetail || count > 0 {
                 text.sample(name, labels: queue.label, extra: outcomeLabels[index], value: Double(count))
             }
@@ -161,15 +161,19 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         let wait = "fairway_job_wait_duration_seconds"
         text.family(run, type: "histogram", help: "How long jobs ran.")
         if fullDetail {
-            for queue in series { queue.recorded.withLock { $0.run }?.render(run, labels: queue.label, into: &text) }
+            for queue in series {
+                queue.recorded.withLockedValue { $0.run }?.render(run, labels: queue.label, into: &text)
+            }
         } else {
-            allRuns.withLock { $0 }.render(run, labels: [], into: &text)
+            allRuns.withLockedValue { $0 }.render(run, labels: [], into: &text)
         }
         text.family(wait, type: "histogram", help: "How long jobs waited between enqueue and start.")
         if fullDetail {
-            for queue in series { queue.recorded.withLock { $0.wait }?.render(wait, labels: queue.label, into: &text) }
+            for queue in series {
+                queue.recorded.withLockedValue { $0.wait }?.render(wait, labels: queue.label, into: &text)
+            }
         } else {
-            allWaits.withLock { $0 }.render(wait, labels: [], into: &text)
+            allWaits.withLockedValue { $0 }.render(wait, labels: [], into: &text)
         }
     }
 
@@ -215,7 +219,7 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
         heldJobs.set(to: Double(snapshot.held))
         draining.set(to: snapshot.draining ? 1 : 0)
         let counts = snapshot.workerProcesses
-        let last = lastProcessCounts.withLock { last in
+        let last = lastProcessCounts.withLockedValue { last in
             defer { last = counts }
             return last
         }

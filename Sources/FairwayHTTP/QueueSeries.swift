@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// What one queue has recorded since the process started: runs by outcome and, in full detail, its own
 /// run and wait histograms. Levels (ready, held, in flight) are not stored: they are read at each scrape.
@@ -13,12 +13,12 @@ final class QueueSeries: Sendable {
     let name: String
     /// `queue="<name>"`, escaped once.
     let label: [UInt8]
-    let recorded: Mutex<Recorded>
+    let recorded: NIOLockedValueBox<Recorded>
 
     init(name: String, histograms: Bool) {
         self.name = name
         label = PrometheusText.label("queue", name)
-        recorded = Mutex(
+        recorded = NIOLockedValueBox(
             Recorded(
                 outcomes: Array(repeating: 0, count: FairwayMetrics.Outcome.allCases.count),
                 run: histograms ? HistogramCounts(bounds: FairwayMetrics.runBuckets) : nil,

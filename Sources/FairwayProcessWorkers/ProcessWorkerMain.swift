@@ -2,7 +2,7 @@ import CProcess
 import FairwayJobs
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The worker-process side of the protocol, for programs that register Swift handlers: the supervisor
 /// re-executes the program with `FAIRWAY_PROCESS_WORKER=1`, and the program, first thing in `main`, calls
@@ -31,11 +31,11 @@ public enum ProcessWorkerMain {
         let channel = WorkerChannel(input: 0, output: protocolOutput)
         let logger = Logger(label: "fairway.worker") { StreamLogHandler.standardError(label: $0) }
 
-        let current = Mutex<CancellationFlag?>(nil)
+        let current = NIOLockedValueBox<CancellationFlag?>(nil)
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
-        terminate.setEventHandler { current.withLock { $0?.cancel() } }
+        terminate.setEventHandler { current.withLockedValue { $0?.cancel() } }
         terminate.resume()
         defer { terminate.cancel() }
 
@@ -48,7 +48,7 @@ public enum ProcessWorkerMain {
                     return 65
                 }
                 let flag = CancellationFlag()
-                current.withLock { $0 = flag }
+                current.withLockedValue { $0 = flag }
                 let context = JobContext(
                     queue: job.queue ?? "",
                     jobType: jobType,
@@ -60,7 +60,7 @@ public enum ProcessWorkerMain {
                     logger: logger
                 )
                 let (outcome, reason) = run(registry.body(for: jobType), jobType: jobType, payload, context)
-                current.withLock { $0 = nil }
+                current.withLockedValue { $0 = nil }
                 try channel.send(.result(id: id, outcome: outcome, reason: reason))
             }
         } catch .closed {
@@ -87,19 +87,19 @@ public enum ProcessWorkerMain {
             }
         case .async(let handler):
             let done = DispatchSemaphore(value: 0)
-            let result = Mutex<(WorkerMessage.Outcome, String?)>((.failure, "handler did not finish"))
+            let result = NIOLockedValueBox<(WorkerMessage.Outcome, String?)>((.failure, "handler did not finish"))
             Task {
                 do {
                     try await handler(payload, context)
-                    result.withLock { $0 = (.success, nil) }
+                    result.withLockedValue { $0 = (.success, nil) }
                 } catch {
                     let ended = outcome(of: error)
-                    result.withLock { $0 = ended }
+                    result.withLockedValue { $0 = ended }
                 }
                 done.signal()
             }
             done.wait()
-            return result.withLock { $0 }
+            return result.withLockedValue { $0 }
         }
     }
 

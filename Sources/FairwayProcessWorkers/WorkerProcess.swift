@@ -1,6 +1,6 @@
 import CProcess
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// One worker process as its supervisor sees it: the pipes to it, and its life and death.
 ///
@@ -22,7 +22,7 @@ public final class WorkerProcess: @unchecked Sendable {
         var stopRequested = false
         var outputClosed = false
     }
-    private let life = Mutex(Life())
+    private let life = NIOLockedValueBox(Life())
 
     private init(pid: pid_t, channel: WorkerChannel) {
         self.pid = pid
@@ -115,7 +115,7 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// Asks the worker to stop its job (SIGTERM), and kills it (SIGKILL) if it is still there after `grace`.
     func terminate(grace: Duration) {
-        let first = life.withLock { life -> Bool in
+        let first = life.withLockedValue { life -> Bool in
             defer { life.stopRequested = true }
             if !life.reaped { _ = Foundation.kill(pid, SIGTERM) }
             return !life.stopRequested
@@ -125,12 +125,12 @@ public final class WorkerProcess: @unchecked Sendable {
     }
 
     /// True once ``terminate(grace:)`` was called: the process is not given another job.
-    var stopRequested: Bool { life.withLock { $0.stopRequested } }
+    var stopRequested: Bool { life.withLockedValue { $0.stopRequested } }
 
     /// Ends the worker politely: its stdin closes, it exits, and it is reaped in the background; past
     /// `grace` it is killed.
     func retire(grace: Duration) {
-        life.withLock { life in
+        life.withLockedValue { life in
             life.stopRequested = true
             if !life.outputClosed {
                 close(channel.output)
@@ -143,7 +143,7 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// SIGKILL, unless the process was already reaped.
     func kill() {
-        life.withLock { life in
+        life.withLockedValue { life in
             if !life.reaped { _ = Foundation.kill(pid, SIGKILL) }
         }
     }
@@ -152,11 +152,11 @@ public final class WorkerProcess: @unchecked Sendable {
     /// Closes the pipes. Safe to call more than once.
     @discardableResult
     func reap() -> String {
-        if let known = life.withLock({ $0.exitDescription }) { return known }
+        if let known = life.withLockedValue({ $0.exitDescription }) { return known }
         // Wait without reaping, so that a concurrent kill() never signals a reused pid.
         var info = siginfo_t()
         while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
-        return life.withLock { life in
+        return life.withLockedValue { life in
             if let known = life.exitDescription { return known }
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// How a job sent to a worker process ended, as the supervisor saw it.
 public enum WorkerRunResult: Sendable, Equatable {
@@ -57,7 +57,7 @@ public final class WorkerProcessPool: Sendable {
         /// Started, crashed and recycled so far; `idle` is read from `idle` itself.
         var counts = WorkerProcessCounts()
     }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     public init(settings: ProcessWorkerSettings, startTimeout: Duration = .seconds(30)) {
         self.settings = settings
@@ -68,7 +68,7 @@ public final class WorkerProcessPool: Sendable {
 
     /// Workers started, crashed (died mid-job or broke the protocol) and recycled so far, and idle now.
     public var counts: WorkerProcessCounts {
-        state.withLock { state in
+        state.withLockedValue { state in
             var counts = state.counts
             counts.idle = state.idle.count
             return counts
@@ -77,7 +77,7 @@ public final class WorkerProcessPool: Sendable {
 
     /// The process ids of the workers waiting for a job, for diagnostics.
     public var idleProcessIDs: [pid_t] {
-        state.withLock { $0.idle.map(\.pid) }
+        state.withLockedValue { $0.idle.map(\.pid) }
     }
 
     /// Runs one job in a worker process, on the calling thread, blocking it until the job ends.
@@ -98,10 +98,10 @@ public final class WorkerProcessPool: Sendable {
                 let death = process.reap()
                 tries += 1
                 guard tries < 3 else {
-                    state.withLock { $0.counts.crashed += 1 }
+                    state.withLockedValue { $0.counts.crashed += 1 }
                     return .crashed(reason: "worker process \(process.pid) \(death) before it could take the job")
                 }
-                state.withLock { $0.counts.recycled += 1 }
+                state.withLockedValue { $0.counts.recycled += 1 }
                 process = try spawn()
             }
         } catch {
@@ -118,7 +118,7 @@ public final class WorkerProcessPool: Sendable {
             let stopped = process.stopRequested
             process.kill()
             let death = process.reap()
-            state.withLock { state in
+            state.withLockedValue { state in
                 if stopped {
                     state.counts.recycled += 1
                 } else {
@@ -134,7 +134,7 @@ public final class WorkerProcessPool: Sendable {
 
     /// Stops every idle worker and makes later check-ins stop theirs.
     public func shutdown() {
-        let idle = state.withLock { state -> [WorkerProcess] in
+        let idle = state.withLockedValue { state -> [WorkerProcess] in
             state.closed = true
             defer { state.idle.removeAll() }
             return state.idle
@@ -145,7 +145,7 @@ public final class WorkerProcessPool: Sendable {
     }
 
     private func checkout() throws(WorkerStartError) -> WorkerProcess {
-        if let process = state.withLock({ $0.idle.popLast() }) {
+        if let process = state.withLockedValue({ $0.idle.popLast() }) {
             return process
         }
         return try spawn()
@@ -153,7 +153,7 @@ public final class WorkerProcessPool: Sendable {
 
     private func spawn() throws(WorkerStartError) -> WorkerProcess {
         let process = try WorkerProcess.spawn(command: settings.command, startTimeout: startTimeout)
-        state.withLock { $0.counts.started += 1 }
+        state.withLockedValue { $0.counts.started += 1 }
         return process
     }
 
@@ -169,7 +169,7 @@ public final class WorkerProcessPool: Sendable {
         {
             retire = true
         }
-        let kept = state.withLock { state -> Bool in
+        let kept = state.withLockedValue { state -> Bool in
             if retire || state.closed {
                 state.counts.recycled += retire ? 1 : 0
                 return false

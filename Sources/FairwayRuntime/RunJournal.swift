@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Which jobs this process is running right now, kept in a small file mapped into memory, so that a crash
 /// is charged to the jobs that were running when it happened and to no other.
@@ -31,7 +31,8 @@ public final class RunJournal: Sendable {
         fileprivate let descriptor: Int32
     }
 
-    private struct Mapping {
+    /// Unchecked: the mapped pointer is only read or written while the lock around it is held.
+    private struct Mapping: @unchecked Sendable {
         var descriptor: Int32
         var base: UnsafeMutableRawPointer?
         var capacity: Int
@@ -40,7 +41,7 @@ public final class RunJournal: Sendable {
 
     public let path: String
     public let owner: String
-    private let mapping: Mutex<Mapping>
+    private let mapping: NIOLockedValueBox<Mapping>
 
     private static let magic: UInt64 = 0x3130_4E55_5257_4654  // "FTWRUN01" read as little-endian bytes
     private static let ownerCapacity = 240
@@ -78,12 +79,12 @@ public final class RunJournal: Sendable {
         }
         self.path = name
         self.owner = owner
-        self.mapping = Mutex(
+        self.mapping = NIOLockedValueBox(
             Mapping(descriptor: descriptor, base: base, capacity: slots, free: Array((0..<slots).reversed())))
     }
 
     deinit {
-        mapping.withLock { mapping in
+        mapping.withLockedValue { mapping in
             if let base = mapping.base { munmap(base, Self.headerSize + mapping.capacity * 8) }
             if mapping.descriptor >= 0 { close(mapping.descriptor) }
         }
@@ -91,7 +92,7 @@ public final class RunJournal: Sendable {
 
     /// Records that the job with `key` (never 0) is starting. Call right before its handler runs.
     public func begin(_ key: UInt64) -> Mark {
-        mapping.withLock { mapping in
+        mapping.withLockedValue { mapping in
             guard mapping.base != nil else { return .none }
             if mapping.free.isEmpty, !Self.grow(&mapping) { return .none }
             // Read after growing: a grown journal is mapped anew.
@@ -105,7 +106,7 @@ public final class RunJournal: Sendable {
     /// Records that the run marked `mark` ended (its handler returned, whatever the outcome).
     public func end(_ mark: Mark) {
         guard mark.slot >= 0 else { return }
-        mapping.withLock { mapping in
+        mapping.withLockedValue { mapping in
             guard let base = mapping.base, mark.slot < mapping.capacity else { return }
             (base + Self.headerSize).storeBytes(of: 0, toByteOffset: mark.slot * 8, as: UInt64.self)
             mapping.free.append(mark.slot)
@@ -114,7 +115,7 @@ public final class RunJournal: Sendable {
 
     /// Jobs running now, by key: for tests and diagnostics.
     public var running: [UInt64] {
-        mapping.withLock { mapping in
+        mapping.withLockedValue { mapping in
             guard let base = mapping.base else { return [] }
             return (0..<mapping.capacity).compactMap { slot in
                 let key = (base + Self.headerSize).load(fromByteOffset: slot * 8, as: UInt64.self)
@@ -125,7 +126,7 @@ public final class RunJournal: Sendable {
 
     /// Deletes the journal at a clean stop: nothing it records was a crash. Later calls do nothing.
     public func remove() {
-        mapping.withLock { mapping in
+        mapping.withLockedValue { mapping in
             guard mapping.descriptor >= 0 else { return }
             unlink(path)
             if let base = mapping.base { munmap(base, Self.headerSize + mapping.capacity * 8) }

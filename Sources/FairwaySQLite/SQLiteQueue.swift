@@ -1,6 +1,6 @@
 import FairwayRuntime
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// An enqueue that was refused; nothing was written.
 public struct EnqueueError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -88,7 +88,7 @@ public final class SQLiteQueue: @unchecked Sendable {
     private let connection: SQLiteConnection
     /// What a source of this process asks of the enqueues: set and cleared by its start and close while
     /// any thread may be enqueueing, so behind a lock of their own.
-    private let sourceHooks = Mutex(SourceHooks())
+    private let sourceHooks = NIOLockedValueBox(SourceHooks())
 
     private struct SourceHooks {
         var onEnqueue: (@Sendable (Set<String>) -> Void)?
@@ -98,14 +98,14 @@ public final class SQLiteQueue: @unchecked Sendable {
     /// Called after jobs were committed, with their queues: the source of the same process uses it to
     /// wake at once instead of noticing the change on its next tick.
     var onEnqueue: (@Sendable (Set<String>) -> Void)? {
-        get { sourceHooks.withLock { $0.onEnqueue } }
-        set { sourceHooks.withLock { $0.onEnqueue = newValue } }
+        get { sourceHooks.withLockedValue { $0.onEnqueue } }
+        set { sourceHooks.withLockedValue { $0.onEnqueue = newValue } }
     }
     /// Set by a running source of this process: enqueues then go through its store thread, committed with
     /// its own next transaction instead of competing with it for the file's write lock.
     var routeEnqueue: (@Sendable ([NewJob]) throws -> [Int64])? {
-        get { sourceHooks.withLock { $0.routeEnqueue } }
-        set { sourceHooks.withLock { $0.routeEnqueue = newValue } }
+        get { sourceHooks.withLockedValue { $0.routeEnqueue } }
+        set { sourceHooks.withLockedValue { $0.routeEnqueue = newValue } }
     }
 
     /// Opens the queue file at `path`, creating it when `create` is true. Refuses a file that is not a

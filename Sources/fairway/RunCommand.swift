@@ -7,7 +7,7 @@ import FairwayRuntime
 import FairwaySQLite
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// `fairway run --config PATH`: serve the configured queues until SIGINT or SIGTERM; SIGHUP reloads what
 /// can change live (``LiveReload``).
@@ -167,7 +167,7 @@ final class SignalWatcher: @unchecked Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
     private let queue = DispatchQueue(label: "fairway.signals")
     private var sources: [any DispatchSourceSignal] = []
-    private let received = Mutex<[Int32]>([])
+    private let received = NIOLockedValueBox<[Int32]>([])
 
     init(signals: [Int32]) {
         for number in signals {
@@ -175,7 +175,7 @@ final class SignalWatcher: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler { [weak self] in
                 guard let self else { return }
-                self.received.withLock { $0.append(number) }
+                self.received.withLockedValue { $0.append(number) }
                 self.semaphore.signal()
             }
             source.resume()
@@ -186,7 +186,7 @@ final class SignalWatcher: @unchecked Sendable {
     /// Waits for the next signal and returns its number.
     func wait() -> Int32 {
         semaphore.wait()
-        return received.withLock { $0.removeFirst() }
+        return received.withLockedValue { $0.removeFirst() }
     }
 }
 

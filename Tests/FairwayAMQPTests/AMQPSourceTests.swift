@@ -5,7 +5,7 @@ import FairwayScheduling
 import FairwayTestSupport
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import FairwayAMQP
@@ -253,19 +253,19 @@ struct AMQPSourceTests {
             }
         }
         consumer.close()
-        let seen = Mutex<[Int]>([])
+        let seen = NIOLockedValueBox<[Int]>([])
         let harness = try AMQPHarness(
             queues: [QueueDefinition(name: queue, retry: quickRetry(3))],
             configure: { $0.queueType = .quorum },
             register: { registry in
                 registry.register(JobName<NoParameters>("counted")) { _, context in
-                    seen.withLock { $0.append(context.attempt) }
+                    seen.withLockedValue { $0.append(context.attempt) }
                 }
             })
         try harness.engine.start()
         defer { harness.engine.shutdown(drainTimeout: .seconds(5)) }
         #expect(eventually { harness.snapshot(queue).succeeded == 1 })
-        #expect(seen.withLock { $0 } == [1], "the first run is attempt 1, whatever the broker's delivery count")
+        #expect(seen.withLockedValue { $0 } == [1], "the first run is attempt 1, whatever the broker's delivery count")
         #expect((try? Broker.count(queue + ".dead")) ?? 0 == 0)
     }
 

@@ -4,8 +4,8 @@ import FairwayRuntime
 import FairwayTestSupport
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import PropertyBased
-import Synchronization
 import Testing
 
 @testable import FairwayAMQP
@@ -22,18 +22,18 @@ struct MessageFuzzTests {
 
     @Test("random properties and headers of every kind: every message runs or is dead-lettered with a reason")
     func fuzzedMessages() async throws {
-        let published = Mutex(0)
+        let published = NIOLockedValueBox(0)
         await propertyCheck(count: 20, input: Gen.uint64()) { seed in
             let names = TestQueues()
             let queue = names.name("fuzz")
-            let attempts = Mutex<[Int]>([])
+            let attempts = NIOLockedValueBox<[Int]>([])
             let messages = CapturingLogHandler.Messages()
             let harness = try! AMQPHarness(
                 queues: [QueueDefinition(name: queue, retry: quickRetry(3))],
                 logger: Logger(label: "fuzz") { _ in CapturingLogHandler(sink: messages) },
                 register: { registry in
                     registry.register(JobName<NoParameters>("ok")) { _, context in
-                        attempts.withLock { $0.append(context.attempt) }
+                        attempts.withLockedValue { $0.append(context.attempt) }
                     }
                 })
             let count = 50
@@ -65,14 +65,14 @@ struct MessageFuzzTests {
                 settled,
                 "seed \(seed): \(harness.snapshot(queue).succeeded) ran, \(dead) dead of \(count); log: \(messages.all.suffix(3))"
             )
-            let seen = attempts.withLock { $0 }
+            let seen = attempts.withLockedValue { $0 }
             #expect(seen.allSatisfy { (1...3).contains($0) }, "seed \(seed): attempts \(seen)")
             let letters = dead > 0 ? try! Broker.drain(queue + ".dead") : []
             #expect(letters.allSatisfy { !($0.reason ?? "").isEmpty }, "seed \(seed): a dead letter without a reason")
-            published.withLock { $0 += count }
+            published.withLockedValue { $0 += count }
         }
-        print("AMQP message fuzzing: \(published.withLock { $0 }) messages with fuzzed properties and headers")
-        #expect(published.withLock { $0 } == 1000)
+        print("AMQP message fuzzing: \(published.withLockedValue { $0 }) messages with fuzzed properties and headers")
+        #expect(published.withLockedValue { $0 } == 1000)
     }
 
     @Test(
@@ -88,12 +88,12 @@ struct MessageFuzzTests {
     func forgedAttempt(_ name: String, _ value: FieldValue, _ signature: String?) throws {
         let names = TestQueues()
         let queue = names.name("forged")
-        let seen = Mutex<[Int]>([])
+        let seen = NIOLockedValueBox<[Int]>([])
         let harness = try AMQPHarness(
             queues: [QueueDefinition(name: queue, retry: quickRetry(3))],
             register: { registry in
                 registry.register(JobName<NoParameters>("counted")) { _, context in
-                    seen.withLock { $0.append(context.attempt) }
+                    seen.withLockedValue { $0.append(context.attempt) }
                     throw JobError.permanent("stop here")
                 }
             })
@@ -108,7 +108,7 @@ struct MessageFuzzTests {
         try harness.engine.start()
         defer { harness.engine.shutdown(drainTimeout: .seconds(5)) }
         #expect(eventually { (try? Broker.count(queue + ".dead")) == 1 }, "\(name)")
-        #expect(seen.withLock { $0 } == [1], "\(name): the forged count was believed")
+        #expect(seen.withLockedValue { $0 } == [1], "\(name): the forged count was believed")
         let letter = try #require(try Broker.drain(queue + ".dead").first)
         #expect(
             letter.reason == "stop here" && letter.attempts == 1,

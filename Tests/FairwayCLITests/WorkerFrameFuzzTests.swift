@@ -1,8 +1,8 @@
 import FairwayProcessWorkers
 import FairwayTestSupport
 import Foundation
+import NIOConcurrencyHelpers
 import PropertyBased
-import Synchronization
 import Testing
 
 /// Frames from a worker process are untrusted: a real child process (a shell script) says hello and answers
@@ -13,7 +13,7 @@ struct WorkerFrameFuzzTests {
     @Test("fuzzed results and hellos: each ends as a result or a named error, and the supervisor survives")
     func fuzzedFrames() async throws {
         let folder = TestFolder()
-        let counts = Mutex<[String: Int]>([:])
+        let counts = NIOLockedValueBox<[String: Int]>([:])
         await propertyCheck(count: 30, input: Gen.uint64()) { seed in
             var fuzzer = FrameFuzzer(seed: seed)
             for index in 0..<6 {
@@ -43,10 +43,10 @@ struct WorkerFrameFuzzTests {
                     kind = "refused at start"
                     #expect(reason.contains("/bin/sh"), "seed \(seed): the reason names the command: \(reason)")
                 }
-                counts.withLock { $0[kind, default: 0] += 1 }
+                counts.withLockedValue { $0[kind, default: 0] += 1 }
             }
         }
-        let seen = counts.withLock { $0 }
+        let seen = counts.withLockedValue { $0 }
         print("worker frame fuzzing: \(seen.values.reduce(0, +)) frames, \(seen.sorted { $0.key < $1.key })")
         #expect(seen.values.reduce(0, +) == 180)
         #expect(seen["crash", default: 0] > 0 && seen.keys.contains { $0.hasPrefix("result") })

@@ -1,8 +1,8 @@
 import FairwayConfig
 import FairwayTestSupport
 import Foundation
+import NIOConcurrencyHelpers
 import PropertyBased
-import Synchronization
 import Testing
 
 /// A configuration file is outside input too: random YAML built from the real field names with
@@ -12,13 +12,13 @@ import Testing
 struct ConfigurationFuzzTests {
     @Test("random documents of real fields with adversarial values: each loads or names its error")
     func randomDocuments() async {
-        let outcomes = Mutex([0, 0])
+        let outcomes = NIOLockedValueBox([0, 0])
         await propertyCheck(count: 2000, input: Gen.uint64()) { seed in
             var fuzzer = ConfigFuzzer(seed: seed)
             let yaml = fuzzer.document()
             Self.check(yaml, seed: seed, outcomes: outcomes)
         }
-        let (loaded, refused) = outcomes.withLock { ($0[0], $0[1]) }
+        let (loaded, refused) = outcomes.withLockedValue { ($0[0], $0[1]) }
         print("configuration fuzzing, random documents: \(loaded) loaded, \(refused) refused with a named error")
         #expect(loaded + refused == 2000)
         #expect(refused > 0 && loaded > 20, "the generator should make both kinds: \(loaded) loaded")
@@ -28,7 +28,7 @@ struct ConfigurationFuzzTests {
     func mutatedExample() async throws {
         let path = ConfigurationLoaderTests.packageRoot.appendingPathComponent("config/fairway.yaml").path
         let example = Array(try String(contentsOfFile: path, encoding: .utf8).utf8)
-        let outcomes = Mutex([0, 0])
+        let outcomes = NIOLockedValueBox([0, 0])
         await propertyCheck(count: 1000, input: Gen.uint64()) { seed in
             var random = SplitMix64(seed: seed)
             var bytes = example
@@ -43,19 +43,19 @@ struct ConfigurationFuzzTests {
             }
             Self.check(String(decoding: bytes, as: UTF8.self), seed: seed, outcomes: outcomes)
         }
-        let (loaded, refused) = outcomes.withLock { ($0[0], $0[1]) }
+        let (loaded, refused) = outcomes.withLockedValue { ($0[0], $0[1]) }
         print("configuration fuzzing, mutated example: \(loaded) loaded, \(refused) refused with a named error")
         #expect(loaded + refused == 1000)
     }
 
-    static func check(_ yaml: String, seed: UInt64, outcomes: borrowing Mutex<[Int]>) {
+    static func check(_ yaml: String, seed: UInt64, outcomes: NIOLockedValueBox<[Int]>) {
         let began = Date()
         do {
             _ = try ConfigurationLoader.parse(yaml: yaml, file: "fuzz.yaml", environment: ["TOKEN": "x"])
-            outcomes.withLock { $0[0] += 1 }
+            outcomes.withLockedValue { $0[0] += 1 }
         } catch let error as ConfigError {
             #expect(error.file == "fuzz.yaml" && !error.message.isEmpty, "seed \(seed): \(error)")
-            outcomes.withLock { $0[1] += 1 }
+            outcomes.withLockedValue { $0[1] += 1 }
         } catch {
             Issue.record("seed \(seed): not a ConfigError: \(error)\n\(yaml)")
         }

@@ -1,6 +1,6 @@
 import FairwayRuntime
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import FairwaySQLite
@@ -44,8 +44,8 @@ struct SourceHooksRaceTests {
     }
 
     final class StopFlag: Sendable {
-        private let value = Mutex(false)
-        var isSet: Bool { value.withLock { $0 } }
-        func set() { value.withLock { $0 = true } }
+        private let value = NIOLockedValueBox(false)
+        var isSet: Bool { value.withLockedValue { $0 } }
+        func set() { value.withLockedValue { $0 = true } }
     }
 }
