@@ -1,0 +1,129 @@
+import FairwayRuntime
+import FairwayScheduling
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// One connection, its channels and its I/O thread.
+///
+/// One duty per file: this one holds the state and the calls other threads make; the I/O thread's loop
+/// and channel set-up are in `ConnectionWorker+IOThread.swift`, receiving in
+/// `ConnectionWorker+Receiving.swift`, settling in `ConnectionWorker+Settling.swift`. Members are internal
+/// so that those files can share them; those guarded by `lock` say so, the rest are the I/O thread's.
+final class ConnectionWorker: @unchecked Sendable {
+    let index: Int
+    let queues: [QueueBinding]
+    /// The name of each queue this connection serves, by the engine's identifier: looked up per settlement.
+    let queueNames: [QueueID: String]
+    let options: AMQPSource.Options
+    let sink: any DeliverySink
+    let counter: any CrashCounting
+    let signer: AttemptSigner
+    let logger: Logger
+    let wakeup = WakeupDescriptor()
+
+    let lock = NSCondition()
+    // Guarded by `lock`.
+    var pendingSettlements: [(Delivery, Settlement)] = []
+    var delivering = true
+    var closing = false
+    var finished = false
+    var attempted = false
+    var connected = false
+
+    // Touched only by the I/O thread.
+    var connection: AMQPConnection?
+    var generation: UInt64 = 0
+    var nextSequence: UInt64 = 1
+    var inFlight: [UInt64: InFlight] = [:]
+    var trackers: [UInt16: AckTracker] = [:]
+    var pendingConfirms: [UInt64: PendingCopy] = [:]
+    var consumerTags: [UInt16: String] = [:]
+    var declaredQueues: Set<String> = []
+    var failedQueues: [Int: Date] = [:]
+    /// Queues still to be set up after a connect: done a chunk at a time between receives, so that the
+    /// first queues' deliveries are served while the others are still being declared.
+    var pendingSetUp: [Int] = []
+    /// Queues set up per turn of the I/O loop.
+    static let setUpChunk = 16
+    /// Queues not consumed until the date because their head message cannot be decoded, with the wait
+    /// before the next try (doubling up to ten minutes).
+    var heldBack: [Int: (until: Date, wait: Double)] = [:]
+    var cancelled = false
+    var counterKeysToForget: [String] = []
+
+    static let publishChannel: UInt16 = 1
+
+    struct InFlight {
+        var generation: UInt64
+        var channel: UInt16
+        var tag: UInt64
+        var messageID: String?
+        var counterKey: String?
+    }
+
+    /// A retry or dead-letter copy published and waiting for its confirm before the original is acked.
+    struct PendingCopy {
+        var channel: UInt16
+        var tag: UInt64
+        var counterKey: String?
+    }
+
+    init(
+        index: Int, queues: [QueueBinding], options: AMQPSource.Options, sink: any DeliverySink,
+        counter: any CrashCounting, logger: Logger
+    ) {
+        self.index = index
+        self.queues = queues
+        self.queueNames = Dictionary(uniqueKeysWithValues: queues.map { ($0.id, $0.name) })
+        self.options = options
+        self.sink = sink
+        self.counter = counter
+        self.signer = options.attemptKey.map { AttemptSigner(key: $0) } ?? AttemptSigner(deriveFrom: options.url)
+        self.logger = logger
+    }
+
+    var isConnected: Bool { lock.withLock { connected } }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "fairway-amqp-\(index)"
+        thread.start()
+    }
+
+    func waitForFirstAttempt(timeout: Double) {
+        let deadline = Date().addingTimeInterval(timeout)
+        lock.lock()
+        while !attempted && Date() < deadline {
+            _ = lock.wait(until: deadline)
+        }
+        lock.unlock()
+    }
+
+    func settle(_ delivery: Delivery, _ settlement: Settlement) {
+        lock.withLock { pendingSettlements.append((delivery, settlement)) }
+        wakeup.signal()
+    }
+
+    func stopDelivering() {
+        lock.withLock { delivering = false }
+        wakeup.signal()
+    }
+
+    func close() {
+        lock.withLock { closing = true }
+        wakeup.signal()
+        lock.lock()
+        while !finished {
+            lock.wait()
+        }
+        lock.unlock()
+    }
+
+    func channel(of queue: Int) -> UInt16 { UInt16(queue + 2) }
+
+    /// Reconnects wait 0.1 s, doubling up to this, each cut by a random half at most (so that many
+    /// consumers do not knock at once): a broker that comes back is served again within about a second,
+    /// and one that stays down sees one connection attempt per second per connection.
+    static let longestReconnectDelay = 1.0
+}

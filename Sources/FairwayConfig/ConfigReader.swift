@@ -1,0 +1,62 @@
+import FairwayAMQP
+import FairwayProcessWorkers
+import FairwayRuntime
+import FairwaySQLite
+import FairwayScheduling
+import Foundation
+import Yams
+
+/// Walks the YAML tree, keeping the path to the field being read for errors.
+///
+/// The whole file here; its sections (HTTP, sources, queues) in `ConfigReader+Sections.swift`, single
+/// values (numbers, durations, rates, substitutions) in `ConfigReader+Scalars.swift`.
+struct ConfigReader {
+    let file: String
+    let environment: [String: String]
+
+    static let rootKeys = ["workers", "cost", "http", "sources", "defaults", "queues", "drainTimeout", "scale"]
+    /// The most queues one file may declare, patterns expanded.
+    static let maxQueues = 100_000
+
+    func error(_ field: String, _ node: Node?, _ message: String) -> ConfigError {
+        ConfigError(file: file, field: field, line: node?.mark?.line, message: message)
+    }
+
+    mutating func configuration(_ root: Node) throws -> FairwayConfiguration {
+        let fields = try mapping(root, "", allowed: Self.rootKeys)
+        let workers = try fields["workers"].map { try integer($0, "workers", in: 1...4096) }
+        let cost: CostMode = try fields["cost"].map { try choice($0, "cost", CostMode.allCases) } ?? .count
+        let http = try httpSettings(fields["http"] ?? .mapping(Node.Mapping([])))
+        let sources = try fields["sources"].map { try sourceList($0) } ?? []
+        var scale = ScaleSettings()
+        if let scaleNode = fields["scale"] {
+            let scaleFields = try mapping(scaleNode, "scale", allowed: ["targetLatency", "utilisation"])
+            if let latency = scaleFields["targetLatency"] {
+                scale.targetLatency = try duration(latency, "scale.targetLatency", allowZero: false)
+            }
+            if let utilisation = scaleFields["utilisation"] {
+                scale.utilisation = try number(utilisation, "scale.utilisation", above: 0, max: 1)
+            }
+        }
+        let drain = try fields["drainTimeout"].map { try duration($0, "drainTimeout", allowZero: true) } ?? .seconds(30)
+        let defaults = try fields["defaults"].map { try queueFields($0, "defaults", allowName: false).fields }
+        guard let queuesNode = fields["queues"] else {
+            throw error("queues", root, "missing: list at least one queue, e.g. queues: [{ name: \"default\" }]")
+        }
+        let sourcePrefetch = sources.lazy.compactMap { source -> Int? in
+            if case .amqp(let settings) = source { return settings.prefetch }
+            return nil
+        }.first
+        let (queues, limits) = try queueList(queuesNode, defaults: defaults ?? QueueFields(), prefetch: sourcePrefetch)
+        return FairwayConfiguration(
+            workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
+            cost: cost,
+            http: http,
+            sources: sources,
+            queues: queues,
+            drainTimeout: drain,
+            scale: scale,
+            backlogLimits: limits
+        )
+    }
+}
