@@ -22,7 +22,7 @@ final class ConnectionWorker: @unchecked Sendable {
     let logger: Logger
     let wakeup = WakeupDescriptor()
 
-    let lock = NSCondition()
+    let lock = MonotonicCondition()
     // Guarded by `lock`.
     var pendingSettlements: [(Delivery, Settlement)] = []
     var delivering = true
@@ -92,10 +92,10 @@ final class ConnectionWorker: @unchecked Sendable {
     }
 
     func waitForFirstAttempt(timeout: Double) {
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = MonotonicClock.now &+ UInt64(max(0, timeout) * 1e9)
         lock.lock()
-        while !attempted && Date() < deadline {
-            _ = lock.wait(until: deadline)
+        while !attempted && MonotonicClock.now < deadline {
+            lock.wait(untilMonotonic: deadline)
         }
         lock.unlock()
     }

@@ -30,7 +30,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
     private var task: Task<Void, any Error>?
     /// Set by ``stop()``; the sampler thread ends when it sees it.
     private var stopped = false
-    private let samplerWake = NSCondition()
+    private let samplerWake = MonotonicCondition()
     private let ready = DispatchSemaphore(value: 0)
     private let lock = NSLock()
     private var boundPort = 0
@@ -68,7 +68,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
             while !samplerWake.withLock({ stopped }) {
                 _ = advisor.observe(engine.snapshot(), depths: sampleDepths())
                 samplerWake.withLock {
-                    if !stopped { _ = samplerWake.wait(until: Date().addingTimeInterval(1)) }
+                    if !stopped { samplerWake.wait(for: .seconds(1)) }
                 }
             }
         }

@@ -14,9 +14,9 @@ extension SQLiteSource {
             monitor.lock()
             let wakeAt = nextWake()
             while pending.isEmpty && enqueues.isEmpty && hinted.isEmpty && !fileChanged && !closing && !claimsUnfinished
-                && Date() < wakeAt
+                && MonotonicClock.now < wakeAt
             {
-                _ = monitor.wait(until: wakeAt)
+                monitor.wait(untilMonotonic: wakeAt)
             }
             let noticed = fileChanged
             fileChanged = false
@@ -82,7 +82,10 @@ extension SQLiteSource {
         }
     }
 
-    func nextWake() -> Date {
+    /// When the store thread must look again even if nothing wakes it, on the monotonic clock. The plan
+    /// is made in wall-clock time (due times are stored in the file, shared with other processes) and
+    /// turned into a monotonic deadline here, so a stepped system clock cannot stall or spin the wait.
+    func nextWake() -> UInt64 {
         let now = Milliseconds.now
         let tick = watcher == nil ? options.changeCheckInterval : options.watchedCheckInterval
         var wake = now + max(1, Int64(tick.seconds * 1000))
@@ -91,7 +94,8 @@ extension SQLiteSource {
         var planned = Double(max(wake, now)) / 1000
         if let recheckAt { planned = min(planned, recheckAt) }
         if let fullProbeDue { planned = min(planned, fullProbeDue) }
-        return Date(timeIntervalSince1970: planned)
+        let wait = max(0, planned - Date().timeIntervalSince1970)
+        return MonotonicClock.now &+ UInt64(min(wait, 3_600) * 1e9)
     }
 
     /// Notices commits by other processes (and other connections of this one); true when there were some.

@@ -54,7 +54,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     /// Checkpoints the log off the store thread.
     let checkpointer: WALCheckpointer
 
-    let monitor = NSCondition()
+    let monitor = MonotonicCondition()
     // Guarded by `monitor`.
     var pending: [(Delivery, Settlement)] = []
     var enqueues: [EnqueueRequest] = []

@@ -1,4 +1,5 @@
 import CSQLite
+import FairwayRuntime
 import Foundation
 
 /// Copies the write-ahead log back into the queue file on a thread of its own, so that the store thread,
@@ -22,7 +23,7 @@ final class WALCheckpointer: @unchecked Sendable {
     private let path: String
     /// The checkpoint thread's own connection (that thread only, once started).
     private var connection: SQLiteConnection?
-    private let condition = NSCondition()
+    private let condition = MonotonicCondition()
     // Guarded by `condition`.
     private var requested = false
     private var stopping = false

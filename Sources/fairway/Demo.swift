@@ -183,7 +183,7 @@ final class RefillingSource: JobSource, @unchecked Sendable {
     let name: String
     private let wrapped: any JobSource
     private let refill: @Sendable ([String]) -> Void
-    private let condition = NSCondition()
+    private let condition = MonotonicCondition()
     private var finished: [String] = []
     private var running = true
 
