@@ -122,7 +122,7 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
         }
     }
 
-    private let depthLock = NSLock()
+    private let depthLock = NIOLock()
     private var cachedDepths: (at: Date, depths: [String: QueueDepth])?
     private var inspector: AMQPInspector?
     private var queueNames: [String] = []

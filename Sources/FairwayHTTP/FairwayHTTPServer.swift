@@ -3,6 +3,7 @@ import FairwayScheduling
 import Foundation
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The HTTP surface of `fairway run`: `/metrics`, `/scale`, `/healthz`, `/readyz` and the admin API.
@@ -32,7 +33,7 @@ public final class FairwayHTTPServer: @unchecked Sendable {
     private var stopped = false
     private let samplerWake = MonotonicCondition()
     private let ready = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
+    private let lock = NIOLock()
     private var boundPort = 0
     private var latestDepths: [String: QueueDepth] = [:]
 

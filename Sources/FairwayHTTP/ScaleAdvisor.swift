@@ -1,5 +1,6 @@
 import FairwayRuntime
 import Foundation
+import NIOConcurrencyHelpers
 
 /// The autoscaler signal of `GET /scale`: what a KEDA metrics-api scaler or an HPA adapter reads.
 public struct ScaleSignal: Codable, Sendable, Equatable {
@@ -48,7 +49,7 @@ public final class ScaleAdvisor: @unchecked Sendable {
     }
 
     private let settings: Settings
-    private let lock = NSLock()
+    private let lock = NIOLock()
     private var last: (time: Double, completed: Int, backlog: Int, busySeconds: Double)?
     private var arrivalRate = 0.0
     private var completionRate = 0.0

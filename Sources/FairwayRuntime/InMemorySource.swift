@@ -1,6 +1,7 @@
 import DequeModule
 import FairwayScheduling
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A source that keeps its jobs in memory: for unit tests of the scheduler and the pool, and for demos.
 /// Nothing survives the process; use the SQLite source for anything that must.
@@ -29,7 +30,7 @@ public final class InMemorySource: JobSource, @unchecked Sendable {
     }
 
     public let name: String
-    private let lock = NSLock()
+    private let lock = NIOLock()
     private var sink: (any DeliverySink)?
     private var bindings: [String: QueueBinding] = [:]
     private var delivering = false

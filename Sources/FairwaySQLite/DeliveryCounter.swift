@@ -1,5 +1,6 @@
 import FairwayRuntime
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A small durable count per key, in a SQLite file of its own: how many times each message's process ended
 /// while running it, for a source whose broker cannot tell a crash from any other redelivery.
@@ -11,7 +12,7 @@ public final class DeliveryCounter: CrashCounting, @unchecked Sendable {
     private let connection: SQLiteConnection
     /// One SQLite connection and its statement cache serve every caller, one at a time: five I/O threads
     /// counting redeliveries at once after a reconnect corrupted the heap.
-    private let lock = NSLock()
+    private let lock = NIOLock()
 
     public init(path: String) throws {
         connection = try SQLiteConnection(path: path, mode: .readWriteCreate)

@@ -84,7 +84,7 @@ public struct DeadLetter: Sendable, Hashable, Codable {
 /// thread and from any number of processes at once (SQLite's locking serialises writers).
 public final class SQLiteQueue: @unchecked Sendable {
     public let path: String
-    private let lock = NSLock()
+    private let lock = NIOLock()
     private let connection: SQLiteConnection
     /// What a source of this process asks of the enqueues: set and cleared by its start and close while
     /// any thread may be enqueueing, so behind a lock of their own.

@@ -2,6 +2,7 @@ import FairwayRuntime
 import FairwayScheduling
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// The embedded queue: jobs in one SQLite file, claimed with leases, settled durably in batches.
 ///
@@ -221,7 +222,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         }
     }
 
-    let depthLock = NSLock()
+    let depthLock = NIOLock()
     var cachedDepths: (at: Date, depths: [String: QueueDepth])?
 
     /// Ready jobs and the oldest one's age per queue, from the file; cached for a second.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOConcurrencyHelpers
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -48,7 +49,7 @@ struct AdminConnection: ParsableArguments {
 
     /// Carries a URLSession answer back to the waiting thread.
     final class Exchange: @unchecked Sendable {
-        private let lock = NSLock()
+        private let lock = NIOLock()
         private var value: (Data?, Int?, (any Error)?) = (nil, nil, nil)
         func set(_ data: Data?, _ status: Int?, _ error: (any Error)?) {
             lock.withLock { value = (data, status, error) }
