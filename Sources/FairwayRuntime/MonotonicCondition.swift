@@ -26,10 +26,7 @@ public final class MonotonicCondition: @unchecked Sendable {
 
     /// Waits until signalled or until `duration` has passed. The lock must be held.
     public func wait(for duration: Duration) {
-        let nanoseconds =
-            UInt64(clamping: duration.components.seconds) &* 1_000_000_000
-            &+ UInt64(clamping: duration.components.attoseconds / 1_000_000_000)
-        condition.wait(until: MonotonicClock.now &+ nanoseconds)
+        condition.wait(until: MonotonicClock.now &+ UInt64(min(max(0, duration.seconds), 1e9) * 1e9))
     }
 
     public func signal() { condition.signal() }

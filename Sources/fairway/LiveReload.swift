@@ -54,9 +54,10 @@ struct LiveReload {
         for line in plan.needsRestart {
             logger.warning("reload: changed in the file, applied only by a restart", metadata: ["setting": "\(line)"])
         }
-        let settingsByName = Dictionary(next.queues.map { ($0.name, $0.settings) }, uniquingKeysWith: { a, _ in a })
+        // What the file now says of each changed queue is what the next reload compares against.
+        let changed = Dictionary(plan.queueChanges.map { ($0.queue, $0.after) }, uniquingKeysWith: { a, _ in a })
         for index in running.queues.indices {
-            if let settings = settingsByName[running.queues[index].name] { running.queues[index].settings = settings }
+            if let settings = changed[running.queues[index].name] { running.queues[index].settings = settings }
         }
         logger.notice(
             "configuration reloaded",
