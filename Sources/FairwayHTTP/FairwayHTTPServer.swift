@@ -5,10 +5,14 @@ import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ServiceLifecycle
 
 /// The HTTP surface of `fairway run`: `/metrics`, `/scale`, `/healthz`, `/readyz` and the admin API.
 /// Binds to 127.0.0.1 unless told otherwise; state-changing calls need the admin token.
-public final class FairwayHTTPServer: @unchecked Sendable {
+///
+/// A ServiceLifecycle `Service`: it listens from `run()` until graceful shutdown, and answers through a
+/// drain (readiness says 503 while the engine drains). Run it in the same group as its ``DepthSampler``.
+public final class FairwayHTTPServer: Service, @unchecked Sendable {
     public struct Settings: Sendable {
         public var host = "127.0.0.1"
         /// 0 picks a free port (see ``port``).
@@ -22,97 +26,97 @@ public final class FairwayHTTPServer: @unchecked Sendable {
         public init() {}
     }
 
+    /// Whether the server listens yet.
+    enum Listening {
+        case waiting([CheckedContinuation<Int?, Never>])
+        case listening(port: Int)
+        case ended
+    }
+
     private let engine: Engine
     private let sources: [any JobSource]
     private let metrics: FairwayMetrics
     private let advisor: ScaleAdvisor
+    /// The sampler whose depths `/metrics`, `/scale` and `/queues` report.
+    public let sampler: DepthSampler
     private let settings: Settings
     private let logger: Logger
-    private var task: Task<Void, any Error>?
-    /// Set by ``stop()``; the sampler thread ends when it sees it.
-    private var stopped = false
-    private let samplerWake = MonotonicCondition()
-    private let ready = DispatchSemaphore(value: 0)
-    private let lock = NIOLock()
-    private var boundPort = 0
-    private var latestDepths: [String: QueueDepth] = [:]
+    private let listening = NIOLockedValueBox(Listening.waiting([]))
 
     public init(engine: Engine, sources: [any JobSource], metrics: FairwayMetrics, settings: Settings, logger: Logger) {
         self.engine = engine
         self.sources = sources
         self.metrics = metrics
-        self.advisor = ScaleAdvisor(settings: settings.scale)
+        let advisor = ScaleAdvisor(settings: settings.scale)
+        self.advisor = advisor
+        self.sampler = DepthSampler(engine: engine, sources: sources) { _ = advisor.observe($0, depths: $1) }
         self.settings = settings
         self.logger = logger
     }
 
-    /// The port the server listens on, once started.
-    public var port: Int { lock.withLock { boundPort } }
+    /// The port the server listens on; 0 until it does.
+    public var port: Int {
+        if case .listening(let port) = listening.withLockedValue({ $0 }) { return port }
+        return 0
+    }
 
-    /// Starts listening; returns once the port is bound.
-    public func start() throws {
+    /// Waits until the server listens and returns its port; nil when it stopped (or failed) first.
+    public func waitUntilListening() async -> Int? {
+        await withCheckedContinuation { continuation in
+            let now: Int?? = listening.withLockedValue { state in
+                switch state {
+                case .waiting(var waiters):
+                    waiters.append(continuation)
+                    state = .waiting(waiters)
+                    return .none
+                case .listening(let port): return .some(port)
+                case .ended: return .some(nil)
+                }
+            }
+            if case .some(let port) = now { continuation.resume(returning: port) }
+        }
+    }
+
+    /// Serves until graceful shutdown. Throws ``HTTPServerError`` when the address cannot be bound.
+    public func run() async throws {
         let router = Router()
         addRoutes(to: router)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "fairway"),
             onServerRunning: { [self] channel in
-                lock.withLock { boundPort = channel.localAddress?.port ?? settings.port }
-                ready.signal()
+                settle(.listening(port: channel.localAddress?.port ?? settings.port))
             },
             logger: logger
         )
-        task = Task { try await app.run() }
-        // Its own thread, not a task: asking a broker for 1,000 queues' depths blocks for a while, and the
-        // cooperative pool that serves HTTP has one thread per core.
-        let sampler = Thread { [self] in
-            while !samplerWake.withLock({ stopped }) {
-                _ = advisor.observe(engine.snapshot(), depths: sampleDepths())
-                samplerWake.withLock {
-                    if !stopped { samplerWake.wait(for: .seconds(1)) }
-                }
+        defer { settle(.ended) }
+        do {
+            try await app.run()
+        } catch {
+            if port == 0 {
+                throw HTTPServerError(host: settings.host, port: settings.port, reason: "\(error)")
             }
-        }
-        sampler.name = "fairway-depth-sampler"
-        sampler.start()
-        guard ready.wait(timeout: .now() + 10) == .success else {
-            task?.cancel()
-            throw AdminError(status: 500, field: nil, message: "cannot listen on \(settings.host):\(settings.port)")
+            throw error
         }
     }
 
-    public func stop() {
-        samplerWake.withLock {
-            stopped = true
-            samplerWake.broadcast()
+    private func settle(_ next: Listening) {
+        let waiters: [CheckedContinuation<Int?, Never>] = listening.withLockedValue { state in
+            guard case .waiting(let waiters) = state else {
+                if case .listening = state, case .ended = next { state = next }
+                return []
+            }
+            state = next
+            return waiters
         }
-        task?.cancel()
+        let port: Int? = if case .listening(let port) = next { port } else { nil }
+        for waiter in waiters { waiter.resume(returning: port) }
     }
 
     // MARK: - State
 
-    /// The depths of the last sample, taken by the sampler thread every second: a scrape never waits on a
-    /// source (at 10,000 RabbitMQ queues one sample is 10,000 round trips to the broker). Empty until the
-    /// first sample.
-    func depths() -> [String: QueueDepth] {
-        lock.withLock { latestDepths }
-    }
-
-    /// Asks every source for its depths now, and keeps the answer for ``depths()``.
-    private func sampleDepths() -> [String: QueueDepth] {
-        var merged: [String: QueueDepth] = [:]
-        for case let source as any QueueDepthReporting in sources {
-            for (queue, depth) in source.queueDepths() {
-                let previous = merged[queue]
-                merged[queue] = QueueDepth(
-                    ready: (previous?.ready ?? 0) + depth.ready,
-                    oldestAgeSeconds: [previous?.oldestAgeSeconds, depth.oldestAgeSeconds].compactMap { $0 }.max()
-                )
-            }
-        }
-        lock.withLock { latestDepths = merged }
-        return merged
-    }
+    /// The depths of the sampler's last sample; empty until its first.
+    func depths() -> [String: QueueDepth] { sampler.depths }
 
     func connections() -> [String: Bool] {
         var states: [String: Bool] = [:]
@@ -264,4 +268,12 @@ public final class FairwayHTTPServer: @unchecked Sendable {
     static func error(_ error: AdminError) -> Response {
         response(HTTPResponse.Status(code: error.status), error.json, type: "application/json")
     }
+}
+
+/// The HTTP server could not listen where it was told to.
+public struct HTTPServerError: Error, CustomStringConvertible {
+    public let host: String
+    public let port: Int
+    public let reason: String
+    public var description: String { "cannot serve HTTP on \(host):\(port): \(reason)" }
 }

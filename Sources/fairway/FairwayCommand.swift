@@ -4,7 +4,7 @@ import FairwayProcessWorkers
 
 /// The `fairway` executable.
 @main
-struct FairwayCommand: ParsableCommand {
+struct FairwayCommand: AsyncParsableCommand {
     static let version = "0.1.0"
 
     static let configuration = CommandConfiguration(
@@ -24,12 +24,16 @@ struct FairwayCommand: ParsableCommand {
         return registry
     }
 
-    static func main() {
+    static func main() async {
         // Re-executed as the worker process of a process-isolated queue: serve jobs, never parse arguments.
         ProcessWorkerMain.serveIfRequested(registry: registry)
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
         } catch {
             exit(withError: error)
         }

@@ -8,10 +8,17 @@ import FairwaySQLite
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 
 /// `fairway run --config PATH`: serve the configured queues until SIGINT or SIGTERM; SIGHUP reloads what
 /// can change live (``LiveReload``).
-struct RunCommand: ParsableCommand {
+///
+/// The process is a `ServiceGroup` of four services, in this order: the signals, the depth sampler, the
+/// HTTP server and the engine. All start together, except that the engine waits until HTTP listens, so
+/// that `/healthz` and `/metrics` answer while a broker's thousand queues are still being set up (and
+/// `/readyz` says "starting" until they are). Shutdown runs in reverse: the engine drains while HTTP
+/// still answers (readiness 503), then HTTP stops, then the sampler and the signals.
+struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Consume the configured queues until SIGINT or SIGTERM; SIGHUP reloads weights, limits and pauses."
@@ -20,7 +27,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "The YAML configuration file.")
     var config: String = "config/fairway.yaml"
 
-    func run() throws {
+    func run() async throws {
         let settings: FairwayConfiguration
         do {
             settings = try ConfigurationLoader.load(path: config)
@@ -30,19 +37,18 @@ struct RunCommand: ParsableCommand {
         }
         let logger = Logger(label: "fairway")
         let sources = try SourceFactory.makeSources(settings, configPath: config, logger: logger)
-        let registry = FairwayCommand.registry
         let metrics = FairwayMetrics(
             queueNames: settings.queues.map(\.name), sourceNames: sources.map(\.name),
             fullDetailUpTo: settings.http.perQueueMetricsUpTo
         )
         let engine = try Engine(
             configuration: settings.engineConfiguration,
-            registry: registry,
+            registry: FairwayCommand.registry,
             sources: sources,
             observer: metrics,
             logger: logger
         )
-        let signals = SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP])
+        let signals = await ProcessSignals.trap()
         var httpSettings = FairwayHTTPServer.Settings()
         httpSettings.host = settings.http.host
         httpSettings.port = settings.http.port
@@ -52,53 +58,47 @@ struct RunCommand: ParsableCommand {
         let server = FairwayHTTPServer(
             engine: engine, sources: sources, metrics: metrics, settings: httpSettings, logger: logger
         )
+        let engineService = EngineService(
+            engine: engine, drainTimeout: settings.drainTimeout,
+            startAfter: {
+                guard let port = await server.waitUntilListening() else { return false }
+                logger.info("serving HTTP", metadata: ["http": "\(settings.http.host):\(port)"])
+                return true
+            },
+            started: {
+                logger.info(
+                    "fairway running",
+                    metadata: [
+                        "http": "\(settings.http.host):\(server.port)",
+                        "queues": "\(settings.queues.count)", "workers": "\(settings.workers)",
+                        "cost": "\(settings.cost.rawValue)", "sources": "\(settings.sources.map(\.kind))",
+                    ]
+                )
+            }
+        )
+        let group = NIOLockedValueBox<ServiceGroup?>(nil)
+        let signalService = ProcessSignals(
+            signals: signals, engine: engine,
+            reload: LiveReload(path: config, running: settings, engine: engine, logger: logger),
+            drainTimeout: settings.drainTimeout, logger: logger,
+            shutDown: { await group.withLockedValue { $0 }?.triggerGracefulShutdown() }
+        )
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: signalService), .init(service: server.sampler), .init(service: server),
+                    .init(service: engineService),
+                ],
+                logger: logger
+            )
+        )
+        group.withLockedValue { $0 = services }
         do {
-            try server.start()
-        } catch {
-            printError("fairway: cannot serve HTTP on \(settings.http.host):\(settings.http.port): \(error)")
-            engine.shutdown(drainTimeout: .zero)
+            try await services.run()
+        } catch let error as HTTPServerError {
+            printError("fairway: \(error)")
             throw ExitCode(1)
         }
-        logger.info("serving HTTP", metadata: ["http": "\(settings.http.host):\(server.port)"])
-        // HTTP first: /healthz and /metrics answer while a broker's thousand queues are still being set
-        // up, and /readyz says "starting" until they are.
-        do {
-            try engine.start()
-        } catch {
-            server.stop()
-            throw error
-        }
-        logger.info(
-            "fairway running",
-            metadata: [
-                "http": "\(settings.http.host):\(server.port)",
-                "queues": "\(settings.queues.count)", "workers": "\(settings.workers)",
-                "cost": "\(settings.cost.rawValue)", "sources": "\(settings.sources.map(\.kind))",
-            ]
-        )
-        var reload = LiveReload(path: config, running: settings, engine: engine, logger: logger)
-        var signal = signals.wait()
-        while signal == SIGHUP {
-            reload.reload()
-            signal = signals.wait()
-        }
-        logger.info(
-            "shutting down",
-            metadata: ["signal": "\(signal)", "drainTimeout": "\(settings.drainTimeout.compactDescription)"]
-        )
-        // A second signal ends the drain early; running jobs are released back to their sources.
-        let second = Thread {
-            var again = signals.wait()
-            while again == SIGHUP {
-                logger.warning("SIGHUP while draining: nothing reloaded")
-                again = signals.wait()
-            }
-            logger.warning("second signal: ending the drain now", metadata: ["signal": "\(again)"])
-            engine.endDrainNow()
-        }
-        second.start()
-        engine.shutdown(drainTimeout: settings.drainTimeout)
-        server.stop()
         logger.info("stopped")
     }
 }
@@ -158,35 +158,6 @@ enum SourceFactory {
         guard !path.hasPrefix("/") else { return path }
         let folder = URL(fileURLWithPath: configPath).deletingLastPathComponent()
         return folder.appendingPathComponent(path).standardizedFileURL.path
-    }
-}
-
-/// Blocks until one of the given signals arrives, without letting it kill the process. Signals are
-/// returned in the order they came, none lost (a SIGHUP followed at once by a SIGTERM is both).
-final class SignalWatcher: @unchecked Sendable {
-    private let semaphore = DispatchSemaphore(value: 0)
-    private let queue = DispatchQueue(label: "fairway.signals")
-    private var sources: [any DispatchSourceSignal] = []
-    private let received = NIOLockedValueBox<[Int32]>([])
-
-    init(signals: [Int32]) {
-        for number in signals {
-            Foundation.signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                self.received.withLockedValue { $0.append(number) }
-                self.semaphore.signal()
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    /// Waits for the next signal and returns its number.
-    func wait() -> Int32 {
-        semaphore.wait()
-        return received.withLockedValue { $0.removeFirst() }
     }
 }
 

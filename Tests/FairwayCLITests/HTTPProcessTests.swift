@@ -232,6 +232,42 @@ struct HTTPProcessTests {
         #expect(run.waitForExit().status == 0)
     }
 
+    @Test("an HTTP port already taken ends the process with a message naming it, before any job is claimed")
+    func portTaken() throws {
+        let folder = TestFolder()
+        let (first, port) = try start(
+            folder, "workers: 1\nsources: [{ kind: sqlite, path: \"a.db\" }]\nqueues: [{ name: a }]")
+        defer { first.stop() }
+        let file = try SQLiteQueue(path: folder.path("b.db"))
+        try file.enqueue(NewJob(queue: "b", type: "noop", payload: Array("{}".utf8)))
+        try
+            "workers: 1\nhttp: { listen: \"127.0.0.1:\(port)\" }\nsources: [{ kind: sqlite, path: \"b.db\" }]\nqueues: [{ name: b }]"
+            .write(toFile: folder.path("b.yaml"), atomically: true, encoding: .utf8)
+        let second = try RunningFairway(config: folder.path("b.yaml"), folder: folder.url)
+        let exit = second.waitForExit(timeout: 20)
+        #expect(exit.status == 1 && !exit.bySignal)
+        #expect(second.log.contains("cannot serve HTTP on 127.0.0.1:\(port)"))
+        #expect(!second.log.contains("fairway running"))
+        let stats = try file.stats()["b"]
+        #expect(stats?.ready == 1 && stats?.leased == 0)
+        #expect(stats?.completed == 0)
+    }
+
+    @Test("SIGINT drains like SIGTERM: the running job finishes and the process exits 0")
+    func interruptDrains() throws {
+        let folder = TestFolder()
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        try file.enqueue(NewJob(queue: "a", type: "sleep", payload: Array(#"{"ms":500}"#.utf8)))
+        let (run, _) = try start(
+            folder, "workers: 1\ndrainTimeout: 10s\nsources: [{ kind: sqlite, path: \"q.db\" }]\nqueues: [{ name: a }]"
+        )
+        #expect(waitFor { (try? file.stats()["a"]?.leased) == 1 })
+        #expect(run.stop(signal: SIGINT).status == 0)
+        #expect(run.log.contains("signal=SIGINT"))
+        let stats = try file.stats()["a"]
+        #expect(stats?.leased == 0 && stats?.ready == 0 && stats?.completed == 1)
+    }
+
     @Test("readiness is 503 while the broker is down, and ready again after", .restartsBroker)
     func notReadyWhileBrokerDown() throws {
         try #require(BrokerControl.ready)

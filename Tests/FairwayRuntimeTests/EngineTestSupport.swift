@@ -27,6 +27,18 @@ func eventually(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
     return condition()
 }
 
+/// Waits until `condition` holds or `timeout` seconds pass, suspending between looks instead of blocking
+/// a thread of the cooperative pool; returns whether it held. For async tests.
+func eventuallyAsync(timeout: Double = 10, _ condition: () -> Bool) async -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: .seconds(timeout))
+    while clock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return condition()
+}
+
 /// An engine over an in-memory source, with the built-in jobs and whatever a test registers.
 struct EngineHarness {
     let engine: Engine
