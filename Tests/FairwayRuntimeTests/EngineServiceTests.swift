@@ -1,6 +1,7 @@
 import FairwayJobs
 import FairwayRuntime
 import FairwayScheduling
+import FairwayTestSupport
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -8,6 +9,10 @@ import Testing
 
 /// Invariant 9 (graceful shutdown) through `EngineService` in a `ServiceGroup`, as `fairway run` and
 /// embedders run the engine.
+///
+/// The jobs wait on a gate the test opens, never on a clock: ServiceLifecycle hands a shutdown to a
+/// service through a task on the shared cooperative pool, which this suite's blocking tests can hold for
+/// seconds. The tests' own tasks run on an executor of their own for the same reason.
 @Suite("Engine service")
 struct EngineServiceTests {
     static let logger: Logger = {
@@ -16,63 +21,90 @@ struct EngineServiceTests {
         return logger
     }()
 
+    static let gated = JobName<NoParameters>("gated")
+
+    /// An engine of one worker whose `gated` jobs run until `gate` opens or they are cancelled.
+    func harness(credit: Int, gate: Shared<Bool>) throws -> EngineHarness {
+        try EngineHarness(workers: 1, queues: [QueueDefinition(name: "q", credit: credit)]) { registry in
+            registry.register(Self.gated) { _, context in
+                while !gate.read() && !context.isCancelled {
+                    Thread.sleep(forTimeInterval: 0.001)
+                }
+                try context.checkCancellation()
+            }
+        }
+    }
+
     func group(_ service: EngineService) -> ServiceGroup {
         ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: service)], logger: Self.logger))
     }
 
     @Test("graceful shutdown drains: the running job finishes, the held ones go back to the source")
     func gracefulShutdownDrains() async throws {
-        let harness = try EngineHarness(workers: 1, queues: [QueueDefinition(name: "q", credit: 4)])
-        harness.source.enqueue(
-            queue: "q", jobType: "sleep", payloads: Array(repeating: Array(#"{"ms":300}"#.utf8), count: 3))
-        let services = group(EngineService(engine: harness.engine, drainTimeout: .seconds(30)))
-        let running = Task { try await services.run() }
-        #expect(await eventuallyAsync { harness.snapshot("q").inFlight == 1 })
-        await services.triggerGracefulShutdown()
-        try await running.value
-        let queue = harness.snapshot("q")
-        #expect(queue.succeeded == 1)
-        #expect(queue.released == 2)
-        #expect(harness.source.pendingCount(queue: "q") == 2)
+        try await withTaskExecutorPreference(DedicatedThreadExecutor.shared) {
+            let gate = Shared(false)
+            let harness = try harness(credit: 4, gate: gate)
+            harness.source.enqueue(queue: "q", jobType: "gated", payloads: Array(repeating: [], count: 3))
+            let services = group(EngineService(engine: harness.engine, drainTimeout: .seconds(300)))
+            let running = Task(executorPreference: DedicatedThreadExecutor.shared) { try await services.run() }
+            #expect(await eventuallyAsync(timeout: 60) { harness.snapshot("q").inFlight == 1 })
+            await services.triggerGracefulShutdown()
+            #expect(await eventuallyAsync(timeout: 60) { harness.engine.snapshot().draining })
+            // Held jobs go back at once; the running one is still running, inside its drain.
+            #expect(harness.snapshot("q").released == 2)
+            #expect(harness.snapshot("q").inFlight == 1)
+            gate.update { $0 = true }
+            try await running.value
+            let queue = harness.snapshot("q")
+            #expect(queue.succeeded == 1)
+            #expect(queue.released == 2)
+            #expect(harness.source.pendingCount(queue: "q") == 2)
+        }
     }
 
     @Test(
         "a cancelled group cuts the drain short: the running job is released, not waited for", .timeLimit(.minutes(1)))
     func cancellationEndsTheDrain() async throws {
-        let harness = try EngineHarness(workers: 1, queues: [QueueDefinition(name: "q", credit: 1)])
-        harness.source.enqueue(queue: "q", jobType: "sleep", payloads: [Array(#"{"ms":600000}"#.utf8)])
-        // A drain timeout past the test's time limit: only the cancellation can end this drain in time.
-        let services = group(EngineService(engine: harness.engine, drainTimeout: .seconds(120)))
-        let running = Task { try await services.run() }
-        #expect(await eventuallyAsync { harness.snapshot("q").inFlight == 1 })
-        running.cancel()
-        _ = try? await running.value
-        #expect(harness.snapshot("q").succeeded == 0)
-        #expect(harness.snapshot("q").released == 1)
-        #expect(harness.source.pendingCount(queue: "q") == 1)
+        try await withTaskExecutorPreference(DedicatedThreadExecutor.shared) {
+            let gate = Shared(false)
+            let harness = try harness(credit: 1, gate: gate)
+            harness.source.enqueue(queue: "q", jobType: "gated", payloads: [[]])
+            // A drain timeout past the test's time limit, and a gate never opened: only the cancellation
+            // can end this drain in time.
+            let services = group(EngineService(engine: harness.engine, drainTimeout: .seconds(120)))
+            let running = Task(executorPreference: DedicatedThreadExecutor.shared) { try await services.run() }
+            #expect(await eventuallyAsync(timeout: 30) { harness.snapshot("q").inFlight == 1 })
+            running.cancel()
+            _ = try? await running.value
+            #expect(harness.snapshot("q").succeeded == 0)
+            #expect(harness.snapshot("q").released == 1)
+            #expect(harness.source.pendingCount(queue: "q") == 1)
+        }
     }
 
     @Test("when what it waits for fails, the engine never starts and nothing is delivered")
     func startAfterRefused() async throws {
-        let harness = try EngineHarness(workers: 1, queues: [QueueDefinition(name: "q", credit: 4)])
-        harness.source.enqueue(queue: "q", jobType: "noop", payloads: [[]])
-        let started = Shared(false)
-        let asked = Shared(false)
-        let services = group(
-            EngineService(
-                engine: harness.engine, drainTimeout: .seconds(1),
-                startAfter: {
-                    asked.update { $0 = true }
-                    return false
-                },
-                started: { started.update { $0 = true } }))
-        let running = Task { try await services.run() }
-        #expect(await eventuallyAsync { asked.read() })
-        await services.triggerGracefulShutdown()
-        try await running.value
-        #expect(!started.read())
-        #expect(harness.source.maxOutstandingCount(queue: "q") == 0)
-        #expect(harness.source.pendingCount(queue: "q") == 1)
-        #expect(throws: EngineError.self) { try harness.engine.start() }
+        try await withTaskExecutorPreference(DedicatedThreadExecutor.shared) {
+            let harness = try EngineHarness(workers: 1, queues: [QueueDefinition(name: "q", credit: 4)])
+            harness.source.enqueue(queue: "q", jobType: "noop", payloads: [[]])
+            let started = Shared(false)
+            let asked = Shared(false)
+            let services = group(
+                EngineService(
+                    engine: harness.engine, drainTimeout: .seconds(1),
+                    startAfter: {
+                        asked.update { $0 = true }
+                        return false
+                    },
+                    started: { started.update { $0 = true } }))
+            let running = Task(executorPreference: DedicatedThreadExecutor.shared) { try await services.run() }
+            #expect(await eventuallyAsync(timeout: 60) { asked.read() })
+            await services.triggerGracefulShutdown()
+            try await running.value
+            #expect(!started.read())
+            #expect(harness.source.maxOutstandingCount(queue: "q") == 0)
+            #expect(harness.source.pendingCount(queue: "q") == 1)
+            #expect(throws: EngineError.self) { try harness.engine.start() }
+        }
     }
 }
