@@ -50,6 +50,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "CProcess",
                 "FairwayJobs",
+                "FairwayRuntime",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -60,7 +61,6 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FairwayScheduling",
                 "FairwayJobs",
-                "FairwayProcessWorkers",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -108,7 +108,6 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "FairwayJobs",
                 "FairwayRuntime",
-                "FairwayProcessWorkers",
                 "FairwayScheduling",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -123,9 +122,9 @@ let package = Package(
             dependencies: [
                 "FairwayScheduling",
                 "FairwayRuntime",
-                "FairwayProcessWorkers",
                 "FairwaySQLite",
                 "FairwayAMQP",
+                "FairwayHTTP",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
@@ -166,7 +165,7 @@ let package = Package(
             name: "FairwayConfigTests",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "FairwayConfig", "FairwayRuntime", "FairwayScheduling", "FairwayProcessWorkers", "FairwaySQLite",
+                "FairwayConfig", "FairwayRuntime", "FairwayScheduling", "FairwaySQLite", "FairwayAMQP",
                 "FairwayTestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
@@ -177,10 +176,14 @@ let package = Package(
                 "FairwaySQLite", "FairwayRuntime", "FairwayJobs", "FairwayScheduling", "CSQLite", "FairwayTestSupport",
             ]
         ),
-        // Helpers shared by test targets: the broker lock.
+        // Helpers shared by test targets: the broker and its lock, a log capture, a seeded generator, an
+        // executor of its own for async tests.
         .target(
             name: "FairwayTestSupport",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             path: "Tests/FairwayTestSupport"
         ),
         .testTarget(
@@ -200,7 +203,7 @@ let package = Package(
             name: "FairwayCLITests",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayTestSupport",
+                "fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayRuntime", "FairwayTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

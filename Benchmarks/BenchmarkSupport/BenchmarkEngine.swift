@@ -30,6 +30,7 @@ public func benchmarkEngine(
         ),
         registry: registry,
         sources: [source],
+        processIsolation: WorkerProcesses(),
         logger: logger
     )
 }

@@ -1,5 +1,5 @@
 import FairwayAMQP
-import FairwayProcessWorkers
+import FairwayHTTP
 import FairwayRuntime
 import FairwaySQLite
 import FairwayScheduling
@@ -10,9 +10,9 @@ import Yams
 extension ConfigReader {
     // MARK: - Sections
 
-    func httpSettings(_ node: Node) throws -> HTTPSettings {
+    func httpSettings(_ node: Node) throws -> FairwayHTTPServer.Settings {
         let fields = try mapping(node, "http", allowed: ["listen", "adminToken", "perQueueMetricsUpTo"])
-        var settings = HTTPSettings()
+        var settings = FairwayHTTPServer.Settings()
         if let listen = fields["listen"] {
             let text = try string(listen, "http.listen")
             guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
@@ -84,22 +84,19 @@ extension ConfigReader {
                 guard url.hasPrefix("amqp://") || url.hasPrefix("amqps://") else {
                     throw error("\(field).url", fields["url"] ?? item, "must start with amqp:// or amqps://")
                 }
+                let parsed: AMQPURL
                 do {
-                    _ = try AMQPURL(url)
+                    parsed = try AMQPURL(url)
                 } catch let problem as AMQPURL.Problem {
                     throw error("\(field).url", fields["url"] ?? item, problem.description)
                 }
-                var settings = AMQPSourceSettings(url: url)
+                var settings = AMQPSourceSettings(url: parsed)
                 settings.prefetch = try fields["prefetch"].map { try integer($0, "\(field).prefetch", in: 1...65535) }
                 settings.heartbeat =
                     try fields["heartbeat"].map { try integer($0, "\(field).heartbeat", in: 0...3600) } ?? 30
                 settings.declare = try fields["declare"].map { try boolean($0, "\(field).declare") } ?? true
                 if let type = fields["queueType"] {
-                    let text = try string(type, "\(field).queueType")
-                    guard ["classic", "quorum"].contains(text) else {
-                        throw error("\(field).queueType", type, "expected one of classic, quorum, got \"\(text)\"")
-                    }
-                    settings.queueType = text
+                    settings.queueType = try choice(type, "\(field).queueType", AMQPSource.QueueType.allCases)
                 }
                 settings.caCertificate = try fields["caCertificate"].map { try string($0, "\(field).caCertificate") }
                 settings.attemptKey =

@@ -1,5 +1,4 @@
 import FairwayAMQP
-import FairwayProcessWorkers
 import FairwayRuntime
 import FairwaySQLite
 import FairwayScheduling
@@ -26,16 +25,15 @@ struct ConfigReader {
         let fields = try mapping(root, "", allowed: Self.rootKeys)
         let workers = try fields["workers"].map { try integer($0, "workers", in: 1...4096) }
         let cost: CostMode = try fields["cost"].map { try choice($0, "cost", CostMode.allCases) } ?? .count
-        let http = try httpSettings(fields["http"] ?? .mapping(Node.Mapping([])))
+        var http = try httpSettings(fields["http"] ?? .mapping(Node.Mapping([])))
         let sources = try fields["sources"].map { try sourceList($0) } ?? []
-        var scale = ScaleSettings()
         if let scaleNode = fields["scale"] {
             let scaleFields = try mapping(scaleNode, "scale", allowed: ["targetLatency", "utilisation"])
             if let latency = scaleFields["targetLatency"] {
-                scale.targetLatency = try duration(latency, "scale.targetLatency", allowZero: false)
+                http.scale.targetLatency = try duration(latency, "scale.targetLatency", allowZero: false)
             }
             if let utilisation = scaleFields["utilisation"] {
-                scale.utilisation = try number(utilisation, "scale.utilisation", above: 0, max: 1)
+                http.scale.targetUtilisation = try number(utilisation, "scale.utilisation", above: 0, max: 1)
             }
         }
         let drain = try fields["drainTimeout"].map { try duration($0, "drainTimeout", allowZero: true) } ?? .seconds(30)
@@ -55,7 +53,6 @@ struct ConfigReader {
             sources: sources,
             queues: queues,
             drainTimeout: drain,
-            scale: scale,
             backlogLimits: limits
         )
     }

@@ -1,3 +1,5 @@
+import FairwayAMQP
+import FairwayHTTP
 import FairwayRuntime
 import FairwaySQLite
 import FairwayScheduling
@@ -7,29 +9,26 @@ public struct FairwayConfiguration: Sendable, Equatable {
     /// Threads in the worker pool.
     public var workers: Int
     public var cost: CostMode
-    public var http: HTTPSettings
+    /// Where the HTTP surface listens, its admin token, its metrics detail and the `/scale` targets.
+    public var http: FairwayHTTPServer.Settings
     public var sources: [SourceSettings]
     /// Every queue, patterns expanded, defaults and overrides applied, in the order first named.
     public var queues: [QueueDefinition]
     /// How long running jobs get to finish at shutdown.
     public var drainTimeout: Duration
-    /// How `/scale` turns load into a number of workers.
-    public var scale: ScaleSettings
     /// Load shedding for SQLite sources: the queues with a maximum backlog, written into the queue file.
     public var backlogLimits: [String: BacklogLimit]
 
     public init(
         workers: Int,
         cost: CostMode = .count,
-        http: HTTPSettings = HTTPSettings(),
+        http: FairwayHTTPServer.Settings = FairwayHTTPServer.Settings(),
         sources: [SourceSettings] = [],
         queues: [QueueDefinition],
         drainTimeout: Duration = .seconds(30),
-        scale: ScaleSettings = ScaleSettings(),
         backlogLimits: [String: BacklogLimit] = [:]
     ) {
         self.backlogLimits = backlogLimits
-        self.scale = scale
         self.workers = workers
         self.cost = cost
         self.http = http
@@ -38,28 +37,16 @@ public struct FairwayConfiguration: Sendable, Equatable {
         self.drainTimeout = drainTimeout
     }
 
+    /// How `/scale` turns load into a number of workers (the file's `scale:` section; kept with the HTTP
+    /// settings, since `/scale` serves it).
+    public var scale: ScaleAdvisor.Settings {
+        get { http.scale }
+        set { http.scale = newValue }
+    }
+
     /// The engine configuration this file describes.
     public var engineConfiguration: EngineConfiguration {
         EngineConfiguration(workers: workers, costMode: cost, queues: queues)
-    }
-}
-
-/// Where the HTTP endpoint listens, and the token that guards its state-changing calls.
-public struct HTTPSettings: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    /// Bearer token for admin calls; nil disables them.
-    public var adminToken: String?
-    /// `/metrics` exposes every per-queue series while there are at most this many queues, and a compact
-    /// form beyond (docs/metrics.md).
-    public var perQueueMetricsUpTo: Int
-
-    public init(host: String = "127.0.0.1", port: Int = 9464, adminToken: String? = nil, perQueueMetricsUpTo: Int = 250)
-    {
-        self.host = host
-        self.port = port
-        self.adminToken = adminToken
-        self.perQueueMetricsUpTo = perQueueMetricsUpTo
     }
 }
 
@@ -81,7 +68,7 @@ public enum SourceSettings: Sendable, Equatable {
 /// How to reach a RabbitMQ broker and treat its queues.
 public struct AMQPSourceSettings: Sendable, Equatable {
     /// amqp:// or amqps://, with credentials (from the environment, best).
-    public var url: String
+    public var url: AMQPURL
     /// The default credit (prefetch) of every queue.
     public var prefetch: Int?
     /// Heartbeat interval in seconds; 0 disables heartbeats.
@@ -89,7 +76,7 @@ public struct AMQPSourceSettings: Sendable, Equatable {
     /// Declare the queues (durable); when false they must already exist.
     public var declare: Bool = true
     /// `classic` or `quorum`, for declared queues. Quorum queues count redeliveries in the broker.
-    public var queueType: String = "classic"
+    public var queueType: AMQPSource.QueueType = .classic
     /// A PEM file of certificate authorities for amqps://.
     public var caCertificate: String?
     /// The key that signs the attempt counts of retries; nil derives one from the credentials.
@@ -98,18 +85,8 @@ public struct AMQPSourceSettings: Sendable, Equatable {
     /// when nil.
     public var stateDirectory: String?
 
-    public init(url: String, prefetch: Int? = nil) {
+    public init(url: AMQPURL, prefetch: Int? = nil) {
         self.url = url
         self.prefetch = prefetch
     }
-}
-
-/// The autoscaler signal's targets.
-public struct ScaleSettings: Sendable, Equatable {
-    /// How soon a backlog should be worked off.
-    public var targetLatency: Duration = .seconds(30)
-    /// The share of worker time to aim for when keeping up with arrivals.
-    public var utilisation: Double = 0.8
-
-    public init() {}
 }

@@ -1,5 +1,4 @@
 import FairwayAMQP
-import FairwayProcessWorkers
 import FairwayRuntime
 import FairwaySQLite
 import FairwayScheduling

@@ -58,7 +58,9 @@ public struct ReloadPlan: Sendable, Equatable {
         if old.workers != new.workers { needsRestart.append("workers: \(old.workers) → \(new.workers)") }
         if old.cost != new.cost { needsRestart.append("cost") }
         if old.sources != new.sources { needsRestart.append("sources") }
-        if old.http != new.http { needsRestart.append("http") }
+        var oldHTTP = old.http
+        oldHTTP.scale = new.http.scale
+        if oldHTTP != new.http { needsRestart.append("http") }
         if old.drainTimeout != new.drainTimeout { needsRestart.append("drainTimeout") }
         if old.scale != new.scale { needsRestart.append("scale") }
         if old.backlogLimits != new.backlogLimits { needsRestart.append("maxBacklog of a queue") }

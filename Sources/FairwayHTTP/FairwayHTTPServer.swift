@@ -13,7 +13,7 @@ import ServiceLifecycle
 /// A ServiceLifecycle `Service`: it listens from `run()` until graceful shutdown, and answers through a
 /// drain (readiness says 503 while the engine drains). Run it in the same group as its ``DepthSampler``.
 public final class FairwayHTTPServer: Service, @unchecked Sendable {
-    public struct Settings: Sendable {
+    public struct Settings: Sendable, Equatable {
         public var host = "127.0.0.1"
         /// 0 picks a free port (see ``port``).
         public var port = 9464
@@ -22,6 +22,9 @@ public final class FairwayHTTPServer: Service, @unchecked Sendable {
         public var scale = ScaleAdvisor.Settings()
         /// The largest request body accepted.
         public var maxBodyBytes = 64 * 1024
+        /// `/metrics` exposes every per-queue series while there are at most this many queues, and a
+        /// compact form beyond (docs/metrics.md).
+        public var perQueueMetricsUpTo = 250
 
         public init() {}
     }

@@ -1,4 +1,3 @@
-import FairwayProcessWorkers
 import FairwayRuntime
 import Foundation
 import NIOConcurrencyHelpers

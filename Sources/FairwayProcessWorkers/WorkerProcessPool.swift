@@ -1,3 +1,4 @@
+import FairwayRuntime
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -9,30 +10,6 @@ public enum WorkerRunResult: Sendable, Equatable {
     case crashed(reason: String)
     /// No worker could be started for it.
     case notStarted(reason: String)
-}
-
-/// What the supervisors of worker processes have seen.
-public struct WorkerProcessCounts: Sendable, Hashable {
-    /// Worker processes started.
-    public var started = 0
-    /// Worker processes that died mid-job or broke the protocol.
-    public var crashed = 0
-    /// Worker processes replaced after their job count or memory limit, or after a timeout.
-    public var recycled = 0
-    /// Worker processes waiting for a job now.
-    public var idle = 0
-
-    public init() {}
-
-    /// The counts of two pools together.
-    public static func + (left: Self, right: Self) -> Self {
-        var sum = left
-        sum.started += right.started
-        sum.crashed += right.crashed
-        sum.recycled += right.recycled
-        sum.idle += right.idle
-        return sum
-    }
 }
 
 /// A cancel action handed out while a job runs in a worker process: SIGTERM now, SIGKILL after the grace.

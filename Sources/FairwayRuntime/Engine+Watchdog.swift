@@ -1,6 +1,5 @@
 import DequeModule
 import FairwayJobs
-import FairwayProcessWorkers
 import FairwayScheduling
 import Foundation
 import Logging

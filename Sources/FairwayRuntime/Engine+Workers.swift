@@ -1,6 +1,5 @@
 import DequeModule
 import FairwayJobs
-import FairwayProcessWorkers
 import FairwayScheduling
 import Foundation
 import Logging
@@ -89,46 +88,27 @@ extension Engine {
     }
 
     /// Each worker-process pool once.
-    var uniquePools: [WorkerProcessPool] {
+    var uniquePools: [any IsolatedJobPool] {
         var seen = Set<ObjectIdentifier>()
         return processPools.compactMap { $0 }.filter { seen.insert(ObjectIdentifier($0)).inserted }
     }
 
     /// Runs a job of a process-isolated queue in a worker process, blocking this worker thread until it ends.
     func runInProcess(
-        _ delivery: Delivery, context: JobContext, timeout: Duration, pool: WorkerProcessPool, slot: WorkerSlot
+        _ delivery: Delivery, context: JobContext, timeout: Duration, pool: any IsolatedJobPool, slot: WorkerSlot
     ) -> JobOutcome {
-        var job = WorkerMessage(kind: .job)
-        job.id = context.jobID
-        job.queue = context.queue
-        job.jobType = delivery.jobType
-        job.attempt = delivery.attempt
-        job.maxAttempts = context.maxAttempts
-        job.timeoutSeconds = timeout.seconds
-        let result = pool.run(job, payload: delivery.payload) { cancel in
+        let outcome = pool.run(delivery, context: context, timeout: timeout) { cancel in
             monitor.withLock { slot.cancelProcess = cancel }
             if slot.state == .abandoned { cancel() }
         }
         monitor.withLock { slot.cancelProcess = nil }
-        switch result {
-        case .finished(.success, _):
-            return .succeeded
-        case .finished(.failure, let reason):
-            return .failed(reason: reason ?? "the worker reported a failure without a reason")
-        case .finished(.rejected, let reason):
-            return .rejected(reason: reason ?? "the worker rejected the job without a reason")
-        case .crashed(let reason):
-            // A worker killed after its job timed out is the timeout's doing, already reported.
-            guard slot.state != .abandoned else { return .crashed(reason: reason) }
+        // A worker killed after its job timed out is the timeout's doing, already reported.
+        if case .crashed(let reason) = outcome, slot.state != .abandoned {
             logger.warning(
                 "worker process crashed",
                 metadata: ["queue": "\(context.queue)", "job": "\(delivery.jobType)", "reason": "\(reason)"])
-            return .crashed(reason: reason)
-        case .notStarted(let reason):
-            logger.error(
-                "worker process could not start", metadata: ["queue": "\(context.queue)", "reason": "\(reason)"])
-            return .failed(reason: reason)
         }
+        return outcome
     }
 
     /// Waits for the next job the scheduler picks, or returns nil when the worker should exit.

@@ -1,6 +1,5 @@
 import DequeModule
 import FairwayJobs
-import FairwayProcessWorkers
 import FairwayScheduling
 import Foundation
 import Logging
@@ -23,7 +22,7 @@ public final class Engine: @unchecked Sendable {
     let runner: JobRunner
     /// The worker-process pool of each queue, by queue index; nil for thread queues. Queues with the same
     /// process settings share a pool.
-    let processPools: [WorkerProcessPool?]
+    let processPools: [(any IsolatedJobPool)?]
     let sources: [any JobSource]
     let logger: Logger
     let observer: (any EngineObserver)?
@@ -59,16 +58,18 @@ public final class Engine: @unchecked Sendable {
         registry: JobRegistry,
         sources: [any JobSource],
         observer: (any EngineObserver)? = nil,
+        processIsolation: (any ProcessIsolation)? = nil,
         logger: Logger = Logger(label: "fairway")
     ) throws {
         self.observer = observer
         self.configuration = configuration
         self.runner = JobRunner(registry: registry)
-        var pools: [ProcessWorkerSettings: WorkerProcessPool] = [:]
-        self.processPools = configuration.queues.map { definition in
+        var pools: [ProcessWorkerSettings: any IsolatedJobPool] = [:]
+        self.processPools = try configuration.queues.map { definition in
             guard case .process(let settings) = definition.isolation else { return nil }
+            guard let processIsolation else { throw EngineError.noProcessIsolation(queue: definition.name) }
             if let shared = pools[settings] { return shared }
-            let pool = WorkerProcessPool(settings: settings)
+            let pool = processIsolation.makePool(settings: settings, logger: logger)
             pools[settings] = pool
             return pool
         }

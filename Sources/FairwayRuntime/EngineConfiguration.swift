@@ -30,6 +30,8 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case unknownQueue(String)
     case alreadyStarted
     case sourceFailed(source: String, reason: String)
+    /// A queue runs its jobs in worker processes, and the engine was given no ``ProcessIsolation``.
+    case noProcessIsolation(queue: String)
 
     public var description: String {
         switch self {
@@ -37,6 +39,9 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
         case .unknownQueue(let name): return "no queue named '\(name)'"
         case .alreadyStarted: return "the engine was already started"
         case .sourceFailed(let source, let reason): return "source '\(source)' failed to start: \(reason)"
+        case .noProcessIsolation(let queue):
+            return "queue '\(queue)' runs in worker processes, and the engine was given no process isolation "
+                + "(pass WorkerProcesses() from FairwayProcessWorkers)"
         }
     }
 }

@@ -1,4 +1,3 @@
-import FairwayProcessWorkers
 import FairwayScheduling
 
 /// Counters of one queue since the engine started.

@@ -1,4 +1,3 @@
-import FairwayProcessWorkers
 import FairwayScheduling
 
 /// Everything the runtime knows about one queue: how the scheduler treats it, how long its jobs may run,

@@ -1,5 +1,4 @@
 import FairwayJobs
-import FairwayProcessWorkers
 import FairwayScheduling
 import Synchronization
 
@@ -28,7 +27,7 @@ final class WorkerSlot: @unchecked Sendable {
     var waitSeconds: Double?
     var task: Task<Void, Never>?
     /// Stops the worker process running this slot's job, when it runs in one.
-    var cancelProcess: WorkerCancel?
+    var cancelProcess: (@Sendable () -> Void)?
 
     // Touched only by the slot's own thread.
     private var ownExecutor: WorkerThreadExecutor?

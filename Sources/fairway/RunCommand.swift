@@ -3,6 +3,7 @@ import FairwayAMQP
 import FairwayConfig
 import FairwayHTTP
 import FairwayJobs
+import FairwayProcessWorkers
 import FairwayRuntime
 import FairwaySQLite
 import Foundation
@@ -46,17 +47,12 @@ struct RunCommand: AsyncParsableCommand {
             registry: FairwayCommand.registry,
             sources: sources,
             observer: metrics,
+            processIsolation: WorkerProcesses(),
             logger: logger
         )
         let signals = await ProcessSignals.trap()
-        var httpSettings = FairwayHTTPServer.Settings()
-        httpSettings.host = settings.http.host
-        httpSettings.port = settings.http.port
-        httpSettings.adminToken = settings.http.adminToken
-        httpSettings.scale.targetLatency = settings.scale.targetLatency
-        httpSettings.scale.targetUtilisation = settings.scale.utilisation
         let server = FairwayHTTPServer(
-            engine: engine, sources: sources, metrics: metrics, settings: httpSettings, logger: logger
+            engine: engine, sources: sources, metrics: metrics, settings: settings.http, logger: logger
         )
         let engineService = EngineService(
             engine: engine, drainTimeout: settings.drainTimeout,
@@ -131,15 +127,15 @@ enum SourceFactory {
                 }
             case .amqp(let amqp):
                 do {
-                    var options = AMQPSource.Options(url: try AMQPURL(amqp.url))
+                    var options = AMQPSource.Options(url: amqp.url)
                     options.heartbeat = amqp.heartbeat
                     options.declare = amqp.declare
-                    options.queueType = AMQPSource.QueueType(rawValue: amqp.queueType) ?? .classic
+                    options.queueType = amqp.queueType
                     options.caCertificate = amqp.caCertificate
                     options.maxAttempts = attempts
                     options.attemptKey = amqp.attemptKey.map { Array($0.utf8) }
                     if let directory = amqp.stateDirectory {
-                        let url = try AMQPURL(amqp.url)
+                        let url = amqp.url
                         options.deliveryCounterPath =
                             URL(fileURLWithPath: directory)
                             .appendingPathComponent("fairway-amqp-deliveries-\(url.host)-\(url.port).db").path

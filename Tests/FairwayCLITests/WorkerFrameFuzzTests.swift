@@ -1,4 +1,5 @@
 import FairwayProcessWorkers
+import FairwayRuntime
 import FairwayTestSupport
 import Foundation
 import NIOConcurrencyHelpers

@@ -1,4 +1,5 @@
 import FairwayProcessWorkers
+import FairwayRuntime
 import Foundation
 import Testing
 

@@ -1,5 +1,5 @@
+import FairwayAMQP
 import FairwayConfig
-import FairwayProcessWorkers
 import FairwayRuntime
 import FairwaySQLite
 import FairwayScheduling
@@ -98,7 +98,7 @@ struct ConfigurationLoaderTests {
         )
         #expect(config.http.port == 9000)
         #expect(config.http.adminToken == "none")
-        #expect(config.sources == [.amqp(AMQPSourceSettings(url: "amqp://app:s3cret@localhost/%2f"))])
+        #expect(config.sources == [.amqp(AMQPSourceSettings(url: try AMQPURL("amqp://app:s3cret@localhost/%2f")))])
     }
 
     /// Each kind of bad input, the field it must name, and words its message must contain.

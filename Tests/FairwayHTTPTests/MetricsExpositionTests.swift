@@ -48,7 +48,8 @@ struct MetricsExpositionTests {
     func fullDetail() throws {
         let names = (1...120).map { "q\($0)" }
         let metrics = FairwayMetrics(
-            queueNames: names, sourceNames: ["sqlite"], fullDetailUpTo: HTTPSettings().perQueueMetricsUpTo)
+            queueNames: names, sourceNames: ["sqlite"], fullDetailUpTo: FairwayHTTPServer.Settings().perQueueMetricsUpTo
+        )
         #expect(metrics.fullDetail)
         #expect(FairwayMetrics.Outcome.allCases.enumerated().allSatisfy { $0.offset == $0.element.index })
         metrics.jobEnded(queue: "q7", outcome: .succeeded, settlement: .ack, runSeconds: 0.002, waitSeconds: 0.5)
@@ -73,7 +74,8 @@ struct MetricsExpositionTests {
     func compact() throws {
         let names = (0..<10_000).map { "tenant-\($0).emails" }
         let metrics = FairwayMetrics(
-            queueNames: names, sourceNames: ["sqlite"], fullDetailUpTo: HTTPSettings().perQueueMetricsUpTo)
+            queueNames: names, sourceNames: ["sqlite"], fullDetailUpTo: FairwayHTTPServer.Settings().perQueueMetricsUpTo
+        )
         #expect(!metrics.fullDetail)
         for name in names {
             metrics.jobEnded(queue: name, outcome: .succeeded, settlement: .ack, runSeconds: 0.002, waitSeconds: 0.5)

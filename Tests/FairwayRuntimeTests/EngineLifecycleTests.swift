@@ -119,4 +119,13 @@ struct EngineLifecycleTests {
             _ = try EngineHarness(queues: [QueueDefinition(name: "a"), QueueDefinition(name: "a")])
         }
     }
+
+    @Test("a process-isolated queue without a process isolation is refused, naming the queue")
+    func processQueueNeedsIsolation() {
+        let error = #expect(throws: EngineError.noProcessIsolation(queue: "pdf")) {
+            _ = try EngineHarness(
+                queues: [QueueDefinition(name: "a"), QueueDefinition(name: "pdf", isolation: .process(.init()))])
+        }
+        #expect(error?.description.contains("'pdf'") == true)
+    }
 }
