@@ -112,19 +112,33 @@ struct WorkerPoolTests {
         }
         try harness.start()
         defer { harness.stop() }
-        // One consistent snapshot, taken as the total passes 7,000 jobs.
+        // Shares between two consistent snapshots: the first once every queue has run a job (the source
+        // hands the queues their first credit one after another, and under load the first queue runs
+        // alone for a while), the second 7,000 jobs later.
+        var baseline: EngineSnapshot?
+        #expect(
+            eventually {
+                let snapshot = harness.engine.snapshot()
+                guard snapshot.queues.allSatisfy({ $0.succeeded > 0 }) else { return false }
+                baseline = snapshot
+                return true
+            }
+        )
+        let start = try #require(baseline).queues.map(\.succeeded)
         var measured: EngineSnapshot?
         #expect(
             eventually {
                 let snapshot = harness.engine.snapshot()
-                guard snapshot.queues.reduce(0, { $0 + $1.succeeded }) >= 7_000 else { return false }
+                let total = snapshot.queues.reduce(0, { $0 + $1.succeeded }) - start.reduce(0, +)
+                guard total >= 7_000 else { return false }
                 measured = snapshot
                 return true
             }
         )
-        let done = try #require(measured).queues.map { Double($0.succeeded) }
+        let end = try #require(measured).queues.map(\.succeeded)
         // Every queue was still backlogged when measured: otherwise fairness says nothing about its share.
-        #expect(done.allSatisfy { $0 < Double(backlog - 64) })
+        #expect(end.allSatisfy { $0 < backlog - 64 })
+        let done = zip(start, end).map { Double($1 - $0) }
         let total = done.reduce(0, +)
         let shares = done.map { $0 / total }
         #expect(abs(shares[0] - 1.0 / 7) < 0.02, "\(shares)")
