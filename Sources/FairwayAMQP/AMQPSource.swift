@@ -17,6 +17,7 @@ import NIOConcurrencyHelpers
 /// ``RunJournal``, and a later process adds the runs of a dead one's journal to a local count per message
 /// (the broker's own redelivery flag and `x-delivery-count` cannot tell a held message from a running one).
 public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporting, @unchecked Sendable {
+    // Unchecked Sendable: the connection list is a locked box; the depth cache, inspector and queue names are guarded by `depthLock`.
     public enum QueueType: String, Sendable, CaseIterable {
         case classic
         case quorum

@@ -11,6 +11,7 @@ import NIOConcurrencyHelpers
 /// `ConnectionWorker+Receiving.swift`, settling in `ConnectionWorker+Settling.swift`. Members are internal
 /// so that those files can share them; those guarded by `lock` say so, the rest are the I/O thread's.
 final class ConnectionWorker: @unchecked Sendable {
+    // Unchecked Sendable: members shared with other threads are guarded by `lock` and say so; the rest belong to the I/O thread.
     let index: Int
     let queues: [QueueBinding]
     /// The name of each queue this connection serves, by the engine's identifier: looked up per settlement.

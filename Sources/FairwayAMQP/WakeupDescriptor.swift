@@ -6,6 +6,7 @@ import CRabbitMQ
 
 /// An eventfd that other threads write to wake the I/O thread, which polls it together with the socket.
 final class WakeupDescriptor: @unchecked Sendable {
+    // Unchecked Sendable: its only state is an eventfd, written and read through thread-safe system calls.
     private let descriptor: Int32
 
     init() {

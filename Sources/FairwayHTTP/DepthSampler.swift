@@ -10,6 +10,7 @@ import ServiceLifecycle
 /// is on a thread of its own, not a task: asking a broker blocks, and the cooperative pool that serves
 /// HTTP has one thread per core.
 public final class DepthSampler: Service, @unchecked Sendable {
+    // Unchecked Sendable: `stopped` is guarded by `wake`; the latest sample is a locked box.
     private let engine: Engine
     private let sources: [any JobSource]
     /// Told of every sample (the scale advisor keeps its drain-rate history from them).

@@ -12,7 +12,7 @@ import ServiceLifecycle
 ///
 /// A ServiceLifecycle `Service`: it listens from `run()` until graceful shutdown, and answers through a
 /// drain (readiness says 503 while the engine drains). Run it in the same group as its ``DepthSampler``.
-public final class FairwayHTTPServer: Service, @unchecked Sendable {
+public final class FairwayHTTPServer: Service, Sendable {
     public struct Settings: Sendable, Equatable {
         public var host = "127.0.0.1"
         /// 0 picks a free port (see ``port``).

@@ -9,7 +9,7 @@ import Prometheus
 /// exposed; beyond it `/metrics` is compact: run and wait histograms are one series each across all
 /// queues, every queue keeps its ready count, and the other per-queue series appear only while non-zero
 /// (docs/metrics.md).
-public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
+public final class FairwayMetrics: EngineObserver, Sendable {
     public let registry = PrometheusCollectorRegistry()
 
     /// The outcome label of `fairway_jobs_completed_total`.
@@ -47,7 +47,7 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
     private let heldJobs: Gauge
     private let draining: Gauge
     private let queueCount: Gauge
-    private var connected: [String: Gauge] = [:]
+    private let connected: [String: Gauge]
     private let processesStarted: Counter
     private let processesCrashed: Counter
     private let processesRecycled: Counter
@@ -91,12 +91,14 @@ public final class FairwayMetrics: EngineObserver, @unchecked Sendable {
                 "Worker processes replaced after their job or memory limit, or a timeout."))
         processesIdle = registry.makeGauge(
             descriptor: Self.name("worker_processes_idle", "", "Worker processes waiting for a job."))
+        var connected: [String: Gauge] = [:]
         for source in Set(sourceNames) {
             connected[source] = registry.makeGauge(
                 descriptor: Self.name("source_connected", "", "1 while the source is connected."),
                 labels: [("source", source)]
             )
         }
+        self.connected = connected
         queueCount.set(to: Double(queueNames.count))
     }
 

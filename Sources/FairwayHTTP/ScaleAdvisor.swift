@@ -39,6 +39,7 @@ public struct ScaleSignal: Codable, Sendable, Equatable {
 /// enough workers to keep up with arrivals at the target utilisation (Little's law), plus enough to work
 /// the current backlog off within the target latency.
 public final class ScaleAdvisor: @unchecked Sendable {
+    // Unchecked Sendable: every stored var is guarded by `lock`.
     public struct Settings: Sendable, Equatable {
         /// How soon a backlog should be worked off.
         public var targetLatency: Duration = .seconds(30)

@@ -8,6 +8,7 @@ import NIOConcurrencyHelpers
 /// supervisor's, for logs. A child that dies mid-job is seen as the end of its stdout and reaped here, so
 /// its pid is never signalled after it could have been reused.
 public final class WorkerProcess: @unchecked Sendable {
+    // Unchecked Sendable: `life` is a locked box; `jobsRun` belongs to the one worker thread that has the process checked out of its pool.
     /// The environment variable that tells a program it was started as a worker process.
     public static let environmentKey = "FAIRWAY_PROCESS_WORKER"
 

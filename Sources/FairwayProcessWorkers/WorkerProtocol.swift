@@ -83,6 +83,7 @@ public enum WorkerProtocolError: Error, CustomStringConvertible, Equatable {
 /// Reads and writes framed worker messages on a pair of file descriptors. Not thread-safe: one reader and
 /// one writer at a time, which is how supervisors and workers use it.
 public final class WorkerChannel: @unchecked Sendable {
+    // Unchecked Sendable: one reader and one writer at a time (above): the supervisor hands the channel from thread to thread with the job, never shares it.
     /// The largest header accepted; anything bigger is a protocol error, not an allocation.
     public static let maxHeaderBytes = 1 << 20
     /// The largest body (payload) accepted.

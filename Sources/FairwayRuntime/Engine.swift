@@ -16,6 +16,7 @@ import Logging
 /// `Engine+Watchdog.swift`. Members are internal so that those files can share them; all of them are
 /// guarded by `monitor` unless their comment says otherwise.
 public final class Engine: @unchecked Sendable {
+    // Unchecked Sendable: every stored var is guarded by `monitor` (a pthread mutex) unless its comment names another guard.
     enum Phase { case created, running, draining, stopped }
 
     public let configuration: EngineConfiguration

@@ -9,6 +9,7 @@ import NIOConcurrencyHelpers
 /// It honours the credit protocol exactly like a durable source: at most `credit` deliveries of a queue are
 /// unsettled at once, and each settlement lets the next job of that queue through.
 public final class InMemorySource: JobSource, @unchecked Sendable {
+    // Unchecked Sendable: every stored var is guarded by `lock`.
     /// A job waiting in the source.
     public struct Job: Sendable, Hashable {
         public var id: UInt64

@@ -48,5 +48,6 @@ struct JobRunner: Sendable {
 
 /// Carries an async handler's outcome back to the worker thread that waits for it on the same thread.
 private final class OutcomeBox: @unchecked Sendable {
+    // Unchecked Sendable: `outcome` is written by the handler's task before it signals, and read by the waiting worker thread only after.
     var outcome: JobOutcome = .failed(reason: "handler did not finish")
 }

@@ -7,6 +7,7 @@
 /// A mutex with condition variables that wait against the monotonic clock: the only blocking primitive the
 /// worker pool uses. Workers sleep here until there is work, never in a polling loop.
 final class Monitor: @unchecked Sendable {
+    // Unchecked Sendable: it wraps a pthread mutex, made to be shared between threads.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     init() {
@@ -31,6 +32,7 @@ final class Monitor: @unchecked Sendable {
 
     /// A condition variable bound to this monitor's mutex.
     final class Condition: @unchecked Sendable {
+        // Unchecked Sendable: it wraps a pthread mutex, made to be shared between threads.
         private let cond: UnsafeMutablePointer<pthread_cond_t>
         private let monitor: Monitor
 

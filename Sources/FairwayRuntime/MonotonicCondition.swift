@@ -3,6 +3,7 @@
 /// deadline (`NSCondition.wait(until: Date)`) fires early or late when the system clock is stepped; this
 /// one does not. Built on the engine's ``Monitor`` (pthread), which ThreadSanitizer understands.
 public final class MonotonicCondition: @unchecked Sendable {
+    // Unchecked Sendable: its only state is the pthread mutex and condition it wraps, which are made to be shared.
     // Unchecked: all state is the pthread mutex and condition, which are thread-safe by definition.
     private let monitor = Monitor()
     private let condition: Monitor.Condition

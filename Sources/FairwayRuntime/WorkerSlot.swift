@@ -6,6 +6,7 @@ import Synchronization
 /// `state` away from `running` first settles the job; the other leaves it alone. So a job is settled once,
 /// even when its handler returns at the very moment it times out.
 final class WorkerSlot: @unchecked Sendable {
+    // Unchecked Sendable: `state` is an atomic; the other vars are guarded by the engine's monitor.
     enum State: UInt8 {
         case idle = 0
         case running = 1

@@ -1,6 +1,7 @@
 /// A task executor that runs jobs on the one worker thread that owns it, so that an async handler keeps its
 /// worker for as long as it runs, exactly like a blocking one, and never touches the cooperative pool.
 final class WorkerThreadExecutor: TaskExecutor, @unchecked Sendable {
+    // Unchecked Sendable: `jobs` and `finished` are guarded by `monitor`, a pthread mutex the compiler cannot see.
     private let monitor = Monitor()
     private lazy var condition = Monitor.Condition(monitor)
     private var jobs: [UnownedJob] = []

@@ -9,6 +9,7 @@ import NIOConcurrencyHelpers
 /// forgotten when the message is settled. Safe to share between threads (every RabbitMQ connection's I/O
 /// thread uses the one counter): each call holds the counter's lock.
 public final class DeliveryCounter: CrashCounting, @unchecked Sendable {
+    // Unchecked Sendable: the connection is only used while `lock` is held.
     private let connection: SQLiteConnection
     /// One SQLite connection and its statement cache serve every caller, one at a time: five I/O threads
     /// counting redeliveries at once after a reconnect corrupted the heap.

@@ -83,6 +83,7 @@ public struct DeadLetter: Sendable, Hashable, Codable {
 /// The queue file as a library: enqueue jobs, read counts, manage dead letters. Safe to use from any
 /// thread and from any number of processes at once (SQLite's locking serialises writers).
 public final class SQLiteQueue: @unchecked Sendable {
+    // Unchecked Sendable: the connection is only used while `lock` is held, and the hooks live in a locked box.
     public let path: String
     private let lock = NIOLock()
     private let connection: SQLiteConnection

@@ -24,6 +24,7 @@ import NIOConcurrencyHelpers
 /// `SQLiteSource+Commit.swift`, leases and dead consumers in `SQLiteSource+Leases.swift`. Members are
 /// internal so that those files can share them; the comment on each says which thread may touch it.
 public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Sendable {
+    // Unchecked Sendable: members shared between threads are guarded by `monitor`; the others belong to the store thread (each comment says which).
     /// How the source runs.
     public struct Options: Sendable {
         /// How long a claim holds a job. Renewed every third of it while the process lives.

@@ -13,6 +13,7 @@ import Foundation
 /// log passes `inlineCheckpointPages` (16 MiB). That checkpoint copies only what the background ones left,
 /// and the log stays bounded whatever the load.
 final class WALCheckpointer: @unchecked Sendable {
+    // Unchecked Sendable: `connection` belongs to the checkpoint thread once started; the flags are guarded by `condition`.
     /// Log pages after a commit that start a background checkpoint (SQLite's own threshold).
     static let backgroundCheckpointPages = 1_000
     /// Log pages after a commit at which the writer checkpoints in its own commit, as SQLite would at

@@ -49,6 +49,7 @@ struct AdminConnection: ParsableArguments {
 
     /// Carries a URLSession answer back to the waiting thread.
     final class Exchange: @unchecked Sendable {
+        // Unchecked Sendable: `value` is guarded by `lock`.
         private let lock = NIOLock()
         private var value: (Data?, Int?, (any Error)?) = (nil, nil, nil)
         func set(_ data: Data?, _ status: Int?, _ error: (any Error)?) {

@@ -129,6 +129,7 @@ enum DemoStore: String, CaseIterable, ExpressibleByArgument {
 
 /// The demo's jobs and the source that serves them.
 final class DemoBacklog: @unchecked Sendable {
+    // Unchecked Sendable: guarded state only: DemoBacklog's is set in init and never changed, RefillingSource's is guarded by `condition`.
     let source: any JobSource
     private let directory: URL?
     private let file: SQLiteQueue?
@@ -180,6 +181,7 @@ final class DemoBacklog: @unchecked Sendable {
 /// Passes everything to the source it wraps, and reports the queues of finished jobs, in batches, from a
 /// thread of its own so that workers never wait on the refill.
 final class RefillingSource: JobSource, @unchecked Sendable {
+    // Unchecked Sendable: guarded state only: DemoBacklog's is set in init and never changed, RefillingSource's is guarded by `condition`.
     let name: String
     private let wrapped: any JobSource
     private let refill: @Sendable ([String]) -> Void
