@@ -199,6 +199,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "FairwayProcessWorkersTests",
+            dependencies: ["FairwayProcessWorkers"]
+        ),
+        .testTarget(
             name: "FairwayHTTPTests",
             dependencies: ["FairwayHTTP", "FairwayConfig", "FairwayRuntime", "FairwayScheduling"]
         ),

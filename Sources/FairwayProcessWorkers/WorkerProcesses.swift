@@ -30,13 +30,9 @@ final class ProcessJobPool: IsolatedJobPool {
         _ delivery: Delivery, context: JobContext, timeout: Duration,
         cancellable: (@escaping @Sendable () -> Void) -> Void
     ) -> JobOutcome {
-        var job = WorkerMessage(kind: .job)
-        job.id = context.jobID
-        job.queue = context.queue
-        job.jobType = delivery.jobType
-        job.attempt = delivery.attempt
-        job.maxAttempts = context.maxAttempts
-        job.timeoutSeconds = timeout.seconds
+        let job = WorkerMessage.job(
+            id: context.jobID, queue: context.queue, jobType: delivery.jobType, attempt: delivery.attempt,
+            maxAttempts: context.maxAttempts, timeoutSeconds: timeout.seconds)
         let result = pool.run(job, payload: delivery.payload) { cancel in cancellable { cancel() } }
         switch result {
         case .finished(.success, _):

@@ -45,6 +45,20 @@ public struct WorkerMessage: Codable, Sendable, Equatable {
         self.kind = kind
     }
 
+    /// A `job` message: what a worker needs to run one job (its payload travels as the body).
+    public static func job(
+        id: String, queue: String, jobType: String, attempt: Int, maxAttempts: Int, timeoutSeconds: Double
+    ) -> WorkerMessage {
+        var job = WorkerMessage(kind: .job)
+        job.id = id
+        job.queue = queue
+        job.jobType = jobType
+        job.attempt = attempt
+        job.maxAttempts = maxAttempts
+        job.timeoutSeconds = timeoutSeconds
+        return job
+    }
+
     /// The protocol version this build speaks.
     public static let protocolVersion = 1
 

@@ -104,15 +104,6 @@ struct AMQPHarness {
     }
 }
 
-func eventually(timeout: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if try condition() { return true }
-        Thread.sleep(forTimeInterval: 0.005)
-    }
-    return try condition()
-}
-
 func quickRetry(_ attempts: Int, backoff: Duration = .milliseconds(100)) -> RetryPolicy {
     RetryPolicy(maxAttempts: attempts, initialBackoff: backoff, maxBackoff: backoff * 8, jitter: 0)
 }

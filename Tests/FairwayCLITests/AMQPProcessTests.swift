@@ -52,7 +52,7 @@ struct AMQPProcessTests {
         #expect(afterKills < total)
         let last = try RunningFairway(config: config, folder: folder.url)
         #expect(last.waitUntilRunning())
-        #expect(waitFor(timeout: 90) { Self.distinctRuns(log) == total })
+        #expect(eventually(timeout: 90) { Self.distinctRuns(log) == total })
         #expect(last.stop().status == 0)
         let runs = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").count ?? 0
         print("amqp kill -9 ×\(kills): \(total) jobs, \(runs - total) ran twice")
@@ -89,7 +89,7 @@ struct AMQPProcessTests {
             let run = try RunningFairway(config: config, folder: folder.url)
             // The crash job may take the process down before it says it is running.
             _ = run.waitUntilRunning()
-            let finished = waitFor(timeout: 30) {
+            let finished = eventually(timeout: 30) {
                 !run.process.isRunning
                     || ((try? BrokerControl.count(poison + ".dead")) == 1 && (try? BrokerControl.count(steady)) == 0)
             }
@@ -130,8 +130,8 @@ struct AMQPProcessTests {
         let publisher = try AMQPPublisher(url: try AMQPURL(Self.address))
         try publisher.publish((0..<50).map { _ in NewJob(queue: queue, type: "noop") })
         publisher.close()
-        #expect(waitFor { (try? file.stats()[queue]?.completed) == 50 })
-        #expect(waitFor { (try? BrokerControl.count(queue)) == 0 })
+        #expect(eventually { (try? file.stats()[queue]?.completed) == 50 })
+        #expect(eventually { (try? BrokerControl.count(queue)) == 0 })
         #expect(run.stop().status == 0)
     }
 
@@ -164,14 +164,14 @@ struct AMQPProcessTests {
         publisher.close()
         let run = try RunningFairway(config: config, folder: folder.url)
         #expect(run.waitUntilRunning(), "\(run.log)")
-        #expect(waitFor(timeout: 30) { Self.distinctRuns(log) >= 200 })
+        #expect(eventually(timeout: 30) { Self.distinctRuns(log) >= 200 })
         #expect(BrokerControl.control(["stop_app"]) == 0)
         let duringOutage = Self.distinctRuns(log)
         Thread.sleep(forTimeInterval: 1)
         #expect(BrokerControl.control(["start_app"]) == 0)
         print("broker restart: \(duringOutage) of \(total) jobs had run when the broker stopped")
         #expect(duringOutage < total, "the load should still be running when the broker stops")
-        #expect(waitFor(timeout: 90) { Self.distinctRuns(log) == total }, "\(run.log.suffix(2000))")
+        #expect(eventually(timeout: 90) { Self.distinctRuns(log) == total }, "\(run.log.suffix(2000))")
         #expect(run.process.isRunning, "the process rides out the restart")
         let exit = run.stop()
         #expect(exit.status == 0 && !exit.bySignal, "\(run.log.suffix(2000))")

@@ -31,7 +31,7 @@ struct CrashAttributionTests {
         for _ in 0..<8 {
             let run = try RunningFairway(config: config, folder: folder.url, environment: environment)
             _ = run.waitUntilRunning()
-            let finished = waitFor(timeout: 60) { !run.process.isRunning || settled() }
+            let finished = eventually(timeout: 60) { !run.process.isRunning || settled() }
             #expect(finished, "\(run.log.suffix(2000))")
             if run.process.isRunning {
                 #expect(run.stop().status == 0)

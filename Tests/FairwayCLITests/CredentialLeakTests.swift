@@ -51,7 +51,7 @@ struct CredentialLeakTests {
             NewJob(queue: queue, type: "unknown"),
         ])
         publisher.close()
-        #expect(waitFor(timeout: 20) { (try? BrokerControl.count(queue + ".dead")) == 2 })
+        #expect(eventually(timeout: 20) { (try? BrokerControl.count(queue + ".dead")) == 2 })
         for path in ["/metrics", "/scale", "/healthz", "/readyz", "/queues", "/nowhere"] {
             written["GET \(path)"] = HTTP.call("GET", port: port, path).body
         }
@@ -62,7 +62,7 @@ struct CredentialLeakTests {
 
         let wrong = try RunningFairway(
             config: config, folder: folder.url, environment: ["FAIRWAY_AMQP_URL": Self.url(Self.wrongPassword)])
-        #expect(waitFor(timeout: 20) { wrong.log.contains("login refused") }, "\(wrong.log)")
+        #expect(eventually(timeout: 20) { wrong.log.contains("login refused") }, "\(wrong.log)")
         wrong.stop()
         written["log, wrong password"] = wrong.log
         #expect(wrong.log.contains("user '\(Self.user)'"), "the error names the user")

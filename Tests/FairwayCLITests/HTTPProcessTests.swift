@@ -122,7 +122,7 @@ struct HTTPProcessTests {
         }
         #expect(sawMore, "a backlog of 400 × 10 ms jobs with a 1 s target should ask for more than 2 workers")
         #expect(
-            waitFor(timeout: 10) {
+            eventually(timeout: 10) {
                 let signal = HTTP.call("GET", port: port, "/scale").json ?? [:]
                 return signal["desired_workers"] as? Int == 0 && signal["desired_replicas"] as? Int == 0
             })
@@ -222,10 +222,10 @@ struct HTTPProcessTests {
         let (run, port) = try start(
             folder, "workers: 1\ndrainTimeout: 10s\nsources: [{ kind: sqlite, path: \"q.db\" }]\nqueues: [{ name: a }]"
         )
-        #expect(waitFor { (try? file.stats()["a"]?.leased) == 1 })
+        #expect(eventually { (try? file.stats()["a"]?.leased) == 1 })
         Thread.sleep(forTimeInterval: 0.1)
         kill(run.process.processIdentifier, SIGTERM)
-        #expect(waitFor(timeout: 2) { HTTP.call("GET", port: port, "/readyz").status == 503 })
+        #expect(eventually(timeout: 2) { HTTP.call("GET", port: port, "/readyz").status == 503 })
         let answer = HTTP.call("GET", port: port, "/readyz")
         #expect(answer.body.contains("draining"))
         #expect((HTTP.call("GET", port: port, "/scale").json?["draining"] as? Bool) == true)
@@ -261,7 +261,7 @@ struct HTTPProcessTests {
         let (run, _) = try start(
             folder, "workers: 1\ndrainTimeout: 10s\nsources: [{ kind: sqlite, path: \"q.db\" }]\nqueues: [{ name: a }]"
         )
-        #expect(waitFor { (try? file.stats()["a"]?.leased) == 1 })
+        #expect(eventually { (try? file.stats()["a"]?.leased) == 1 })
         #expect(run.stop(signal: SIGINT).status == 0)
         #expect(run.log.contains("signal=SIGINT"))
         let stats = try file.stats()["a"]
@@ -281,9 +281,9 @@ struct HTTPProcessTests {
         defer { run.stop() }
         #expect(HTTP.call("GET", port: port, "/readyz").status == 200)
         #expect(BrokerControl.control(["stop_app"]) == 0)
-        #expect(waitFor(timeout: 15) { HTTP.call("GET", port: port, "/readyz").status == 503 })
+        #expect(eventually(timeout: 15) { HTTP.call("GET", port: port, "/readyz").status == 503 })
         #expect(HTTP.call("GET", port: port, "/readyz").body.contains("amqp disconnected"))
         #expect(BrokerControl.control(["start_app"]) == 0)
-        #expect(waitFor(timeout: 60) { HTTP.call("GET", port: port, "/readyz").status == 200 })
+        #expect(eventually(timeout: 60) { HTTP.call("GET", port: port, "/readyz").status == 200 })
     }
 }

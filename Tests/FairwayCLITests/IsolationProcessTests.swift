@@ -94,7 +94,7 @@ struct IsolationProcessTests {
         let without = try #require(times[1])
         print("crash isolation: a and b took \(withCrashes) s beside 40 crashing jobs, \(without) s without")
         #expect(withCrashes <= without * 1.1, "other queues slowed by \(withCrashes / without)")
-        #expect(try waitFor { try files[0].stats()["iso"]?.dead == 40 })
+        #expect(try eventually { try files[0].stats()["iso"]?.dead == 40 })
         #expect(runs[0].process.isRunning, "the process survives its crashing jobs")
         let port = try #require(runs[0].httpPort)
         let exposition = HTTP.call("GET", port: port, "/metrics").body
@@ -135,7 +135,7 @@ struct IsolationProcessTests {
         for run in runs { #expect(run.waitUntilRunning(), "\(run.log)") }
 
         func lines() -> Int { Self.lineCount(log) }
-        #expect(waitFor(timeout: 10) { lines() >= 1 })
+        #expect(eventually(timeout: 10) { lines() >= 1 })
         let firstStarted = Date()
         let firstChild = Self.children(of: runs[0].process.processIdentifier)
         #expect(isolation == "thread" || firstChild.count == 1, "one worker process runs the slow job")
@@ -153,7 +153,7 @@ struct IsolationProcessTests {
             }
         }
         let times = try Self.completionSeconds(files, queues: ["fast"], count: 300)
-        #expect(waitFor(timeout: 10) { lines() >= 2 })
+        #expect(eventually(timeout: 10) { lines() >= 2 })
         let slowest = try #require(times[0])
         let fastest = try #require(times[1])
         print("hung \(isolation) job: fast queue took \(slowest) s beside it, \(fastest) s without")
@@ -164,7 +164,7 @@ struct IsolationProcessTests {
         let letters = try files[0].deadLetters(queue: "slow")
         #expect(letters.allSatisfy { $0.reason.contains("timed out after 1s") })
         if isolation == "process" {
-            #expect(waitFor(timeout: 10) { goneAfter.value != nil })
+            #expect(eventually(timeout: 10) { goneAfter.value != nil })
             let gone = try #require(goneAfter.value)
             print("hung process job: its worker was gone \(gone) s after the job started (timeout 1 s, grace 1 s)")
             #expect(gone > 1.5 && gone < 2.6, "killed after the timeout plus the grace: \(gone) s")
@@ -192,9 +192,9 @@ struct IsolationProcessTests {
             let run = try RunningFairway(config: config, folder: folder.url)
             #expect(run.waitUntilRunning(), "\(run.log)")
             func lines() -> Int { Self.lineCount(log) }
-            #expect(waitFor(timeout: 10) { lines() >= 1 })
+            #expect(eventually(timeout: 10) { lines() >= 1 })
             let first = Date()
-            #expect(waitFor(timeout: 10) { lines() >= 2 })
+            #expect(eventually(timeout: 10) { lines() >= 2 })
             let gap = Date().timeIntervalSince(first)
             print("\(isolation): the next job of the queue started \(gap) s after the first (timeout 1 s)")
             #expect(gap > 0.9 && gap < 1.6, "\(isolation): next job after \(gap) s")
@@ -230,7 +230,8 @@ struct IsolationProcessTests {
             ])
         let run = try RunningFairway(config: config, folder: folder.url)
         #expect(run.waitUntilRunning(), "\(run.log)")
-        #expect(try waitFor(timeout: 30) { try file.stats()["py"].map { $0.completed == 50 && $0.dead == 5 } ?? false })
+        #expect(
+            try eventually(timeout: 30) { try file.stats()["py"].map { $0.completed == 50 && $0.dead == 5 } ?? false })
         let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
         #expect(Set(lines.map { $0.split(separator: " ")[0] }).count == 50)
         let pids = Set(lines.map { $0.split(separator: " ")[1] })
@@ -269,17 +270,17 @@ struct IsolationProcessTests {
         try file.enqueue(contentsOf: Self.appends("q", 16, log: log, line: "job") { $0 < 2 ? 2500 : 50 })
         let first = try RunningFairway(config: config, folder: folder.url)
         #expect(first.waitUntilRunning(), "\(first.log)")
-        #expect(try waitFor { try file.stats()["q"]?.leased == 16 })
+        #expect(try eventually { try file.stats()["q"]?.leased == 16 })
         let second = try RunningFairway(config: config, folder: folder.url)
         #expect(second.waitUntilRunning(), "\(second.log)")
         func lines() -> Int { Self.lineCount(log) }
-        #expect(waitFor { lines() == 2 })
+        #expect(eventually { lines() == 2 })
         Thread.sleep(forTimeInterval: 0.2)
         #expect(lines() == 2, "the second process has nothing to run while the first holds every job")
 
         let signalled = Date()
         kill(first.process.processIdentifier, SIGTERM)
-        #expect(waitFor(timeout: 5) { lines() >= 3 })
+        #expect(eventually(timeout: 5) { lines() >= 3 })
         let handedOver = Date().timeIntervalSince(signalled)
         print("SIGTERM: a held job started in another process \(handedOver) s after the signal")
         #expect(handedOver < 1, "held jobs are back at the source at once")
@@ -287,7 +288,7 @@ struct IsolationProcessTests {
         let drained = Date().timeIntervalSince(signalled)
         #expect(exit.status == 0 && !exit.bySignal, "\(first.log)")
         #expect(drained < 10, "exit within the drain deadline: \(drained) s")
-        #expect(try waitFor(timeout: 60) { try file.stats()["q"]?.completed == 16 })
+        #expect(try eventually(timeout: 60) { try file.stats()["q"]?.completed == 16 })
         #expect(second.stop().status == 0)
         let stats = try #require(try file.stats()["q"])
         #expect(stats.ready + stats.leased + stats.delayed + stats.dead == 0)

@@ -1,3 +1,4 @@
+import FairwayTestSupport
 import Foundation
 import Testing
 
@@ -24,19 +25,21 @@ struct ReloadProcessTests {
         try (Self.base + "workers: 3\nqueues: [{ name: a, weight: 5 }, { name: b, paused: true }]\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
         kill(run.process.processIdentifier, SIGHUP)
-        #expect(waitFor(timeout: 10) { weight(port, "a") == 5 }, "\(run.log)")
+        #expect(eventually(timeout: 10) { weight(port, "a") == 5 }, "\(run.log)")
         #expect(
-            waitFor(timeout: 10) {
+            eventually(timeout: 10) {
                 HTTP.sample(HTTP.call("GET", port: port, "/metrics").body, "fairway_queue_paused{queue=\"b\"}") == 1
             }, "\(run.log)")
         #expect(
-            waitFor(timeout: 5) { run.log.contains("applied only by a restart") && run.log.contains("workers: 2 → 3") })
+            eventually(timeout: 5) {
+                run.log.contains("applied only by a restart") && run.log.contains("workers: 2 → 3")
+            })
 
         // A file that became invalid: refused, the field named, the process runs on as it was.
         try (Self.base + "workers: 3\nqueues: [{ name: a, weight: -1 }, { name: b }]\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
         kill(run.process.processIdentifier, SIGHUP)
-        #expect(waitFor(timeout: 10) { run.log.contains("reload refused") }, "\(run.log)")
+        #expect(eventually(timeout: 10) { run.log.contains("reload refused") }, "\(run.log)")
         #expect(run.log.contains("weight"), "the refusal should name the field: \(run.log)")
         #expect(run.process.isRunning)
         #expect(weight(port, "a") == 5)
@@ -66,6 +69,6 @@ struct ReloadProcessTests {
             .write(toFile: config, atomically: true, encoding: .utf8)
         let sent = try FairwayProcess.run(["reload", "--pid", pid, "--config", config])
         #expect(sent.status == 0, "\(sent.stderr)")
-        #expect(waitFor(timeout: 10) { weight(port, "a") == 7 }, "\(run.log)")
+        #expect(eventually(timeout: 10) { weight(port, "a") == 7 }, "\(run.log)")
     }
 }

@@ -102,12 +102,3 @@ func processes(mentioning text: String) -> [Int32] {
         return pid
     }
 }
-
-func waitFor(timeout: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if try condition() { return true }
-        Thread.sleep(forTimeInterval: 0.002)
-    }
-    return try condition()
-}

@@ -28,7 +28,7 @@ struct SQLiteProcessTests {
             Thread.sleep(forTimeInterval: 0.02)
             let began = Date()
             try file.enqueue(NewJob(queue: "q", type: "noop"))
-            #expect(try waitFor(timeout: 5) { try file.stats()["q"]?.completed == round })
+            #expect(try eventually(timeout: 5) { try file.stats()["q"]?.completed == round })
             delays.append(Date().timeIntervalSince(began))
         }
         delays.sort()
@@ -83,10 +83,10 @@ struct SQLiteProcessTests {
         #expect(done < total, "the load should still be running when the kills end")
         let last = try RunningFairway(config: config, folder: folder.url)
         #expect(last.waitUntilRunning())
-        #expect(try waitFor(timeout: 60) { try file.stats().values.reduce(0) { $0 + $1.completed } == total })
+        #expect(try eventually(timeout: 60) { try file.stats().values.reduce(0) { $0 + $1.completed } == total })
         let exit = last.stop()
         #expect(exit.status == 0 && !exit.bySignal)
-        #expect(waitFor(timeout: 5) { processes(mentioning: config).isEmpty }, "no worker process outlives its run")
+        #expect(eventually(timeout: 5) { processes(mentioning: config).isEmpty }, "no worker process outlives its run")
 
         let stats = try file.stats()
         #expect(stats.values.reduce(0) { $0 + $1.dead } == 0)
@@ -128,7 +128,7 @@ struct SQLiteProcessTests {
             let run = try RunningFairway(config: config, folder: folder.url)
             // The crash job may take the process down before it says it is running.
             _ = run.waitUntilRunning()
-            let finished = try waitFor(timeout: 20) {
+            let finished = try eventually(timeout: 20) {
                 if !run.process.isRunning { return true }
                 let stats = try file.stats()
                 return stats["poison"]?.dead == 1 && stats["steady"]?.completed == 200
@@ -177,7 +177,7 @@ struct SQLiteProcessTests {
                 String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(
                     in: .whitespacesAndNewlines))
         }
-        #expect(waitFor(timeout: 60) { remaining() == 0 }, "the shell never saw the process's commits")
+        #expect(eventually(timeout: 60) { remaining() == 0 }, "the shell never saw the process's commits")
         #expect(FileManager.default.fileExists(atPath: path + "-wal"))
     }
 
@@ -191,11 +191,11 @@ struct SQLiteProcessTests {
         )
         let run = try RunningFairway(config: config, folder: folder.url)
         #expect(run.waitUntilRunning(), "\(run.log)")
-        #expect(try waitFor { try file.stats()["q"]?.leased == 1 })
+        #expect(try eventually { try file.stats()["q"]?.leased == 1 })
         Thread.sleep(forTimeInterval: 0.2)
         let began = Date()
         kill(run.process.processIdentifier, SIGTERM)
-        #expect(waitFor(timeout: 5) { run.log.contains("shutting down") })
+        #expect(eventually(timeout: 5) { run.log.contains("shutting down") })
         kill(run.process.processIdentifier, SIGTERM)
         let exit = run.waitForExit(timeout: 10)
         #expect(exit.status == 0 && !exit.bySignal, "\(run.log)")

@@ -26,7 +26,7 @@ struct ScaleSmokeTests {
         let began = Date()
         let run = try RunningFairway(config: config, folder: folder.url)
         defer { run.stop() }
-        #expect(waitFor(timeout: 60) { FileManager.default.fileExists(atPath: marker) }, "\(run.log)")
+        #expect(eventually(timeout: 60) { FileManager.default.fileExists(atPath: marker) }, "\(run.log)")
         let firstJob = Date().timeIntervalSince(began)
         #expect(run.waitUntilRunning(timeout: 60), "\(run.log)")
         let port = try #require(run.httpPort)

@@ -1,6 +1,7 @@
 import FairwayJobs
 import FairwayRuntime
 import FairwayScheduling
+import FairwayTestSupport
 import Foundation
 import Logging
 
@@ -15,28 +16,6 @@ final class Shared<Value: Sendable>: @unchecked Sendable {
 
     @discardableResult
     func update<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
-}
-
-/// Waits until `condition` holds or `timeout` seconds pass; returns whether it held.
-func eventually(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        Thread.sleep(forTimeInterval: 0.002)
-    }
-    return condition()
-}
-
-/// Waits until `condition` holds or `timeout` seconds pass, suspending between looks instead of blocking
-/// a thread of the cooperative pool; returns whether it held. For async tests.
-func eventuallyAsync(timeout: Double = 10, _ condition: () -> Bool) async -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: .seconds(timeout))
-    while clock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(2))
-    }
-    return condition()
 }
 
 /// An engine over an in-memory source, with the built-in jobs and whatever a test registers.

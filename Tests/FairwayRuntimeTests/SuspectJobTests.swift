@@ -1,6 +1,7 @@
 import FairwayJobs
 import FairwayRuntime
 import FairwayScheduling
+import FairwayTestSupport
 import Foundation
 import Testing
 

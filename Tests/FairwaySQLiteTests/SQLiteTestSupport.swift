@@ -2,6 +2,7 @@ import CSQLite
 import FairwayJobs
 import FairwayRuntime
 import FairwayScheduling
+import FairwayTestSupport
 import Foundation
 import Logging
 
@@ -19,16 +20,6 @@ final class TemporaryFolder {
     deinit { try? FileManager.default.removeItem(at: url) }
 
     func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-}
-
-/// Waits until `condition` holds or `timeout` seconds pass; returns whether it held.
-func eventually(timeout: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if try condition() { return true }
-        Thread.sleep(forTimeInterval: 0.002)
-    }
-    return try condition()
 }
 
 /// An engine over a SQLite source on a real file.
