@@ -13,7 +13,8 @@ extension SQLiteSource {
         while true {
             monitor.lock()
             let wakeAt = nextWake()
-            while pending.isEmpty && enqueues.isEmpty && hinted.isEmpty && !fileChanged && !closing && !claimsUnfinished
+            while pending.isEmpty && enqueues.isEmpty && hinted.isEmpty && !fileChanged && storeState != .closing
+                && !claimsUnfinished
                 && MonotonicClock.now < wakeAt
             {
                 monitor.wait(untilMonotonic: wakeAt)
@@ -26,8 +27,8 @@ extension SQLiteSource {
             enqueues.removeAll()
             let hints = hinted
             hinted.removeAll()
-            let mayDeliver = delivering && !closing
-            let finishing = closing
+            let mayDeliver = storeState == .delivering
+            let finishing = storeState == .closing
             monitor.unlock()
 
             for name in hints {
@@ -77,7 +78,7 @@ extension SQLiteSource {
             if finishing && monitor.withLock({ pending.isEmpty }) { break }
         }
         monitor.withLock {
-            storeThreadRunning = false
+            storeState = .stopped
             monitor.broadcast()
         }
     }

@@ -65,10 +65,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var fileChanged = true
     /// Set before the store thread starts and cleared after it stopped; the store thread reads it.
     var watcher: FileChangeWatcher?
-    var delivering = false
-    var closing = false
-    var closed = false
-    var storeThreadRunning = false
+    var storeState = StoreThreadState.notStarted
 
     // Owned by the store thread once started.
     var connection: SQLiteConnection?
@@ -151,10 +148,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         highestSeenID = try highestJobID()
         nextDelayedDue = try earliestDelayed()
         nextLeaseRenewal = now + leaseMilliseconds / 3
-        monitor.withLock {
-            delivering = true
-            storeThreadRunning = true
-        }
+        monitor.withLock { storeState = .delivering }
         queue.routeEnqueue = { [weak self] jobs in
             guard let self else { throw EnqueueError(index: nil, message: "the queue file's source has stopped") }
             return try self.enqueueThroughStore(jobs)
@@ -177,7 +171,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
 
     public func stopDelivering() {
         monitor.withLock {
-            delivering = false
+            if storeState == .delivering { storeState = .holding }
             monitor.signal()
         }
     }
@@ -185,9 +179,13 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     public func close() {
         queue.routeEnqueue = nil
         monitor.lock()
-        closing = true
+        switch storeState {
+        case .notStarted: storeState = .stopped
+        case .delivering, .holding: storeState = .closing
+        case .closing, .stopped: break
+        }
         monitor.signal()
-        while storeThreadRunning {
+        while storeState == .closing {
             monitor.wait()
         }
         monitor.unlock()
@@ -243,7 +241,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     func enqueueThroughStore(_ jobs: [NewJob]) throws -> [Int64] {
         let request = EnqueueRequest(jobs: jobs)
         let accepted = monitor.withLock { () -> Bool in
-            guard storeThreadRunning && !closing else { return false }
+            guard storeState == .delivering || storeState == .holding else { return false }
             enqueues.append(request)
             monitor.signal()
             return true
@@ -271,4 +269,17 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
 /// What a job is charged when its process died while running it.
 enum RunCharge {
     static let reason = "its process ended while running it (a crash or a kill)"
+}
+
+/// Where the store thread is in its life. Guarded by the source's `monitor`.
+enum StoreThreadState: Equatable {
+    case notStarted
+    /// Running: settling, taking enqueues, and claiming new jobs for the engine.
+    case delivering
+    /// Running, but claiming nothing: the engine drains (`stopDelivering`).
+    case holding
+    /// Asked to stop (`close`): it commits what is pending, then ends.
+    case closing
+    /// Ended, or closed before it started.
+    case stopped
 }
