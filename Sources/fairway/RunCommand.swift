@@ -81,9 +81,13 @@ struct RunCommand: AsyncParsableCommand {
         )
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
+                // Named, not described: ServiceLifecycle otherwise names each by `"\(service)"`, and the
+                // signal service holds the whole configuration (0.4 s at 10,000 queues, measured).
                 services: [
-                    .init(service: signalService), .init(service: server.sampler), .init(service: server),
-                    .init(service: engineService),
+                    .init(service: signalService, serviceName: "signals"),
+                    .init(service: server.sampler, serviceName: "depth-sampler"),
+                    .init(service: server, serviceName: "http"),
+                    .init(service: engineService, serviceName: "engine"),
                 ],
                 logger: logger
             )
