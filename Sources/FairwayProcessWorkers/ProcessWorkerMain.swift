@@ -1,5 +1,6 @@
 import CProcess
 import FairwayJobs
+import FairwayRuntime
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -86,20 +87,16 @@ public enum ProcessWorkerMain {
                 return outcome(of: error)
             }
         case .async(let handler):
-            let done = DispatchSemaphore(value: 0)
-            let result = NIOLockedValueBox<(WorkerMessage.Outcome, String?)>((.failure, "handler did not finish"))
+            let result = OneShot<(WorkerMessage.Outcome, String?)>()
             Task {
                 do {
                     try await handler(payload, context)
-                    result.withLockedValue { $0 = (.success, nil) }
+                    result.fulfil((.success, nil))
                 } catch {
-                    let ended = outcome(of: error)
-                    result.withLockedValue { $0 = ended }
+                    result.fulfil(outcome(of: error))
                 }
-                done.signal()
             }
-            done.wait()
-            return result.withLockedValue { $0 }
+            return result.wait()
         }
     }
 

@@ -1,14 +1,15 @@
 #if os(Linux)
-    import Glibc
+    import FairwayRuntime
     import Foundation
+    import Glibc
 
     /// Calls back when any of the watched files is written, by any process, through inotify: the way the
     /// source notices jobs enqueued by other processes without a polling tick. Costs nothing while idle.
     final class FileChangeWatcher: @unchecked Sendable {
-        // Unchecked Sendable: its stored properties are file descriptors and a semaphore, set in init and used through thread-safe system calls.
+        // Unchecked Sendable: its stored properties are file descriptors and a one-shot, set in init and used through thread-safe system calls.
         private let notify: Int32
         private let stopPipe: (read: Int32, write: Int32)
-        private let stopped = DispatchSemaphore(value: 0)
+        private let stopped = OneShot<Void>()
 
         /// Returns nil when inotify is not available (then the caller keeps a short tick).
         init?(paths: [String], onChange: @escaping @Sendable () -> Void) {
@@ -44,7 +45,7 @@
                         usleep(1_000)
                     }
                 }
-                stopped.signal()
+                stopped.fulfil(())
             }
             thread.name = "fairway-sqlite-watch"
             thread.start()
@@ -63,7 +64,7 @@
 #else
     /// No inotify here: the source falls back to its change tick.
     final class FileChangeWatcher: @unchecked Sendable {
-        // Unchecked Sendable: its stored properties are file descriptors and a semaphore, set in init and used through thread-safe system calls.
+        // Unchecked Sendable: its stored properties are file descriptors and a one-shot, set in init and used through thread-safe system calls.
         init?(paths: [String], onChange: @escaping @Sendable () -> Void) { return nil }
         func stop() {}
     }

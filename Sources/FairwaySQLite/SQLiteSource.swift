@@ -250,8 +250,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
             let connection = try QueueFile.open(path: path, create: false)
             return try connection.transaction { try SQLiteQueue.insert(jobs, into: connection, now: Milliseconds.now) }
         }
-        request.done.wait()
-        return try request.result!.get()
+        return try request.result.wait().get()
     }
 
     /// Wakes the store thread because jobs were enqueued on these queues by this process.
