@@ -141,7 +141,7 @@ struct IsolationProcessTests {
         #expect(isolation == "thread" || firstChild.count == 1, "one worker process runs the slow job")
 
         // Watch the first worker process while the fast queues are measured.
-        let goneAfter = Locked<Double?>(nil)
+        let goneAfter = Shared<Double?>(nil)
         if isolation == "process", let child = firstChild.first {
             DispatchQueue.global().async {
                 while FileManager.default.fileExists(atPath: "/proc/\(child)/stat")
@@ -149,7 +149,7 @@ struct IsolationProcessTests {
                 {
                     Thread.sleep(forTimeInterval: 0.005)
                 }
-                goneAfter.value = Date().timeIntervalSince(firstStarted)
+                goneAfter.update { $0 = Date().timeIntervalSince(firstStarted) }
             }
         }
         let times = try Self.completionSeconds(files, queues: ["fast"], count: 300)
@@ -164,8 +164,8 @@ struct IsolationProcessTests {
         let letters = try files[0].deadLetters(queue: "slow")
         #expect(letters.allSatisfy { $0.reason.contains("timed out after 1s") })
         if isolation == "process" {
-            #expect(eventually(timeout: 10) { goneAfter.value != nil })
-            let gone = try #require(goneAfter.value)
+            #expect(eventually(timeout: 10) { goneAfter.read() != nil })
+            let gone = try #require(goneAfter.read())
             print("hung process job: its worker was gone \(gone) s after the job started (timeout 1 s, grace 1 s)")
             #expect(gone > 1.5 && gone < 2.6, "killed after the timeout plus the grace: \(gone) s")
         }
@@ -325,18 +325,5 @@ struct IsolationProcessTests {
         #expect(stats["capped"].map { $0.ready + $0.leased } == 5)
         #expect(stats["open"].map { $0.ready + $0.leased } == 50)
         #expect(run.stop().status == 0)
-    }
-}
-
-/// A value shared with a polling thread.
-final class Locked<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value
-
-    init(_ value: Value) { stored = value }
-
-    var value: Value {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
     }
 }

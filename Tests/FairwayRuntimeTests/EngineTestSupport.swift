@@ -5,19 +5,6 @@ import FairwayTestSupport
 import Foundation
 import Logging
 
-/// A value shared between a test and its job handlers.
-final class Shared<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func read() -> Value { lock.withLock { value } }
-
-    @discardableResult
-    func update<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
-}
-
 /// An engine over an in-memory source, with the built-in jobs and whatever a test registers.
 struct EngineHarness {
     let engine: Engine

@@ -1,3 +1,4 @@
+import FairwayTestSupport
 import Foundation
 import Testing
 
@@ -31,10 +32,9 @@ struct DeliveryCounterTests {
         #expect(try counter.count("t0-0") == 0)
     }
 
-    final class Failures: @unchecked Sendable {
-        private let lock = NSLock()
-        private var list: [String] = []
-        func record(_ failure: String) { lock.withLock { list.append(failure) } }
-        var all: [String] { lock.withLock { list } }
+    final class Failures: Sendable {
+        private let list = Shared<[String]>([])
+        func record(_ failure: String) { list.update { $0.append(failure) } }
+        var all: [String] { list.read() }
     }
 }

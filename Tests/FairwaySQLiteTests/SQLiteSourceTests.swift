@@ -301,15 +301,3 @@ struct SQLiteSourceTests {
         #expect(try sqlInt(path, "SELECT max(attempts) FROM jobs") == 0)
     }
 }
-
-/// A value shared between a test and its job handlers.
-final class Shared<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func read() -> Value { lock.withLock { value } }
-
-    func update(_ body: (inout Value) -> Void) { lock.withLock { body(&value) } }
-}

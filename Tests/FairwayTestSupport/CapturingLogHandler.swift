@@ -20,13 +20,12 @@ public struct CapturingLogHandler: LogHandler {
     }
 
     /// The messages, in order.
-    public final class Messages: @unchecked Sendable {
-        private let lock = NSLock()
-        private var items: [String] = []
+    public final class Messages: Sendable {
+        private let items = Shared<[String]>([])
 
         public init() {}
 
-        func append(_ message: String) { lock.withLock { items.append(message) } }
-        public var all: [String] { lock.withLock { items } }
+        func append(_ message: String) { items.update { $0.append(message) } }
+        public var all: [String] { items.read() }
     }
 }
