@@ -157,6 +157,14 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "FairwayJobsTests",
+            dependencies: [
+                "FairwayJobs", "FairwayTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
             name: "FairwayRuntimeTests",
             dependencies: [
                 "FairwayRuntime", "FairwayJobs", "FairwayScheduling", "FairwayTestSupport",
