@@ -1,75 +1,6 @@
 import CRabbitMQ
 import Foundation
 
-/// An error from the broker or the connection, with what was being done. Never holds a password.
-public struct AMQPError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    /// The AMQP reply code when the broker closed a channel or the connection (404 not found, 403 access
-    /// refused, 406 precondition failed), or 0.
-    public let code: Int
-    /// True when the connection itself is gone and must be opened again.
-    public let connectionLost: Bool
-
-    public var description: String { message }
-}
-
-/// A message the broker delivered that rabbitmq-c cannot decode (for example a header table with an empty
-/// key, which the broker accepts from producers). The connection cannot be read past it.
-struct UndecodableMessage: Error, CustomStringConvertible {
-    let channel: UInt16
-    let deliveryTag: UInt64
-    let detail: String
-
-    var description: String { "a message rabbitmq-c cannot decode (\(detail))" }
-}
-
-/// A message received from the broker, copied out of rabbitmq-c's buffers.
-struct ReceivedMessage {
-    var channel: UInt16
-    var deliveryTag: UInt64
-    var redelivered: Bool
-    var body: [UInt8]
-    var type: String?
-    var messageID: String?
-    var timestamp: UInt64?
-    /// `x-fairway-attempt`: attempts already made before this message was published (retries), as sent;
-    /// nil when absent. Untrusted: the source validates it.
-    var priorAttempts: HeaderValue?
-    /// `x-fairway-attempt-signature`: Fairway's signature of that count (``AttemptSigner``).
-    var attemptSignature: String?
-    var lastError: String?
-    /// Dead-letter headers: why, after how many attempts, from which queue.
-    var reason: String?
-    var attempts: Int?
-    var originalQueue: String?
-}
-
-/// A header as a producer sent it, for validation: an integer, or some other kind of field.
-enum HeaderValue: Equatable, CustomStringConvertible {
-    case integer(Int64)
-    case unsignedOutOfRange(UInt64)
-    case other(kind: UInt8)
-
-    var description: String {
-        switch self {
-        case .integer(let value): return "\(value)"
-        case .unsignedOutOfRange(let value): return "\(value)"
-        case .other(let kind): return "a field of kind '\(Character(Unicode.Scalar(kind)))', not an integer"
-        }
-    }
-}
-
-/// Something the broker sent that is not a message.
-enum BrokerEvent {
-    /// A publisher confirm: the broker has (ack) or has not (nack) taken responsibility for publishes up to
-    /// `tag` (all of them when `multiple`).
-    case confirm(ack: Bool, tag: UInt64, multiple: Bool)
-    /// The broker closed a channel, e.g. because its queue does not exist.
-    case channelClosed(channel: UInt16, code: Int, text: String)
-    /// The broker cancelled a consumer (its queue was deleted).
-    case consumerCancelled(channel: UInt16)
-}
-
 /// One connection to a broker through rabbitmq-c. Not thread-safe: exactly one thread uses it.
 final class AMQPConnection {
     let url: AMQPURL
@@ -111,7 +42,7 @@ final class AMQPConnection {
         }
         let reply = fw_login(state, url.vhost, Int32(heartbeat), url.user, url.password)
         if reply.reply_type != AMQP_RESPONSE_NORMAL {
-            let detail = Self.describe(reply)
+            let detail = reply.summary
             close()
             let refused =
                 detail.code == 403 || reply.library_error == AMQP_STATUS_CONNECTION_CLOSED.rawValue
@@ -263,7 +194,7 @@ final class AMQPConnection {
         envelope.redelivered = ok.redelivered
         try check(amqp_read_message(state, channel, &envelope.message, 0), "reading a message from '\(queue)'")
         defer { amqp_destroy_message(&envelope.message) }
-        return Self.copy(&envelope)
+        return ReceivedMessage(&envelope)
     }
 
     // MARK: - Acknowledgements and publishing
@@ -325,7 +256,7 @@ final class AMQPConnection {
         let reply = amqp_consume_message(state, &envelope, &zero, 0)
         if reply.reply_type == AMQP_RESPONSE_NORMAL {
             defer { amqp_destroy_envelope(&envelope) }
-            return .message(Self.copy(&envelope))
+            return .message(ReceivedMessage(&envelope))
         }
         if reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION {
             if reply.library_error == AMQP_STATUS_TIMEOUT.rawValue { return .nothing }
@@ -342,7 +273,7 @@ final class AMQPConnection {
                     detail: String(cString: amqp_error_string2(reply.library_error)))
             }
         }
-        let detail = Self.describe(reply)
+        let detail = reply.summary
         throw AMQPError(message: "connection lost: \(detail.text)", code: detail.code, connectionLost: true)
     }
 
@@ -362,7 +293,7 @@ final class AMQPConnection {
             return .event(.confirm(ack: false, tag: nack.delivery_tag, multiple: nack.multiple != 0))
         case AMQP_CHANNEL_CLOSE_METHOD:
             let close = fw_frame_decoded(&frame).assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-            let text = Self.string(close.reply_text)
+            let text = close.reply_text.text
             var ok = amqp_channel_close_ok_t()
             amqp_send_method(state, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
             return .event(.channelClosed(channel: channel, code: Int(close.reply_code), text: text))
@@ -371,7 +302,7 @@ final class AMQPConnection {
             var ok = amqp_connection_close_ok_t()
             amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok)
             throw AMQPError(
-                message: "the broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))",
+                message: "the broker closed the connection: \(close.reply_code) \(close.reply_text.text)",
                 code: Int(close.reply_code), connectionLost: true
             )
         case AMQP_BASIC_CANCEL_METHOD:
@@ -386,62 +317,11 @@ final class AMQPConnection {
         }
     }
 
-    private static func copy(_ envelope: inout amqp_envelope_t) -> ReceivedMessage {
-        let properties = fw_envelope_properties(&envelope)!
-        let flags = properties.pointee._flags
-        func header(_ key: String) -> String? {
-            var buffer = [CChar](repeating: 0, count: 2048)
-            let length = fw_header_string(properties, key, &buffer, Int32(buffer.count))
-            guard length >= 0 else { return nil }
-            return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
-        let attempts = fw_header_int(properties, "x-fairway-attempts", -1)
-        return ReceivedMessage(
-            channel: envelope.channel,
-            deliveryTag: envelope.delivery_tag,
-            redelivered: envelope.redelivered != 0,
-            body: bytes(envelope.message.body),
-            type: flags & UInt32(AMQP_BASIC_TYPE_FLAG) != 0 ? string(properties.pointee.type) : nil,
-            messageID: flags & UInt32(AMQP_BASIC_MESSAGE_ID_FLAG) != 0 ? string(properties.pointee.message_id) : nil,
-            timestamp: flags & UInt32(AMQP_BASIC_TIMESTAMP_FLAG) != 0 ? properties.pointee.timestamp : nil,
-            priorAttempts: headerValue(properties, "x-fairway-attempt"),
-            attemptSignature: header("x-fairway-attempt-signature"),
-            lastError: header("x-fairway-last-error"),
-            reason: header("x-fairway-reason"),
-            attempts: attempts >= 0 ? Int(attempts) : nil,
-            originalQueue: header("x-fairway-queue")
-        )
-    }
-
-    private static func headerValue(_ properties: UnsafeMutablePointer<amqp_basic_properties_t>, _ key: String)
-        -> HeaderValue?
-    {
-        var kind: UInt8 = 0
-        var value: Int64 = 0
-        var unsigned: UInt64 = 0
-        guard fw_header_field(properties, key, &kind, &value, &unsigned) != 0 else { return nil }
-        switch kind {
-        case UInt8(ascii: "L"):
-            return unsigned <= UInt64(Int64.max) ? .integer(Int64(unsigned)) : .unsignedOutOfRange(unsigned)
-        case 0: return .integer(value)
-        default: return .other(kind: kind)
-        }
-    }
-
-    static func bytes(_ value: amqp_bytes_t) -> [UInt8] {
-        guard value.len > 0, let pointer = value.bytes else { return [] }
-        return Array(UnsafeRawBufferPointer(start: pointer, count: value.len))
-    }
-
-    static func string(_ value: amqp_bytes_t) -> String {
-        String(decoding: bytes(value), as: UTF8.self)
-    }
-
     // MARK: - Errors
 
     private func check(_ reply: amqp_rpc_reply_t, _ doing: String) throws {
         guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
-        let detail = Self.describe(reply)
+        let detail = reply.summary
         let lost = reply.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || detail.isConnectionClose
         throw AMQPError(message: "\(doing): \(detail.text)", code: detail.code, connectionLost: lost)
     }
@@ -451,25 +331,5 @@ final class AMQPConnection {
         throw AMQPError(
             message: "\(doing): \(String(cString: amqp_error_string2(status)))", code: 0, connectionLost: true
         )
-    }
-
-    private static func describe(_ reply: amqp_rpc_reply_t) -> (text: String, code: Int, isConnectionClose: Bool) {
-        switch reply.reply_type {
-        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-            return (String(cString: amqp_error_string2(reply.library_error)), 0, true)
-        case AMQP_RESPONSE_SERVER_EXCEPTION:
-            switch reply.reply.id {
-            case AMQP_CONNECTION_CLOSE_METHOD:
-                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
-                return ("\(close.reply_code) \(string(close.reply_text))", Int(close.reply_code), true)
-            case AMQP_CHANNEL_CLOSE_METHOD:
-                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-                return ("\(close.reply_code) \(string(close.reply_text))", Int(close.reply_code), false)
-            default:
-                return ("the broker answered with method \(reply.reply.id)", 0, false)
-            }
-        default:
-            return ("no reply", 0, true)
-        }
     }
 }
