@@ -10,7 +10,7 @@ extension ConnectionWorker {
 
     func run() {
         var backoff = 0.1
-        while !lock.withLock({ closing }) {
+        while lock.withLock({ life < .closing }) {
             do {
                 try connect()
                 backoff = 0.1
@@ -20,12 +20,11 @@ extension ConnectionWorker {
                 dropConnection(reason: error.description)
             } catch let error as AMQPError {
                 lock.withLock {
-                    connected = false
-                    attempted = true
+                    status = .degraded
                     lock.broadcast()
                 }
                 dropConnection(reason: error.message)
-                if lock.withLock({ closing }) { break }
+                if lock.withLock({ life >= .closing }) { break }
                 let wait = backoff * Double.random(in: 0.5...1.0)
                 logger.error(
                     "broker connection failed; retrying",
@@ -45,8 +44,8 @@ extension ConnectionWorker {
         connection?.close()
         connection = nil
         lock.withLock {
-            finished = true
-            connected = false
+            life = .finished
+            status = .degraded
             lock.broadcast()
         }
     }
@@ -74,11 +73,11 @@ extension ConnectionWorker {
     /// (``AMQPSource/start(queues:sink:)`` returns then, while deliveries already flow).
     func setUpPending(_ connection: AMQPConnection) throws {
         guard !pendingSetUp.isEmpty else { return }
-        guard lock.withLock({ delivering && !closing }) else {
+        guard lock.withLock({ life == .delivering }) else {
             // Stopping: start no further consumers.
             pendingSetUp.removeAll()
             lock.withLock {
-                attempted = true
+                if status == .firstAttemptPending { status = .degraded }
                 lock.broadcast()
             }
             return
@@ -90,8 +89,7 @@ extension ConnectionWorker {
         pendingSetUp.removeFirst(chunk.count)
         guard pendingSetUp.isEmpty else { return }
         lock.withLock {
-            connected = failedQueues.isEmpty
-            attempted = true
+            status = failedQueues.isEmpty ? .consumingAll : .degraded
             lock.broadcast()
         }
         logger.info(
@@ -136,9 +134,9 @@ extension ConnectionWorker {
             let (settlements, mayDeliver, stopping) = lock.withLock { () -> ([(Delivery, Settlement)], Bool, Bool) in
                 let taken = pendingSettlements
                 pendingSettlements.removeAll(keepingCapacity: true)
-                return (taken, delivering, closing)
+                return (taken, life == .delivering, life >= .closing)
             }
-            if !mayDeliver && !cancelled {
+            if !mayDeliver && !consumersCancelled {
                 cancelConsumers(connection)
             }
             for (delivery, settlement) in settlements {
@@ -175,14 +173,14 @@ extension ConnectionWorker {
             }
             if readAny || connection.hasBufferedInput { continue }
             try flushAcks(connection)
-            if lock.withLock({ !pendingSettlements.isEmpty || (closing && !stopping) }) { continue }
+            if lock.withLock({ !pendingSettlements.isEmpty || (life >= .closing && !stopping) }) { continue }
             if !pendingSetUp.isEmpty { continue }
             wakeup.poll(with: connection.fileDescriptor, timeout: pollTimeout)
         }
     }
 
     func cancelConsumers(_ connection: AMQPConnection) {
-        cancelled = true
+        consumersCancelled = true
         for (channel, tag) in consumerTags {
             try? connection.cancel(channel, consumerTag: tag)
         }

@@ -164,12 +164,12 @@ extension ConnectionWorker {
 
     func retryFailedQueues(_ connection: AMQPConnection) throws {
         let now = Date()
-        for (queue, held) in heldBack where held.until <= now && lock.withLock({ delivering }) {
+        for (queue, held) in heldBack where held.until <= now && lock.withLock({ life == .delivering }) {
             try setUp(queue: queue, on: connection)
             heldBack[queue]?.until = .distantFuture
             logger.info("consuming from a held-back queue again", metadata: ["queue": "\(queues[queue].name)"])
         }
-        guard !failedQueues.isEmpty, lock.withLock({ delivering }) else { return }
+        guard !failedQueues.isEmpty, lock.withLock({ life == .delivering }) else { return }
         for (queue, due) in failedQueues where due <= now {
             // The channel was closed by the broker; open it again.
             try setUp(queue: queue, on: connection)
@@ -177,6 +177,6 @@ extension ConnectionWorker {
                 logger.info("consuming from a queue again", metadata: ["queue": "\(queues[queue].name)"])
             }
         }
-        if failedQueues.isEmpty && pendingSetUp.isEmpty { lock.withLock { connected = true } }
+        if failedQueues.isEmpty && pendingSetUp.isEmpty { lock.withLock { status = .consumingAll } }
     }
 }

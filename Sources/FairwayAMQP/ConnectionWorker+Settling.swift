@@ -126,7 +126,7 @@ extension ConnectionWorker {
         pendingConfirms.removeAll()
         trackers.removeAll()
         consumerTags.removeAll()
-        cancelled = false
+        consumersCancelled = false
         generation += 1
         if dropped > 0 {
             logger.warning(

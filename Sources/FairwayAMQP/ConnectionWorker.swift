@@ -26,11 +26,8 @@ final class ConnectionWorker: @unchecked Sendable {
     let lock = MonotonicCondition()
     // Guarded by `lock`.
     var pendingSettlements: [(Delivery, Settlement)] = []
-    var delivering = true
-    var closing = false
-    var finished = false
-    var attempted = false
-    var connected = false
+    var life = Life.delivering
+    var status = Status.firstAttemptPending
 
     // Touched only by the I/O thread.
     var connection: AMQPConnection?
@@ -50,10 +47,33 @@ final class ConnectionWorker: @unchecked Sendable {
     /// Queues not consumed until the date because their head message cannot be decoded, with the wait
     /// before the next try (doubling up to ten minutes).
     var heldBack: [Int: (until: Date, wait: Double)] = [:]
-    var cancelled = false
+    /// True once this connection's consumers were cancelled for a drain; a new connection starts without.
+    var consumersCancelled = false
     var counterKeysToForget: [String] = []
 
     static let publishChannel: UInt16 = 1
+
+    /// Where the worker is in its life, as the engine's threads move it on. Only ever forward.
+    enum Life: Comparable {
+        /// Consuming, and handing deliveries to the engine.
+        case delivering
+        /// A drain: consumers are cancelled, what is held still settles, new deliveries go back to the broker.
+        case draining
+        /// ``close()`` was called: the I/O thread waits for its last confirms, then ends.
+        case closing
+        /// The I/O thread has ended.
+        case finished
+    }
+
+    /// What the connection achieved, for readiness and for ``AMQPSource/start(queues:sink:)``.
+    enum Status {
+        /// No connection attempt has ended yet.
+        case firstAttemptPending
+        /// Connected, with a consumer on every queue.
+        case consumingAll
+        /// Not connected, or some queues refused: retrying.
+        case degraded
+    }
 
     struct InFlight {
         var generation: UInt64
@@ -84,7 +104,7 @@ final class ConnectionWorker: @unchecked Sendable {
         self.logger = logger
     }
 
-    var isConnected: Bool { lock.withLock { connected } }
+    var isConnected: Bool { lock.withLock { status == .consumingAll } }
 
     func start() {
         let thread = Thread { [self] in run() }
@@ -95,7 +115,7 @@ final class ConnectionWorker: @unchecked Sendable {
     func waitForFirstAttempt(timeout: Double) {
         let deadline = MonotonicClock.now &+ UInt64(max(0, timeout) * 1e9)
         lock.lock()
-        while !attempted && MonotonicClock.now < deadline {
+        while status == .firstAttemptPending && MonotonicClock.now < deadline {
             lock.wait(untilMonotonic: deadline)
         }
         lock.unlock()
@@ -107,15 +127,15 @@ final class ConnectionWorker: @unchecked Sendable {
     }
 
     func stopDelivering() {
-        lock.withLock { delivering = false }
+        lock.withLock { life = max(life, .draining) }
         wakeup.signal()
     }
 
     func close() {
-        lock.withLock { closing = true }
+        lock.withLock { life = max(life, .closing) }
         wakeup.signal()
         lock.lock()
-        while !finished {
+        while life != .finished {
             lock.wait()
         }
         lock.unlock()
