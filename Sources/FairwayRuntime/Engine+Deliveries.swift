@@ -12,7 +12,7 @@ extension Engine {
         var delivery = delivery
         delivery.sourceIndex = sourceIndex
         monitor.lock()
-        guard phase == .running else {
+        guard phase.acceptsWork else {
             monitor.unlock()
             sources[sourceIndex].settle(delivery, .release)
             return
@@ -29,7 +29,7 @@ extension Engine {
     fileprivate func deliver(_ batch: [Delivery], sourceIndex: Int) {
         var refused: [Delivery] = []
         monitor.lock()
-        if phase == .running {
+        if phase.acceptsWork {
             let now = MonotonicClock.now
             for var delivery in batch {
                 delivery.sourceIndex = sourceIndex

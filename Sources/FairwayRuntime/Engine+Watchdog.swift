@@ -56,7 +56,7 @@ extension Engine {
                     finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
                 }
                 let replacements = configuration.maxReplacementWorkers
-                while phase == .running && liveThreads - stuckThreads < configuration.workers
+                while phase.acceptsWork && liveThreads - stuckThreads < configuration.workers
                     && liveThreads < configuration.workers + replacements
                 {
                     spawnWorkerLocked()

@@ -114,7 +114,7 @@ extension Engine {
     /// Waits for the next job the scheduler picks, or returns nil when the worker should exit.
     func takeNextLocked(_ slot: WorkerSlot) -> (Delivery, QueueDefinition)? {
         while true {
-            guard phase == .running else { return nil }
+            guard phase.acceptsWork else { return nil }
             if liveThreads - stuckThreads > configuration.workers { return nil }
             let now = MonotonicClock.now
             if exclusiveSlot == nil, let dispatch = scheduler.next(now: now) {
@@ -143,7 +143,7 @@ extension Engine {
                 if delivery.suspect {
                     // Alone: wait for the jobs already running to end, and start no other meanwhile.
                     exclusiveSlot = slot
-                    while busyWorkers > 1 && phase == .running {
+                    while busyWorkers > 1 && phase.acceptsWork {
                         stateChanged.wait()
                     }
                     if slot.state == .abandoned {

@@ -17,7 +17,19 @@ import Logging
 /// guarded by `monitor` unless their comment says otherwise.
 public final class Engine: @unchecked Sendable {
     // Unchecked Sendable: every stored var is guarded by `monitor` (a pthread mutex) unless its comment names another guard.
-    enum Phase { case created, running, draining, stopped }
+    /// The engine's life, only ever forward. Jobs run while starting: a broker with a thousand queues takes
+    /// seconds to set up, and the first queues deliver meanwhile.
+    enum Phase {
+        case created
+        /// Workers are up; the sources are still starting.
+        case starting
+        case running
+        case draining
+        case stopped
+
+        /// True while deliveries are taken and jobs are started.
+        var acceptsWork: Bool { self == .starting || self == .running }
+    }
 
     public let configuration: EngineConfiguration
     let runner: JobRunner
@@ -35,8 +47,6 @@ public final class Engine: @unchecked Sendable {
 
     // Everything below is guarded by `monitor`.
     var phase = Phase.created
-    /// False until every source has started (a broker with a thousand queues takes seconds to set up).
-    var sourcesStarted = false
     var scheduler: FairScheduler
     var definitions: [QueueDefinition]
     var buffers: [Deque<Delivery>]
@@ -49,7 +59,9 @@ public final class Engine: @unchecked Sendable {
     var busyWorkers = 0
     var nextSlotNumber = 0
     var watchdogDeadline: UInt64 = .max
-    var drainCutShort = false
+    /// When the drain releases the jobs still running: `.max` until a shutdown sets it, 0 once
+    /// ``endDrainNow()`` cut it short (also when that came first: a second signal overtaking the first).
+    var drainDeadline: UInt64 = .max
     /// The worker running a suspect job (one whose last run ended with its process): while set, no other
     /// worker starts a job, so a second crash can be charged to that job alone.
     var exclusiveSlot: WorkerSlot?
@@ -99,7 +111,7 @@ public final class Engine: @unchecked Sendable {
     public func start() throws {
         try monitor.withLock {
             guard phase == .created else { throw EngineError.alreadyStarted }
-            phase = .running
+            phase = .starting
             for _ in 0..<configuration.workers {
                 spawnWorkerLocked()
             }
@@ -117,15 +129,18 @@ public final class Engine: @unchecked Sendable {
                 throw EngineError.sourceFailed(source: source.name, reason: "\(error)")
             }
         }
-        monitor.withLock { sourcesStarted = true }
+        monitor.withLock {
+            if phase == .starting { phase = .running }
+        }
     }
 
     /// Stops gracefully: no new deliveries, held jobs released to their sources at once, running jobs given
     /// until `drainTimeout` to finish, then released too. Returns when every source is closed.
     public func shutdown(drainTimeout: Duration) {
         let alreadyStopping = monitor.withLock { () -> Bool in
-            guard phase == .running || phase == .created else { return true }
+            guard phase.acceptsWork || phase == .created else { return true }
             phase = .draining
+            drainDeadline = min(drainDeadline, MonotonicClock.now &+ UInt64(max(0, drainTimeout.seconds) * 1e9))
             return false
         }
         if alreadyStopping {
@@ -136,11 +151,10 @@ public final class Engine: @unchecked Sendable {
             source.stopDelivering()
         }
         releaseHeld()
-        let deadline = MonotonicClock.now &+ UInt64(max(0, drainTimeout.seconds) * 1e9)
         var abandoned: [(Delivery, WorkerSlot)] = []
         monitor.withLock {
-            while busyWorkers > 0 && MonotonicClock.now < deadline && !drainCutShort {
-                stateChanged.wait(until: deadline)
+            while busyWorkers > 0 && MonotonicClock.now < drainDeadline {
+                stateChanged.wait(until: drainDeadline)
             }
             for slot in slots where slot.state == .running {
                 if slot.claim(.abandoned), let delivery = slot.delivery {
@@ -174,10 +188,10 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Ends a drain in progress at once: jobs still running are released to their sources as if the drain
-    /// timeout had passed (a second SIGTERM). Does nothing outside a shutdown.
+    /// timeout had passed (a second SIGTERM). Called before the shutdown, it makes that drain end at once.
     public func endDrainNow() {
         monitor.withLock {
-            drainCutShort = true
+            drainDeadline = 0
             stateChanged.broadcast()
         }
     }
@@ -231,7 +245,7 @@ public final class Engine: @unchecked Sendable {
                 stuckWorkers: stuckThreads,
                 draining: phase == .draining || phase == .stopped
             )
-            snapshot.starting = !sourcesStarted && (phase == .created || phase == .running)
+            snapshot.starting = phase == .created || phase == .starting
             snapshot.workerProcesses = uniquePools.reduce(WorkerProcessCounts()) { $0 + $1.counts }
             return snapshot
         }

@@ -114,6 +114,30 @@ struct EngineLifecycleTests {
         #expect(harness.source.settlements.values.first == [.release])
     }
 
+    @Test(
+        "endDrainNow cuts a drain short, also when it comes before the shutdown (a second signal overtaking the first)",
+        arguments: [false, true])
+    func drainCutShort(cutFirst: Bool) throws {
+        let harness = try EngineHarness(workers: 1, queues: [QueueDefinition(name: "q")])
+        harness.source.enqueue(queue: "q", jobType: "sleep", payload: Array(#"{"ms":2000}"#.utf8))
+        try harness.start()
+        #expect(eventually { harness.engine.snapshot().busyWorkers == 1 })
+        let began = Date()
+        if cutFirst {
+            harness.engine.endDrainNow()
+        } else {
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 0.1)
+                harness.engine.endDrainNow()
+            }
+        }
+        harness.engine.shutdown(drainTimeout: .seconds(3600))
+        // Without the cut the drain would wait for the 2 s job (or the hour); with it the job goes back now.
+        #expect(Date().timeIntervalSince(began) < 1.5)
+        #expect(harness.source.ackedCount == 0)
+        #expect(harness.source.settlements.values.first == [.release])
+    }
+
     @Test("two queues with the same name are refused")
     func duplicateQueues() {
         #expect(throws: EngineError.duplicateQueue("a")) {
