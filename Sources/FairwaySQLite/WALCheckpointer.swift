@@ -13,7 +13,7 @@ import Foundation
 /// log passes `inlineCheckpointPages` (16 MiB). That checkpoint copies only what the background ones left,
 /// and the log stays bounded whatever the load.
 final class WALCheckpointer: @unchecked Sendable {
-    // Unchecked Sendable: `connection` belongs to the checkpoint thread once started; the flags are guarded by `condition`.
+    // Unchecked Sendable: `connection` belongs to the checkpoint thread once started; `state` is guarded by `condition`.
     /// Log pages after a commit that start a background checkpoint (SQLite's own threshold).
     static let backgroundCheckpointPages = 1_000
     /// Log pages after a commit at which the writer checkpoints in its own commit, as SQLite would at
@@ -26,9 +26,18 @@ final class WALCheckpointer: @unchecked Sendable {
     private var connection: SQLiteConnection?
     private let condition = MonotonicCondition()
     // Guarded by `condition`.
-    private var requested = false
-    private var stopping = false
-    private var running = false
+    private var state = State.notStarted
+
+    /// The checkpoint thread's life.
+    private enum State {
+        case notStarted
+        /// Waiting for a commit to ask for a checkpoint.
+        case idle
+        case checkpointRequested
+        /// ``stop(writer:)`` is waiting for the thread to end.
+        case stopping
+        case stopped
+    }
 
     init(path: String) {
         self.path = path
@@ -37,7 +46,7 @@ final class WALCheckpointer: @unchecked Sendable {
     /// Takes over `writer`'s checkpoints and starts the checkpoint thread.
     func start(writer: SQLiteConnection) throws {
         connection = try SQLiteConnection(path: path, mode: .readWrite)
-        condition.withLock { running = true }
+        condition.withLock { state = .idle }
         sqlite3_wal_hook(
             writer.handle,
             { context, database, _, pages in
@@ -60,9 +69,13 @@ final class WALCheckpointer: @unchecked Sendable {
             sqlite3_wal_autocheckpoint(handle, Int32(Self.backgroundCheckpointPages))
         }
         condition.lock()
-        stopping = true
+        switch state {
+        case .notStarted: state = .stopped
+        case .idle, .checkpointRequested: state = .stopping
+        case .stopping, .stopped: break
+        }
         condition.signal()
-        while running {
+        while state != .stopped {
             condition.wait()
         }
         condition.unlock()
@@ -70,8 +83,8 @@ final class WALCheckpointer: @unchecked Sendable {
 
     private func request() {
         condition.lock()
-        if !requested {
-            requested = true
+        if state == .idle {
+            state = .checkpointRequested
             condition.signal()
         }
         condition.unlock()
@@ -80,11 +93,11 @@ final class WALCheckpointer: @unchecked Sendable {
     private func run() {
         while true {
             condition.lock()
-            while !requested && !stopping {
+            while state == .idle {
                 condition.wait()
             }
-            let stop = stopping
-            requested = false
+            let stop = state != .checkpointRequested
+            if !stop { state = .idle }
             condition.unlock()
             if stop { break }
             // A failure (the file is busy, say) leaves the log to the next request or to the writer's own
@@ -96,7 +109,7 @@ final class WALCheckpointer: @unchecked Sendable {
         }
         connection = nil
         condition.withLock {
-            running = false
+            state = .stopped
             condition.broadcast()
         }
     }
