@@ -8,7 +8,7 @@ import NIOConcurrencyHelpers
 /// supervisor's, for logs. A child that dies mid-job is seen as the end of its stdout and reaped here, so
 /// its pid is never signalled after it could have been reused.
 public final class WorkerProcess: @unchecked Sendable {
-    // Unchecked Sendable: `life` is a locked box; `jobsRun` belongs to the one worker thread that has the process checked out of its pool.
+    // Unchecked Sendable: `life` is a locked box holding an enum; `jobsRun` belongs to the one worker thread that has the process checked out of its pool.
     /// The environment variable that tells a program it was started as a worker process.
     public static let environmentKey = "FAIRWAY_PROCESS_WORKER"
 
@@ -17,13 +17,23 @@ public final class WorkerProcess: @unchecked Sendable {
     /// Jobs this process has finished. Touched only by the thread that has the process checked out.
     var jobsRun = 0
 
-    private struct Life {
-        var reaped = false
-        var exitDescription: String?
-        var stopRequested = false
-        var outputClosed = false
+    /// The process's life as its supervisor moves it on, only ever forward.
+    private enum Life {
+        /// Running; may be given jobs.
+        case serving
+        /// Sent SIGTERM; given no more jobs.
+        case terminating
+        /// Its stdin closed, so that it exits; given no more jobs.
+        case retiring
+        /// Exited and reaped, with how it ended; its pipes are closed and its pid is never signalled again.
+        case reaped(exitDescription: String)
+
+        var isReaped: Bool {
+            if case .reaped = self { return true }
+            return false
+        }
     }
-    private let life = NIOLockedValueBox(Life())
+    private let life = NIOLockedValueBox(Life.serving)
 
     private init(pid: pid_t, channel: WorkerChannel) {
         self.pid = pid
@@ -117,25 +127,34 @@ public final class WorkerProcess: @unchecked Sendable {
     /// Asks the worker to stop its job (SIGTERM), and kills it (SIGKILL) if it is still there after `grace`.
     func terminate(grace: Duration) {
         let first = life.withLockedValue { life -> Bool in
-            defer { life.stopRequested = true }
-            if !life.reaped { _ = Foundation.kill(pid, SIGTERM) }
-            return !life.stopRequested
+            if !life.isReaped { _ = Foundation.kill(pid, SIGTERM) }
+            guard case .serving = life else { return false }
+            life = .terminating
+            return true
         }
         guard first else { return }
         DispatchQueue.global().asyncAfter(deadline: .now() + grace.timeInterval) { [self] in kill() }
     }
 
-    /// True once ``terminate(grace:)`` was called: the process is not given another job.
-    var stopRequested: Bool { life.withLockedValue { $0.stopRequested } }
+    /// True once ``terminate(grace:)`` or ``retire(grace:)`` was called, or the process ended: it is not
+    /// given another job.
+    var stopRequested: Bool {
+        life.withLockedValue { life in
+            if case .serving = life { return false }
+            return true
+        }
+    }
 
     /// Ends the worker politely: its stdin closes, it exits, and it is reaped in the background; past
     /// `grace` it is killed.
     func retire(grace: Duration) {
         life.withLockedValue { life in
-            life.stopRequested = true
-            if !life.outputClosed {
+            switch life {
+            case .serving, .terminating:
                 close(channel.output)
-                life.outputClosed = true
+                life = .retiring
+            case .retiring, .reaped:
+                break
             }
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + grace.timeInterval) { [self] in kill() }
@@ -145,7 +164,19 @@ public final class WorkerProcess: @unchecked Sendable {
     /// SIGKILL, unless the process was already reaped.
     func kill() {
         life.withLockedValue { life in
-            if !life.reaped { _ = Foundation.kill(pid, SIGKILL) }
+            if !life.isReaped { _ = Foundation.kill(pid, SIGKILL) }
+        }
+    }
+
+    /// True when the process has exited (a zombie waiting to be reaped, or reaped). Asks the kernel without
+    /// reaping: a write to a dead worker's stdin can still succeed while another process briefly holds the
+    /// pipe (a child between its fork and its exec), so a failed write alone does not tell.
+    var hasExited: Bool {
+        life.withLockedValue { life in
+            if life.isReaped { return true }
+            var info = siginfo_t()
+            guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 else { return false }
+            return info._sifields._sigchld.si_pid == pid
         }
     }
 
@@ -153,23 +184,18 @@ public final class WorkerProcess: @unchecked Sendable {
     /// Closes the pipes. Safe to call more than once.
     @discardableResult
     func reap() -> String {
-        if let known = life.withLockedValue({ $0.exitDescription }) { return known }
+        if case .reaped(let known) = life.withLockedValue({ $0 }) { return known }
         // Wait without reaping, so that a concurrent kill() never signals a reused pid.
         var info = siginfo_t()
         while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
         return life.withLockedValue { life in
-            if let known = life.exitDescription { return known }
+            if case .reaped(let known) = life { return known }
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            life.reaped = true
             let text = Self.describe(status: status)
-            life.exitDescription = text
             close(channel.input)
-            if !life.outputClosed {
-                close(channel.output)
-                life.outputClosed = true
-            }
-            life.stopRequested = true
+            if case .retiring = life {} else { close(channel.output) }
+            life = .reaped(exitDescription: text)
             return text
         }
     }

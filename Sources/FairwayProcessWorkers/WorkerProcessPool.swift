@@ -70,7 +70,7 @@ public final class WorkerProcessPool: Sendable {
             // An idle worker may have died while it waited (killed from outside, say): the job never
             // reached it, so it costs the job nothing; a new worker gets it.
             var tries = 0
-            while (try? process.channel.send(job, body: payload)) == nil {
+            while process.hasExited || (try? process.channel.send(job, body: payload)) == nil {
                 process.kill()
                 let death = process.reap()
                 tries += 1
