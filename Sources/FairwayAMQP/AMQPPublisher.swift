@@ -56,9 +56,9 @@ public final class AMQPPublisher {
                 try drain(&outstanding, &refused, wait: false)
             }
         }
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = MonotonicClock.after(seconds: 30)
         while !outstanding.isEmpty {
-            guard Date() < deadline else {
+            guard MonotonicClock.now < deadline else {
                 throw AMQPError(
                     message: "the broker did not confirm \(outstanding.count) messages within 30 s", code: 0,
                     connectionLost: false)

@@ -61,10 +61,10 @@ extension ConnectionWorker {
         declaredQueues = []
         consumerTags = [:]
         trackers = [:]
-        let now = Date()
-        // A held-back queue waits for its time; one consumed again since (until: distantFuture) is set up.
+        let now = MonotonicClock.now
+        // A held-back queue waits for its time; one consumed again since (until: .max) is set up.
         pendingSetUp = queues.indices.filter { queue in
-            heldBack[queue].map { $0.until <= now || $0.until == .distantFuture } ?? true
+            heldBack[queue].map { $0.until <= now || $0.until == .max } ?? true
         }
         try setUpPending(connection)
     }
@@ -118,7 +118,7 @@ extension ConnectionWorker {
             trackers[channel] = AckTracker()
             failedQueues[queue] = nil
         } catch let error as AMQPError where !error.connectionLost {
-            failedQueues[queue] = Date().addingTimeInterval(30)
+            failedQueues[queue] = MonotonicClock.after(seconds: 30)
             let reason =
                 error.code == 404
                 ? "queue '\(binding.name)' does not exist on vhost '\(options.url.vhost)' (declare is off)"

@@ -131,7 +131,7 @@ extension ConnectionWorker {
             let queue = Int(channel) - 2
             trackers[channel] = nil
             consumerTags[channel] = nil
-            failedQueues[queue] = Date().addingTimeInterval(30)
+            failedQueues[queue] = MonotonicClock.after(seconds: 30)
             let name = queues.indices.contains(queue) ? queues[queue].name : "?"
             logger.error(
                 "the broker closed a queue's channel; serving the others",
@@ -139,7 +139,7 @@ extension ConnectionWorker {
             )
         case .consumerCancelled(let channel):
             let queue = Int(channel) - 2
-            failedQueues[queue] = Date().addingTimeInterval(30)
+            failedQueues[queue] = MonotonicClock.after(seconds: 30)
             consumerTags[channel] = nil
             logger.error("the broker cancelled a consumer (queue deleted?)", metadata: ["channel": "\(channel)"])
         }
@@ -152,7 +152,7 @@ extension ConnectionWorker {
         let queue = Int(error.channel) - 2
         guard queues.indices.contains(queue) else { return }
         let wait = min(600, (heldBack[queue]?.wait ?? 15) * 2)
-        heldBack[queue] = (Date().addingTimeInterval(wait), wait)
+        heldBack[queue] = (MonotonicClock.after(seconds: wait), wait)
         logger.error(
             "a message in a queue cannot be decoded; not consuming that queue for a while, serving the others",
             metadata: [
@@ -163,10 +163,10 @@ extension ConnectionWorker {
     }
 
     func retryFailedQueues(_ connection: AMQPConnection) throws {
-        let now = Date()
+        let now = MonotonicClock.now
         for (queue, held) in heldBack where held.until <= now && lock.withLock({ life == .delivering }) {
             try setUp(queue: queue, on: connection)
-            heldBack[queue]?.until = .distantFuture
+            heldBack[queue]?.until = .max
             logger.info("consuming from a held-back queue again", metadata: ["queue": "\(queues[queue].name)"])
         }
         guard !failedQueues.isEmpty, lock.withLock({ life == .delivering }) else { return }

@@ -38,7 +38,8 @@ final class ConnectionWorker: @unchecked Sendable {
     var pendingConfirms: [UInt64: PendingCopy] = [:]
     var consumerTags: [UInt16: String] = [:]
     var declaredQueues: Set<String> = []
-    var failedQueues: [Int: Date] = [:]
+    /// Queues the broker refused, with when to try again (``MonotonicClock``).
+    var failedQueues: [Int: UInt64] = [:]
     /// Queues still to be set up after a connect: done a chunk at a time between receives, so that the
     /// first queues' deliveries are served while the others are still being declared.
     var pendingSetUp: [Int] = []
@@ -46,7 +47,7 @@ final class ConnectionWorker: @unchecked Sendable {
     static let setUpChunk = 16
     /// Queues not consumed until the date because their head message cannot be decoded, with the wait
     /// before the next try (doubling up to ten minutes).
-    var heldBack: [Int: (until: Date, wait: Double)] = [:]
+    var heldBack: [Int: (until: UInt64, wait: Double)] = [:]
     /// True once this connection's consumers were cancelled for a drain; a new connection starts without.
     var consumersCancelled = false
     var counterKeysToForget: [String] = []
@@ -113,7 +114,7 @@ final class ConnectionWorker: @unchecked Sendable {
     }
 
     func waitForFirstAttempt(timeout: Double) {
-        let deadline = MonotonicClock.now &+ UInt64(max(0, timeout) * 1e9)
+        let deadline = MonotonicClock.after(seconds: timeout)
         lock.lock()
         while status == .firstAttemptPending && MonotonicClock.now < deadline {
             lock.wait(untilMonotonic: deadline)

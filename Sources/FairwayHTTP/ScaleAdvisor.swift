@@ -63,7 +63,7 @@ public final class ScaleAdvisor: @unchecked Sendable {
 
     /// Takes a sample and returns the signal.
     public func observe(
-        _ snapshot: EngineSnapshot, depths: [String: QueueDepth], now: Double = Date().timeIntervalSince1970
+        _ snapshot: EngineSnapshot, depths: [String: QueueDepth], now: Double = Double(MonotonicClock.now) / 1e9
     )
         -> ScaleSignal
     {

@@ -140,7 +140,7 @@ public final class Engine: @unchecked Sendable {
         let alreadyStopping = monitor.withLock { () -> Bool in
             guard phase.acceptsWork || phase == .created else { return true }
             phase = .draining
-            drainDeadline = min(drainDeadline, MonotonicClock.now &+ UInt64(max(0, drainTimeout.seconds) * 1e9))
+            drainDeadline = min(drainDeadline, MonotonicClock.after(seconds: drainTimeout.seconds))
             return false
         }
         if alreadyStopping {

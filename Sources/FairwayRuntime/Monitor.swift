@@ -83,6 +83,11 @@ public enum MonotonicClock {
         clock_gettime(CLOCK_MONOTONIC, &time)
         return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
     }
+
+    /// The instant `seconds` from now; a negative wait is now, and waits are capped at about 30 years.
+    public static func after(seconds: Double) -> UInt64 {
+        now &+ UInt64(min(max(0, seconds), 1e9) * 1e9)
+    }
 }
 
 /// Wall-clock time in nanoseconds since 1970, for enqueue timestamps that other processes can read.
@@ -91,5 +96,10 @@ public enum WallClock {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
         return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+    }
+
+    /// The instant `seconds` from now; a negative wait is now, and waits are capped at about 30 years.
+    public static func after(seconds: Double) -> UInt64 {
+        now &+ UInt64(min(max(0, seconds), 1e9) * 1e9)
     }
 }

@@ -27,7 +27,7 @@ public final class MonotonicCondition: @unchecked Sendable {
 
     /// Waits until signalled or until `duration` has passed. The lock must be held.
     public func wait(for duration: Duration) {
-        condition.wait(until: MonotonicClock.now &+ UInt64(min(max(0, duration.seconds), 1e9) * 1e9))
+        condition.wait(until: MonotonicClock.after(seconds: duration.seconds))
     }
 
     public func signal() { condition.signal() }

@@ -96,7 +96,7 @@ extension SQLiteSource {
         if let recheckAt { planned = min(planned, recheckAt) }
         if let fullProbeDue { planned = min(planned, fullProbeDue) }
         let wait = max(0, planned - Date().timeIntervalSince1970)
-        return MonotonicClock.now &+ UInt64(min(wait, 3_600) * 1e9)
+        return MonotonicClock.after(seconds: min(wait, 3_600))
     }
 
     /// Notices commits by other processes (and other connections of this one); true when there were some.
