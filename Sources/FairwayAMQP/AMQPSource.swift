@@ -17,7 +17,7 @@ import NIOConcurrencyHelpers
 /// ``RunJournal``, and a later process adds the runs of a dead one's journal to a local count per message
 /// (the broker's own redelivery flag and `x-delivery-count` cannot tell a held message from a running one).
 public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporting, @unchecked Sendable {
-    // Unchecked Sendable: the connection list is a locked box; the depth cache, inspector and queue names are guarded by `depthLock`.
+    // Unchecked Sendable: the connection list is a locked box; the last depths, inspector and queue names are guarded by `depthLock`.
     public enum QueueType: String, Sendable, CaseIterable {
         case classic
         case quorum
@@ -124,28 +124,26 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
     }
 
     private let depthLock = NIOLock()
-    private var cachedDepths: (at: Date, depths: [String: QueueDepth])?
+    // Guarded by `depthLock`.
+    private var lastDepths: [String: QueueDepth] = [:]
     private var inspector: AMQPInspector?
     private var queueNames: [String] = []
 
-    /// Messages ready in each queue at the broker (not counting those delivered to consumers), asked of the
-    /// broker at most every two seconds on a connection of its own.
+    /// Messages ready in each queue at the broker (not counting those delivered to consumers), asked now on
+    /// a connection of its own. A queue the broker could not be asked about keeps its last known depth.
     public func queueDepths() -> [String: QueueDepth] {
         depthLock.withLock {
-            if let cachedDepths, Date().timeIntervalSince(cachedDepths.at) < 2 { return cachedDepths.depths }
-            var depths: [String: QueueDepth] = cachedDepths?.depths ?? [:]
             do {
                 if inspector == nil {
                     inspector = try AMQPInspector(url: options.url, caCertificate: options.caCertificate)
                 }
                 for name in queueNames {
-                    depths[name] = QueueDepth(ready: try inspector!.count(name))
+                    lastDepths[name] = QueueDepth(ready: try inspector!.count(name))
                 }
             } catch {
                 inspector = nil
             }
-            cachedDepths = (Date(), depths)
-            return depths
+            return lastDepths
         }
     }
 

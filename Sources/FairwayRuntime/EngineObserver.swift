@@ -18,8 +18,10 @@ public struct QueueDepth: Sendable, Hashable {
     }
 }
 
-/// A source that can say how deep its queues are. The answer may be a few seconds old.
+/// A source that can say how deep its queues are.
 public protocol QueueDepthReporting: AnyObject, Sendable {
+    /// Asks now, and may block (a file query, a round trip per queue to a broker). The HTTP module's
+    /// sampler calls it once a second on a thread of its own and is the only cache of the answer.
     func queueDepths() -> [String: QueueDepth]
 }
 

@@ -221,19 +221,11 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         }
     }
 
-    let depthLock = NIOLock()
-    var cachedDepths: (at: Date, depths: [String: QueueDepth])?
-
-    /// Ready jobs and the oldest one's age per queue, from the file; cached for a second.
+    /// Ready jobs and the oldest one's age per queue, from the file (on the caller's reader connection).
     public func queueDepths() -> [String: QueueDepth] {
-        depthLock.withLock {
-            if let cachedDepths, Date().timeIntervalSince(cachedDepths.at) < 1 { return cachedDepths.depths }
-            let stats = (try? queue.stats()) ?? [:]
-            let depths = stats.mapValues {
-                QueueDepth(ready: $0.ready, oldestAgeSeconds: $0.ready > 0 ? $0.oldestAgeSeconds : nil)
-            }
-            cachedDepths = (Date(), depths)
-            return depths
+        let stats = (try? queue.stats()) ?? [:]
+        return stats.mapValues {
+            QueueDepth(ready: $0.ready, oldestAgeSeconds: $0.ready > 0 ? $0.oldestAgeSeconds : nil)
         }
     }
 
