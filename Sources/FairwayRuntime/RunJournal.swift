@@ -31,8 +31,9 @@ public final class RunJournal: Sendable {
         fileprivate let descriptor: Int32
     }
 
-    /// Unchecked: the mapped pointer is only read or written while the lock around it is held.
+    /// The journal file's mapping into memory.
     private struct Mapping: @unchecked Sendable {
+        // Unchecked Sendable: the mapped pointer is only read or written while the lock around it is held.
         var descriptor: Int32
         var base: UnsafeMutableRawPointer?
         var capacity: Int
