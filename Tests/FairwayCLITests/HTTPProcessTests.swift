@@ -214,15 +214,21 @@ struct HTTPProcessTests {
         #expect(HTTP.call("GET", port: port, "/readyz").status == 200)
     }
 
-    @Test("readiness is 503 while draining")
-    func notReadyWhileDraining() throws {
-        let folder = TestFolder()
+    /// A process with one worker and a 10 s drain timeout, running one `sleep` job of queue `a` when it returns.
+    func startRunningOneSleep(_ folder: TestFolder, milliseconds: Int) throws -> (RunningFairway, Int, SQLiteQueue) {
         let file = try SQLiteQueue(path: folder.path("q.db"))
-        try file.enqueue(NewJob(queue: "a", type: "sleep", payload: Array(#"{"ms":2000}"#.utf8)))
+        try file.enqueue(NewJob(queue: "a", type: "sleep", payload: Array(#"{"ms":\#(milliseconds)}"#.utf8)))
         let (run, port) = try start(
             folder, "workers: 1\ndrainTimeout: 10s\nsources: [{ kind: sqlite, path: \"q.db\" }]\nqueues: [{ name: a }]"
         )
         #expect(eventually { (try? file.stats()["a"]?.leased) == 1 })
+        return (run, port, file)
+    }
+
+    @Test("readiness is 503 while draining")
+    func notReadyWhileDraining() throws {
+        let folder = TestFolder()
+        let (run, port, _) = try startRunningOneSleep(folder, milliseconds: 2000)
         Thread.sleep(forTimeInterval: 0.1)
         kill(run.process.processIdentifier, SIGTERM)
         #expect(eventually(timeout: 2) { HTTP.call("GET", port: port, "/readyz").status == 503 })
@@ -256,12 +262,7 @@ struct HTTPProcessTests {
     @Test("SIGINT drains like SIGTERM: the running job finishes and the process exits 0")
     func interruptDrains() throws {
         let folder = TestFolder()
-        let file = try SQLiteQueue(path: folder.path("q.db"))
-        try file.enqueue(NewJob(queue: "a", type: "sleep", payload: Array(#"{"ms":500}"#.utf8)))
-        let (run, _) = try start(
-            folder, "workers: 1\ndrainTimeout: 10s\nsources: [{ kind: sqlite, path: \"q.db\" }]\nqueues: [{ name: a }]"
-        )
-        #expect(eventually { (try? file.stats()["a"]?.leased) == 1 })
+        let (run, _, file) = try startRunningOneSleep(folder, milliseconds: 500)
         #expect(run.stop(signal: SIGINT).status == 0)
         #expect(run.log.contains("signal=SIGINT"))
         let stats = try file.stats()["a"]
