@@ -145,6 +145,8 @@ struct FailureIsolationTests {
         harness.source.enqueue(queue: "q", jobType: "slow")
         #expect(eventually { cancelled.read() })
         #expect(eventually { harness.engine.snapshot().stuckWorkers == 0 })
-        #expect(harness.source.deadLettered.count == 1)
+        // The handler sees its cancellation before the engine settles the job: wait for the settlement.
+        #expect(eventually { harness.source.deadLettered.count == 1 })
+        #expect(harness.source.deadLettered.first?.reason.contains("timed out") == true)
     }
 }

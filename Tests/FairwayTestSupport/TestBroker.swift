@@ -8,24 +8,12 @@ public enum TestBroker {
     /// Starts the broker through `.ci/start-broker` when it does not answer: a test that needs it never
     /// skips. True once it answers.
     public static let ready: Bool = {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [packageRoot.appendingPathComponent(".ci/start-broker").path]
-        try? process.run()
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        spawnAndWait("/bin/bash", [packageRoot.appendingPathComponent(".ci/start-broker").path]) == 0
     }()
 
     /// Runs rabbitmqctl against the test node and returns its exit status.
     @discardableResult
     public static func control(_ arguments: [String]) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/rabbitmqctl")
-        process.arguments = ["-q", "-n", "rabbit@localhost"] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try? process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+        spawnAndWait("/usr/sbin/rabbitmqctl", ["-q", "-n", "rabbit@localhost"] + arguments, quiet: true)
     }
 }
