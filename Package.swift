@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fairway", targets: ["fairway"]),
+        .library(name: "Fairway", targets: ["Fairway"]),
         .library(name: "FairwayScheduling", targets: ["FairwayScheduling"]),
         .library(name: "FairwayJobs", targets: ["FairwayJobs"]),
         .library(name: "FairwayRuntime", targets: ["FairwayRuntime"]),
@@ -128,10 +129,28 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // What an application depends on: the service that joins the modules below, and their re-exports.
+        .target(
+            name: "Fairway",
+            dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "FairwayScheduling",
+                "FairwayJobs",
+                "FairwayRuntime",
+                "FairwayConfig",
+                "FairwaySQLite",
+                "FairwayAMQP",
+                "FairwayHTTP",
+                "FairwayProcessWorkers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "fairway",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "Fairway",
                 "FairwayScheduling",
                 "FairwayJobs",
                 "FairwayRuntime",
@@ -213,6 +232,10 @@ let package = Package(
         .testTarget(
             name: "FairwayHTTPTests",
             dependencies: ["FairwayHTTP", "FairwayConfig", "FairwayRuntime", "FairwayScheduling"]
+        ),
+        .testTarget(
+            name: "FairwayTests",
+            dependencies: ["Fairway", "FairwaySQLite", "FairwayAMQP", "FairwayTestSupport"]
         ),
         .testTarget(
             name: "FairwayCLITests",

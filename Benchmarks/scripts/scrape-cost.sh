@@ -25,7 +25,7 @@ YAML
 
 drain() { # $1 = scrape | none; prints jobs/s
     rm -f "$work"/q.db*
-    $fairway enqueue --db "$work/q.db" --jsonl "$work/jobs.jsonl" >/dev/null
+    $fairway enqueue --create --db "$work/q.db" --jsonl "$work/jobs.jsonl" >/dev/null
     $fairway run --config "$work/fairway.yaml" > "$work/run.log" 2>&1 &
     local pid=$!
     until grep -q "fairway running" "$work/run.log"; do sleep 0.05; done

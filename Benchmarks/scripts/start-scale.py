@@ -186,7 +186,7 @@ def sqlite_figures(args, queues):
         marker = os.path.join(work, "first.log")
         jsonl = os.path.join(work, "jobs.jsonl")
         open(jsonl, "w").write(marker_jobs(queues, args.per, marker, lambda q: f"q.{q}"))
-        subprocess.run([args.fairway, "enqueue", "--db", base, "--jsonl", jsonl], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([args.fairway, "enqueue", "--create", "--db", base, "--jsonl", jsonl], check=True, stdout=subprocess.DEVNULL)
         sqlite3.connect(base).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
         total = queues * args.per
         readers = {}
@@ -234,7 +234,7 @@ def amqp_publish(args, url, queues, marker, work, kind="noop"):
     if kind != "noop":
         text = text.replace('"type":"noop"', '"type":"sleep","payload":{"ms":1}')
     open(jsonl, "w").write(text)
-    subprocess.run([args.fairway, "enqueue", "--amqp", url, "--jsonl", jsonl], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([args.fairway, "enqueue", "--create", "--amqp", url, "--jsonl", jsonl], check=True, stdout=subprocess.DEVNULL)
 
 
 def amqp_source(url, prefetch):

@@ -120,6 +120,14 @@ static inline amqp_rpc_reply_t fw_confirm_select(amqp_connection_state_t state, 
     return amqp_get_rpc_reply(state);
 }
 
+/// Answers the broker's channel.close (after a 404 on a passive declare, say), so that the channel can be
+/// opened again on the same connection.
+static inline int fw_channel_close_ok(amqp_connection_state_t state, amqp_channel_t channel) {
+    amqp_channel_close_ok_t close_ok;
+    close_ok.dummy = 0;
+    return amqp_send_method(state, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok);
+}
+
 static inline amqp_rpc_reply_t fw_channel_open(amqp_connection_state_t state, amqp_channel_t channel) {
     amqp_channel_open(state, channel);
     return amqp_get_rpc_reply(state);

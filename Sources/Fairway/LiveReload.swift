@@ -3,25 +3,31 @@ import FairwayRuntime
 import FairwayScheduling
 import Logging
 
-/// SIGHUP for `fairway run`: reads the configuration file again and applies what can change while
-/// running (each queue's weight, concurrency cap, rate limit, pause), logging every change with its
+/// A reload of a running ``FairwayService`` (SIGHUP for `fairway run`): reads the configuration file again,
+/// or takes a new configuration value, and applies what can change while running (each queue's weight, concurrency cap, rate limit, pause), logging every change with its
 /// before and after, and what would need a restart. A file that became invalid changes nothing: the
 /// error names the field and the process runs on as it was.
 struct LiveReload {
-    let path: String
+    /// The configuration file, when the service was built from one.
+    let path: String?
     let engine: Engine
     let logger: Logger
     /// The configuration the process runs: as loaded at start, with the queue settings of each reload.
     private(set) var running: FairwayConfiguration
 
-    init(path: String, running: FairwayConfiguration, engine: Engine, logger: Logger) {
+    init(path: String?, running: FairwayConfiguration, engine: Engine, logger: Logger) {
         self.path = path
         self.running = running
         self.engine = engine
         self.logger = logger
     }
 
+    /// Reads the file again and applies it. Without a file, nothing changes.
     mutating func reload() {
+        guard let path else {
+            logger.warning("reload: this service was not built from a configuration file; nothing reloaded")
+            return
+        }
         let next: FairwayConfiguration
         do {
             next = try ConfigurationLoader.load(path: path)
@@ -31,6 +37,11 @@ struct LiveReload {
                 metadata: ["config": "\(path)", "error": "\(error)"])
             return
         }
+        apply(next)
+    }
+
+    /// Applies what can change live of `next`, and logs what would need a restart.
+    mutating func apply(_ next: FairwayConfiguration) {
         let plan = ReloadPlan(from: running, to: next)
         let current = Dictionary(
             engine.snapshot().queues.map { ($0.name, $0.settings) }, uniquingKeysWith: { first, _ in first })
@@ -62,7 +73,8 @@ struct LiveReload {
         logger.notice(
             "configuration reloaded",
             metadata: [
-                "config": "\(path)", "queuesChanged": "\(applied)", "needRestart": "\(plan.needsRestart.count)",
+                "config": "\(path ?? "(a configuration value)")", "queuesChanged": "\(applied)",
+                "needRestart": "\(plan.needsRestart.count)",
             ])
     }
 

@@ -100,6 +100,11 @@ final class AMQPConnection {
         try check(fw_channel_open(state, channel), "opening channel \(channel)")
     }
 
+    /// Acknowledges the broker's close of a channel (after an error on it), so that it can be opened again.
+    func acknowledgeChannelClose(_ channel: UInt16) {
+        _ = fw_channel_close_ok(state, channel)
+    }
+
     func setPrefetch(_ channel: UInt16, _ count: Int) throws {
         try check(fw_basic_qos(state, channel, UInt16(clamping: count)), "setting prefetch on channel \(channel)")
     }

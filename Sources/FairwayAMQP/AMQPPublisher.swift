@@ -1,55 +1,71 @@
 import FairwayRuntime
 import Foundation
 
-/// Publishes jobs to a broker and waits for its confirms: the AMQP side of `fairway enqueue --amqp`.
-/// Each job is a persistent message on the default exchange, routed to its queue, with the job type in
-/// the AMQP `type` property, a message id and a timestamp.
+/// Publishes jobs to a broker and waits for its confirms: the connection under ``AMQPJobProducer`` and
+/// `fairway enqueue --amqp`. Each job is a persistent message on the default exchange, routed to its queue
+/// (or, when delayed, to the delay queue that expires into it), with the job type in the AMQP `type`
+/// property, a message id and a timestamp. One connection, one thread at a time.
 public final class AMQPPublisher {
     private let connection: AMQPConnection
+    private let url: AMQPURL
     private let declare: Bool
     private let queueType: AMQPSource.QueueType
     private var declared: Set<String> = []
     private let channel: UInt16 = 1
+    /// Queue names to suggest from when a queue does not exist (the broker cannot list them over AMQP).
+    public var knownQueues: [String] = []
 
-    /// - Parameter caCertificate: a PEM file of certificate authorities for amqps://, beyond the system's.
+    /// - Parameters:
+    ///   - declare: declare missing queues (durable, of `queueType`); when false, a queue must already
+    ///     exist (a consumer declared it) and a missing one is refused with ``ProducerRefusal``.
+    ///   - caCertificate: a PEM file of certificate authorities for amqps://, beyond the system's.
     public init(
         url: AMQPURL, declare: Bool = true, queueType: AMQPSource.QueueType = .classic, caCertificate: String? = nil
     ) throws {
         connection = try AMQPConnection(url: url, heartbeat: 0, caCertificate: caCertificate)
         try connection.openChannel(channel)
         try connection.enableConfirms(channel)
+        self.url = url
         self.declare = declare
         self.queueType = queueType
     }
 
-    /// Publishes the jobs and returns once the broker confirmed every one. Throws if any was refused.
-    public func publish(_ jobs: [NewJob]) throws {
+    /// Publishes the jobs and returns their message ids once the broker confirmed every one. Throws, having
+    /// published nothing, when a queue does not exist (and `declare` is false); throws if the broker
+    /// refused any. A delay is rounded up to the next delay tier (100 ms, 250 ms, 500 ms, 1 s, 2 s, 5 s, …).
+    @discardableResult
+    public func publish(_ jobs: [NewJob]) throws -> [String] {
+        // Every queue is checked before anything is published, so that a refused batch publishes nothing.
+        for queue in Set(jobs.map(\.queue)).sorted() where !declared.contains(queue) {
+            try ensureExists(queue)
+        }
         var outstanding: Set<UInt64> = []
         var refused = 0
+        var ids: [String] = []
+        ids.reserveCapacity(jobs.count)
         for job in jobs {
+            var routingKey = job.queue
             if job.delay > .zero {
-                throw AMQPError(
-                    message: "--delay is not supported for amqp: publish later, or let a retry delay it", code: 0,
-                    connectionLost: false)
-            }
-            if !declared.contains(job.queue) {
-                if declare {
+                let tier = DelayTiers.tier(for: job.delay)
+                routingKey = DelayTiers.queueName(for: job.queue, tier: tier)
+                if !declared.contains(routingKey) {
                     try connection.declareQueue(
-                        channel, job.queue, passive: false, arguments: [("x-queue-type", .string(queueType.rawValue))])
-                } else {
-                    try connection.declareQueue(channel, job.queue, passive: true)
+                        channel, routingKey, passive: false, arguments: DelayTiers.arguments(for: job.queue, tier: tier)
+                    )
+                    declared.insert(routingKey)
                 }
-                declared.insert(job.queue)
             }
+            let id = UUID().uuidString
             let tag = try connection.publish(
                 channel,
-                routingKey: job.queue,
+                routingKey: routingKey,
                 type: job.type,
-                messageID: UUID().uuidString,
+                messageID: id,
                 timestamp: UInt64(Date().timeIntervalSince1970),
                 headers: [],
                 body: job.payload.isEmpty ? Array("{}".utf8) : job.payload
             )
+            ids.append(id)
             outstanding.insert(tag)
             // Read confirms now and then, so that large batches do not pile up unread.
             if outstanding.count >= 1024 {
@@ -68,6 +84,26 @@ public final class AMQPPublisher {
         if refused > 0 {
             throw AMQPPublishRefused(refused: refused, total: jobs.count)
         }
+        return ids
+    }
+
+    /// Declares the queue, or checks that it exists; a missing queue is a ``ProducerRefusal``, and the channel
+    /// the broker closed over it is opened again for the next publish.
+    private func ensureExists(_ queue: String) throws {
+        if declare {
+            try connection.declareQueue(
+                channel, queue, passive: false, arguments: [("x-queue-type", .string(queueType.rawValue))])
+        } else {
+            do {
+                try connection.declareQueue(channel, queue, passive: true)
+            } catch let error as AMQPError where error.code == 404 && !error.connectionLost {
+                connection.acknowledgeChannelClose(channel)
+                try connection.openChannel(channel)
+                try connection.enableConfirms(channel)
+                throw ProducerRefusal.undeclaredQueue(queue: queue, in: "the broker at \(url)", known: knownQueues)
+            }
+        }
+        declared.insert(queue)
     }
 
     private func drain(_ outstanding: inout Set<UInt64>, _ refused: inout Int, wait: Bool) throws {

@@ -61,6 +61,7 @@ extension ConnectionWorker {
             enqueuedAt: message.timestamp.flatMap { Self.nanoseconds(fromTimestamp: $0) },
             receipt: receipt,
             key: key,
+            jobID: message.messageID.flatMap { $0.isEmpty ? nil : $0 },
             suspect: crashes > 0
         )
         if let rejection {

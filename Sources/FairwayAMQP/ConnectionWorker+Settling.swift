@@ -23,17 +23,11 @@ extension ConnectionWorker {
             trackers[entry.channel]?.handled(entry.tag)
         case .retry(let after, let reason):
             let delay = DelayTiers.tier(for: after)
-            let delayQueue = "fairway.delay.\(queue).\(delay)ms"
+            let delayQueue = DelayTiers.queueName(for: queue, tier: delay)
             if !declaredQueues.contains(delayQueue) {
                 try connection.declareQueue(
                     Self.publishChannel, delayQueue, passive: false,
-                    arguments: [
-                        ("x-message-ttl", .int(Int64(delay))),
-                        ("x-dead-letter-exchange", .string("")),
-                        ("x-dead-letter-routing-key", .string(queue)),
-                        ("x-expires", .int(Int64(delay) + 3_600_000)),
-                    ]
-                )
+                    arguments: DelayTiers.arguments(for: queue, tier: delay))
                 declaredQueues.insert(delayQueue)
             }
             let signature = signer.signature(

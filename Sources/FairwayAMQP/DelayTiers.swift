@@ -12,4 +12,19 @@ enum DelayTiers {
         let wanted = Int((delay.seconds * 1000).rounded(.up))
         return milliseconds.first { $0 >= wanted } ?? milliseconds.last!
     }
+
+    /// The queue whose messages wait `tier` milliseconds, then go to `queue`.
+    static func queueName(for queue: String, tier: Int) -> String {
+        "fairway.delay.\(queue).\(tier)ms"
+    }
+
+    /// The arguments of that queue: every declaration of it must give the same ones.
+    static func arguments(for queue: String, tier: Int) -> [(String, AMQPConnection.QueueArgument)] {
+        [
+            ("x-message-ttl", .int(Int64(tier))),
+            ("x-dead-letter-exchange", .string("")),
+            ("x-dead-letter-routing-key", .string(queue)),
+            ("x-expires", .int(Int64(tier) + 3_600_000)),
+        ]
+    }
 }

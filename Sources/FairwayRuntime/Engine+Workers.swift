@@ -30,7 +30,7 @@ extension Engine {
             let context = JobContext(
                 queue: definition.name,
                 jobType: delivery.jobType,
-                jobID: String(delivery.receipt),
+                jobID: delivery.jobID ?? String(delivery.receipt),
                 attempt: delivery.attempt,
                 maxAttempts: definition.retry.maxAttempts,
                 deadline: .now + definition.timeout,

@@ -33,22 +33,13 @@ public struct EngineService: Service {
         let engine = engine
         guard await startAfter(), !Task.isCancelled else {
             try? await gracefulShutdown()
-            try await Self.onThread("fairway-engine-drain") { engine.shutdown(drainTimeout: .zero) }
+            try await OwnThread.run("fairway-engine-drain") { engine.shutdown(drainTimeout: .zero) }
             return
         }
-        try await Self.onThread("fairway-engine-start") { try engine.start() }
+        try await OwnThread.run("fairway-engine-start") { try engine.start() }
         started()
         try? await gracefulShutdown()
         let timeout = Task.isCancelled ? .zero : drainTimeout
-        try await Self.onThread("fairway-engine-drain") { engine.shutdown(drainTimeout: timeout) }
-    }
-
-    /// Runs blocking work on a thread of its own and waits for it without holding a cooperative thread.
-    static func onThread(_ name: String, _ body: @escaping @Sendable () throws -> Void) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let thread = Thread { continuation.resume(with: Result { try body() }) }
-            thread.name = name
-            thread.start()
-        }
+        try await OwnThread.run("fairway-engine-drain") { engine.shutdown(drainTimeout: timeout) }
     }
 }

@@ -18,6 +18,9 @@ public struct Delivery: Sendable {
     /// The source's durable name for the job, the same on every delivery of it (a row id, a hash of a
     /// message): what a crash is charged to. 0 when the source has none.
     public var key: UInt64
+    /// The job's id as its producer was told it (a row id, an AMQP message id), the same on every attempt:
+    /// what a handler sees as `JobContext.jobID`. Nil when the source has none; the receipt stands in.
+    public var jobID: String?
     /// True when the job's last run ended with its process (a crash?). It then runs alone, with no other job
     /// beside it, so that if it takes the process down again the crash is charged to it and to nothing else.
     public var suspect: Bool
@@ -32,8 +35,10 @@ public struct Delivery: Sendable {
         enqueuedAt: UInt64? = nil,
         receipt: UInt64,
         key: UInt64 = 0,
+        jobID: String? = nil,
         suspect: Bool = false
     ) {
+        self.jobID = jobID
         self.queue = queue
         self.jobType = jobType
         self.payload = payload

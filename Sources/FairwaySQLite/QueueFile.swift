@@ -26,7 +26,7 @@ public enum QueueFileError: Error, CustomStringConvertible, Equatable, Sendable 
 enum QueueFile {
     /// `PRAGMA application_id` of a Fairway queue file: "FWAY".
     static let applicationID: Int64 = 0x4657_4159
-    static let schemaVersion = 2
+    static let schemaVersion = 3
 
     static let schema = """
         CREATE TABLE jobs (
@@ -70,7 +70,7 @@ enum QueueFile {
             heartbeat_at INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE fairway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-        """ + limitsTable
+        """ + limitsTable + declaredQueuesTable
 
     /// Load shedding: the most unfinished jobs a queue may have before enqueues are refused.
     /// Added in schema version 2; version-1 files get it when opened.
@@ -79,6 +79,16 @@ enum QueueFile {
             queue TEXT PRIMARY KEY,
             max_backlog INTEGER NOT NULL,
             retry_after_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """
+
+    /// The queues the consumers serve, written by `fairway run` at start, so that producers can refuse a
+    /// queue nobody serves or a job type nobody handles. `job_types` is a JSON array, or NULL when the queue
+    /// takes any type (its worker is an external command). Added in schema version 3.
+    static let declaredQueuesTable = """
+        CREATE TABLE IF NOT EXISTS declared_queues (
+            queue TEXT PRIMARY KEY,
+            job_types TEXT
         ) WITHOUT ROWID;
         """
 
@@ -125,6 +135,7 @@ enum QueueFile {
             if version < schemaVersion {
                 try connection.transaction {
                     try connection.execute(limitsTable)
+                    try connection.execute(declaredQueuesTable)
                     try connection.execute("PRAGMA user_version = \(schemaVersion)")
                 }
             }

@@ -2,22 +2,6 @@ import FairwayRuntime
 import Foundation
 import NIOConcurrencyHelpers
 
-/// An enqueue that was refused; nothing was written.
-public struct EnqueueError: Error, CustomStringConvertible, Equatable, Sendable {
-    /// Which job of a batch (0-based), when a batch was refused.
-    public var index: Int?
-    public var message: String
-
-    public init(index: Int?, message: String) {
-        self.index = index
-        self.message = message
-    }
-
-    public var description: String {
-        index.map { "job \($0 + 1): \(message)" } ?? message
-    }
-}
-
 /// How many jobs a queue may have waiting before enqueues are refused, and what the refusal advises.
 public struct BacklogLimit: Sendable, Hashable {
     /// The most unfinished jobs at once: ready, delayed, and claimed (held or running).
@@ -85,8 +69,8 @@ public struct DeadLetter: Sendable, Hashable, Codable {
 public final class SQLiteQueue: @unchecked Sendable {
     // Unchecked Sendable: the connection is only used while `lock` is held, and the hooks live in a locked box.
     public let path: String
-    private let lock = NIOLock()
-    private let connection: SQLiteConnection
+    let lock = NIOLock()
+    let connection: SQLiteConnection
     /// What a source of this process asks of the enqueues: set and cleared by its start and close while
     /// any thread may be enqueueing, so behind a lock of their own.
     private let sourceHooks = NIOLockedValueBox(SourceHooks())
@@ -126,7 +110,7 @@ public final class SQLiteQueue: @unchecked Sendable {
     @discardableResult
     public func enqueue(contentsOf jobs: [NewJob]) throws -> [Int64] {
         for (index, job) in jobs.enumerated() {
-            if let problem = Self.problem(with: job) {
+            if let problem = job.problem {
                 throw EnqueueError(index: jobs.count > 1 ? index : nil, message: problem)
             }
         }
@@ -226,23 +210,6 @@ public final class SQLiteQueue: @unchecked Sendable {
             }
             return Dictionary(rows, uniquingKeysWith: { _, last in last })
         }
-    }
-
-    /// Why a job cannot be enqueued, or nil.
-    public static func problem(with job: NewJob) -> String? {
-        if job.queue.isEmpty { return "queue name must not be empty" }
-        if job.queue.utf8.count > 255 { return "queue name longer than 255 bytes" }
-        if job.type.isEmpty { return "job type must not be empty" }
-        if job.delay < .zero { return "delay must not be negative" }
-        if !job.payload.isEmpty {
-            do {
-                _ = try JSONSerialization.jsonObject(with: Data(job.payload), options: [.fragmentsAllowed])
-            } catch {
-                let text = String(decoding: job.payload.prefix(40), as: UTF8.self)
-                return "payload is not valid JSON: \(text)\(job.payload.count > 40 ? "…" : "")"
-            }
-        }
-        return nil
     }
 
     // MARK: - Counts

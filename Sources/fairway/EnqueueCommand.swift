@@ -4,7 +4,7 @@ import FairwayRuntime
 import FairwaySQLite
 import Foundation
 
-/// `fairway enqueue`: put jobs on a queue of the queue file.
+/// `fairway enqueue`: put jobs on a queue, through the library's producers and their checks.
 struct EnqueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enqueue",
@@ -13,6 +13,10 @@ struct EnqueueCommand: ParsableCommand {
             With --jsonl -, reads one job a line from standard input, each a JSON object with "queue", "type" \
             and optionally "payload" (any JSON value), "delay" (seconds) and "priority"; all are written in \
             one transaction, or none if any line is invalid.
+
+            A queue no consumer has declared, a job type its consumers do not handle (SQLite) and a queue file \
+            that does not exist are refused, with the known queues named, unless --any-queue, --any-type or \
+            --create says otherwise.
             """
     )
 
@@ -45,6 +49,15 @@ struct EnqueueCommand: ParsableCommand {
 
     @Option(help: "Read jobs as JSON lines from this file, or - for standard input.")
     var jsonl: String?
+
+    @Flag(help: "Create the queue file if it does not exist (SQLite), or declare the queue (RabbitMQ).")
+    var create = false
+
+    @Flag(help: "Accept a queue that no consumer has declared; its jobs wait until one does.")
+    var anyQueue = false
+
+    @Flag(help: "Accept a job type that the queue's consumers have no handler for (SQLite).")
+    var anyType = false
 
     func validate() throws {
         guard (db == nil) != (amqp == nil) else { throw ValidationError("give exactly one of --db or --amqp") }
@@ -80,13 +93,16 @@ struct EnqueueCommand: ParsableCommand {
             return
         }
         do {
-            let file = try SQLiteQueue(path: db!, create: true)
-            let ids = try file.enqueue(contentsOf: jobs)
+            let producer = try SQLiteJobProducer(path: db!, create: create, checks: checks)
+            let ids = try producer.enqueue(contentsOf: jobs)
             print(ids.count == 1 ? "enqueued job \(ids[0])" : "enqueued \(ids.count) jobs")
         } catch let error as QueueFullError {
             printError("fairway: nothing enqueued: \(error)")
             throw ExitCode(75)
         } catch let error as EnqueueError {
+            printError("fairway: nothing enqueued: \(error)")
+            throw ExitCode(2)
+        } catch let error as ProducerRefusal {
             printError("fairway: nothing enqueued: \(error)")
             throw ExitCode(2)
         } catch let error as QueueFileError {
@@ -97,6 +113,10 @@ struct EnqueueCommand: ParsableCommand {
             throw ExitCode(1)
         }
     }
+
+    var checks: ProducerChecks {
+        ProducerChecks(allowUndeclaredQueues: anyQueue, allowUnknownJobTypes: anyType)
+    }
 }
 
 extension EnqueueCommand {
@@ -104,7 +124,7 @@ extension EnqueueCommand {
     func publish(_ jobs: [NewJob], to address: String) throws {
         let text = address == "env" ? (ProcessInfo.processInfo.environment["FAIRWAY_AMQP_URL"] ?? "") : address
         for (index, job) in jobs.enumerated() {
-            if let problem = SQLiteQueue.problem(with: job) {
+            if let problem = job.problem {
                 printError("fairway: nothing enqueued: \(jobs.count > 1 ? "job \(index + 1): " : "")\(problem)")
                 throw ExitCode(2)
             }
@@ -116,14 +136,20 @@ extension EnqueueCommand {
             printError("fairway: --amqp: \(error)")
             throw ExitCode(2)
         }
+        var options = AMQPJobProducer.Options(url: url)
+        options.caCertificate = caCertificate
+        options.declareQueues = create || anyQueue
+        let producer = AMQPJobProducer(options: options)
+        defer { producer.close() }
         do {
-            let publisher = try AMQPPublisher(url: url, caCertificate: caCertificate)
-            defer { publisher.close() }
-            try publisher.publish(jobs)
+            _ = try producer.enqueue(contentsOf: jobs)
             print(jobs.count == 1 ? "published 1 job" : "published \(jobs.count) jobs")
         } catch let error as AMQPPublishRefused {
             printError("fairway: \(error)")
             throw ExitCode(75)
+        } catch let error as ProducerRefusal {
+            printError("fairway: nothing enqueued: \(error)")
+            throw ExitCode(2)
         } catch {
             printError("fairway: \(error)")
             throw ExitCode(1)

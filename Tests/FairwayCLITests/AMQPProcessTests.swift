@@ -190,7 +190,7 @@ struct AMQPProcessTests {
         #expect(
             BrokerControl.control(["set_policy", "\(queue)-cap", "^\(queue)$", policy, "--apply-to", "queues"]) == 0)
         let first = try FairwayProcess.run(
-            ["enqueue", "--amqp", Self.address, "--queue", queue, "--type", "noop", "--count", "5"])
+            ["enqueue", "--create", "--amqp", Self.address, "--queue", queue, "--type", "noop", "--count", "5"])
         #expect(first.status == 0, "\(first.stderr)")
         // The policy reaches a new queue a moment after its declaration.
         var refused = try FairwayProcess.run(["enqueue", "--amqp", Self.address, "--queue", queue, "--type", "noop"])

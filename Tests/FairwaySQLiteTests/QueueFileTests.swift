@@ -136,17 +136,24 @@ struct QueueFileTests {
         try file.enqueue(NewJob(queue: "capped", type: "noop"))
     }
 
-    @Test("a file of schema version 1 gains the limits table when opened, and keeps its jobs")
-    func upgradesVersionOne() throws {
-        let folder = TemporaryFolder()
-        let path = folder.path("q.db")
-        try SQLiteQueue(path: path).enqueue(NewJob(queue: "a", type: "noop"))
-        try sql(path, "DROP TABLE queue_limits; PRAGMA user_version = 1;")
-        let reopened = try SQLiteQueue(path: path)
-        #expect(try reopened.stats()["a"]?.ready == 1)
-        try reopened.setBacklogLimits(["a": BacklogLimit(maxBacklog: 1)])
-        #expect(throws: QueueFullError.self) { try reopened.enqueue(NewJob(queue: "a", type: "noop")) }
-        let connection = try QueueFile.open(path: path, create: false)
-        #expect(try connection.query("PRAGMA user_version") { $0.int(0) }.first == 2)
+    @Test("a file of schema version 1 or 2 gains the tables added since when opened, and keeps its jobs")
+    func upgradesOlderVersions() throws {
+        for (version, dropped) in [
+            (1, "DROP TABLE queue_limits; DROP TABLE declared_queues;"), (2, "DROP TABLE declared_queues;"),
+        ] {
+            let folder = TemporaryFolder()
+            let path = folder.path("q.db")
+            try SQLiteQueue(path: path).enqueue(NewJob(queue: "a", type: "noop"))
+            try sql(path, "\(dropped) PRAGMA user_version = \(version);")
+            let reopened = try SQLiteQueue(path: path)
+            #expect(try reopened.stats()["a"]?.ready == 1)
+            try reopened.setBacklogLimits(["a": BacklogLimit(maxBacklog: 1)])
+            #expect(throws: QueueFullError.self) { try reopened.enqueue(NewJob(queue: "a", type: "noop")) }
+            #expect(try reopened.declaredQueues() == nil, "version \(version): nothing declared yet")
+            try reopened.declareQueues([QueueDeclaration(queue: "a", jobTypes: ["noop"])])
+            #expect(try reopened.declaredQueues()?["a"]?.jobTypes == ["noop"])
+            let connection = try QueueFile.open(path: path, create: false)
+            #expect(try connection.query("PRAGMA user_version") { $0.int(0) }.first == QueueFile.schemaVersion)
+        }
     }
 }

@@ -1,0 +1,52 @@
+import Foundation
+
+/// A queue a consumer serves, as written into the queue file for its producers to check against.
+public struct QueueDeclaration: Sendable, Hashable, Codable {
+    public var queue: String
+    /// The job types the queue's consumers handle; nil when any type goes (an external worker decides).
+    public var jobTypes: [String]?
+
+    public init(queue: String, jobTypes: [String]?) {
+        self.queue = queue
+        self.jobTypes = jobTypes?.sorted()
+    }
+}
+
+extension SQLiteQueue {
+    /// Replaces the file's declared queues with `declarations`: `fairway run` (and every `FairwayService`)
+    /// writes its configuration's queues here at start, as it writes the backlog limits, so that the
+    /// consumers of one file share one configuration and the last to start states it.
+    public func declareQueues(_ declarations: [QueueDeclaration]) throws {
+        let encoder = JSONEncoder()
+        try lock.withLock {
+            try connection.transaction {
+                try connection.execute("DELETE FROM declared_queues")
+                let insert = try connection.cached(
+                    "INSERT OR REPLACE INTO declared_queues(queue, job_types) VALUES (?, ?)")
+                defer { insert.reset() }
+                for declaration in declarations {
+                    let types = try declaration.jobTypes.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+                    try insert.run([.text(declaration.queue), types.map(SQLiteValue.text) ?? .null])
+                }
+                try connection.cached("INSERT OR REPLACE INTO fairway_meta(key, value) VALUES ('queues_declared', ?)")
+                    .run([.text(String(Milliseconds.now))])
+            }
+        }
+    }
+
+    /// The queues declared in the file, by name; nil when no consumer has declared any yet.
+    public func declaredQueues() throws -> [String: QueueDeclaration]? {
+        try lock.withLock {
+            let declaredAt = try connection.query("SELECT value FROM fairway_meta WHERE key = 'queues_declared'") {
+                $0.text(0)
+            }
+            guard !declaredAt.isEmpty else { return nil }
+            let decoder = JSONDecoder()
+            let rows = try connection.query("SELECT queue, job_types FROM declared_queues") { row in
+                let types = row.text(1).flatMap { try? decoder.decode([String].self, from: Data($0.utf8)) }
+                return QueueDeclaration(queue: row.text(0) ?? "", jobTypes: types)
+            }
+            return Dictionary(rows.map { ($0.queue, $0) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+}
