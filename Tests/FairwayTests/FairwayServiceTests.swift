@@ -140,4 +140,29 @@ struct FairwayServiceTests {
             return dead.read()
         }
     }
+
+    @Test("built from a configuration value: apply changes weights live; reload without a file changes nothing")
+    func configurationValue() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fairway-service-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let yaml = """
+            http: { listen: "127.0.0.1:0" }
+            sources: [{ kind: sqlite, path: "\(folder.path)/app.db" }]
+            queues: [{ name: email, weight: 2 }, { name: images, weight: 1 }]
+            """
+        let configuration = try ConfigurationLoader.parse(yaml: yaml)
+        let fairway = try FairwayService(configuration: configuration, registry: JobRegistry(), logger: Self.logger)
+        let weight = { (queue: String) in fairway.engine.snapshot().queues.first { $0.name == queue }?.settings.weight }
+        #expect(weight("email") == 2)
+        fairway.apply(
+            try ConfigurationLoader.parse(yaml: yaml.replacingOccurrences(of: "weight: 2", with: "weight: 5")))
+        #expect(weight("email") == 5 && weight("images") == 1)
+        fairway.reload()
+        #expect(weight("email") == 5, "no file to read: nothing changed")
+        let declared = try SQLiteQueue(path: "\(folder.path)/app.db", create: false).declaredQueues()
+        #expect(declared?.keys.sorted() == ["email", "images"], "the service declared its queues in the file")
+        fairway.engine.shutdown(drainTimeout: .zero)
+    }
 }
