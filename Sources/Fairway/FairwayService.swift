@@ -5,6 +5,7 @@ import FairwayJobs
 import FairwayProcessWorkers
 import FairwayRuntime
 import FairwaySQLite
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
@@ -52,6 +53,9 @@ public final class FairwayService: Service, Sendable {
         configuration: FairwayConfiguration, registry: JobRegistry, configurationPath: String? = nil,
         logger: Logger = Logger(label: "fairway")
     ) throws {
+        // A worker process of a process-isolated queue re-executes the program; if the program did not
+        // serve it first thing in `main`, it would start a second consumer here. Say what to add instead.
+        try Self.refuseInWorkerProcess(ProcessInfo.processInfo.environment)
         let sources = try SourceFactory.makeSources(
             configuration, registry: registry, configurationPath: configurationPath, logger: logger)
         let metrics = FairwayMetrics(
@@ -109,6 +113,10 @@ public final class FairwayService: Service, Sendable {
         try await group.run()
     }
 
+    static func refuseInWorkerProcess(_ environment: [String: String]) throws {
+        guard !ProcessWorkerMain.isRequested(in: environment) else { throw FairwayServiceError.workerNotServed }
+    }
+
     /// The HTTP port once the server listens (useful with port 0); nil if it could not.
     public func waitUntilListening() async -> Int? {
         await server.waitUntilListening()
@@ -133,7 +141,7 @@ public final class FairwayService: Service, Sendable {
 
     /// A producer that enqueues into this service's first source: through the same SQLite file (its jobs
     /// wake the running service at once), or onto the same broker. The producer checks queues (and, for
-    /// SQLite, job types) against what this service declared.
+    /// SQLite, job types) against what this service declared; it may be used before ``run()``.
     public func producer(checks: ProducerChecks = ProducerChecks()) -> any JobProducer {
         switch sources.first {
         case let sqlite as SQLiteSource:
@@ -146,7 +154,25 @@ public final class FairwayService: Service, Sendable {
             options.caCertificate = amqp.caCertificate
             options.queueType = amqp.queueType
             options.knownQueues = configuration.queues.map(\.name)
+            // The service's own queues are known without asking the broker, and declared as its source
+            // declares them: the application may enqueue before the source has finished declaring.
+            options.onlyKnownQueues = true
+            options.declareQueues = amqp.declare
             return AMQPJobProducer(options: options)
+        }
+    }
+}
+
+/// A misuse of ``FairwayService`` that the service can name.
+public enum FairwayServiceError: Error, CustomStringConvertible {
+    /// The program was started as a worker process and built a service instead of serving jobs.
+    case workerNotServed
+
+    public var description: String {
+        switch self {
+        case .workerNotServed:
+            return "this process was started as a Fairway worker process (FAIRWAY_PROCESS_WORKER=1) but built a"
+                + " FairwayService: call ProcessWorkerMain.serveIfRequested(registry:) first thing in main"
         }
     }
 }

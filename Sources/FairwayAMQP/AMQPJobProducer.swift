@@ -18,6 +18,9 @@ public final class AMQPJobProducer: JobProducer, @unchecked Sendable {
         public var queueType: AMQPSource.QueueType = .classic
         /// Names to suggest from when a queue does not exist, such as the queues of a configuration.
         public var knownQueues: [String] = []
+        /// Refuse, without asking the broker, any queue not in `knownQueues`: for a producer that knows its
+        /// consumers' configuration (a `FairwayService`'s), which may enqueue before they have declared.
+        public var onlyKnownQueues = false
 
         public init(url: AMQPURL) { self.url = url }
     }
@@ -39,6 +42,10 @@ public final class AMQPJobProducer: JobProducer, @unchecked Sendable {
         for (index, job) in jobs.enumerated() {
             if let problem = job.problem {
                 throw EnqueueError(index: jobs.count > 1 ? index : nil, message: problem)
+            }
+            if options.onlyKnownQueues && !options.knownQueues.contains(job.queue) {
+                throw ProducerRefusal.undeclaredQueue(
+                    queue: job.queue, in: "the broker at \(options.url)", known: options.knownQueues.sorted())
             }
         }
         return try lock.withLock {

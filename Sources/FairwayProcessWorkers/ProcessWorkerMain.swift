@@ -11,7 +11,12 @@ import NIOConcurrencyHelpers
 public enum ProcessWorkerMain {
     /// True when this process was started as a worker process.
     public static var isRequested: Bool {
-        ProcessInfo.processInfo.environment[WorkerProcess.environmentKey] == "1"
+        isRequested(in: ProcessInfo.processInfo.environment)
+    }
+
+    /// True when a process with this environment is a worker process.
+    public static func isRequested(in environment: [String: String]) -> Bool {
+        environment[WorkerProcess.environmentKey] == "1"
     }
 
     /// Serves jobs from stdin and exits when this process is a worker process; returns at once otherwise.

@@ -38,17 +38,18 @@ struct FairwayServiceTests {
         _ fairway: FairwayService, mailer: RecordingMailer, folder: URL, email: String, images: String,
         deadLetters: @escaping () throws -> [String]
     ) async throws {
+        // The producer works before the service runs (its source has not declared anything on a broker yet).
+        let jobs = fairway.producer()
+        try await jobs.enqueue(AppJobs.welcomeEmail, WelcomeEmail(to: "ada@example.com", name: "Ada"), queue: email)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: [.init(service: fairway)], logger: Self.logger))
         let running = Task(executorPreference: DedicatedThreadExecutor.shared) { try await group.run() }
         #expect(await fairway.waitUntilListening() ?? 0 > 0, "HTTP listens on the port it picked")
 
-        let jobs = fairway.producer()
         let sources = (0..<3).map { folder.appendingPathComponent("image-\($0).png") }
         for (index, url) in sources.enumerated() {
             try Data(repeating: UInt8(index), count: 200).write(to: url)
         }
-        try await jobs.enqueue(AppJobs.welcomeEmail, WelcomeEmail(to: "ada@example.com", name: "Ada"), queue: email)
         try await jobs.enqueue(AppJobs.welcomeEmail, WelcomeEmail(to: "flaky@example.com", name: "Flo"), queue: email)
         try await jobs.enqueue(AppJobs.welcomeEmail, WelcomeEmail(to: "nobody", name: "No"), queue: email)
         let ids = try await jobs.enqueue(
@@ -164,5 +165,14 @@ struct FairwayServiceTests {
         let declared = try SQLiteQueue(path: "\(folder.path)/app.db", create: false).declaredQueues()
         #expect(declared?.keys.sorted() == ["email", "images"], "the service declared its queues in the file")
         fairway.engine.shutdown(drainTimeout: .zero)
+    }
+
+    @Test("a program re-executed as a worker that builds a service instead of serving is told what to call")
+    func workerNotServed() throws {
+        #expect(throws: FairwayServiceError.workerNotServed) {
+            try FairwayService.refuseInWorkerProcess(["FAIRWAY_PROCESS_WORKER": "1"])
+        }
+        #expect("\(FairwayServiceError.workerNotServed)".contains("ProcessWorkerMain.serveIfRequested(registry:)"))
+        try FairwayService.refuseInWorkerProcess([:])
     }
 }
