@@ -64,6 +64,7 @@ extension Engine {
                 )
                 sources[delivery.sourceIndex].settle(delivery, settlement)
                 let cost = Double(ended &- slot.startedAt) / 1e9
+                logJob(delivery, context: context, outcome: outcome, settlement: settlement, seconds: cost)
                 observer?.jobEnded(
                     queue: definition.name, outcome: outcome, settlement: settlement, runSeconds: cost,
                     waitSeconds: slot.waitSeconds

@@ -14,6 +14,7 @@ struct EngineHarness {
         workers: Int = 2,
         costMode: CostMode = .count,
         queues: [QueueDefinition],
+        logger given: Logger? = nil,
         register: (inout JobRegistry) -> Void = { _ in }
     ) throws {
         source = InMemorySource(recordSettlements: true)
@@ -22,6 +23,7 @@ struct EngineHarness {
         register(&registry)
         var logger = Logger(label: "fairway.test")
         logger.logLevel = .critical
+        if let given { logger = given }
         engine = try Engine(
             configuration: EngineConfiguration(workers: workers, costMode: costMode, queues: queues),
             registry: registry,
