@@ -126,6 +126,7 @@ let package = Package(
                 "FairwaySQLite",
                 "FairwayAMQP",
                 "FairwayHTTP",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

@@ -56,6 +56,8 @@ public final class FairwayService: Service, Sendable {
         // A worker process of a process-isolated queue re-executes the program; if the program did not
         // serve it first thing in `main`, it would start a second consumer here. Say what to add instead.
         try Self.refuseInWorkerProcess(ProcessInfo.processInfo.environment)
+        var logger = logger
+        if let level = configuration.logLevel { logger.logLevel = level }
         let sources = try SourceFactory.makeSources(
             configuration, registry: registry, configurationPath: configurationPath, logger: logger)
         let metrics = FairwayMetrics(

@@ -3,6 +3,7 @@ import FairwayRuntime
 import FairwaySQLite
 import FairwayScheduling
 import Foundation
+import Logging
 import Yams
 
 /// Walks the YAML tree, keeping the path to the field being read for errors.
@@ -13,7 +14,9 @@ struct ConfigReader {
     let file: String
     let environment: [String: String]
 
-    static let rootKeys = ["workers", "cost", "http", "sources", "defaults", "queues", "drainTimeout", "scale"]
+    static let rootKeys = [
+        "workers", "cost", "http", "sources", "defaults", "queues", "drainTimeout", "scale", "logLevel",
+    ]
     /// The most queues one file may declare, patterns expanded.
     static let maxQueues = 100_000
 
@@ -36,6 +39,9 @@ struct ConfigReader {
                 http.scale.targetUtilisation = try number(utilisation, "scale.utilisation", above: 0, max: 1)
             }
         }
+        let logLevel: Logger.Level? = try fields["logLevel"].map { node -> Logger.Level in
+            try choice(node, "logLevel", Logger.Level.allCases)
+        }
         let drain = try fields["drainTimeout"].map { try duration($0, "drainTimeout", allowZero: true) } ?? .seconds(30)
         let defaults = try fields["defaults"].map { try queueFields($0, "defaults", allowName: false).fields }
         guard let queuesNode = fields["queues"] else {
@@ -46,7 +52,7 @@ struct ConfigReader {
             return nil
         }.first
         let (queues, limits) = try queueList(queuesNode, defaults: defaults ?? QueueFields(), prefetch: sourcePrefetch)
-        return FairwayConfiguration(
+        var configuration = FairwayConfiguration(
             workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
             cost: cost,
             http: http,
@@ -55,5 +61,7 @@ struct ConfigReader {
             drainTimeout: drain,
             backlogLimits: limits
         )
+        configuration.logLevel = logLevel
+        return configuration
     }
 }

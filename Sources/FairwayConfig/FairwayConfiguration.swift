@@ -3,6 +3,7 @@ import FairwayHTTP
 import FairwayRuntime
 import FairwaySQLite
 import FairwayScheduling
+import Logging
 
 /// A validated Fairway configuration file.
 public struct FairwayConfiguration: Sendable, Equatable {
@@ -18,6 +19,8 @@ public struct FairwayConfiguration: Sendable, Equatable {
     public var drainTimeout: Duration
     /// Load shedding for SQLite sources: the queues with a maximum backlog, written into the queue file.
     public var backlogLimits: [String: BacklogLimit]
+    /// The level of Fairway's log (`logLevel:`); nil leaves the logger it is given as it is.
+    public var logLevel: Logger.Level?
 
     public init(
         workers: Int,

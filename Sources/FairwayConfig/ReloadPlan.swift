@@ -62,6 +62,7 @@ public struct ReloadPlan: Sendable, Equatable {
         oldHTTP.scale = new.http.scale
         if oldHTTP != new.http { needsRestart.append("http") }
         if old.drainTimeout != new.drainTimeout { needsRestart.append("drainTimeout") }
+        if old.logLevel != new.logLevel { needsRestart.append("logLevel") }
         if old.scale != new.scale { needsRestart.append("scale") }
         if old.backlogLimits != new.backlogLimits { needsRestart.append("maxBacklog of a queue") }
     }

@@ -21,11 +21,20 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The YAML configuration file.")
     var config: String = "config/fairway.yaml"
 
+    @Option(
+        name: .long, help: "trace, debug, info, notice, warning, error or critical; overrides logLevel: in the file.")
+    var logLevel: Logger.Level?
+
     func run() async throws {
-        let logger = Logger(label: "fairway")
+        var logger = Logger(label: "fairway")
         let fairway: FairwayService
         do {
-            fairway = try FairwayService(configurationPath: config, registry: FairwayCommand.registry, logger: logger)
+            var configuration = try ConfigurationLoader.load(path: config)
+            if let logLevel { configuration.logLevel = logLevel }
+            if let level = configuration.logLevel { logger.logLevel = level }
+            fairway = try FairwayService(
+                configuration: configuration, registry: FairwayCommand.registry, configurationPath: config,
+                logger: logger)
         } catch let error as ConfigError {
             printError("fairway: invalid configuration: \(error)")
             throw ExitCode(2)
@@ -64,3 +73,5 @@ struct RunCommand: AsyncParsableCommand {
 func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -49,4 +49,31 @@ struct EnqueueGuardTests {
         let stats = try SQLiteQueue(path: db, create: false).stats()
         #expect(stats.keys.sorted() == ["glod", "gold", "scripts"], "only the accepted jobs were written")
     }
+
+    @Test("--log-level debug shows each job's end; logLevel: warning in the file hides the start-up lines")
+    func logLevels() throws {
+        let folder = TestFolder()
+        let config = try folder.config(
+            """
+            logLevel: warning
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues: [{ name: "q" }]
+            """)
+        let debug = try RunningFairway(config: config, folder: folder.url, arguments: ["--log-level", "debug"])
+        #expect(debug.waitUntilRunning(), "\(debug.log)")
+        let enqueued = try FairwayProcess.run([
+            "enqueue", "--db", folder.path("q.db"), "--queue", "q", "--type", "noop",
+        ])
+        #expect(enqueued.status == 0, "\(enqueued.stderr)")
+        #expect(eventually(timeout: 20) { debug.log.contains("job succeeded") }, "\(debug.log)")
+        debug.stop()
+
+        let quiet = try RunningFairway(config: config, folder: folder.url)
+        let again = try FairwayProcess.run(["enqueue", "--db", folder.path("q.db"), "--queue", "q", "--type", "noop"])
+        #expect(again.status == 0, "\(again.stderr)")
+        let file = try SQLiteQueue(path: folder.path("q.db"), create: false)
+        #expect(try eventually(timeout: 20) { try file.stats()["q"]?.completed == 2 }, "the quiet run ran its job")
+        quiet.stop()
+        #expect(!quiet.log.contains("fairway running") && !quiet.log.contains("serving HTTP"), "\(quiet.log)")
+    }
 }

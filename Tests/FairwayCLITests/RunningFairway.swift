@@ -5,12 +5,12 @@ final class RunningFairway {
     let process = Process()
     let logPath: String
 
-    init(config: String, folder: URL, environment: [String: String] = [:]) throws {
+    init(config: String, folder: URL, environment: [String: String] = [:], arguments: [String] = []) throws {
         logPath = folder.appendingPathComponent("run-\(UUID().uuidString.prefix(6)).log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = FairwayProcess.executable
-        process.arguments = ["run", "--config", config]
+        process.arguments = ["run", "--config", config] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = log
         process.standardError = log

@@ -55,6 +55,16 @@ struct ConfigurationLoaderTests {
         #expect(config.queues.map(\.name).prefix(4) == ["billing", "email", "reports", "tenant-1"])
     }
 
+    @Test("logLevel is one of swift-log's levels; anything else names the field and the choices")
+    func logLevel() throws {
+        #expect(try parse("queues: [{ name: q }]").logLevel == nil)
+        #expect(try parse("logLevel: debug\nqueues: [{ name: q }]").logLevel == .debug)
+        let error = failure("logLevel: loud\nqueues: [{ name: q }]")
+        #expect(
+            error?.field == "logLevel" && "\(error!)".contains("expected one of trace, debug, info"),
+            "\(String(describing: error))")
+    }
+
     @Test("defaults apply under each queue's own fields")
     func defaultsAndOverrides() throws {
         let config = try parse(

@@ -142,6 +142,12 @@ struct FairwayServiceTests {
         }
     }
 
+    static func weights(_ engine: Engine) -> [String: Double] {
+        var weights: [String: Double] = [:]
+        for queue in engine.snapshot().queues { weights[queue.name] = Double(queue.settings.weight) }
+        return weights
+    }
+
     @Test("built from a configuration value: apply changes weights live; reload without a file changes nothing")
     func configurationValue() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -155,13 +161,12 @@ struct FairwayServiceTests {
             """
         let configuration = try ConfigurationLoader.parse(yaml: yaml)
         let fairway = try FairwayService(configuration: configuration, registry: JobRegistry(), logger: Self.logger)
-        let weight = { (queue: String) in fairway.engine.snapshot().queues.first { $0.name == queue }?.settings.weight }
-        #expect(weight("email") == 2)
+        #expect(Self.weights(fairway.engine) == ["email": 2, "images": 1])
         fairway.apply(
             try ConfigurationLoader.parse(yaml: yaml.replacingOccurrences(of: "weight: 2", with: "weight: 5")))
-        #expect(weight("email") == 5 && weight("images") == 1)
+        #expect(Self.weights(fairway.engine) == ["email": 5, "images": 1])
         fairway.reload()
-        #expect(weight("email") == 5, "no file to read: nothing changed")
+        #expect(Self.weights(fairway.engine) == ["email": 5, "images": 1], "no file to read: nothing changed")
         let declared = try SQLiteQueue(path: "\(folder.path)/app.db", create: false).declaredQueues()
         #expect(declared?.keys.sorted() == ["email", "images"], "the service declared its queues in the file")
         fairway.engine.shutdown(drainTimeout: .zero)
