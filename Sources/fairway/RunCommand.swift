@@ -23,14 +23,14 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(
         name: .long, help: "trace, debug, info, notice, warning, error or critical; overrides logLevel: in the file.")
-    var logLevel: Logger.Level?
+    var logLevel: LogLevelArgument?
 
     func run() async throws {
         var logger = Logger(label: "fairway")
         let fairway: FairwayService
         do {
             var configuration = try ConfigurationLoader.load(path: config)
-            if let logLevel { configuration.logLevel = logLevel }
+            if let logLevel { configuration.logLevel = logLevel.level }
             if let level = configuration.logLevel { logger.logLevel = level }
             fairway = try FairwayService(
                 configuration: configuration, registry: FairwayCommand.registry, configurationPath: config,
@@ -74,4 +74,14 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}
+/// A swift-log level as a command-line value (`--log-level debug`).
+struct LogLevelArgument: ExpressibleByArgument {
+    let level: Logger.Level
+
+    init?(argument: String) {
+        guard let level = Logger.Level(rawValue: argument) else { return nil }
+        self.level = level
+    }
+
+    static var allValueStrings: [String] { Logger.Level.allCases.map(\.rawValue) }
+}
