@@ -13,11 +13,12 @@
 #include <unistd.h>
 
 /// Starts the program at `file` (a path: the caller searches PATH) with `argv` and `envp`, its stdin and stdout the
-/// given descriptors, its stderr shared with the caller. The child gets default signal handling, an empty
+/// given descriptors, its stderr shared with the caller, in the folder `directory` (NULL: the caller's; a
+/// relative `file` is then relative to it). The child gets default signal handling, an empty
 /// signal mask, its own process group (a terminal's Ctrl-C reaches the supervisor only), no other open
 /// descriptors, and SIGKILL when the supervisor dies. Returns the child's pid, or -errno.
 static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *const envp[], int stdin_fd,
-                                    int stdout_fd) {
+                                    int stdout_fd, const char *directory) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return -errno;
@@ -42,6 +43,7 @@ static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *
         long max = sysconf(_SC_OPEN_MAX);
         for (long fd = 3; fd < (max > 0 ? max : 65536); fd++) close((int)fd);
     }
+    if (directory != NULL && chdir(directory) != 0) _exit(126);
     execve(file, argv, envp);
     _exit(127);
 }

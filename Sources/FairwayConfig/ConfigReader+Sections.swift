@@ -227,9 +227,27 @@ extension ConfigReader {
             return .thread
         }
         let defaults = ProcessWorkerSettings()
+        let command = fields.command ?? []
+        if let program = command.first {
+            let located = URL(
+                fileURLWithPath: ProcessWorkerSettings.locate(
+                    program, in: folder ?? FileManager.default.currentDirectoryPath)
+            ).standardizedFileURL.path
+            guard access(located, X_OK) == 0 else {
+                let looked =
+                    program.contains("/")
+                    ? "\(located) \(FileManager.default.fileExists(atPath: located) ? "is not executable" : "does not exist")"
+                    : "not found on PATH"
+                throw error(
+                    "\(field).command", nil,
+                    "queue '\(queue)': cannot run '\(program)': \(looked) (a relative path is relative to "
+                        + "the configuration file's folder, where workers start)")
+            }
+        }
         return .process(
             ProcessWorkerSettings(
-                command: fields.command ?? [],
+                command: command,
+                workingDirectory: command.isEmpty ? nil : folder,
                 recycleAfterJobs: fields.recycleAfterJobs ?? defaults.recycleAfterJobs,
                 recycleAboveMemoryBytes: fields.recycleAboveMemoryMB.map { $0 << 20 }
                     ?? defaults.recycleAboveMemoryBytes,

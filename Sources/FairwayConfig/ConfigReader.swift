@@ -12,6 +12,8 @@ import Yams
 /// values (numbers, durations, rates, substitutions) in `ConfigReader+Scalars.swift`.
 struct ConfigReader {
     let file: String
+    /// The configuration file's folder, where worker commands start; nil for text that has no file.
+    let folder: String?
     let environment: [String: String]
 
     static let rootKeys = [

@@ -21,16 +21,19 @@ public enum ConfigurationLoader {
             let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read as UTF-8 text" : "no such file"
             throw ConfigError(file: path, field: "", message: reason)
         }
-        return try parse(yaml: text, file: path, environment: environment)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().standardizedFileURL.path
+        return try parse(yaml: text, file: path, folder: folder, environment: environment)
     }
 
-    /// Parses YAML text; `file` is only used in errors.
+    /// Parses YAML text; `file` is only used in errors. A worker `command` is started in `folder` (nil: the
+    /// current directory), and its program must be there or on PATH.
     public static func parse(
         yaml: String,
         file: String = "<config>",
+        folder: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> FairwayConfiguration {
-        var reader = ConfigReader(file: file, environment: environment)
+        var reader = ConfigReader(file: file, folder: folder, environment: environment)
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)

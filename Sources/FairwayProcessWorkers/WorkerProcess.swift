@@ -1,4 +1,5 @@
 import CProcess
+import FairwayRuntime
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -40,15 +41,18 @@ public final class WorkerProcess: @unchecked Sendable {
         self.channel = channel
     }
 
-    /// Starts a worker and waits for its hello. `command` empty means this program, re-executed.
-    static func spawn(command: [String], startTimeout: Duration) throws(WorkerStartError) -> WorkerProcess {
+    /// Starts a worker and waits for its hello. `command` empty means this program, re-executed; `directory`
+    /// is the folder it starts in (nil: ours), against which a relative program path is resolved.
+    static func spawn(
+        command: [String], directory: String?, startTimeout: Duration
+    ) throws(WorkerStartError) -> WorkerProcess {
         let program: String
         let arguments: [String]
         if command.isEmpty {
             program = Self.currentExecutable()
             arguments = CommandLine.arguments.isEmpty ? [program] : CommandLine.arguments
         } else {
-            program = Self.resolve(command[0])
+            program = ProcessWorkerSettings.locate(command[0], in: directory)
             arguments = command
         }
         var toChild: [Int32] = [-1, -1]
@@ -68,7 +72,7 @@ public final class WorkerProcess: @unchecked Sendable {
         }
         let pid = Self.withCStrings(arguments) { argv in
             Self.withCStrings(environment.map { "\($0.key)=\($0.value)" }) { envp in
-                fw_spawn_worker(program, argv, envp, toChild[0], fromChild[1])
+                fw_spawn_worker(program, argv, envp, toChild[0], fromChild[1], directory)
             }
         }
         close(toChild[0])
@@ -238,17 +242,6 @@ public final class WorkerProcess: @unchecked Sendable {
             return path
         }
         return CommandLine.arguments.first ?? "fairway"
-    }
-
-    /// The program's path: as given when it names a directory, else the first match on PATH.
-    static func resolve(_ program: String) -> String {
-        if program.contains("/") { return program }
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for directory in path.split(separator: ":") {
-            let candidate = "\(directory)/\(program)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return program
     }
 
     private static func errnoText() -> String { String(cString: strerror(errno)) }

@@ -129,7 +129,8 @@ public final class WorkerProcessPool: Sendable {
     }
 
     private func spawn() throws(WorkerStartError) -> WorkerProcess {
-        let process = try WorkerProcess.spawn(command: settings.command, startTimeout: startTimeout)
+        let process = try WorkerProcess.spawn(
+            command: settings.command, directory: settings.workingDirectory, startTimeout: startTimeout)
         state.withLockedValue { $0.counts.started += 1 }
         return process
     }

@@ -1,8 +1,13 @@
+import Foundation
+
 /// How the worker processes of a process-isolated queue are started and recycled.
 public struct ProcessWorkerSettings: Sendable, Hashable {
     /// The program and its arguments. Empty means the running program itself, re-executed as a worker, so
     /// the handlers it registered run unchanged.
     public var command: [String]
+    /// The folder workers start in, against which a relative program path (`./worker.sh`) is resolved; nil:
+    /// the supervisor's. A configuration file sets its own folder, as it does for a SQLite path.
+    public var workingDirectory: String?
     /// A worker is replaced after this many jobs (a leak costs a restart, never the process). 0: never.
     public var recycleAfterJobs: Int
     /// A worker whose resident memory exceeds this after a job is replaced. 0: never.
@@ -12,13 +17,32 @@ public struct ProcessWorkerSettings: Sendable, Hashable {
 
     public init(
         command: [String] = [],
+        workingDirectory: String? = nil,
         recycleAfterJobs: Int = 10_000,
         recycleAboveMemoryBytes: Int = 512 << 20,
         killGrace: Duration = .seconds(2)
     ) {
         self.command = command
+        self.workingDirectory = workingDirectory
         self.recycleAfterJobs = max(0, recycleAfterJobs)
         self.recycleAboveMemoryBytes = max(0, recycleAboveMemoryBytes)
         self.killGrace = killGrace
+    }
+
+    /// Where `program` is: as given when absolute, against `directory` when it names a relative path,
+    /// else the first executable match on PATH (as given when none is found, so that the start fails
+    /// naming it).
+    public static func locate(_ program: String, in directory: String?) -> String {
+        if program.hasPrefix("/") { return program }
+        if program.contains("/") {
+            guard let directory else { return program }
+            return directory.hasSuffix("/") ? directory + program : directory + "/" + program
+        }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for folder in path.split(separator: ":") {
+            let candidate = "\(folder)/\(program)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return program
     }
 }

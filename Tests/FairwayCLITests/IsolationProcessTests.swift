@@ -203,6 +203,43 @@ struct IsolationProcessTests {
         }
     }
 
+    @Test("worker commands start in the configuration file's folder, not where fairway was started")
+    func workerCommandInConfigFolder() throws {
+        let folder = TestFolder()
+        let example = Self.repository.appendingPathComponent("docs/examples/python_worker.py").path
+        try FileManager.default.copyItem(atPath: example, toPath: folder.path("worker.py"))
+        try "#!/bin/sh\nexec python3 worker.py\n".write(
+            toFile: folder.path("worker.sh"), atomically: true, encoding: .utf8)
+        chmod(folder.path("worker.sh"), 0o755)
+        let config = try folder.config(
+            """
+            workers: 2
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "byArgument", isolation: process, command: ["python3", "worker.py"], attempts: 1 }
+              - { name: "byPath", isolation: process, command: "./worker.sh", attempts: 1 }
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        let log = folder.path("runs.log")
+        for queue in ["byArgument", "byPath"] {
+            try file.enqueue(
+                contentsOf: (0..<5).map { index in
+                    NewJob(
+                        queue: queue, type: "append",
+                        payload: Array(#"{"path":"\#(log)","line":"\#(queue)-\#(index)"}"#.utf8))
+                })
+        }
+        #expect(FileManager.default.currentDirectoryPath != folder.url.path)
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(
+            try eventually(timeout: 30) { try file.stats().values.reduce(0) { $0 + $1.completed + $1.dead } == 10 })
+        let letters = try file.deadLetters()
+        #expect(letters.isEmpty, "\(letters.map(\.reason))")
+        #expect(try file.stats().values.reduce(0) { $0 + $1.completed } == 10)
+        #expect(run.stop().status == 0)
+    }
+
     @Test("the Python example worker runs jobs, reports failures and rejections, and is replaced when it dies")
     func pythonWorker() throws {
         let folder = TestFolder()

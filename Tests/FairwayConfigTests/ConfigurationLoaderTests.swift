@@ -216,4 +216,49 @@ struct ConfigurationLoaderTests {
             _ = try ConfigurationLoader.load(path: "/no/such/fairway.yaml")
         }
     }
+
+    @Test("a worker command starts in the configuration file's folder; a program found nowhere is named")
+    func workerCommandFolder() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fairway-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = folder.appendingPathComponent("worker.sh").path
+        try "#!/bin/sh\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let path = folder.appendingPathComponent("fairway.yaml").path
+        try """
+        queues:
+          - { name: local, isolation: process, command: ["./worker.sh", "--fast"] }
+          - { name: onPath, isolation: process, command: "sh worker.py" }
+          - { name: itself, isolation: process }
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        let config = try ConfigurationLoader.load(path: path)
+        let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0.isolation) })
+        let expected = folder.standardizedFileURL.path
+        #expect(
+            byName["local"]
+                == .process(ProcessWorkerSettings(command: ["./worker.sh", "--fast"], workingDirectory: expected)))
+        #expect(
+            byName["onPath"]
+                == .process(ProcessWorkerSettings(command: ["sh", "worker.py"], workingDirectory: expected)))
+        #expect(byName["itself"] == .process(ProcessWorkerSettings()), "the program itself keeps the current directory")
+
+        for (command, detail) in [
+            ("[\"./missing.sh\"]", "\(expected)/missing.sh does not exist"),
+            ("[\"no-such-program-here\"]", "not found on PATH"),
+            ("[\"./fairway.yaml\"]", "\(expected)/fairway.yaml is not executable"),
+        ] {
+            try "queues: [{ name: a, isolation: process, command: \(command) }]"
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            do {
+                _ = try ConfigurationLoader.load(path: path)
+                Issue.record("\(command) was accepted")
+            } catch let error as ConfigError {
+                #expect(error.field == "queues[0].command", "\(error)")
+                #expect(error.message.contains(detail), "\(error)")
+                #expect(error.message.contains("relative to the configuration file's folder"), "\(error)")
+            }
+        }
+    }
 }
