@@ -72,7 +72,8 @@ public final class FairwayService: Service, Sendable {
         self.server = FairwayHTTPServer(
             engine: engine, sources: sources, metrics: metrics, settings: configuration.http, logger: logger)
         self.reloader = NIOLockedValueBox(
-            LiveReload(path: configurationPath, running: configuration, engine: engine, logger: logger))
+            LiveReload(
+                path: configurationPath, running: configuration, engine: engine, audit: server.audit, logger: logger))
         self.logger = logger
     }
 

@@ -1,4 +1,5 @@
 import FairwayConfig
+import FairwayHTTP
 import FairwayRuntime
 import FairwayScheduling
 import Logging
@@ -12,11 +13,14 @@ struct LiveReload {
     let path: String?
     let engine: Engine
     let logger: Logger
+    /// Where each applied change is kept for `GET /audit`, beside the log.
+    let audit: AuditTrail?
     /// The configuration the process runs: as loaded at start, with the queue settings of each reload.
     private(set) var running: FairwayConfiguration
 
-    init(path: String?, running: FairwayConfiguration, engine: Engine, logger: Logger) {
+    init(path: String?, running: FairwayConfiguration, engine: Engine, audit: AuditTrail? = nil, logger: Logger) {
         self.path = path
+        self.audit = audit
         self.running = running
         self.engine = engine
         self.logger = logger
@@ -55,9 +59,14 @@ struct LiveReload {
                 logger.notice(
                     "reload: queue settings changed",
                     metadata: [
-                        "queue": "\(change.queue)", "before": "\(Self.describe(now))",
-                        "after": "\(Self.describe(settings))",
+                        "queue": "\(change.queue)", "before": "\(now.summary)",
+                        "after": "\(settings.summary)",
                     ])
+                audit?.record(
+                    AuditEntry(
+                        actor: "reload", action: "reload", target: change.queue, before: now.summary,
+                        after: settings.summary),
+                    logged: true)
             } catch {
                 logger.error("reload: queue not changed", metadata: ["queue": "\(change.queue)", "error": "\(error)"])
             }
@@ -76,13 +85,5 @@ struct LiveReload {
                 "config": "\(path ?? "(a configuration value)")", "queuesChanged": "\(applied)",
                 "needRestart": "\(plan.needsRestart.count)",
             ])
-    }
-
-    static func describe(_ settings: QueueSettings) -> String {
-        var parts = ["weight \(settings.weight)"]
-        if settings.maxConcurrency != .max { parts.append("maxConcurrency \(settings.maxConcurrency)") }
-        if let rate = settings.rateLimit { parts.append("rate \(rate.perSecond)/s burst \(rate.burst)") }
-        if settings.paused { parts.append("paused") }
-        return parts.joined(separator: ", ")
     }
 }

@@ -1,6 +1,7 @@
 import FairwayRuntime
 import FairwayScheduling
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
@@ -45,6 +46,8 @@ public final class FairwayHTTPServer: Service, Sendable {
     private let settings: Settings
     private let logger: Logger
     private let listening = NIOLockedValueBox(Listening.waiting([]))
+    /// Every change made through the admin API (and by reloads, which the caller records here).
+    public let audit: AuditTrail
 
     public init(engine: Engine, sources: [any JobSource], metrics: FairwayMetrics, settings: Settings, logger: Logger) {
         self.engine = engine
@@ -55,6 +58,7 @@ public final class FairwayHTTPServer: Service, Sendable {
         self.sampler = DepthSampler(engine: engine, sources: sources) { _ = advisor.observe($0, depths: $1) }
         self.settings = settings
         self.logger = logger
+        self.audit = AuditTrail(logger: logger)
     }
 
     /// The port the server listens on; 0 until it does.
@@ -163,13 +167,17 @@ public final class FairwayHTTPServer: Service, Sendable {
         router.get("/queues") { [self] _, _ in
             Self.json(.ok, queueList())
         }
+        router.get("/audit") { [self] request, _ in
+            let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100
+            return Self.json(.ok, audit.recent(limit: min(max(limit, 0), 1_000)))
+        }
         router.post("/queues/:name/pause") { [self] request, context in
-            try await change(request, context) { (settings: inout QueueSettings) throws(AdminError) in
+            try await change(request, context, action: "pause") { (settings: inout QueueSettings) throws(AdminError) in
                 settings.paused = true
             }
         }
         router.post("/queues/:name/resume") { [self] request, context in
-            try await change(request, context) { (settings: inout QueueSettings) throws(AdminError) in
+            try await change(request, context, action: "resume") { (settings: inout QueueSettings) throws(AdminError) in
                 settings.paused = false
             }
         }
@@ -183,29 +191,50 @@ public final class FairwayHTTPServer: Service, Sendable {
                     AdminError(status: 413, field: nil, message: "body larger than \(settings.maxBodyBytes) bytes"))
             }
             let bytes = Array(buffer: body)
-            return try await change(request, context) { (settings: inout QueueSettings) throws(AdminError) in
+            return try await change(request, context, action: "set") {
+                (settings: inout QueueSettings) throws(AdminError) in
                 settings = try QueueUpdate.apply(bytes, to: settings)
             }
         }
     }
 
-    /// Checks the token and the queue, then applies `edit` to the queue's settings.
+    /// Checks the token and the queue, then applies `edit` to the queue's settings and records the change.
     private func change(
-        _ request: Request, _ context: BasicRequestContext, _ edit: (inout QueueSettings) throws(AdminError) -> Void
+        _ request: Request, _ context: BasicRequestContext, action: String,
+        _ edit: (inout QueueSettings) throws(AdminError) -> Void
     ) async throws -> Response {
         if let refusal = authorise(request) { return Self.error(refusal) }
         let name = context.parameters.get("name") ?? ""
         guard var settings = engine.snapshot().queues.first(where: { $0.name == name })?.settings else {
             return Self.error(AdminError(status: 404, field: nil, message: "no queue named '\(name)'"))
         }
+        let before = settings
         do {
             try edit(&settings)
         } catch {
             return Self.error(error)
         }
         try engine.updateQueue(named: name, settings: settings)
-        logger.info("queue changed through the admin API", metadata: ["queue": "\(name)"])
-        return Self.json(.ok, queueList().first { $0.name == name })
+        audit.record(
+            AuditEntry(
+                actor: Self.actor(of: request), action: action, target: name, before: before.summary,
+                after: settings.summary))
+        return Self.json(
+            .ok,
+            QueueChange(
+                queue: queueList().first { $0.name == name }, before: before.summary, after: settings.summary,
+                lasts: QueueChange.lasts))
+    }
+
+    /// Who made an admin call, as its `X-Fairway-Actor` header says (untrusted: printable, at most 120
+    /// characters), or "admin token" when it names no one.
+    static func actor(of request: Request) -> String {
+        guard let name = HTTPField.Name("X-Fairway-Actor"), let header = request.headers[name] else {
+            return "admin token"
+        }
+        let printable = header.unicodeScalars.filter { $0.properties.generalCategory != .control }
+        let text = String(String.UnicodeScalarView(printable.prefix(120))).trimmingCharacters(in: .whitespaces)
+        return text.isEmpty ? "admin token" : text
     }
 
     private func authorise(_ request: Request) -> AdminError? {
@@ -219,6 +248,18 @@ public final class FairwayHTTPServer: Service, Sendable {
             return AdminError(status: 401, field: nil, message: "missing or wrong bearer token")
         }
         return nil
+    }
+
+    /// The answer to a change: the queue now, its settings before and after, and how long the change lasts.
+    struct QueueChange: Codable {
+        /// Admin changes live in this process only (docs/operations.md, "Live changes").
+        static let lasts =
+            "this process only, until it restarts or a reload changes the same field; "
+            + "put it in the configuration file to keep it"
+        var queue: QueueState?
+        var before: String
+        var after: String
+        var lasts: String
     }
 
     /// One queue in `GET /queues`.

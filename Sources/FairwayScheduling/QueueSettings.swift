@@ -40,6 +40,15 @@ public struct QueueSettings: Sendable, Hashable {
         self.rateLimit = rateLimit
         self.paused = paused
     }
+
+    /// One line for logs and the audit trail: `weight 4.0, maxConcurrency 8, rate 10.0/s burst 10.0, paused`.
+    public var summary: String {
+        var parts = ["weight \(weight)"]
+        if maxConcurrency != .max { parts.append("maxConcurrency \(maxConcurrency)") }
+        if let rateLimit { parts.append("rate \(rateLimit.perSecond)/s burst \(rateLimit.burst)") }
+        if paused { parts.append("paused") }
+        return parts.joined(separator: ", ")
+    }
 }
 
 /// Identifies a queue inside one ``FairScheduler``: a dense index, cheap to store and compare.

@@ -9,6 +9,16 @@ struct AdminConnection: ParsableArguments {
     @Option(help: "The admin token (default: FAIRWAY_ADMIN_TOKEN).")
     var token: String?
 
+    @Option(help: "Who makes the change, for the audit trail (default: USER@HOST).")
+    var actor: String?
+
+    /// `USER@HOST` of whoever runs the command.
+    static func defaultActor() -> String {
+        let environment = ProcessInfo.processInfo.environment
+        let user = environment["USER"] ?? environment["LOGNAME"] ?? "uid \(getuid())"
+        return "\(user)@\(ProcessInfo.processInfo.hostName)"
+    }
+
     /// Sends a request and prints the answer; a refusal ends the command with exit code 1.
     func call(_ method: String, _ path: String, body: [String: Any]? = nil) async throws {
         guard let address = URL(string: url), let host = address.host, !host.isEmpty else {
@@ -21,6 +31,7 @@ struct AdminConnection: ParsableArguments {
         if let token = token ?? ProcessInfo.processInfo.environment["FAIRWAY_ADMIN_TOKEN"] {
             headers.append(("Authorization", "Bearer \(token)"))
         }
+        if method != "GET" { headers.append(("X-Fairway-Actor", actor ?? Self.defaultActor())) }
         var bytes: [UInt8]?
         if let body {
             bytes = Array(try JSONSerialization.data(withJSONObject: body))
@@ -42,6 +53,12 @@ struct AdminConnection: ParsableArguments {
             throw ExitCode(1)
         }
         print(text)
+        // A change lasts as long as this process: say so where the operator reads.
+        if let answer = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
+            let lasts = answer["lasts"] as? String
+        {
+            printError("note: the change applies to \(lasts)")
+        }
     }
 }
 

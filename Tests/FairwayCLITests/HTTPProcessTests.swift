@@ -21,11 +21,15 @@ enum HTTP {
         var answer = Answer(status: 0, body: "")
     }
 
-    static func call(_ method: String, port: Int, _ path: String, token: String? = nil, body: Data? = nil) -> Answer {
+    static func call(
+        _ method: String, port: Int, _ path: String, token: String? = nil, body: Data? = nil,
+        headers: [String: String] = [:]
+    ) -> Answer {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.httpMethod = method
         request.httpBody = body
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         URLSession.shared.dataTask(with: request) { data, response, _ in
@@ -201,6 +205,46 @@ struct HTTPProcessTests {
         #expect(listed.status == 0 && listed.stdout.contains(#""name":"a""#))
         let refused = try FairwayProcess.run(["pause", "a", "--url", url, "--token", "wrong"])
         #expect(refused.status == 1 && refused.stderr.contains("401"))
+    }
+
+    @Test(
+        "admin changes are audited (who, before, after), say they last until a restart, and a restart starts from the file"
+    )
+    func adminChangesAudited() throws {
+        let folder = TestFolder()
+        let yaml = "workers: 1\nsources: [{ kind: sqlite, path: \"q.db\" }]\nqueues: [{ name: a }, { name: b }]"
+        var (run, port) = try start(folder, yaml, token: "s3cret")
+        let url = "http://127.0.0.1:\(port)"
+        let paused = try FairwayProcess.run(["pause", "a", "--url", url, "--token", "s3cret", "--actor", "alice"])
+        #expect(paused.status == 0, "\(paused.stderr)")
+        #expect(paused.stderr.contains("note: the change applies to this process only, until it restarts"))
+        let set = HTTP.call(
+            "PUT", port: port, "/queues/b", token: "s3cret", body: Data(#"{"weight": 4}"#.utf8),
+            headers: ["X-Fairway-Actor": "deploy\tbot"])
+        #expect(set.status == 200, "\(set.body)")
+        #expect(set.json?["before"] as? String == "weight 1.0" && set.json?["after"] as? String == "weight 4.0")
+        #expect((set.json?["lasts"] as? String)?.contains("put it in the configuration file to keep it") == true)
+        let refused = HTTP.call("POST", port: port, "/queues/a/resume", token: "wrong")
+        #expect(refused.status == 401)
+
+        let audit = HTTP.call("GET", port: port, "/audit")
+        let entries = try #require(
+            try JSONSerialization.jsonObject(with: Data(audit.body.utf8)) as? [[String: Any]], "\(audit.body)")
+        #expect(entries.count == 2, "a refused call is not a change: \(entries)")
+        #expect(entries.first?["actor"] as? String == "deploybot", "control characters are dropped")
+        #expect(entries.first?["action"] as? String == "set" && entries.first?["target"] as? String == "b")
+        #expect(entries.last?["actor"] as? String == "alice" && entries.last?["action"] as? String == "pause")
+        #expect(entries.last?["before"] as? String == "weight 1.0")
+        #expect(entries.last?["after"] as? String == "weight 1.0, paused")
+        #expect(run.log.contains("change recorded") && run.log.contains("actor=alice"))
+
+        // A restart starts from the file: the pause and the weight are gone, as the answer said.
+        #expect(run.stop().status == 0)
+        (run, port) = try start(folder, yaml, token: "s3cret")
+        defer { run.stop() }
+        let queues = HTTP.call("GET", port: port, "/queues").body
+        #expect(!queues.contains(#""paused":true"#) && !queues.contains(#""weight":4"#), "\(queues)")
+        #expect(HTTP.call("GET", port: port, "/audit").body == "[]")
     }
 
     @Test("without a configured token the admin API is disabled")

@@ -34,6 +34,12 @@ struct ReloadProcessTests {
             eventually(timeout: 5) {
                 run.log.contains("applied only by a restart") && run.log.contains("workers: 2 → 3")
             })
+        let audit = HTTP.call("GET", port: port, "/audit").body
+        #expect(
+            audit.contains(#""action":"reload","actor":"reload","after":"weight 5.0","#)
+                && audit.contains(#""before":"weight 1.0","target":"a""#)
+                && audit.contains(#""after":"weight 1.0, paused","#),
+            "each applied change is in the audit trail: \(audit)")
 
         // A file that became invalid: refused, the field named, the process runs on as it was.
         try (Self.base + "workers: 3\nqueues: [{ name: a, weight: -1 }, { name: b }]\n")
