@@ -238,7 +238,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayTests",
-            dependencies: ["Fairway", "FairwaySQLite", "FairwayAMQP", "FairwayTestSupport"]
+            dependencies: [
+                "Fairway", "FairwaySQLite", "FairwayAMQP", "FairwayTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         .testTarget(
             name: "FairwayCLITests",

@@ -99,6 +99,15 @@ public final class FairwayService: Service, Sendable {
                         "queues": "\(configuration.queues.count)", "workers": "\(configuration.workers)",
                         "cost": "\(configuration.cost.rawValue)", "sources": "\(configuration.sources.map(\.kind))",
                     ])
+            },
+            drained: { summary in
+                logger.info(
+                    "drained: \(summary.released) jobs released to their sources",
+                    metadata: [
+                        "heldReleased": "\(summary.heldReleased)", "runningFinished": "\(summary.runningFinished)",
+                        "runningReleased": "\(summary.runningReleased)",
+                        "seconds": "\((summary.seconds * 1000).rounded() / 1000)",
+                    ])
             }
         )
         // Shutdown runs in reverse order: the engine drains while HTTP still answers.

@@ -18,6 +18,7 @@ struct ConfigReader {
 
     static let rootKeys = [
         "workers", "cost", "http", "sources", "defaults", "queues", "drainTimeout", "scale", "logLevel",
+        "logFormat",
     ]
     /// The most queues one file may declare, patterns expanded.
     static let maxQueues = 100_000
@@ -64,6 +65,9 @@ struct ConfigReader {
             backlogLimits: limits
         )
         configuration.logLevel = logLevel
+        if let format = fields["logFormat"] {
+            configuration.logFormat = try choice(format, "logFormat", LogFormat.allCases)
+        }
         return configuration
     }
 }

@@ -21,6 +21,9 @@ public struct FairwayConfiguration: Sendable, Equatable {
     public var backlogLimits: [String: BacklogLimit]
     /// The level of Fairway's log (`logLevel:`); nil leaves the logger it is given as it is.
     public var logLevel: Logger.Level?
+    /// How `fairway run` writes its log (`logFormat:`): lines of text, or one JSON object a line. An
+    /// embedding program bootstraps its own logging and ignores it.
+    public var logFormat: LogFormat = .text
 
     public init(
         workers: Int,
@@ -92,4 +95,12 @@ public struct AMQPSourceSettings: Sendable, Equatable {
         self.url = url
         self.prefetch = prefetch
     }
+}
+
+/// The shape of `fairway run`'s log lines.
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// swift-log's own text lines.
+    case text
+    /// One JSON object a line: `time`, `level`, `label`, `message`, then each metadata field.
+    case json
 }

@@ -63,6 +63,7 @@ public struct ReloadPlan: Sendable, Equatable {
         if oldHTTP != new.http { needsRestart.append("http") }
         if old.drainTimeout != new.drainTimeout { needsRestart.append("drainTimeout") }
         if old.logLevel != new.logLevel { needsRestart.append("logLevel") }
+        if old.logFormat != new.logFormat { needsRestart.append("logFormat") }
         if old.scale != new.scale { needsRestart.append("scale") }
         if old.backlogLimits != new.backlogLimits { needsRestart.append("maxBacklog of a queue") }
     }

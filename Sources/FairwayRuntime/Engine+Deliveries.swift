@@ -65,8 +65,9 @@ extension Engine {
         }
     }
 
-    /// Hands every held, not-started delivery back to its source.
-    func releaseHeld() {
+    /// Hands every held, not-started delivery back to its source; returns how many.
+    @discardableResult
+    func releaseHeld() -> Int {
         var held: [Delivery] = []
         monitor.withLock {
             let now = MonotonicClock.now
@@ -82,6 +83,7 @@ extension Engine {
         for delivery in held {
             sources[delivery.sourceIndex].settle(delivery, .release)
         }
+        return held.count
     }
 }
 

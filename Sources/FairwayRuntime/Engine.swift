@@ -135,8 +135,11 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Stops gracefully: no new deliveries, held jobs released to their sources at once, running jobs given
-    /// until `drainTimeout` to finish, then released too. Returns when every source is closed.
-    public func shutdown(drainTimeout: Duration) {
+    /// until `drainTimeout` to finish, then released too. Returns when every source is closed, with what
+    /// the drain did (empty for a call that found the engine already stopping).
+    @discardableResult
+    public func shutdown(drainTimeout: Duration) -> DrainSummary {
+        let started = MonotonicClock.now
         let alreadyStopping = monitor.withLock { () -> Bool in
             guard phase.acceptsWork || phase == .created else { return true }
             phase = .draining
@@ -145,14 +148,16 @@ public final class Engine: @unchecked Sendable {
         }
         if alreadyStopping {
             waitUntilStopped()
-            return
+            return DrainSummary()
         }
         for source in sources {
             source.stopDelivering()
         }
-        releaseHeld()
+        var summary = DrainSummary()
+        summary.heldReleased = releaseHeld()
         var abandoned: [(Delivery, WorkerSlot)] = []
         monitor.withLock {
+            summary.runningAtStart = busyWorkers
             while busyWorkers > 0 && MonotonicClock.now < drainDeadline {
                 stateChanged.wait(until: drainDeadline)
             }
@@ -185,6 +190,9 @@ public final class Engine: @unchecked Sendable {
         monitor.withLock {
             stateChanged.broadcast()
         }
+        summary.runningReleased = abandoned.count
+        summary.seconds = Double(MonotonicClock.now &- started) / 1e9
+        return summary
     }
 
     /// Ends a drain in progress at once: jobs still running are released to their sources as if the drain

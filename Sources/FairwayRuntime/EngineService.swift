@@ -13,33 +13,37 @@ public struct EngineService: Service {
     public let drainTimeout: Duration
     private let startAfter: @Sendable () async -> Bool
     private let started: @Sendable () -> Void
+    private let drained: @Sendable (DrainSummary) -> Void
 
     /// - Parameters:
     ///   - startAfter: awaited before the engine starts; `false` means "do not start" (say, the HTTP
     ///     server that must answer first could not listen): the service then waits for the group's
     ///     shutdown and closes the engine's sources unused.
     ///   - started: called once every source has started.
+    ///   - drained: called with what the drain did, once every source is closed.
     public init(
         engine: Engine, drainTimeout: Duration, startAfter: @escaping @Sendable () async -> Bool = { true },
-        started: @escaping @Sendable () -> Void = {}
+        started: @escaping @Sendable () -> Void = {}, drained: @escaping @Sendable (DrainSummary) -> Void = { _ in }
     ) {
         self.engine = engine
         self.drainTimeout = drainTimeout
         self.startAfter = startAfter
         self.started = started
+        self.drained = drained
     }
 
     public func run() async throws {
         let engine = engine
         guard await startAfter(), !Task.isCancelled else {
             try? await gracefulShutdown()
-            try await OwnThread.run("fairway-engine-drain") { engine.shutdown(drainTimeout: .zero) }
+            _ = try await OwnThread.run("fairway-engine-drain") { engine.shutdown(drainTimeout: .zero) }
             return
         }
         try await OwnThread.run("fairway-engine-start") { try engine.start() }
         started()
         try? await gracefulShutdown()
         let timeout = Task.isCancelled ? .zero : drainTimeout
-        try await OwnThread.run("fairway-engine-drain") { engine.shutdown(drainTimeout: timeout) }
+        let summary = try await OwnThread.run("fairway-engine-drain") { engine.shutdown(drainTimeout: timeout) }
+        drained(summary)
     }
 }

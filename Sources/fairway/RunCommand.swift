@@ -25,12 +25,20 @@ struct RunCommand: AsyncParsableCommand {
         name: .long, help: "trace, debug, info, notice, warning, error or critical; overrides logLevel: in the file.")
     var logLevel: LogLevelArgument?
 
+    @Option(name: .long, help: "text or json (one JSON object a line); overrides logFormat: in the file.")
+    var logFormat: LogFormatArgument?
+
     func run() async throws {
         var logger = Logger(label: "fairway")
         let fairway: FairwayService
         do {
             var configuration = try ConfigurationLoader.load(path: config)
             if let logLevel { configuration.logLevel = logLevel.level }
+            if let logFormat { configuration.logFormat = logFormat.format }
+            if configuration.logFormat == .json {
+                LoggingSystem.bootstrap(JSONLogHandler.standardError, metadataProvider: nil)
+                logger = Logger(label: "fairway")
+            }
             if let level = configuration.logLevel { logger.logLevel = level }
             fairway = try FairwayService(
                 configuration: configuration, registry: FairwayCommand.registry, configurationPath: config,
@@ -84,4 +92,16 @@ struct LogLevelArgument: ExpressibleByArgument {
     }
 
     static var allValueStrings: [String] { Logger.Level.allCases.map(\.rawValue) }
+}
+
+/// `--log-format text|json`.
+struct LogFormatArgument: ExpressibleByArgument {
+    let format: LogFormat
+
+    init?(argument: String) {
+        guard let format = LogFormat(rawValue: argument) else { return nil }
+        self.format = format
+    }
+
+    static var allValueStrings: [String] { LogFormat.allCases.map(\.rawValue) }
 }

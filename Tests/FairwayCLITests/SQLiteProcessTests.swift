@@ -203,4 +203,44 @@ struct SQLiteProcessTests {
         let stats = try #require(try file.stats()["q"])
         #expect(stats.leased == 0 && stats.ready == 1 && stats.completed == 0)
     }
+
+    @Test("shutdown says how many jobs it released: held ones at once, running ones past the drain timeout")
+    func shutdownCountsReleased() throws {
+        for (drainTimeout, jobMilliseconds) in [("30s", 400), ("300ms", 5000)] {
+            let folder = TestFolder()
+            let file = try SQLiteQueue(path: folder.path("q.db"))
+            let job = Array(#"{"ms":\#(jobMilliseconds)}"#.utf8)
+            try file.enqueue(contentsOf: (0..<50).map { _ in NewJob(queue: "q", type: "sleep", payload: job) })
+            let config = try folder.config(
+                """
+                workers: 2
+                drainTimeout: \(drainTimeout)
+                sources: [{ kind: sqlite, path: "q.db" }]
+                queues: [{ name: q, prefetch: 10 }]
+                """)
+            let run = try RunningFairway(config: config, folder: folder.url, arguments: ["--log-format", "json"])
+            #expect(run.waitUntilRunning(), "\(run.log)")
+            #expect(try eventually { try file.stats()["q"]?.leased == 10 }, "2 running and 8 held")
+            Thread.sleep(forTimeInterval: 0.1)
+            #expect(run.stop().status == 0, "\(run.log)")
+            let line = try #require(run.log.split(separator: "\n").first { $0.contains("drained:") }, "\(run.log)")
+            let fields = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let stats = try #require(try file.stats()["q"])
+            #expect(stats.leased == 0 && stats.ready + stats.completed == 50)
+            #expect(fields["heldReleased"] as? String == "8", "\(line)")
+            if jobMilliseconds < 1000 {
+                #expect(fields["runningFinished"] as? String == "2" && fields["runningReleased"] as? String == "0")
+                #expect(fields["message"] as? String == "drained: 8 jobs released to their sources")
+            } else {
+                #expect(fields["runningFinished"] as? String == "0" && fields["runningReleased"] as? String == "2")
+                #expect(fields["message"] as? String == "drained: 10 jobs released to their sources")
+                #expect(stats.completed == 0)
+            }
+            // Every line is one JSON object with the four fixed fields first.
+            for line in run.log.split(separator: "\n") {
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                #expect(object?["time"] != nil && object?["level"] != nil && object?["message"] != nil, "\(line)")
+            }
+        }
+    }
 }

@@ -164,6 +164,7 @@ struct ConfigurationLoaderTests {
             "MISSING_TOKEN is not set", 1
         ),
         ("defaults: { name: x }\nqueues: [{name: a}]", "defaults.name", "unknown field 'name'", 1),
+        ("logFormat: xml\nqueues: [{name: a}]", "logFormat", "expected one of text, json", 1),
         ("http: { perQueueMetricsUpTo: -1 }\nqueues: [{name: a}]", "http.perQueueMetricsUpTo", "between 0", 1),
         ("queues: [{ name: a, isolation: container }]", "queues[0].isolation", "one of thread, process", 1),
         ("queues: [{ name: a, command: [\"w\"] }]", "queues[0].command", "add isolation: process", nil),
