@@ -13,12 +13,12 @@
 #include <unistd.h>
 
 /// Starts the program at `file` (a path: the caller searches PATH) with `argv` and `envp`, its stdin and stdout the
-/// given descriptors, its stderr shared with the caller, in the folder `directory` (NULL: the caller's; a
-/// relative `file` is then relative to it). The child gets default signal handling, an empty
+/// given descriptors, its stderr `stderr_fd` (-1: shared with the caller), in the folder `directory` (NULL:
+/// the caller's; a relative `file` is then relative to it). The child gets default signal handling, an empty
 /// signal mask, its own process group (a terminal's Ctrl-C reaches the supervisor only), no other open
 /// descriptors, and SIGKILL when the supervisor dies. Returns the child's pid, or -errno.
 static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *const envp[], int stdin_fd,
-                                    int stdout_fd, const char *directory) {
+                                    int stdout_fd, int stderr_fd, const char *directory) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return -errno;
@@ -36,6 +36,7 @@ static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *
     if (getppid() != parent) _exit(125);
     if (stdin_fd != 0 && dup2(stdin_fd, 0) < 0) _exit(126);
     if (stdout_fd != 1 && dup2(stdout_fd, 1) < 0) _exit(126);
+    if (stderr_fd >= 0 && stderr_fd != 2 && dup2(stderr_fd, 2) < 0) _exit(126);
 #ifdef SYS_close_range
     if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
 #endif

@@ -36,15 +36,26 @@ public final class WorkerProcess: @unchecked Sendable {
     }
     private let life = NIOLockedValueBox(Life.serving)
 
-    private init(pid: pid_t, channel: WorkerChannel) {
+    /// Relays the worker's stderr into the supervisor's log, when asked to.
+    let stderrRelay: WorkerStderrRelay?
+
+    private init(pid: pid_t, channel: WorkerChannel, stderrRelay: WorkerStderrRelay?) {
         self.pid = pid
         self.channel = channel
+        self.stderrRelay = stderrRelay
+    }
+
+    /// Marks which queue's job the worker runs now (nil: none), for the lines its stderr relay hands on.
+    func running(queue: String?) {
+        stderrRelay?.runningQueue.withLockedValue { $0 = queue }
     }
 
     /// Starts a worker and waits for its hello. `command` empty means this program, re-executed; `directory`
-    /// is the folder it starts in (nil: ours), against which a relative program path is resolved.
+    /// is the folder it starts in (nil: ours), against which a relative program path is resolved. With a
+    /// `stderrSink` its stderr goes there line by line; without, it is ours.
     static func spawn(
-        command: [String], directory: String?, startTimeout: Duration
+        command: [String], directory: String?, startTimeout: Duration,
+        stderrSink: WorkerStderrRelay.Sink? = nil
     ) throws(WorkerStartError) -> WorkerProcess {
         let program: String
         let arguments: [String]
@@ -70,19 +81,31 @@ public final class WorkerProcess: @unchecked Sendable {
         if environment["SWIFT_BACKTRACE"] == nil {
             environment["SWIFT_BACKTRACE"] = "enable=no"
         }
+        var fromStderr: [Int32] = [-1, -1]
+        if stderrSink != nil, fw_pipe_cloexec(&fromStderr) != 0 {
+            close(toChild[0])
+            close(toChild[1])
+            close(fromChild[0])
+            close(fromChild[1])
+            throw .init(command: arguments, reason: Self.errnoText())
+        }
         let pid = Self.withCStrings(arguments) { argv in
             Self.withCStrings(environment.map { "\($0.key)=\($0.value)" }) { envp in
-                fw_spawn_worker(program, argv, envp, toChild[0], fromChild[1], directory)
+                fw_spawn_worker(program, argv, envp, toChild[0], fromChild[1], fromStderr[1], directory)
             }
         }
         close(toChild[0])
         close(fromChild[1])
+        if fromStderr[1] >= 0 { close(fromStderr[1]) }
         guard pid > 0 else {
             close(toChild[1])
             close(fromChild[0])
+            if fromStderr[0] >= 0 { close(fromStderr[0]) }
             throw .init(command: arguments, reason: String(cString: strerror(-pid)))
         }
-        let process = WorkerProcess(pid: pid, channel: WorkerChannel(input: fromChild[0], output: toChild[1]))
+        let relay = stderrSink.map { WorkerStderrRelay(descriptor: fromStderr[0], pid: pid, sink: $0) }
+        let process = WorkerProcess(
+            pid: pid, channel: WorkerChannel(input: fromChild[0], output: toChild[1]), stderrRelay: relay)
         do {
             guard process.waitReadable(timeout: startTimeout) else {
                 process.kill()

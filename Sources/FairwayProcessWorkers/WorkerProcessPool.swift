@@ -35,10 +35,17 @@ public final class WorkerProcessPool: Sendable {
         var counts = WorkerProcessCounts()
     }
     private let state = NIOLockedValueBox(State())
+    private let stderrSink: WorkerStderrRelay.Sink?
 
-    public init(settings: ProcessWorkerSettings, startTimeout: Duration = .seconds(30)) {
+    /// - Parameter stderrSink: where each line a worker writes to stderr goes, with its pid and the queue
+    ///   of the job it runs; nil leaves workers writing to this process's stderr.
+    public init(
+        settings: ProcessWorkerSettings, startTimeout: Duration = .seconds(30),
+        stderrSink: (@Sendable (_ pid: pid_t, _ queue: String?, _ line: String) -> Void)? = nil
+    ) {
         self.settings = settings
         self.startTimeout = startTimeout
+        self.stderrSink = stderrSink
         // A worker that dies while the supervisor writes to it must cost an EPIPE, not the supervisor.
         signal(SIGPIPE, SIG_IGN)
     }
@@ -70,6 +77,7 @@ public final class WorkerProcessPool: Sendable {
             // An idle worker may have died while it waited (killed from outside, say): the job never
             // reached it, so it costs the job nothing; a new worker gets it.
             var tries = 0
+            process.running(queue: job.queue)
             while process.hasExited || (try? process.channel.send(job, body: payload)) == nil {
                 process.kill()
                 let death = process.reap()
@@ -80,14 +88,17 @@ public final class WorkerProcessPool: Sendable {
                 }
                 state.withLockedValue { $0.counts.recycled += 1 }
                 process = try spawn()
+                process.running(queue: job.queue)
             }
         } catch {
             return .notStarted(reason: error.description)
         }
         let grace = settings.killGrace
         started(WorkerCancel { [process] in process.terminate(grace: grace) })
+        defer { process.running(queue: nil) }
         do {
             let result = try process.result(of: job)
+            process.running(queue: nil)
             checkin(process)
             return .finished(result.outcome ?? .failure, reason: result.reason)
         } catch {
@@ -130,7 +141,8 @@ public final class WorkerProcessPool: Sendable {
 
     private func spawn() throws(WorkerStartError) -> WorkerProcess {
         let process = try WorkerProcess.spawn(
-            command: settings.command, directory: settings.workingDirectory, startTimeout: startTimeout)
+            command: settings.command, directory: settings.workingDirectory, startTimeout: startTimeout,
+            stderrSink: stderrSink)
         state.withLockedValue { $0.counts.started += 1 }
         return process
     }

@@ -8,7 +8,12 @@ public struct WorkerProcesses: ProcessIsolation {
     public init() {}
 
     public func makePool(settings: ProcessWorkerSettings, logger: Logger) -> any IsolatedJobPool {
-        ProcessJobPool(pool: WorkerProcessPool(settings: settings), logger: logger)
+        // Each stderr line of a worker becomes a log line naming its queue and pid: a traceback says whose
+        // it is, and a JSON log keeps it one record.
+        let pool = WorkerProcessPool(settings: settings) { pid, queue, line in
+            logger.notice("\(line)", metadata: ["worker": "\(pid)", "queue": "\(queue ?? "-")"])
+        }
+        return ProcessJobPool(pool: pool, logger: logger)
     }
 }
 

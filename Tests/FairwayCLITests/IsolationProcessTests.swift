@@ -240,6 +240,40 @@ struct IsolationProcessTests {
         #expect(run.stop().status == 0)
     }
 
+    @Test("each stderr line of a worker lands in fairway's log with the worker's pid and the queue of its job")
+    func workerStderrNamed() throws {
+        let folder = TestFolder()
+        let config = try folder.config(
+            """
+            workers: 1
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "traps", isolation: process, attempts: 1 }
+              - { name: "shell", isolation: process, command: ["sh", "-c", "echo 'booting up' >&2; exec \(FairwayProcess.executable.path)"], attempts: 1 }
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        try file.enqueue(NewJob(queue: "traps", type: "crash"))
+        try file.enqueue(NewJob(queue: "shell", type: "noop"))
+        let run = try RunningFairway(config: config, folder: folder.url, arguments: ["--log-format", "json"])
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(try eventually(timeout: 20) { try file.stats().values.reduce(0) { $0 + $1.completed + $1.dead } == 2 })
+        #expect(run.stop().status == 0)
+        let records = run.log.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let trap = try #require(
+            records.first { ($0["message"] as? String)?.contains("trapped on purpose") == true }, "\(run.log)")
+        #expect(trap["queue"] as? String == "traps")
+        let pid = try #require(Int32(trap["worker"] as? String ?? ""))
+        #expect(pid > 0 && pid != run.process.processIdentifier)
+        let letter = try #require(try file.deadLetters(queue: "traps").first)
+        #expect(letter.reason.contains("worker process \(pid) "), "the log's pid is the one the reason names")
+        let boot = try #require(records.first { $0["message"] as? String == "booting up" }, "\(run.log)")
+        // Written while the worker started for a job of `shell`: before the job was sent ("-") or after.
+        #expect(["-", "shell"].contains(boot["queue"] as? String ?? ""), "\(boot)")
+        #expect(Int32(boot["worker"] as? String ?? "") ?? 0 > 0)
+    }
+
     @Test("the Python example worker runs jobs, reports failures and rejections, and is replaced when it dies")
     func pythonWorker() throws {
         let folder = TestFolder()
