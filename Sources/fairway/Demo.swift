@@ -9,8 +9,9 @@ import Logging
 /// The demo workload: 120 queues in four weight tiers, each kept backlogged with `sleep` jobs of mixed
 /// lengths, served by the real engine and pool.
 struct Demo {
-    /// (weight, number of queues) per tier.
-    static let tiers: [(weight: Double, queues: Int)] = [(8, 10), (4, 20), (2, 40), (1, 50)]
+    /// (weight, number of queues) per tier: as many queues in each, so the tiers' shares differ as their
+    /// weights do (8:4:2:1 of the pool).
+    static let tiers: [(weight: Double, queues: Int)] = [(8, 30), (4, 30), (2, 30), (1, 30)]
     /// Typical job length per queue, cycling; each job varies ±50% around it.
     static let typicalMilliseconds: [Double] = [0.25, 0.5, 1, 2]
     /// Jobs kept waiting in every queue.
@@ -105,6 +106,8 @@ struct Demo {
     func summarize(_ snapshot: EngineSnapshot, queues: [QueueInfo], elapsed: Double) -> DemoSummary {
         let services = zip(queues, snapshot.queues).map { info, counters in
             DemoSummary.QueueService(
+                name: info.name,
+                typicalMilliseconds: info.typical,
                 tier: info.tier,
                 weight: info.weight,
                 completed: counters.completed,
@@ -246,6 +249,7 @@ final class DemoProgress {
     let interval: Double
     private let terminal: Bool
     private var drawnLines = 0
+    private var headerShown = false
 
     init(terminal: Bool) {
         self.terminal = terminal
@@ -253,6 +257,22 @@ final class DemoProgress {
     }
 
     func show(_ summary: DemoSummary) {
+        if drawnLines == 0 && !headerShown {
+            // Once: what the figures are, before the first of them.
+            headerShown = true
+            var header = "  " + DemoSummary.meaning(cost: summary.cost) + "\n"
+            if !terminal {
+                header += "  time     jobs   jobs/s    Jain"
+                for tier in summary.tiers {
+                    header +=
+                        "  "
+                        + "w=\(DemoSummary.format(tier.weight)) share/ideal".padding(
+                            toLength: 18, withPad: " ", startingAt: 0)
+                }
+                header += "\n"
+            }
+            FileHandle.standardOutput.write(Data(header.utf8))
+        }
         if terminal {
             var output = drawnLines > 0 ? "\u{1B}[\(drawnLines)A" : ""
             var lines = [
@@ -262,7 +282,7 @@ final class DemoProgress {
             ]
             for tier in summary.tiers {
                 let width = 30
-                let filled = min(width, Int((tier.share / 0.4) * Double(width)))
+                let filled = min(width, Int((tier.share / 0.6) * Double(width)))
                 let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
                 lines.append(
                     String(
@@ -278,13 +298,13 @@ final class DemoProgress {
             FileHandle.standardOutput.write(Data(output.utf8))
         } else {
             let shares = summary.tiers.map {
-                String(format: "w=%@ %.1f%%/%.1f%%", DemoSummary.format($0.weight), $0.share * 100, $0.ideal * 100)
+                String(format: "  %5.1f%% / %5.1f%%", $0.share * 100, $0.ideal * 100)
             }
             let line =
                 String(
-                    format: "%.0fs %d jobs %.0f jobs/s jain=%.4f ", summary.seconds, summary.completed,
-                    summary.throughput, summary.jain)
-                + shares.joined(separator: " ") + "\n"
+                    format: "  %3.0fs %8d %8.0f  %.4f", summary.seconds, summary.completed, summary.throughput,
+                    summary.jain)
+                + shares.joined() + "\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
     }

@@ -6,11 +6,14 @@ import Foundation
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run 120 backlogged queues in four weight tiers (8, 4, 2, 1) and report each tier's share.",
+        abstract:
+            "Run 120 backlogged queues in four weight tiers (30 queues each of weight 8, 4, 2, 1) and report the shares.",
         discussion: """
             Every queue is kept backlogged with `sleep` jobs of mixed lengths (0.25 to 2 ms typical, ±50%), \
             held in a temporary SQLite queue file (or in memory with --store memory). \
-            In time mode (the default) queues share worker-seconds by weight; in count mode, jobs.
+            In time mode (the default) queues share worker-seconds by weight; in count mode, jobs. \
+            The tiers get 8:4:2:1 of the pool (53.3, 26.7, 13.3 and 6.7 %), and a single queue \
+            its weight over the sum of all weights.
             """
     )
 

@@ -16,6 +16,18 @@ struct DemoSummary: Codable, Equatable {
         var ideal: Double
     }
 
+    /// One queue of a tier: its own share beside the share its weight entitles it to.
+    struct QueueShare: Codable, Equatable {
+        var name: String
+        var weight: Double
+        /// The queue's typical job length, in milliseconds: in time mode a queue of longer jobs completes
+        /// fewer at the same share.
+        var typicalMilliseconds: Double
+        var completed: Int
+        var share: Double
+        var ideal: Double
+    }
+
     var seconds: Double
     var workers: Int
     var cost: String
@@ -27,9 +39,13 @@ struct DemoSummary: Codable, Equatable {
     /// The largest |share - ideal| over the tiers, in percentage points.
     var maxDeviationPoints: Double
     var tiers: [Tier]
+    /// The first queue of each tier, for a look at single queues.
+    var examples: [QueueShare]
 
     /// Service and weight of every queue, with the tier it belongs to.
     struct QueueService {
+        var name: String
+        var typicalMilliseconds: Double = 1
         var tier: Int
         var weight: Double
         var completed: Int
@@ -58,6 +74,22 @@ struct DemoSummary: Codable, Equatable {
             )
         }
         maxDeviationPoints = tiers.map { abs($0.share - $0.ideal) * 100 }.max() ?? 0
+        examples = tierWeights.indices.compactMap { tier in
+            queues.first { $0.tier == tier }.map { queue in
+                QueueShare(
+                    name: queue.name, weight: queue.weight, typicalMilliseconds: queue.typicalMilliseconds,
+                    completed: queue.completed,
+                    share: totalService > 0 ? queue.service / totalService : 0,
+                    ideal: totalWeight > 0 ? queue.weight / totalWeight : 0)
+            }
+        }
+    }
+
+    /// What the shares are shares of, in one line.
+    static func meaning(cost: String) -> String {
+        cost == "time"
+            ? "time mode: shares are of worker-seconds, not jobs (--cost count shares jobs)"
+            : "count mode: shares are of jobs, whatever their length (--cost time shares worker-seconds)"
     }
 
     /// (Σx)² / (n·Σx²); 1 when every x is equal, 1/n when one takes everything.
@@ -83,6 +115,7 @@ struct DemoSummary: Codable, Equatable {
                 completed, seconds, workers, cost, throughput
             )
         )
+        lines.append("  " + Self.meaning(cost: cost))
         lines.append("  tier  queues  completed   share   ideal   off by")
         for tier in tiers {
             lines.append(
@@ -92,6 +125,15 @@ struct DemoSummary: Codable, Equatable {
                     (tier.share - tier.ideal) * 100
                 )
             )
+        }
+        lines.append("  one queue of each tier:")
+        lines.append("  queue   weight  job ms  completed   share   ideal")
+        for queue in examples {
+            lines.append(
+                "  " + queue.name.padding(toLength: 8, withPad: " ", startingAt: 0)
+                    + String(
+                        format: "%6.0f  %6.2f %10d  %5.2f%%  %5.2f%%", queue.weight, queue.typicalMilliseconds,
+                        queue.completed, queue.share * 100, queue.ideal * 100))
         }
         lines.append(String(format: "  Jain's fairness index over weight-normalised service: %.4f", jain))
         return lines.joined(separator: "\n")

@@ -91,13 +91,37 @@ struct CommandLineTests {
         #expect(throughput > 100)
         #expect(jain >= 0.98, "Jain's index \(jain)")
         #expect(tiers.map { $0["weight"] as? Double } == [8, 4, 2, 1])
-        #expect(tiers.map { $0["queues"] as? Int } == [10, 20, 40, 50])
+        #expect(tiers.map { $0["queues"] as? Int } == [30, 30, 30, 30])
+        #expect(tiers.map { (($0["ideal"] as? Double ?? 0) * 1000).rounded() } == [533, 267, 133, 67])
         for tier in tiers {
             let share = try #require(tier["share"] as? Double)
             let ideal = try #require(tier["ideal"] as? Double)
             #expect(tier["completed"] as? Int ?? 0 > 0)
             #expect(abs(share - ideal) <= 0.02, "tier \(tier)")
         }
+        // One queue of each weight, its share beside its ideal: weight 8 gets 8 times weight 1's.
+        let examples = try #require(summary["examples"] as? [[String: Any]])
+        #expect(examples.map { $0["weight"] as? Double } == [8, 4, 2, 1])
+        for example in examples {
+            let share = try #require(example["share"] as? Double)
+            let ideal = try #require(example["ideal"] as? Double)
+            #expect(share / ideal > 0.7 && share / ideal < 1.3, "queue \(example)")
+        }
+    }
+
+    @Test("demo's text says what the figures are: a header over the progress, the mode, one queue per weight")
+    func demoText() throws {
+        let result = try FairwayProcess.run(["demo", "--seconds", "1.5", "--store", "memory", "--workers", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        let header = try #require(lines.firstIndex { $0.contains("time     jobs   jobs/s    Jain") }, "\(lines)")
+        #expect(lines[header].contains("w=8 share/ideal") && lines[header].contains("w=1 share/ideal"))
+        #expect(lines.count > header + 1 && lines[header + 1].contains("%"), "a progress line under the header")
+        #expect(lines.filter { $0.contains("time mode: shares are of worker-seconds") }.count == 2)
+        let examples = try #require(lines.firstIndex { $0.contains("one queue of each tier") })
+        #expect(lines[examples + 1].contains("queue   weight  job ms  completed   share   ideal"))
+        #expect(lines[examples + 2].hasPrefix("  w8-1 ") && lines[examples + 2].contains("1.78%"))
+        #expect(lines[examples + 5].hasPrefix("  w1-1 ") && lines[examples + 5].contains("0.22%"))
     }
 
     @Test("Jain's index: 1 for equal service, 1/n when one queue takes everything")
