@@ -117,7 +117,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // The dashboard page, compiled into the binary: it works offline and wherever the binary is copied.
+            resources: [.embedInCode("Dashboard/dashboard.html")]
         ),
         // The YAML configuration file: parsing, validation and errors that name the field.
         .target(

@@ -37,17 +37,19 @@ public final class FairwayHTTPServer: Service, Sendable {
         case ended
     }
 
-    private let engine: Engine
-    private let sources: [any JobSource]
+    let engine: Engine
+    let sources: [any JobSource]
     private let metrics: FairwayMetrics
     private let advisor: ScaleAdvisor
     /// The sampler whose depths `/metrics`, `/scale` and `/queues` report.
     public let sampler: DepthSampler
-    private let settings: Settings
+    let settings: Settings
     private let logger: Logger
     private let listening = NIOLockedValueBox(Listening.waiting([]))
     /// Every change made through the admin API (and by reloads, which the caller records here).
     public let audit: AuditTrail
+    /// The dashboard's rates and its last hour of chart points.
+    public let history = DashboardHistory()
 
     public init(engine: Engine, sources: [any JobSource], metrics: FairwayMetrics, settings: Settings, logger: Logger) {
         self.engine = engine
@@ -55,7 +57,11 @@ public final class FairwayHTTPServer: Service, Sendable {
         self.metrics = metrics
         let advisor = ScaleAdvisor(settings: settings.scale)
         self.advisor = advisor
-        self.sampler = DepthSampler(engine: engine, sources: sources) { _ = advisor.observe($0, depths: $1) }
+        let history = history
+        self.sampler = DepthSampler(engine: engine, sources: sources) {
+            _ = advisor.observe($0, depths: $1)
+            history.observe($0, depths: $1)
+        }
         self.settings = settings
         self.logger = logger
         self.audit = AuditTrail(logger: logger)
@@ -167,6 +173,7 @@ public final class FairwayHTTPServer: Service, Sendable {
         router.get("/queues") { [self] _, _ in
             Self.json(.ok, queueList())
         }
+        addDashboardRoutes(to: router)
         router.get("/audit") { [self] request, _ in
             let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100
             return Self.json(.ok, audit.recent(limit: min(max(limit, 0), 1_000)))
@@ -237,7 +244,7 @@ public final class FairwayHTTPServer: Service, Sendable {
         return text.isEmpty ? "admin token" : text
     }
 
-    private func authorise(_ request: Request) -> AdminError? {
+    func authorise(_ request: Request) -> AdminError? {
         guard let token = settings.adminToken, !token.isEmpty else {
             return AdminError(
                 status: 403, field: nil,

@@ -1,4 +1,5 @@
 import CSQLite
+import FairwayRuntime
 import Foundation
 
 /// An error from SQLite, with the file it concerns.
@@ -62,6 +63,22 @@ final class SQLiteConnection {
     deinit {
         cache.removeAll()
         sqlite3_close_v2(handle)
+    }
+
+    /// Registers `fw_shape(reason)`: the reason with its numbers masked (`DeadLetterFilter.shape(of:)`), so
+    /// that dead letters can be grouped and selected by cause inside SQL.
+    func registerReasonShape() throws {
+        let rc = sqlite3_create_function_v2(
+            handle, "fw_shape", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nil,
+            { context, _, arguments in
+                guard let argument = arguments?[0], let text = sqlite3_value_text(argument) else {
+                    sqlite3_result_null(context)
+                    return
+                }
+                let shape = DeadLetterFilter.shape(of: String(cString: text))
+                sqlite3_result_text(context, shape, -1, csqlite_transient())
+            }, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(rc, "registering fw_shape") }
     }
 
     func error(_ rc: Int32, _ context: String? = nil) -> SQLiteError {

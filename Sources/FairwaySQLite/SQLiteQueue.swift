@@ -98,6 +98,7 @@ public final class SQLiteQueue: @unchecked Sendable {
     public init(path: String, create: Bool = true) throws {
         self.path = path
         self.connection = try QueueFile.open(path: path, create: create)
+        try connection.registerReasonShape()
     }
 
     /// Adds one job; returns its id.
@@ -334,7 +335,7 @@ public final class SQLiteQueue: @unchecked Sendable {
         try lock.withLock { try connection.query("PRAGMA page_count") { $0.int(0) }.first ?? 0 }
     }
 
-    private static func idList(_ ids: [Int64]?) -> SQLiteValue {
+    static func idList(_ ids: [Int64]?) -> SQLiteValue {
         guard let ids else { return .null }
         return .text("[" + ids.map(String.init).joined(separator: ",") + "]")
     }

@@ -45,6 +45,8 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
 
     public let name = "sqlite"
     public let path: String
+    /// The queue file as a library, opened on first use by the dead-letter calls.
+    let deadLetterQueue = NIOLockedValueBox<SQLiteQueue?>(nil)
     /// The library API over the same file; its enqueues wake this source at once.
     public let queue: SQLiteQueue
     let options: Options
