@@ -186,10 +186,12 @@ final class AMQPConnection {
     }
 
     /// Takes one message from a queue without a consumer (basic.get, auto-ack), or nil when it is empty.
-    func get(_ channel: UInt16, queue: String) throws -> ReceivedMessage? {
+    /// Takes one message; with `acknowledge` false it stays the broker's until acknowledged, and goes back
+    /// to its queue when the channel or connection closes without that.
+    func get(_ channel: UInt16, queue: String, acknowledge: Bool = true) throws -> ReceivedMessage? {
         guard let state else { throw AMQPError(message: "connection closed", code: 0, connectionLost: true) }
         amqp_maybe_release_buffers(state)
-        let reply = amqp_basic_get(state, channel, amqp_cstring_bytes(queue), 1)
+        let reply = amqp_basic_get(state, channel, amqp_cstring_bytes(queue), acknowledge ? 1 : 0)
         try check(reply, "getting from queue '\(queue)'")
         guard reply.reply.id == AMQP_BASIC_GET_OK_METHOD else { return nil }
         let ok = reply.reply.decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee

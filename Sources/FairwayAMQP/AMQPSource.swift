@@ -123,11 +123,11 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
         }
     }
 
-    private let depthLock = NIOLock()
+    let depthLock = NIOLock()
     // Guarded by `depthLock`.
     private var lastDepths: [String: QueueDepth] = [:]
     private var inspector: AMQPInspector?
-    private var queueNames: [String] = []
+    var queueNames: [String] = []
 
     /// Messages ready in each queue at the broker (not counting those delivered to consumers), asked now on
     /// a connection of its own. A queue the broker could not be asked about keeps its last known depth.

@@ -58,7 +58,8 @@ extension FairwayHTTPServer {
             headers[.contentType] = "text/html; charset=utf-8"
             headers[.cacheControl] = "no-store"
             return Response(
-                status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.dashboard_html)))
+                status: .ok, headers: headers,
+                body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.dashboard_html)))
         }
         router.get("/dashboard/state") { [self] request, _ in
             let query = request.uri.queryParameters
@@ -124,7 +125,9 @@ extension FairwayHTTPServer {
                 workers: snapshot.workers, busy: snapshot.busyWorkers, stuck: snapshot.stuckWorkers,
                 processesStarted: processes.started, processesIdle: processes.idle,
                 processesCrashed: processes.crashed, processesRecycled: processes.recycled),
-            sources: connections().sorted { $0.key < $1.key }.map { DashboardSource(name: $0.key, connected: $0.value) },
+            sources: connections().sorted { $0.key < $1.key }.map {
+                DashboardSource(name: $0.key, connected: $0.value)
+            },
             totalQueues: snapshot.queues.count, matchingQueues: matching, queues: page, history: history.points,
             adminEnabled: !(settings.adminToken ?? "").isEmpty)
     }

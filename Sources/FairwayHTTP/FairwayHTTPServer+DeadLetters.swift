@@ -24,7 +24,9 @@ extension FairwayHTTPServer {
         /// What is wrong with it, if anything: each text at most 1,000 characters, at most 10,000 ids, and
         /// an empty filter only with `all`.
         var problem: AdminError? {
-            for (field, value) in [("queue", queue), ("type", type), ("reason", reason), ("shape", shape), ("text", text)]
+            for (field, value) in [
+                ("queue", queue), ("type", type), ("reason", reason), ("shape", shape), ("text", text),
+            ]
             where (value?.count ?? 0) > 1_000 {
                 return AdminError(status: 400, field: field, message: "\(field) is longer than 1,000 characters")
             }

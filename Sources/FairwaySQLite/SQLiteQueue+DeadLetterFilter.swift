@@ -68,7 +68,8 @@ extension SQLiteQueue: DeadLetterInspecting {
                     Self.bindings(filter) + [.int(now)]
                 ) { $0.text(0) ?? "" }
                 _ = try connection.query(
-                    "DELETE FROM dead_jobs WHERE \(Self.filterClause)", Self.bindings(filter)) { _ in () }
+                    "DELETE FROM dead_jobs WHERE \(Self.filterClause)", Self.bindings(filter)
+                ) { _ in () }
                 return moved
             }
         }
@@ -80,7 +81,8 @@ extension SQLiteQueue: DeadLetterInspecting {
         try lock.withLock {
             try connection.transaction {
                 _ = try connection.query(
-                    "DELETE FROM dead_jobs WHERE \(Self.filterClause)", Self.bindings(filter)) { _ in () }
+                    "DELETE FROM dead_jobs WHERE \(Self.filterClause)", Self.bindings(filter)
+                ) { _ in () }
                 return connection.changes
             }
         }
