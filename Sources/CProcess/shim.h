@@ -8,17 +8,20 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 /// Starts the program at `file` (a path: the caller searches PATH) with `argv` and `envp`, its stdin and stdout the
 /// given descriptors, its stderr `stderr_fd` (-1: shared with the caller), in the folder `directory` (NULL:
-/// the caller's; a relative `file` is then relative to it). The child gets default signal handling, an empty
+/// the caller's; a relative `file` is then relative to it), and with `data_limit` > 0 that many bytes of data
+/// (RLIMIT_DATA: heap and private writable mappings), so that a job that balloons fails its allocation
+/// there instead of growing until the kernel's OOM killer picks a process. The child gets default signal handling, an empty
 /// signal mask, its own process group (a terminal's Ctrl-C reaches the supervisor only), no other open
 /// descriptors, and SIGKILL when the supervisor dies. Returns the child's pid, or -errno.
 static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *const envp[], int stdin_fd,
-                                    int stdout_fd, int stderr_fd, const char *directory) {
+                                    int stdout_fd, int stderr_fd, const char *directory, int64_t data_limit) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return -errno;
@@ -45,6 +48,10 @@ static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *
         for (long fd = 3; fd < (max > 0 ? max : 65536); fd++) close((int)fd);
     }
     if (directory != NULL && chdir(directory) != 0) _exit(126);
+    if (data_limit > 0) {
+        struct rlimit limit = {(rlim_t)data_limit, (rlim_t)data_limit};
+        if (setrlimit(RLIMIT_DATA, &limit) != 0) _exit(126);
+    }
     execve(file, argv, envp);
     _exit(127);
 }

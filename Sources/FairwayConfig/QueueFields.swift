@@ -22,6 +22,7 @@ struct QueueFields {
     var command: [String]?
     var recycleAfterJobs: Int?
     var recycleAboveMemoryMB: Int?
+    var memoryLimitMB: Int?
     var killGrace: Duration?
     var maxBacklog: Int?
     var backlogRetryAfter: Duration?
@@ -29,7 +30,7 @@ struct QueueFields {
     static let keys = [
         "weight", "maxConcurrency", "rate", "burst", "timeout", "attempts", "backoff", "maxBackoff", "jitter",
         "paused", "prefetch", "isolation", "command", "recycleAfterJobs", "recycleAboveMemoryMB", "killGrace",
-        "maxBacklog", "backlogRetryAfter",
+        "memoryLimitMB", "maxBacklog", "backlogRetryAfter",
     ]
 
     enum IsolationMode: String, CaseIterable {
@@ -54,6 +55,7 @@ struct QueueFields {
             command: command ?? base.command,
             recycleAfterJobs: recycleAfterJobs ?? base.recycleAfterJobs,
             recycleAboveMemoryMB: recycleAboveMemoryMB ?? base.recycleAboveMemoryMB,
+            memoryLimitMB: memoryLimitMB ?? base.memoryLimitMB,
             killGrace: killGrace ?? base.killGrace,
             maxBacklog: maxBacklog ?? base.maxBacklog,
             backlogRetryAfter: backlogRetryAfter ?? base.backlogRetryAfter

@@ -10,11 +10,14 @@ public enum BuiltinJobs {
     /// Throws with the given message: `{"message": "boom"}`. Retried, then dead-lettered.
     public static let fail = JobName<FailParameters>("fail")
     /// Takes its process down on purpose: traps (fatalError) by default; `{"how": "segfault"}` raises SIGSEGV,
-    /// `"kill"` SIGKILL (what an OOM kill looks like), `"exit"` exits with status 3.
+    /// `"kill"` SIGKILL (what an OOM kill looks like), `"exit"` exits with status 3, `"oom"` allocates and
+    /// touches memory a megabyte at a time, up to `mb` (256 by default, at most 65,536), and traps when an
+    /// allocation fails or the amount is reached (a job that balloons, for a worker's `memoryLimitMB`).
     public static let crash = "crash"
 
     struct CrashParameters: Decodable {
         var how: String?
+        var mb: Int?
     }
     /// The longest sleep the `sleep` and `append` jobs accept, in milliseconds: a day.
     public static let maxSleepMilliseconds: Double = 86_400_000
@@ -93,6 +96,15 @@ public enum BuiltinJobs {
                 case "segfault": raise(SIGSEGV)
                 case "kill": raise(SIGKILL)
                 case "exit": exit(3)
+                case "oom":
+                    let most = min(max(parameters?.mb ?? 256, 1), 65_536)
+                    for megabytes in 0..<most {
+                        guard let block = malloc(1 << 20) else {
+                            fatalError("crash job: could not allocate more memory after \(megabytes) MB")
+                        }
+                        memset(block, 1, 1 << 20)
+                    }
+                    fatalError("crash job: allocated \(most) MB without a limit stopping it")
                 default: break
                 }
                 fatalError("crash job on queue '\(context.queue)' trapped on purpose (attempt \(context.attempt))")

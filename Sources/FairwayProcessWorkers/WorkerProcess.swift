@@ -39,10 +39,14 @@ public final class WorkerProcess: @unchecked Sendable {
     /// Relays the worker's stderr into the supervisor's log, when asked to.
     let stderrRelay: WorkerStderrRelay?
 
-    private init(pid: pid_t, channel: WorkerChannel, stderrRelay: WorkerStderrRelay?) {
+    /// The data limit it was started with (RLIMIT_DATA), 0 for none; named in the reason when it dies.
+    let memoryLimitBytes: Int
+
+    private init(pid: pid_t, channel: WorkerChannel, stderrRelay: WorkerStderrRelay?, memoryLimitBytes: Int) {
         self.pid = pid
         self.channel = channel
         self.stderrRelay = stderrRelay
+        self.memoryLimitBytes = memoryLimitBytes
     }
 
     /// Marks which queue's job the worker runs now (nil: none), for the lines its stderr relay hands on.
@@ -55,7 +59,7 @@ public final class WorkerProcess: @unchecked Sendable {
     /// `stderrSink` its stderr goes there line by line; without, it is ours.
     static func spawn(
         command: [String], directory: String?, startTimeout: Duration,
-        stderrSink: WorkerStderrRelay.Sink? = nil
+        stderrSink: WorkerStderrRelay.Sink? = nil, memoryLimitBytes: Int = 0
     ) throws(WorkerStartError) -> WorkerProcess {
         let program: String
         let arguments: [String]
@@ -91,7 +95,8 @@ public final class WorkerProcess: @unchecked Sendable {
         }
         let pid = Self.withCStrings(arguments) { argv in
             Self.withCStrings(environment.map { "\($0.key)=\($0.value)" }) { envp in
-                fw_spawn_worker(program, argv, envp, toChild[0], fromChild[1], fromStderr[1], directory)
+                fw_spawn_worker(
+                    program, argv, envp, toChild[0], fromChild[1], fromStderr[1], directory, Int64(memoryLimitBytes))
             }
         }
         close(toChild[0])
@@ -105,7 +110,8 @@ public final class WorkerProcess: @unchecked Sendable {
         }
         let relay = stderrSink.map { WorkerStderrRelay(descriptor: fromStderr[0], pid: pid, sink: $0) }
         let process = WorkerProcess(
-            pid: pid, channel: WorkerChannel(input: fromChild[0], output: toChild[1]), stderrRelay: relay)
+            pid: pid, channel: WorkerChannel(input: fromChild[0], output: toChild[1]), stderrRelay: relay,
+            memoryLimitBytes: memoryLimitBytes)
         do {
             guard process.waitReadable(timeout: startTimeout) else {
                 process.kill()
@@ -218,8 +224,15 @@ public final class WorkerProcess: @unchecked Sendable {
         return life.withLockedValue { life in
             if case .reaped(let known) = life { return known }
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            let text = Self.describe(status: status)
+            var usage = rusage()
+            while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+            var text = Self.describe(status: status)
+            if memoryLimitBytes > 0 && status != 0 {
+                // Facts, not a guess: the limit it ran under and the most memory it held.
+                text +=
+                    " (it ran under memoryLimitMB \(memoryLimitBytes >> 20), enforced as RLIMIT_DATA; "
+                    + "its peak resident memory was \(usage.ru_maxrss >> 10) MB)"
+            }
             close(channel.input)
             if case .retiring = life {} else { close(channel.output) }
             life = .reaped(exitDescription: text)

@@ -142,7 +142,7 @@ public final class WorkerProcessPool: Sendable {
     private func spawn() throws(WorkerStartError) -> WorkerProcess {
         let process = try WorkerProcess.spawn(
             command: settings.command, directory: settings.workingDirectory, startTimeout: startTimeout,
-            stderrSink: stderrSink)
+            stderrSink: stderrSink, memoryLimitBytes: settings.memoryLimitBytes)
         state.withLockedValue { $0.counts.started += 1 }
         return process
     }

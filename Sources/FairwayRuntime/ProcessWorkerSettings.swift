@@ -14,19 +14,24 @@ public struct ProcessWorkerSettings: Sendable, Hashable {
     public var recycleAboveMemoryBytes: Int
     /// After a job's timeout the worker is asked to stop (SIGTERM); past this grace it is killed (SIGKILL).
     public var killGrace: Duration
+    /// The most data memory a worker may hold (RLIMIT_DATA: its heap and private writable mappings); an
+    /// allocation past it fails inside that worker, which then usually dies and is replaced. 0: no limit.
+    public var memoryLimitBytes: Int
 
     public init(
         command: [String] = [],
         workingDirectory: String? = nil,
         recycleAfterJobs: Int = 10_000,
         recycleAboveMemoryBytes: Int = 512 << 20,
-        killGrace: Duration = .seconds(2)
+        killGrace: Duration = .seconds(2),
+        memoryLimitBytes: Int = 0
     ) {
         self.command = command
         self.workingDirectory = workingDirectory
         self.recycleAfterJobs = max(0, recycleAfterJobs)
         self.recycleAboveMemoryBytes = max(0, recycleAboveMemoryBytes)
         self.killGrace = killGrace
+        self.memoryLimitBytes = max(0, memoryLimitBytes)
     }
 
     /// Where `program` is: as given when absolute, against `directory` when it names a relative path,

@@ -274,6 +274,30 @@ struct IsolationProcessTests {
         #expect(Int32(boot["worker"] as? String ?? "") ?? 0 > 0)
     }
 
+    @Test("a job that balloons past memoryLimitMB fails its allocation in its own worker: a crash naming the limit")
+    func memoryLimit() throws {
+        let folder = TestFolder()
+        let config = try folder.config(
+            """
+            workers: 1
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues: [{ name: "hogs", isolation: process, memoryLimitMB: 64, attempts: 1 }]
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        try file.enqueue(NewJob(queue: "hogs", type: "crash", payload: Array(#"{"how":"oom","mb":4096}"#.utf8)))
+        try file.enqueue(contentsOf: (0..<3).map { _ in NewJob(queue: "hogs", type: "noop") })
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(try eventually(timeout: 30) { try file.stats()["hogs"].map { $0.completed + $0.dead == 4 } ?? false })
+        let letter = try #require(try file.deadLetters(queue: "hogs").first)
+        #expect(letter.attempts == 1)
+        #expect(letter.reason.contains("it ran under memoryLimitMB 64, enforced as RLIMIT_DATA"), "\(letter.reason)")
+        #expect(letter.reason.contains("peak resident memory was"))
+        #expect(run.log.contains("could not allocate more memory after"), "the limit, not the 4 GB, stopped it")
+        #expect(try file.stats()["hogs"]?.completed == 3, "the next jobs ran in a new worker")
+        #expect(run.stop().status == 0)
+    }
+
     @Test("the Python example worker runs jobs, reports failures and rejections, and is replaced when it dies")
     func pythonWorker() throws {
         let folder = TestFolder()

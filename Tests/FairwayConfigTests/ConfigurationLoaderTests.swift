@@ -170,6 +170,8 @@ struct ConfigurationLoaderTests {
         ("queues: [{ name: a, command: [\"w\"] }]", "queues[0].command", "add isolation: process", nil),
         ("queues: [{ name: a, isolation: process, command: [] }]", "queues[0].command", "program and its arguments", 1),
         ("queues: [{ name: a, isolation: process, killGrace: soon }]", "queues[0].killGrace", "expected a duration", 1),
+        ("queues: [{ name: a, isolation: process, memoryLimitMB: 8 }]", "queues[0].memoryLimitMB", "between 32", 1),
+        ("queues: [{ name: a, memoryLimitMB: 64 }]", "queues[0].memoryLimitMB", "add isolation: process", nil),
         ("queues: [{ name: a, maxBacklog: 0 }]", "queues[0].maxBacklog", "between 1", 1),
         ("queues: [{ name: a, backlogRetryAfter: 5s }]", "queues[0].backlogRetryAfter", "needs maxBacklog", nil),
     ]
@@ -180,7 +182,7 @@ struct ConfigurationLoaderTests {
             """
             defaults: { isolation: process, recycleAfterJobs: 50 }
             queues:
-              - { name: images, command: "python3 worker.py --fast", recycleAboveMemoryMB: 256, killGrace: 500ms }
+              - { name: images, command: "python3 worker.py --fast", recycleAboveMemoryMB: 256, killGrace: 500ms, memoryLimitMB: 512 }
               - { name: emails, isolation: thread, maxBacklog: 1000 }
               - { name: reports, maxBacklog: 10, backlogRetryAfter: 30s }
             """)
@@ -190,7 +192,8 @@ struct ConfigurationLoaderTests {
                 == .process(
                     ProcessWorkerSettings(
                         command: ["python3", "worker.py", "--fast"], recycleAfterJobs: 50,
-                        recycleAboveMemoryBytes: 256 << 20, killGrace: .milliseconds(500))))
+                        recycleAboveMemoryBytes: 256 << 20, killGrace: .milliseconds(500), memoryLimitBytes: 512 << 20))
+        )
         #expect(byName["emails"] == .thread)
         #expect(byName["reports"] == .process(ProcessWorkerSettings(recycleAfterJobs: 50)))
         #expect(config.backlogLimits["emails"] == BacklogLimit(maxBacklog: 1000, retryAfter: .seconds(5)))
