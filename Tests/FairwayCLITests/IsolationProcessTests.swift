@@ -303,18 +303,9 @@ struct IsolationProcessTests {
         let folder = TestFolder()
         let log = folder.path("python.log")
         let worker = Self.repository.appendingPathComponent("docs/examples/python_worker.py").path
-        let config = try folder.config(
-            """
-            workers: 2
-            sources: [{ kind: sqlite, path: "q.db" }]
-            queues:
-              - { name: "py", isolation: process, command: ["python3", "\(worker)"], attempts: 2, backoff: 0s, timeout: 2s, killGrace: 500ms }
-            """)
+        let config = try folder.pythonQueueConfig(worker: worker)
         let file = try SQLiteQueue(path: folder.path("q.db"))
-        try file.enqueue(
-            contentsOf: (0..<50).map { index in
-                NewJob(queue: "py", type: "append", payload: Array(#"{"path":"\#(log)","line":"job-\#(index)"}"#.utf8))
-            })
+        try file.enqueue(contentsOf: TestFolder.appendJobs(queue: "py", log: log, count: 50))
         try file.enqueue(
             contentsOf: [
                 NewJob(queue: "py", type: "fail", payload: Array(#"{"message":"no such report"}"#.utf8)),

@@ -1,3 +1,4 @@
+import FairwayRuntime
 import Foundation
 
 /// A `fairway run` process started by a test, with its output in a log file.
@@ -100,5 +101,26 @@ func processes(mentioning text: String) -> [Int32] {
             String(decoding: data, as: UTF8.self).contains(text)
         else { return nil }
         return pid
+    }
+}
+
+extension TestFolder {
+    /// A configuration with one process-isolated queue `py` whose workers are `python3 WORKER`: 2 workers,
+    /// 2 attempts without backoff, a 2 s timeout, a 500 ms kill grace.
+    func pythonQueueConfig(worker: String) throws -> String {
+        try config(
+            """
+            workers: 2
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "py", isolation: process, command: ["python3", "\(worker)"], attempts: 2, backoff: 0s, timeout: 2s, killGrace: 500ms }
+            """)
+    }
+
+    /// `count` jobs of type `append` on `queue`, each writing `job-N` to the file at `log`.
+    static func appendJobs(queue: String, log: String, count: Int) -> [NewJob] {
+        (0..<count).map { index in
+            NewJob(queue: queue, type: "append", payload: Array(#"{"path":"\#(log)","line":"job-\#(index)"}"#.utf8))
+        }
     }
 }

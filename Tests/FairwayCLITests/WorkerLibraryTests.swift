@@ -1,0 +1,50 @@
+import FairwayRuntime
+import FairwaySQLite
+import FairwayTestSupport
+import Foundation
+import Testing
+
+/// The worker libraries in other languages: their own tests in their own runner, and a worker built on
+/// each under a real `fairway run`.
+@Suite("Worker libraries", .serialized, .timeLimit(.minutes(3)))
+struct WorkerLibraryTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    @Test("Python: the library's unittest suite passes")
+    func pythonUnitTests() {
+        let folder = Self.repository.appendingPathComponent("Workers/python").path
+        #expect(spawnAndWait("/bin/sh", ["-c", "cd '\(folder)' && python3 -m unittest 2>&1"]) == 0)
+    }
+
+    @Test("Python: a worker built on the library under fairway run: success, failure, rejection, crash, timeout")
+    func pythonUnderFairway() throws {
+        let folder = TestFolder()
+        let worker = Self.repository.appendingPathComponent("Workers/python/example_worker.py").path
+        let log = folder.path("runs.log")
+        let config = try folder.pythonQueueConfig(worker: worker)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        try file.enqueue(
+            contentsOf: TestFolder.appendJobs(queue: "py", log: log, count: 30) + [
+                NewJob(queue: "py", type: "fail", payload: Array(#"{"message":"upstream 503"}"#.utf8)),
+                NewJob(queue: "py", type: "reject", payload: Array(#"{"message":"no customer"}"#.utf8)),
+                NewJob(queue: "py", type: "resize"),
+                NewJob(queue: "py", type: "crash"),
+                NewJob(queue: "py", type: "sleep", payload: Array(#"{"ms":20000}"#.utf8)),
+            ])
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(
+            try eventually(timeout: 40) { try file.stats()["py"].map { $0.completed == 30 && $0.dead == 5 } ?? false },
+            "\(String(describing: try? file.stats()))")
+        let letters = Dictionary(
+            uniqueKeysWithValues: try file.deadLetters(queue: "py").map { ($0.type, $0) })
+        #expect(letters["fail"]?.reason == "RuntimeError: upstream 503 (gave up after 2 attempts)")
+        #expect(letters["reject"]?.reason == "no customer" && letters["reject"]?.attempts == 1)
+        #expect(letters["resize"]?.reason.contains("unknown job type 'resize' (this worker handles: append") == true)
+        #expect(letters["crash"]?.reason.contains("exited with status 3") == true)
+        #expect(letters["sleep"]?.reason.contains("timed out after 2s") == true, "\(letters["sleep"]?.reason ?? "")")
+        #expect(run.log.contains("failing on purpose: upstream 503"), "print() reached the log through stderr")
+        #expect(run.stop().status == 0)
+    }
+}

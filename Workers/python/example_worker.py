@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""A worker built on fairway_worker: the job types Fairway's tests and the docs use.
+
+    queues:
+      - { name: reports, isolation: process, command: ["python3", "Workers/python/example_worker.py"] }
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fairway_worker import PermanentError, Worker  # noqa: E402
+
+worker = Worker()
+
+
+@worker.handler("append")
+def append(payload, context):
+    """Appends "LINE pid=PID attempt=N" to a file: {"path": "...", "line": "..."}."""
+    if not isinstance(payload, dict) or "path" not in payload or "line" not in payload:
+        raise PermanentError("append: the payload needs 'path' and 'line'")
+    with open(payload["path"], "a") as out:
+        out.write(f"{payload['line']} pid={os.getpid()} attempt={context.attempt}\n")
+
+
+@worker.handler("sleep")
+def sleep(payload, context):
+    """Sleeps {"ms": N}; Fairway's SIGTERM at the timeout interrupts it."""
+    time.sleep(float((payload or {}).get("ms", 0)) / 1000)
+
+
+@worker.handler("fail")
+def fail(payload, context):
+    message = (payload or {}).get("message", "failed on purpose")
+    print(f"failing on purpose: {message}")  # to stderr: stdout is the protocol's
+    raise RuntimeError(message)
+
+
+@worker.handler("reject")
+def reject(payload, context):
+    raise PermanentError((payload or {}).get("message", "rejected on purpose"))
+
+
+@worker.handler("crash")
+def crash(payload, context):
+    os._exit(3)
+
+
+@worker.handler("echo-size")
+def echo_size(payload, context):
+    """Fails with the payload's size, so a test can see a large body arrived whole."""
+    raise PermanentError(f"size {len(payload.get('data', ''))}")
+
+
+if __name__ == "__main__":
+    sys.exit(worker.run())

@@ -1,0 +1,207 @@
+"""Fairway worker processes in Python: handlers by job type, the pipe protocol hidden.
+
+    from fairway_worker import Worker, PermanentError
+
+    worker = Worker()
+
+    @worker.handler("send-invoice")
+    def send_invoice(payload, context):
+        if "customer" not in payload:
+            raise PermanentError("no customer")      # dead-lettered at once
+        mail(payload["customer"])                    # any other exception: retried, then dead-lettered
+
+    worker.run()
+
+Standard library only (Python 3.8+). The protocol is docs/worker-protocol.md: Fairway writes jobs to the
+worker's stdin and reads results from its stdout, so handlers must not print to stdout: `print()` is sent
+to stderr while a worker runs, and Fairway puts stderr lines in its log with the queue and pid.
+"""
+
+import json
+import os
+import signal
+import struct
+import sys
+import time
+
+__all__ = ["Worker", "Context", "PermanentError", "Stopped", "PROTOCOL"]
+
+PROTOCOL = 1
+MAX_HEADER = 1 << 20
+MAX_BODY = 256 << 20
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a job that can never succeed: dead-lettered at once, not retried."""
+
+
+class Stopped(BaseException):
+    """Raised inside a handler when Fairway sends SIGTERM: the job is past its timeout or the drain ended.
+
+    A BaseException, so that a handler's `except Exception` does not swallow it; the worker reports the
+    job as failed and exits, as the protocol asks of a worker that was sent SIGTERM."""
+
+
+class Context:
+    """What a handler knows of its job besides the payload."""
+
+    __slots__ = ("id", "queue", "job_type", "attempt", "max_attempts", "timeout_seconds", "deadline")
+
+    def __init__(self, header):
+        self.id = str(header.get("id", ""))
+        self.queue = str(header.get("queue", ""))
+        self.job_type = str(header.get("jobType", ""))
+        self.attempt = int(header.get("attempt") or 1)
+        self.max_attempts = int(header.get("maxAttempts") or 1)
+        self.timeout_seconds = float(header.get("timeoutSeconds") or 0)
+        # time.monotonic() value past which Fairway counts the job as timed out (inf without a timeout).
+        self.deadline = time.monotonic() + self.timeout_seconds if self.timeout_seconds > 0 else float("inf")
+
+    @property
+    def remaining(self):
+        """Seconds left before the timeout."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    @property
+    def last_attempt(self):
+        return self.attempt >= self.max_attempts
+
+
+class ProtocolError(Exception):
+    pass
+
+
+class Worker:
+    """A registry of handlers and the loop that serves Fairway's jobs with them."""
+
+    def __init__(self, jobs=None, results=None):
+        self._handlers = {}
+        self._jobs = jobs
+        self._results = results
+        self._running = False
+
+    def handler(self, job_type):
+        """Decorator: `@worker.handler("resize")` over `def resize(payload, context)`."""
+
+        def register(function):
+            self.register(job_type, function)
+            return function
+
+        return register
+
+    def register(self, job_type, function):
+        if not isinstance(job_type, str) or not job_type:
+            raise ValueError("a job type is a non-empty string")
+        if job_type in self._handlers:
+            raise ValueError(f"job type '{job_type}' already has a handler")
+        self._handlers[job_type] = function
+
+    @property
+    def job_types(self):
+        return sorted(self._handlers)
+
+    # The loop.
+
+    def run(self):
+        """Serves jobs until Fairway closes stdin (exit 0) or stops a running job with SIGTERM."""
+        jobs = self._jobs or sys.stdin.buffer
+        results = self._results or sys.stdout.buffer
+        # stdout is the protocol's: a stray print() goes to stderr, and so to Fairway's log.
+        if self._results is None:
+            sys.stdout = sys.stderr
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _send(results, {"kind": "hello", "protocol": PROTOCOL, "pid": os.getpid()})
+        while True:
+            try:
+                message = _receive(jobs)
+            except ProtocolError as error:
+                print(f"fairway_worker: {error}; exiting", file=sys.stderr)
+                return 2
+            if message is None:
+                return 0
+            header, body = message
+            if header.get("kind") != "job":
+                print(f"fairway_worker: expected a job, got {header.get('kind')!r}; exiting", file=sys.stderr)
+                return 2
+            outcome, reason, stopped = self._run_one(header, body)
+            result = {"kind": "result", "id": header.get("id"), "outcome": outcome}
+            if reason:
+                result["reason"] = reason[:4096]
+            _send(results, result)
+            if stopped:
+                return 0
+
+    def _on_sigterm(self, _signo, _frame):
+        if self._running:
+            raise Stopped()
+        # Between jobs: leave as if stdin had closed.
+        sys.exit(0)
+
+    def _run_one(self, header, body):
+        context = Context(header)
+        function = self._handlers.get(context.job_type)
+        if function is None:
+            known = ", ".join(self.job_types) or "none"
+            return "rejected", f"unknown job type '{context.job_type}' (this worker handles: {known})", False
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError as error:
+            return "rejected", f"the payload is not JSON: {error}", False
+        self._running = True
+        try:
+            function(payload, context)
+            return "success", None, False
+        except Stopped:
+            return "failure", "stopped by SIGTERM (the job's timeout or the drain deadline)", True
+        except PermanentError as error:
+            return "rejected", str(error) or "PermanentError", False
+        except Exception as error:  # a failed job, never a dead worker
+            return "failure", f"{type(error).__name__}: {error}", False
+        finally:
+            self._running = False
+
+
+def _read_exactly(stream, count):
+    chunks = []
+    remaining = count
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _receive(stream):
+    """The next (header, body), or None when the pipe closed between messages."""
+    prefix = _read_exactly(stream, 4)
+    if prefix is None:
+        return None
+    (length,) = struct.unpack(">I", prefix)
+    if length > MAX_HEADER:
+        raise ProtocolError(f"header of {length} bytes, more than {MAX_HEADER}")
+    raw = _read_exactly(stream, length)
+    size = _read_exactly(stream, 4)
+    if raw is None or size is None:
+        raise ProtocolError("the pipe closed in the middle of a message")
+    (body_length,) = struct.unpack(">I", size)
+    if body_length > MAX_BODY:
+        raise ProtocolError(f"body of {body_length} bytes, more than {MAX_BODY}")
+    body = _read_exactly(stream, body_length) if body_length else b""
+    if body is None:
+        raise ProtocolError("the pipe closed in the middle of a body")
+    try:
+        header = json.loads(raw)
+    except ValueError as error:
+        raise ProtocolError(f"the header is not JSON: {error}")
+    if not isinstance(header, dict):
+        raise ProtocolError("the header is not a JSON object")
+    return header, body
+
+
+def _send(stream, header, body=b""):
+    encoded = json.dumps(header).encode()
+    stream.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(body)) + body)
+    stream.flush()

@@ -1,0 +1,135 @@
+"""Tests of fairway_worker against a real worker process, speaking the pipe protocol from the test.
+
+    cd Workers/python && python3 -m unittest -v
+"""
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class WorkerProcess:
+    def __init__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "example_worker.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "FAIRWAY_PROCESS_WORKER": "1"})
+
+    def send(self, header, body=b""):
+        encoded = json.dumps(header).encode()
+        self.process.stdin.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(body)) + body)
+        self.process.stdin.flush()
+
+    def receive(self):
+        length = struct.unpack(">I", self.process.stdout.read(4))[0]
+        header = json.loads(self.process.stdout.read(length))
+        body_length = struct.unpack(">I", self.process.stdout.read(4))[0]
+        self.process.stdout.read(body_length)
+        return header
+
+    def job(self, job_type, payload, job_id="1", timeout=30, attempt=1):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send({"kind": "job", "id": job_id, "queue": "q", "jobType": job_type, "attempt": attempt,
+                   "maxAttempts": 3, "timeoutSeconds": timeout}, body)
+        return self.receive()
+
+    def close(self):
+        self.process.stdin.close()
+        return self.process.wait(timeout=10)
+
+
+class WorkerTests(unittest.TestCase):
+    def setUp(self):
+        self.worker = WorkerProcess()
+        self.hello = self.worker.receive()
+
+    def tearDown(self):
+        if self.worker.process.poll() is None:
+            self.worker.process.kill()
+            self.worker.process.wait()
+        for stream in (self.worker.process.stdin, self.worker.process.stdout, self.worker.process.stderr):
+            if not stream.closed:
+                stream.close()
+
+    def test_hello_then_success_with_context(self):
+        self.assertEqual(self.hello, {"kind": "hello", "protocol": 1, "pid": self.worker.process.pid})
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "out")
+            result = self.worker.job("append", {"path": path, "line": "hi"}, job_id="7", attempt=2)
+            self.assertEqual(result, {"kind": "result", "id": "7", "outcome": "success"})
+            with open(path) as file:
+                self.assertEqual(file.read(), f"hi pid={self.worker.process.pid} attempt=2\n")
+        self.assertEqual(self.worker.close(), 0, "stdin closed: exit 0")
+
+    def test_exception_is_a_failure_with_its_message(self):
+        result = self.worker.job("fail", {"message": "upstream 503"})
+        self.assertEqual(result["outcome"], "failure")
+        self.assertEqual(result["reason"], "RuntimeError: upstream 503")
+        self.assertEqual(self.worker.job("sleep", {"ms": 1}, job_id="2")["outcome"], "success", "still serving")
+
+    def test_permanent_error_unknown_type_and_bad_json_are_rejected(self):
+        self.assertEqual(self.worker.job("reject", {"message": "no customer"}),
+                         {"kind": "result", "id": "1", "outcome": "rejected", "reason": "no customer"})
+        unknown = self.worker.job("resize", {})
+        self.assertEqual(unknown["outcome"], "rejected")
+        self.assertIn("unknown job type 'resize'", unknown["reason"])
+        self.assertIn("append", unknown["reason"], "names what it handles")
+        bad = self.worker.job("append", b"{not json")
+        self.assertEqual(bad["outcome"], "rejected")
+        self.assertIn("not JSON", bad["reason"])
+
+    def test_sigterm_stops_the_running_job_then_the_worker_exits(self):
+        self.worker.send({"kind": "job", "id": "9", "queue": "q", "jobType": "sleep", "attempt": 1,
+                          "maxAttempts": 1, "timeoutSeconds": 0.1}, b'{"ms": 20000}')
+        time.sleep(0.3)
+        started = time.monotonic()
+        self.worker.process.send_signal(signal.SIGTERM)
+        result = self.worker.receive()
+        self.assertEqual(result["outcome"], "failure")
+        self.assertIn("SIGTERM", result["reason"])
+        self.assertEqual(self.worker.process.wait(timeout=5), 0)
+        self.assertLess(time.monotonic() - started, 2, "did not finish the 20 s sleep first")
+
+    def test_large_body_arrives_whole(self):
+        data = "x" * (8 << 20)
+        result = self.worker.job("echo-size", {"data": data})
+        self.assertEqual(result["reason"], f"size {len(data)}")
+
+    def test_a_crash_is_the_process_ending(self):
+        self.worker.send({"kind": "job", "id": "1", "queue": "q", "jobType": "crash", "attempt": 1,
+                          "maxAttempts": 1, "timeoutSeconds": 5})
+        self.assertEqual(self.worker.process.wait(timeout=5), 3)
+
+    def test_print_goes_to_stderr_not_the_protocol(self):
+        # A handler that prints must not corrupt stdout: the next result still parses.
+        self.worker.job("fail", {"message": "x"})
+        self.assertEqual(self.worker.job("sleep", {"ms": 0}, job_id="3")["id"], "3")
+
+    def test_a_malformed_frame_ends_the_worker_with_a_message(self):
+        self.worker.process.stdin.write(struct.pack(">I", 5) + b"nope!" + struct.pack(">I", 0))
+        self.worker.process.stdin.flush()
+        self.assertEqual(self.worker.process.wait(timeout=5), 2)
+        self.assertIn(b"not JSON", self.worker.process.stderr.read())
+
+
+class RegistryTests(unittest.TestCase):
+    def test_registering_twice_or_an_empty_type_is_refused(self):
+        sys.path.insert(0, HERE)
+        from fairway_worker import Worker
+        worker = Worker()
+        worker.register("a", lambda payload, context: None)
+        with self.assertRaises(ValueError):
+            worker.register("a", lambda payload, context: None)
+        with self.assertRaises(ValueError):
+            worker.register("", lambda payload, context: None)
+        self.assertEqual(worker.job_types, ["a"])
+
+
+if __name__ == "__main__":
+    unittest.main()
