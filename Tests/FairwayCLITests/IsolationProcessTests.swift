@@ -303,7 +303,7 @@ struct IsolationProcessTests {
         let folder = TestFolder()
         let log = folder.path("python.log")
         let worker = Self.repository.appendingPathComponent("docs/examples/python_worker.py").path
-        let config = try folder.pythonQueueConfig(worker: worker)
+        let config = try folder.processQueueConfig(command: ["python3", worker])
         let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(contentsOf: TestFolder.appendJobs(queue: "py", log: log, count: 50))
         try file.enqueue(

@@ -105,15 +105,16 @@ func processes(mentioning text: String) -> [Int32] {
 }
 
 extension TestFolder {
-    /// A configuration with one process-isolated queue `py` whose workers are `python3 WORKER`: 2 workers,
+    /// A configuration with one process-isolated queue `py` whose workers run `command`: 2 workers,
     /// 2 attempts without backoff, a 2 s timeout, a 500 ms kill grace.
-    func pythonQueueConfig(worker: String) throws -> String {
-        try config(
+    func processQueueConfig(command: [String]) throws -> String {
+        let quoted = command.map { "\"\($0)\"" }.joined(separator: ", ")
+        return try config(
             """
             workers: 2
             sources: [{ kind: sqlite, path: "q.db" }]
             queues:
-              - { name: "py", isolation: process, command: ["python3", "\(worker)"], attempts: 2, backoff: 0s, timeout: 2s, killGrace: 500ms }
+              - { name: "py", isolation: process, command: [\(quoted)], attempts: 2, backoff: 0s, timeout: 2s, killGrace: 500ms }
             """)
     }
 

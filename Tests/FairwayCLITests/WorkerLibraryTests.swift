@@ -11,18 +11,40 @@ struct WorkerLibraryTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    @Test("Python: the library's unittest suite passes")
-    func pythonUnitTests() {
-        let folder = Self.repository.appendingPathComponent("Workers/python").path
-        #expect(spawnAndWait("/bin/sh", ["-c", "cd '\(folder)' && python3 -m unittest 2>&1"]) == 0)
+    /// A library: its folder, how its own tests run, how a worker built on it starts, and how it words a
+    /// thrown error.
+    struct Library: Sendable, CustomStringConvertible {
+        var name: String
+        var tests: String
+        var program: String
+        var worker: String
+        var failure: String
+        var description: String { name }
     }
 
-    @Test("Python: a worker built on the library under fairway run: success, failure, rejection, crash, timeout")
-    func pythonUnderFairway() throws {
+    static let libraries = [
+        Library(
+            name: "python", tests: "python3 -m unittest", program: "python3", worker: "example_worker.py",
+            failure: "RuntimeError: upstream 503"),
+        Library(
+            name: "node", tests: "node --test test/", program: "node", worker: "example-worker.js",
+            failure: "Error: upstream 503"),
+    ]
+
+    @Test("each library's own test suite passes in its own runner", arguments: libraries)
+    func ownTests(_ library: Library) {
+        let folder = Self.repository.appendingPathComponent("Workers/\(library.name)").path
+        #expect(spawnAndWait("/bin/sh", ["-c", "cd '\(folder)' && \(library.tests) 2>&1"]) == 0)
+    }
+
+    @Test(
+        "a worker built on each library under fairway run: success, failure, rejection, crash, timeout",
+        arguments: libraries)
+    func underFairway(_ library: Library) throws {
         let folder = TestFolder()
-        let worker = Self.repository.appendingPathComponent("Workers/python/example_worker.py").path
+        let worker = Self.repository.appendingPathComponent("Workers/\(library.name)/\(library.worker)").path
         let log = folder.path("runs.log")
-        let config = try folder.pythonQueueConfig(worker: worker)
+        let config = try folder.processQueueConfig(command: [library.program, worker])
         let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(
             contentsOf: TestFolder.appendJobs(queue: "py", log: log, count: 30) + [
@@ -39,7 +61,7 @@ struct WorkerLibraryTests {
             "\(String(describing: try? file.stats()))")
         let letters = Dictionary(
             uniqueKeysWithValues: try file.deadLetters(queue: "py").map { ($0.type, $0) })
-        #expect(letters["fail"]?.reason == "RuntimeError: upstream 503 (gave up after 2 attempts)")
+        #expect(letters["fail"]?.reason == "\(library.failure) (gave up after 2 attempts)")
         #expect(letters["reject"]?.reason == "no customer" && letters["reject"]?.attempts == 1)
         #expect(letters["resize"]?.reason.contains("unknown job type 'resize' (this worker handles: append") == true)
         #expect(letters["crash"]?.reason.contains("exited with status 3") == true)

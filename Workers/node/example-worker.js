@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+'use strict';
+// A worker built on fairway-worker.js: the job types Fairway's tests and the docs use.
+//   queues:
+//     - { name: reports, isolation: process, command: ["node", "Workers/node/example-worker.js"] }
+const fs = require('fs');
+const { Worker, PermanentError } = require('./fairway-worker');
+
+const worker = new Worker();
+worker.handle('append', (payload, context) => {
+  if (!payload || !payload.path || !payload.line) throw new PermanentError("append: the payload needs 'path' and 'line'");
+  fs.appendFileSync(payload.path, `${payload.line} pid=${process.pid} attempt=${context.attempt}\n`);
+});
+worker.handle('sleep', (payload, context) => new Promise((resolve) => {
+  const timer = setTimeout(resolve, Number((payload || {}).ms || 0));
+  context.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+}));
+worker.handle('fail', async (payload) => {
+  const message = (payload || {}).message || 'failed on purpose';
+  console.log(`failing on purpose: ${message}`); // to stderr: stdout is the protocol's
+  throw new Error(message);
+});
+worker.handle('reject', (payload) => { throw new PermanentError((payload || {}).message || 'rejected on purpose'); });
+worker.handle('crash', () => process.exit(3));
+worker.handle('echo-size', (payload) => { throw new PermanentError(`size ${String((payload || {}).data || '').length}`); });
+worker.run();

@@ -1,0 +1,180 @@
+'use strict';
+/**
+ * Fairway worker processes in Node: handlers by job type, the pipe protocol hidden.
+ *
+ *   const { Worker, PermanentError } = require('./fairway-worker');
+ *   const worker = new Worker();
+ *   worker.handle('send-invoice', async (payload, context) => {
+ *     if (!payload.customer) throw new PermanentError('no customer');   // dead-lettered at once
+ *     await mail(payload.customer);                                      // a rejection: retried
+ *   });
+ *   worker.run();
+ *
+ * No dependencies (Node 18+). The protocol is docs/worker-protocol.md: jobs arrive on stdin, results leave
+ * on stdout, so console.log is sent to stderr while the worker runs; Fairway logs stderr lines with the
+ * queue and pid. One job at a time per process.
+ */
+
+const PROTOCOL = 1;
+const MAX_HEADER = 1 << 20;
+const MAX_BODY = 256 << 20;
+
+/** Thrown by a handler for a job that can never succeed: dead-lettered at once, not retried. */
+class PermanentError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'PermanentError';
+  }
+}
+
+/** What a handler knows of its job besides the payload. `signal` aborts when Fairway sends SIGTERM. */
+class Context {
+  constructor(header, signal) {
+    this.id = String(header.id ?? '');
+    this.queue = String(header.queue ?? '');
+    this.jobType = String(header.jobType ?? '');
+    this.attempt = Number(header.attempt ?? 1);
+    this.maxAttempts = Number(header.maxAttempts ?? 1);
+    this.timeoutSeconds = Number(header.timeoutSeconds ?? 0);
+    /** Date.now() value past which Fairway counts the job as timed out (Infinity without a timeout). */
+    this.deadline = this.timeoutSeconds > 0 ? Date.now() + this.timeoutSeconds * 1000 : Infinity;
+    this.signal = signal;
+  }
+  get remainingMs() { return Math.max(0, this.deadline - Date.now()); }
+  get lastAttempt() { return this.attempt >= this.maxAttempts; }
+}
+
+/** Frames from a byte stream: 4-byte big-endian header length, JSON header, 4-byte body length, body. */
+class FrameReader {
+  constructor() { this.buffer = Buffer.alloc(0); }
+  push(chunk) { this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk; }
+  /** The next complete {header, body}, or null when more bytes are needed. Throws on a malformed frame. */
+  next() {
+    if (this.buffer.length < 4) return null;
+    const headerLength = this.buffer.readUInt32BE(0);
+    if (headerLength > MAX_HEADER) throw new Error(`header of ${headerLength} bytes, more than ${MAX_HEADER}`);
+    if (this.buffer.length < 8 + headerLength) return null;
+    const bodyLength = this.buffer.readUInt32BE(4 + headerLength);
+    if (bodyLength > MAX_BODY) throw new Error(`body of ${bodyLength} bytes, more than ${MAX_BODY}`);
+    const end = 8 + headerLength + bodyLength;
+    if (this.buffer.length < end) return null;
+    let header;
+    try {
+      header = JSON.parse(this.buffer.subarray(4, 4 + headerLength).toString('utf8'));
+    } catch (error) {
+      throw new Error(`the header is not JSON: ${error.message}`);
+    }
+    if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+      throw new Error('the header is not a JSON object');
+    }
+    const body = Buffer.from(this.buffer.subarray(8 + headerLength, end));
+    this.buffer = this.buffer.subarray(end);
+    return { header, body };
+  }
+}
+
+function frame(header, body = Buffer.alloc(0)) {
+  const encoded = Buffer.from(JSON.stringify(header), 'utf8');
+  const lengths = Buffer.alloc(8);
+  lengths.writeUInt32BE(encoded.length, 0);
+  const bodyLength = Buffer.alloc(4);
+  bodyLength.writeUInt32BE(body.length, 0);
+  return Buffer.concat([lengths.subarray(0, 4), encoded, bodyLength, body]);
+}
+
+class Worker {
+  constructor({ input = process.stdin, output = process.stdout } = {}) {
+    this.handlers = new Map();
+    this.input = input;
+    this.output = output;
+  }
+
+  /** Registers `fn(payload, context)` (it may return a promise) for a job type. */
+  handle(jobType, fn) {
+    if (typeof jobType !== 'string' || jobType === '') throw new TypeError('a job type is a non-empty string');
+    if (this.handlers.has(jobType)) throw new Error(`job type '${jobType}' already has a handler`);
+    this.handlers.set(jobType, fn);
+    return this;
+  }
+
+  get jobTypes() { return [...this.handlers.keys()].sort(); }
+
+  /** Serves jobs until Fairway closes stdin (exit 0) or stops a running job with SIGTERM. */
+  run() {
+    const write = (header) => this.output.write(frame(header));
+    if (this.output === process.stdout) {
+      // stdout is the protocol's: console output goes to stderr, and so to Fairway's log.
+      for (const name of ['log', 'info', 'debug']) console[name] = (...args) => console.error(...args);
+    }
+    let running = null;
+    process.on('SIGTERM', () => {
+      if (running) running.abort(); else process.exit(0);
+    });
+    process.on('SIGINT', () => {});
+    write({ kind: 'hello', protocol: PROTOCOL, pid: process.pid });
+    const reader = new FrameReader();
+    const queue = [];
+    let busy = false;
+    const pump = async () => {
+      if (busy) return;
+      busy = true;
+      while (queue.length) {
+        const { header, body } = queue.shift();
+        if (header.kind !== 'job') {
+          console.error(`fairway-worker: expected a job, got ${JSON.stringify(header.kind)}; exiting`);
+          process.exit(2);
+        }
+        running = new AbortController();
+        const { outcome, reason, stopped } = await this.runOne(header, body, running.signal);
+        running = null;
+        const result = { kind: 'result', id: header.id, outcome };
+        if (reason) result.reason = String(reason).slice(0, 4096);
+        await new Promise((resolve) => this.output.write(frame(result), resolve));
+        if (stopped) process.exit(0);
+      }
+      busy = false;
+    };
+    this.input.on('data', (chunk) => {
+      reader.push(chunk);
+      try {
+        for (let message = reader.next(); message; message = reader.next()) queue.push(message);
+      } catch (error) {
+        console.error(`fairway-worker: ${error.message}; exiting`);
+        process.exit(2);
+      }
+      pump();
+    });
+    this.input.on('end', async () => {
+      while (busy) await new Promise((resolve) => setTimeout(resolve, 5));
+      process.exit(0);
+    });
+  }
+
+  async runOne(header, body, signal) {
+    const context = new Context(header, signal);
+    const fn = this.handlers.get(context.jobType);
+    if (!fn) {
+      return { outcome: 'rejected', reason: `unknown job type '${context.jobType}' (this worker handles: ${this.jobTypes.join(', ') || 'none'})` };
+    }
+    let payload = null;
+    if (body.length) {
+      try { payload = JSON.parse(body.toString('utf8')); } catch (error) {
+        return { outcome: 'rejected', reason: `the payload is not JSON: ${error.message}` };
+      }
+    }
+    const stopped = new Promise((resolve) => signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
+    try {
+      const ended = await Promise.race([Promise.resolve().then(() => fn(payload, context)), stopped]);
+      if (ended === 'stopped') {
+        return { outcome: 'failure', reason: "stopped by SIGTERM (the job's timeout or the drain deadline)", stopped: true };
+      }
+      return { outcome: 'success' };
+    } catch (error) {
+      if (error instanceof PermanentError) return { outcome: 'rejected', reason: error.message || 'PermanentError' };
+      const name = error && error.name ? error.name : 'Error';
+      return { outcome: 'failure', reason: `${name}: ${error && error.message !== undefined ? error.message : String(error)}` };
+    }
+  }
+}
+
+module.exports = { Worker, Context, PermanentError, FrameReader, frame, PROTOCOL };

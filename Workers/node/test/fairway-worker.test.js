@@ -1,0 +1,103 @@
+'use strict';
+// node --test Workers/node/test: a real worker process spoken to over its pipes.
+const { test } = require('node:test');
+const assert = require('node:assert');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { FrameReader, frame } = require('../fairway-worker');
+
+function start() {
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'example-worker.js')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const reader = new FrameReader();
+  const waiting = [];
+  const frames = [];
+  let stderr = '';
+  child.stderr.on('data', (chunk) => { stderr += chunk; });
+  child.stdout.on('data', (chunk) => {
+    reader.push(chunk);
+    for (let message = reader.next(); message; message = reader.next()) {
+      if (waiting.length) waiting.shift()(message.header); else frames.push(message.header);
+    }
+  });
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    child, exited, stderr: () => stderr,
+    receive: () => frames.length ? Promise.resolve(frames.shift()) : new Promise((resolve) => waiting.push(resolve)),
+    send: (header, body) => child.stdin.write(frame(header, body ? Buffer.from(body) : undefined)),
+    job(jobType, payload, { id = '1', timeout = 30, attempt = 1 } = {}) {
+      const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
+      this.send({ kind: 'job', id, queue: 'q', jobType, attempt, maxAttempts: 3, timeoutSeconds: timeout }, body);
+      return this.receive();
+    },
+  };
+}
+
+test('hello, then a success with its context, and exit 0 when stdin closes', async () => {
+  const worker = start();
+  assert.deepStrictEqual(await worker.receive(), { kind: 'hello', protocol: 1, pid: worker.child.pid });
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'fw-node-'));
+  const file = path.join(folder, 'out');
+  assert.deepStrictEqual(await worker.job('append', { path: file, line: 'hi' }, { id: '7', attempt: 2 }),
+    { kind: 'result', id: '7', outcome: 'success' });
+  assert.strictEqual(fs.readFileSync(file, 'utf8'), `hi pid=${worker.child.pid} attempt=2\n`);
+  worker.child.stdin.end();
+  assert.strictEqual(await worker.exited, 0);
+});
+
+test('a thrown error is a failure with its message; the worker keeps serving; console.log goes to stderr', async () => {
+  const worker = start();
+  await worker.receive();
+  const result = await worker.job('fail', { message: 'upstream 503' });
+  assert.strictEqual(result.outcome, 'failure');
+  assert.strictEqual(result.reason, 'Error: upstream 503');
+  assert.strictEqual((await worker.job('sleep', { ms: 1 }, { id: '2' })).outcome, 'success');
+  assert.match(worker.stderr(), /failing on purpose: upstream 503/);
+  worker.child.kill('SIGKILL');
+});
+
+test('PermanentError, an unknown type and a payload that is not JSON are rejected', async () => {
+  const worker = start();
+  await worker.receive();
+  assert.deepStrictEqual(await worker.job('reject', { message: 'no customer' }),
+    { kind: 'result', id: '1', outcome: 'rejected', reason: 'no customer' });
+  const unknown = await worker.job('resize', {});
+  assert.strictEqual(unknown.outcome, 'rejected');
+  assert.match(unknown.reason, /unknown job type 'resize' \(this worker handles: append/);
+  const bad = await worker.job('append', '{not json');
+  assert.strictEqual(bad.outcome, 'rejected');
+  assert.match(bad.reason, /not JSON/);
+  worker.child.kill('SIGKILL');
+});
+
+test('SIGTERM stops the running job at once, reports it, and the worker exits', async () => {
+  const worker = start();
+  await worker.receive();
+  worker.send({ kind: 'job', id: '9', queue: 'q', jobType: 'sleep', attempt: 1, maxAttempts: 1, timeoutSeconds: 0.1 }, '{"ms":20000}');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const started = Date.now();
+  worker.child.kill('SIGTERM');
+  const result = await worker.receive();
+  assert.strictEqual(result.outcome, 'failure');
+  assert.match(result.reason, /SIGTERM/);
+  assert.strictEqual(await worker.exited, 0);
+  assert.ok(Date.now() - started < 2000);
+});
+
+test('a large body arrives whole; a crash is the process ending; a malformed frame ends it with a message', async () => {
+  const worker = start();
+  await worker.receive();
+  const data = 'x'.repeat(8 << 20);
+  assert.strictEqual((await worker.job('echo-size', { data })).reason, `size ${data.length}`);
+  worker.send({ kind: 'job', id: '2', queue: 'q', jobType: 'crash', attempt: 1, maxAttempts: 1, timeoutSeconds: 5 });
+  assert.strictEqual(await worker.exited, 3);
+
+  const broken = start();
+  await broken.receive();
+  const bad = Buffer.alloc(13);
+  bad.writeUInt32BE(5, 0); bad.write('nope!', 4); bad.writeUInt32BE(0, 9);
+  broken.child.stdin.write(bad);
+  assert.strictEqual(await broken.exited, 2);
+  assert.match(broken.stderr(), /not JSON/);
+});
