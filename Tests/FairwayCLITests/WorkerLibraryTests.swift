@@ -29,6 +29,9 @@ struct WorkerLibraryTests {
         Library(
             name: "node", tests: "node --test test/", program: "node", worker: "example-worker.js",
             failure: "Error: upstream 503"),
+        Library(
+            name: "php", tests: "phpunit", program: "php", worker: "examples/example_worker.php",
+            failure: "RuntimeException: upstream 503"),
     ]
 
     @Test("each library's own test suite passes in its own runner", arguments: libraries)

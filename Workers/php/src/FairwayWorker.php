@@ -1,0 +1,277 @@
+<?php
+/**
+ * Fairway worker processes in PHP: handlers by job type, the pipe protocol hidden.
+ *
+ *     require 'FairwayWorker.php';
+ *     use Fairway\Worker;
+ *     use Fairway\PermanentError;
+ *
+ *     $worker = new Worker();
+ *     $worker->handle('send-invoice', function (mixed $payload, Fairway\Context $context): void {
+ *         if (!isset($payload['customer'])) throw new PermanentError('no customer'); // dead-lettered at once
+ *         mail_invoice($payload['customer']);                                       // a throw: retried
+ *     });
+ *     exit($worker->run());
+ *
+ * PHP 8.2, no extensions beyond the CLI's (pcntl is used when present, for SIGTERM). The protocol is
+ * docs/worker-protocol.md: jobs arrive on STDIN and results leave on STDOUT, so `echo` inside a handler is
+ * sent to STDERR while the worker runs; Fairway logs STDERR lines with the queue and pid.
+ */
+
+declare(strict_types=1);
+
+namespace Fairway;
+
+const PROTOCOL = 1;
+const MAX_HEADER = 1 << 20;
+const MAX_BODY = 256 << 20;
+
+/** Thrown by a handler for a job that can never succeed: dead-lettered at once, not retried. */
+class PermanentError extends \RuntimeException {}
+
+/** Thrown inside a handler when Fairway sends SIGTERM (the job's timeout or the drain deadline). */
+final class Stopped extends \Exception {}
+
+/** What a handler knows of its job besides the payload. */
+final class Context
+{
+    public readonly string $id;
+    public readonly string $queue;
+    public readonly string $jobType;
+    public readonly int $attempt;
+    public readonly int $maxAttempts;
+    public readonly float $timeoutSeconds;
+    /** microtime(true) value past which Fairway counts the job as timed out (INF without a timeout). */
+    public readonly float $deadline;
+
+    public function __construct(array $header)
+    {
+        $this->id = (string) ($header['id'] ?? '');
+        $this->queue = (string) ($header['queue'] ?? '');
+        $this->jobType = (string) ($header['jobType'] ?? '');
+        $this->attempt = (int) ($header['attempt'] ?? 1);
+        $this->maxAttempts = (int) ($header['maxAttempts'] ?? 1);
+        $this->timeoutSeconds = (float) ($header['timeoutSeconds'] ?? 0);
+        $this->deadline = $this->timeoutSeconds > 0 ? microtime(true) + $this->timeoutSeconds : INF;
+    }
+
+    public function remainingSeconds(): float
+    {
+        return max(0.0, $this->deadline - microtime(true));
+    }
+
+    public function isLastAttempt(): bool
+    {
+        return $this->attempt >= $this->maxAttempts;
+    }
+}
+
+final class ProtocolError extends \RuntimeException {}
+
+final class Worker
+{
+    /** @var array<string, callable> */
+    private array $handlers = [];
+    private bool $running = false;
+    /** @var resource */
+    private $input;
+    /** @var resource */
+    private $output;
+
+    public function __construct($input = null, $output = null)
+    {
+        $this->input = $input ?? STDIN;
+        $this->output = $output ?? STDOUT;
+    }
+
+    /** Registers `fn(mixed $payload, Context $context): void` for a job type. */
+    public function handle(string $jobType, callable $handler): self
+    {
+        if ($jobType === '') {
+            throw new \InvalidArgumentException('a job type is a non-empty string');
+        }
+        if (isset($this->handlers[$jobType])) {
+            throw new \InvalidArgumentException("job type '$jobType' already has a handler");
+        }
+        $this->handlers[$jobType] = $handler;
+        return $this;
+    }
+
+    /**
+     * Laravel-style job classes by type: `['send-invoice' => SendInvoice::class]`. Each job builds the class
+     * with the payload's fields as named constructor arguments (`new SendInvoice(invoiceId: 7)`) and calls its
+     * `handle()`, passing the Context when `handle` takes a parameter. A payload that does not fit the
+     * constructor is rejected, naming the class.
+     *
+     * @param array<string, class-string> $classes
+     */
+    public function jobs(array $classes): self
+    {
+        foreach ($classes as $jobType => $class) {
+            if (!method_exists($class, 'handle')) {
+                throw new \InvalidArgumentException("$class has no handle() method");
+            }
+            $this->handle((string) $jobType, static function (mixed $payload, Context $context) use ($class): void {
+                $arguments = is_array($payload) ? $payload : ($payload === null ? [] : [$payload]);
+                try {
+                    $job = new $class(...$arguments);
+                } catch (\ArgumentCountError | \TypeError | \Error $error) {
+                    if ($error instanceof \ArgumentCountError || $error instanceof \TypeError
+                        || str_contains($error->getMessage(), 'Unknown named parameter')) {
+                        throw new PermanentError("the payload does not fit $class: {$error->getMessage()}");
+                    }
+                    throw $error;
+                }
+                $method = new \ReflectionMethod($job, 'handle');
+                $method->getNumberOfParameters() > 0 ? $job->handle($context) : $job->handle();
+            });
+        }
+        return $this;
+    }
+
+    /** @return list<string> */
+    public function jobTypes(): array
+    {
+        $types = array_keys($this->handlers);
+        sort($types);
+        return $types;
+    }
+
+    /** Serves jobs until Fairway closes STDIN (0) or stops a running job with SIGTERM; returns the exit code. */
+    public function run(): int
+    {
+        if (function_exists('pcntl_async_signals')) {
+            pcntl_async_signals(true);
+            pcntl_signal(SIGTERM, function (): void {
+                if ($this->running) {
+                    throw new Stopped('SIGTERM');
+                }
+                exit(0);
+            });
+            pcntl_signal(SIGINT, SIG_IGN);
+        }
+        $this->send(['kind' => 'hello', 'protocol' => PROTOCOL, 'pid' => getmypid()]);
+        while (true) {
+            try {
+                $message = $this->receive();
+            } catch (ProtocolError $error) {
+                fwrite(STDERR, "fairway-worker: {$error->getMessage()}; exiting\n");
+                return 2;
+            }
+            if ($message === null) {
+                return 0;
+            }
+            [$header, $body] = $message;
+            if (($header['kind'] ?? null) !== 'job') {
+                fwrite(STDERR, "fairway-worker: expected a job, got " . json_encode($header['kind'] ?? null) . "; exiting\n");
+                return 2;
+            }
+            [$outcome, $reason, $stopped] = $this->runOne($header, $body);
+            $result = ['kind' => 'result', 'id' => $header['id'] ?? null, 'outcome' => $outcome];
+            if ($reason !== null && $reason !== '') {
+                $result['reason'] = substr($reason, 0, 4096);
+            }
+            $this->send($result);
+            if ($stopped) {
+                return 0;
+            }
+        }
+    }
+
+    /** @return array{string, ?string, bool} */
+    private function runOne(array $header, string $body): array
+    {
+        $context = new Context($header);
+        $handler = $this->handlers[$context->jobType] ?? null;
+        if ($handler === null) {
+            $known = implode(', ', $this->jobTypes()) ?: 'none';
+            return ['rejected', "unknown job type '{$context->jobType}' (this worker handles: $known)", false];
+        }
+        $payload = null;
+        if ($body !== '') {
+            try {
+                $payload = json_decode($body, true, 512, JSON_THROW_ON_ERROR);
+            } catch (\JsonException $error) {
+                return ['rejected', "the payload is not JSON: {$error->getMessage()}", false];
+            }
+        }
+        // Output inside a handler must not reach STDOUT, which carries the protocol.
+        ob_start(static function (string $text): string {
+            fwrite(STDERR, $text);
+            return '';
+        }, 1);
+        $this->running = true;
+        try {
+            $handler($payload, $context);
+            return ['success', null, false];
+        } catch (Stopped) {
+            return ['failure', "stopped by SIGTERM (the job's timeout or the drain deadline)", true];
+        } catch (PermanentError $error) {
+            return ['rejected', $error->getMessage() ?: 'PermanentError', false];
+        } catch (\Throwable $error) {
+            $class = (new \ReflectionClass($error))->getShortName();
+            return ['failure', "$class: {$error->getMessage()}", false];
+        } finally {
+            $this->running = false;
+            ob_end_flush();
+        }
+    }
+
+    private function readExactly(int $count): ?string
+    {
+        $data = '';
+        while (strlen($data) < $count) {
+            $chunk = fread($this->input, $count - strlen($data));
+            if ($chunk === false || $chunk === '') {
+                if (feof($this->input)) {
+                    return null;
+                }
+                continue;
+            }
+            $data .= $chunk;
+        }
+        return $data;
+    }
+
+    /** @return array{array, string}|null */
+    private function receive(): ?array
+    {
+        $prefix = $this->readExactly(4);
+        if ($prefix === null) {
+            return null;
+        }
+        $length = unpack('N', $prefix)[1];
+        if ($length > MAX_HEADER) {
+            throw new ProtocolError("header of $length bytes, more than " . MAX_HEADER);
+        }
+        $raw = $length > 0 ? $this->readExactly($length) : '';
+        $size = $this->readExactly(4);
+        if ($raw === null || $size === null) {
+            throw new ProtocolError('the pipe closed in the middle of a message');
+        }
+        $bodyLength = unpack('N', $size)[1];
+        if ($bodyLength > MAX_BODY) {
+            throw new ProtocolError("body of $bodyLength bytes, more than " . MAX_BODY);
+        }
+        $body = $bodyLength > 0 ? $this->readExactly($bodyLength) : '';
+        if ($body === null) {
+            throw new ProtocolError('the pipe closed in the middle of a body');
+        }
+        try {
+            $header = json_decode($raw, true, 512, JSON_THROW_ON_ERROR);
+        } catch (\JsonException $error) {
+            throw new ProtocolError("the header is not JSON: {$error->getMessage()}");
+        }
+        if (!is_array($header) || array_is_list($header) && $header !== []) {
+            throw new ProtocolError('the header is not a JSON object');
+        }
+        return [$header, $body];
+    }
+
+    private function send(array $header, string $body = ''): void
+    {
+        $encoded = json_encode($header, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);
+        fwrite($this->output, pack('N', strlen($encoded)) . $encoded . pack('N', strlen($body)) . $body);
+        fflush($this->output);
+    }
+}
