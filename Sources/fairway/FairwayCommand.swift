@@ -14,6 +14,7 @@ struct FairwayCommand: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, DemoCommand.self, EnqueueCommand.self, StatsCommand.self, DeadLetterCommand.self,
             QueuesCommand.self, PauseCommand.self, ResumeCommand.self, SetCommand.self, ReloadCommand.self,
+            WorkerCommand.self,
         ]
     )
 

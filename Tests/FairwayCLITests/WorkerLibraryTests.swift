@@ -72,4 +72,28 @@ struct WorkerLibraryTests {
         #expect(run.log.contains("failing on purpose: upstream 503"), "print() reached the log through stderr")
         #expect(run.stop().status == 0)
     }
+
+    @Test("each library's example worker passes fairway worker check", arguments: libraries)
+    func conformance(_ library: Library) throws {
+        let worker = Self.repository.appendingPathComponent("Workers/\(library.name)/\(library.worker)").path
+        let result = try FairwayProcess.run(["worker", "check", "--", library.program, worker])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("all 10 cases passed"), "\(result.stdout)")
+        #expect(!result.stdout.contains("FAIL"))
+    }
+
+    @Test("the check fails a worker that misses cases, naming each, and one that never says hello")
+    func conformanceFailures() throws {
+        // The bare example (not a library) has no `reject` or `echo-size` and no SIGTERM exit.
+        let bare = Self.repository.appendingPathComponent("docs/examples/python_worker.py").path
+        let partial = try FairwayProcess.run(["worker", "check", "--", "python3", bare])
+        #expect(partial.status == 1)
+        #expect(partial.stdout.contains("FAIL  permanent failure"), "\(partial.stdout)")
+        #expect(partial.stdout.contains("FAIL  a large body"), "\(partial.stdout)")
+        #expect(partial.stdout.contains("pass  success"), "\(partial.stdout)")
+        #expect(partial.stdout.contains("cases failed"))
+        let silent = try FairwayProcess.run(["worker", "check", "--", "/bin/sleep", "60"])
+        #expect(silent.status == 1)
+        #expect(silent.stdout.contains("FAIL  hello: protocol 1 within 10 s"), "\(silent.stdout)")
+    }
 }

@@ -30,4 +30,5 @@ $worker->handle('fail', static function (mixed $payload): void {
 });
 $worker->handle('reject', static fn (mixed $payload) => throw new PermanentError($payload['message'] ?? 'rejected on purpose'));
 $worker->handle('crash', static fn () => exit(3));
+$worker->handle('echo-size', static fn (mixed $payload) => throw new PermanentError('size ' . strlen((string) ($payload['data'] ?? ''))));
 exit($worker->run());
