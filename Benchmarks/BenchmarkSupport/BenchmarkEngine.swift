@@ -49,3 +49,19 @@ public func fairwayWorkerProcesses() -> Isolation {
     }
     return .process(ProcessWorkerSettings(command: [binary], recycleAfterJobs: 0))
 }
+
+/// Worker processes running a bundled worker library's example (`Workers/<language>/…`): `python`, `node`
+/// or `php`. Its `sleep` job with `{"ms":0}` is that language's no-op.
+public func libraryWorkerProcesses(language: String) -> Isolation {
+    let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let (program, worker) =
+        switch language {
+        case "python": ("python3", "Workers/python/example_worker.py")
+        case "node": ("node", "Workers/node/example-worker.js")
+        default: ("php", "Workers/php/examples/example_worker.php")
+        }
+    return .process(
+        ProcessWorkerSettings(
+            command: [program, repository.appendingPathComponent(worker).path], recycleAfterJobs: 0))
+}

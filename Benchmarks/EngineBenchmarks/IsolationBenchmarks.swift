@@ -40,4 +40,30 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
             }
         }
     }
+
+    // The worker libraries' examples: their `sleep` with 0 ms as the no-op, 8 workers (the baseline that
+    // pipelining is to be measured against, issue 13).
+    for language in ["python", "node", "php"] {
+        Benchmark(
+            "no-op jobs, 8 workers, 8 queues, \(language) worker processes",
+            configuration: .init(metrics: [jobsPerSecond], maxDuration: .seconds(20), maxIterations: 5)
+        ) { benchmark in
+            let jobs = 8_000
+            let warmUp = 400
+            let source = InMemorySource()
+            for queue in 0..<8 {
+                source.enqueue(
+                    queue: "q\(queue)", jobType: "sleep",
+                    payloads: Array(repeating: Array(#"{"ms":0}"#.utf8), count: jobs / 8))
+            }
+            let counting = CountingSource(source, target: jobs, warmUp: warmUp)
+            let engine = try benchmarkEngine(
+                workers: 8, queues: 8, source: counting, isolation: libraryWorkerProcesses(language: language))
+            try engine.start()
+            counting.done.wait()
+            let seconds = Double(MonotonicClock.now - counting.warmedAt.load(ordering: .relaxed)) / 1e9
+            benchmark.measurement(jobsPerSecond, Int(Double(jobs - warmUp) / seconds))
+            engine.shutdown(drainTimeout: .seconds(1))
+        }
+    }
 }
