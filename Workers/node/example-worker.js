@@ -11,10 +11,14 @@ worker.handle('append', (payload, context) => {
   if (!payload || !payload.path || !payload.line) throw new PermanentError("append: the payload needs 'path' and 'line'");
   fs.appendFileSync(payload.path, `${payload.line} pid=${process.pid} attempt=${context.attempt}\n`);
 });
-worker.handle('sleep', (payload, context) => new Promise((resolve) => {
-  const timer = setTimeout(resolve, Number((payload || {}).ms || 0));
-  context.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
-}));
+worker.handle('sleep', (payload, context) => {
+  const ms = Number((payload || {}).ms || 0);
+  if (ms <= 0) return undefined; // setTimeout(0) would still wait a timer turn (about 1 ms)
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    context.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+  });
+});
 worker.handle('fail', async (payload) => {
   const message = (payload || {}).message || 'failed on purpose';
   console.log(`failing on purpose: ${message}`); // to stderr: stdout is the protocol's
