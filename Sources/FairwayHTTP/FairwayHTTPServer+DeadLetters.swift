@@ -96,17 +96,15 @@ extension FairwayHTTPServer {
         _ apply: @escaping @Sendable (any DeadLetterInspecting, DeadLetterFilter) throws -> Int
     ) async throws -> Response {
         if let refusal = authorise(request) { return Self.error(refusal) }
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: settings.maxBodyBytes)
+        let bytes: [UInt8]
+        do throws(AdminError) {
+            bytes = try await body(of: request)
         } catch {
-            return Self.error(
-                AdminError(status: 413, field: nil, message: "body larger than \(settings.maxBodyBytes) bytes"))
+            return Self.error(error)
         }
         let parsed: DeadLetterAction
         do {
-            parsed = try JSONDecoder().decode(DeadLetterAction.self, from: Data(buffer: body))
+            parsed = try JSONDecoder().decode(DeadLetterAction.self, from: Data(bytes))
         } catch {
             return Self.error(
                 AdminError(

@@ -189,15 +189,12 @@ public final class FairwayHTTPServer: Service, Sendable {
             }
         }
         router.put("/queues/:name") { [self] request, context in
-            var request = request
-            let body: ByteBuffer
-            do {
-                body = try await request.collectBody(upTo: settings.maxBodyBytes)
+            let bytes: [UInt8]
+            do throws(AdminError) {
+                bytes = try await body(of: request)
             } catch {
-                return Self.error(
-                    AdminError(status: 413, field: nil, message: "body larger than \(settings.maxBodyBytes) bytes"))
+                return Self.error(error)
             }
-            let bytes = Array(buffer: body)
             return try await change(request, context, action: "set") {
                 (settings: inout QueueSettings) throws(AdminError) in
                 settings = try QueueUpdate.apply(bytes, to: settings)
@@ -242,6 +239,16 @@ public final class FairwayHTTPServer: Service, Sendable {
         let printable = header.unicodeScalars.filter { $0.properties.generalCategory != .control }
         let text = String(String.UnicodeScalarView(printable.prefix(120))).trimmingCharacters(in: .whitespaces)
         return text.isEmpty ? "admin token" : text
+    }
+
+    /// An admin call's body, refused (413) past ``Settings/maxBodyBytes``.
+    func body(of request: Request) async throws(AdminError) -> [UInt8] {
+        var request = request
+        do {
+            return Array(buffer: try await request.collectBody(upTo: settings.maxBodyBytes))
+        } catch {
+            throw AdminError(status: 413, field: nil, message: "body larger than \(settings.maxBodyBytes) bytes")
+        }
     }
 
     func authorise(_ request: Request) -> AdminError? {

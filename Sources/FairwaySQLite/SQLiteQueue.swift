@@ -285,45 +285,13 @@ public final class SQLiteQueue: @unchecked Sendable {
     /// Puts dead letters back on their queues as new, ready jobs with their attempts reset. Returns how many.
     @discardableResult
     public func requeueDeadLetters(queue: String? = nil, ids: [Int64]? = nil) throws -> Int {
-        let now = Milliseconds.now
-        let (count, queues): (Int, Set<String>) = try lock.withLock {
-            try connection.transaction {
-                let moved = try connection.query(
-                    """
-                    INSERT INTO jobs(queue, type, payload, priority, state, available_at, attempts, last_error, enqueued_at)
-                    SELECT queue, type, payload, priority, 0, ?2, 0, reason, enqueued_at FROM dead_jobs
-                    WHERE (?1 IS NULL OR queue = ?1) AND (?3 IS NULL OR id IN (SELECT value FROM json_each(?3)))
-                    RETURNING queue
-                    """,
-                    [queue.map { .text($0) } ?? .null, .int(now), Self.idList(ids)]
-                ) { $0.text(0) ?? "" }
-                try connection.cached(
-                    """
-                    DELETE FROM dead_jobs
-                    WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR id IN (SELECT value FROM json_each(?2)))
-                    """
-                ).run([queue.map { .text($0) } ?? .null, Self.idList(ids)])
-                return (moved.count, Set(moved))
-            }
-        }
-        if count > 0 { onEnqueue?(queues) }
-        return count
+        try requeueDeadLetters(matching: DeadLetterFilter(queue: queue, ids: ids?.map(String.init)))
     }
 
     /// Deletes dead letters for good. Returns how many.
     @discardableResult
     public func purgeDeadLetters(queue: String? = nil, ids: [Int64]? = nil) throws -> Int {
-        try lock.withLock {
-            try connection.transaction {
-                try connection.cached(
-                    """
-                    DELETE FROM dead_jobs
-                    WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR id IN (SELECT value FROM json_each(?2)))
-                    """
-                ).run([queue.map { .text($0) } ?? .null, Self.idList(ids)])
-                return connection.changes
-            }
-        }
+        try deleteDeadLetters(matching: DeadLetterFilter(queue: queue, ids: ids?.map(String.init)))
     }
 
     /// Caps the file's size in pages, for tests of a full disk.
