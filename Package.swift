@@ -50,6 +50,7 @@ let package = Package(
             name: "FairwayProcessWorkers",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 "CProcess",
                 "FairwayJobs",
                 "FairwayRuntime",

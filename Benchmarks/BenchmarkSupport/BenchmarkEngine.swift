@@ -47,7 +47,8 @@ public func fairwayWorkerProcesses() -> Isolation {
             "no fairway binary at \(binary): run `FAIRWAY_BENCHMARKS=1 swift build -c release --scratch-path .build-benchmarks --product fairway` first"
         )
     }
-    return .process(ProcessWorkerSettings(command: [binary], recycleAfterJobs: 0))
+    // Without the runner's malloc interposer (LD_PRELOAD), which the workers would otherwise inherit.
+    return .process(ProcessWorkerSettings(command: ["/usr/bin/env", "-u", "LD_PRELOAD", binary], recycleAfterJobs: 0))
 }
 
 /// Worker processes running a bundled worker library's example (`Workers/<language>/…`): `python`, `node`

@@ -216,7 +216,7 @@ extension ConfigReader {
             let stray = [
                 ("command", fields.command != nil), ("recycleAfterJobs", fields.recycleAfterJobs != nil),
                 ("recycleAboveMemoryMB", fields.recycleAboveMemoryMB != nil), ("killGrace", fields.killGrace != nil),
-                ("memoryLimitMB", fields.memoryLimitMB != nil),
+                ("memoryLimitMB", fields.memoryLimitMB != nil), ("pipeline", fields.pipeline != nil),
             ].first { $0.1 }
             // Settings for processes with no isolation named anywhere are a mistake; a queue that says
             // `isolation: thread` under process defaults is not.
@@ -253,7 +253,8 @@ extension ConfigReader {
                 recycleAboveMemoryBytes: fields.recycleAboveMemoryMB.map { $0 << 20 }
                     ?? defaults.recycleAboveMemoryBytes,
                 killGrace: fields.killGrace ?? defaults.killGrace,
-                memoryLimitBytes: (fields.memoryLimitMB ?? 0) << 20
+                memoryLimitBytes: (fields.memoryLimitMB ?? 0) << 20,
+                pipelineDepth: fields.pipeline ?? defaults.pipelineDepth
             ))
     }
 
@@ -287,6 +288,8 @@ extension ConfigReader {
             case "recycleAboveMemoryMB": fields.recycleAboveMemoryMB = try integer(value, path, in: 0...1_048_576)
             // Below about 32 MB a worker's own threads and runtime may not even start.
             case "memoryLimitMB": fields.memoryLimitMB = try integer(value, path, in: 32...1_048_576)
+            case "pipeline":
+                fields.pipeline = try integer(value, path, in: 1...ProcessWorkerSettings.maxPipelineDepth)
             case "killGrace": fields.killGrace = try duration(value, path, allowZero: true)
             case "maxBacklog": fields.maxBacklog = try integer(value, path, in: 1...1_000_000_000)
             case "backlogRetryAfter": fields.backlogRetryAfter = try duration(value, path, allowZero: false)

@@ -23,6 +23,7 @@ struct QueueFields {
     var recycleAfterJobs: Int?
     var recycleAboveMemoryMB: Int?
     var memoryLimitMB: Int?
+    var pipeline: Int?
     var killGrace: Duration?
     var maxBacklog: Int?
     var backlogRetryAfter: Duration?
@@ -30,7 +31,7 @@ struct QueueFields {
     static let keys = [
         "weight", "maxConcurrency", "rate", "burst", "timeout", "attempts", "backoff", "maxBackoff", "jitter",
         "paused", "prefetch", "isolation", "command", "recycleAfterJobs", "recycleAboveMemoryMB", "killGrace",
-        "memoryLimitMB", "maxBacklog", "backlogRetryAfter",
+        "memoryLimitMB", "pipeline", "maxBacklog", "backlogRetryAfter",
     ]
 
     enum IsolationMode: String, CaseIterable {
@@ -56,6 +57,7 @@ struct QueueFields {
             recycleAfterJobs: recycleAfterJobs ?? base.recycleAfterJobs,
             recycleAboveMemoryMB: recycleAboveMemoryMB ?? base.recycleAboveMemoryMB,
             memoryLimitMB: memoryLimitMB ?? base.memoryLimitMB,
+            pipeline: pipeline ?? base.pipeline,
             killGrace: killGrace ?? base.killGrace,
             maxBacklog: maxBacklog ?? base.maxBacklog,
             backlogRetryAfter: backlogRetryAfter ?? base.backlogRetryAfter

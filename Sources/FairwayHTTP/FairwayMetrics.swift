@@ -52,6 +52,7 @@ public final class FairwayMetrics: EngineObserver, Sendable {
     private let processesCrashed: Counter
     private let processesRecycled: Counter
     private let processesIdle: Gauge
+    private let jobsSentAhead: Counter
     /// The engine's process counts at the last scrape: counters grow by the difference.
     private let lastProcessCounts = NIOLockedValueBox(WorkerProcessCounts())
 
@@ -91,6 +92,10 @@ public final class FairwayMetrics: EngineObserver, Sendable {
                 "Worker processes replaced after their job or memory limit, or a timeout."))
         processesIdle = registry.makeGauge(
             descriptor: Self.name("worker_processes_idle", "", "Worker processes waiting for a job."))
+        jobsSentAhead = registry.makeCounter(
+            descriptor: Self.name(
+                "worker_processes_sent_ahead", "total",
+                "Jobs sent to a worker process before it answered the one it ran (pipelining)."))
         var connected: [String: Gauge] = [:]
         for source in Set(sourceNames) {
             connected[source] = registry.makeGauge(
@@ -228,6 +233,7 @@ public final class FairwayMetrics: EngineObserver, Sendable {
         processesCrashed.increment(by: Int64(max(0, counts.crashed - last.crashed)))
         processesRecycled.increment(by: Int64(max(0, counts.recycled - last.recycled)))
         processesIdle.set(to: Double(counts.idle))
+        jobsSentAhead.increment(by: Int64(max(0, counts.sentAhead - last.sentAhead)))
         for (source, up) in sources {
             connected[source]?.set(to: up ? 1 : 0)
         }

@@ -37,16 +37,23 @@ public enum ProcessWorkerMain {
         let channel = WorkerChannel(input: 0, output: protocolOutput)
         let logger = Logger(label: "fairway.worker") { StreamLogHandler.standardError(label: $0) }
 
-        let current = NIOLockedValueBox<CancellationFlag?>(nil)
+        // The running job's flag, and whether SIGTERM came: then no job sent ahead is started.
+        let current = NIOLockedValueBox<(flag: CancellationFlag?, terminated: Bool)>((nil, false))
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
-        terminate.setEventHandler { current.withLockedValue { $0?.cancel() } }
+        terminate.setEventHandler {
+            current.withLockedValue {
+                $0.flag?.cancel()
+                $0.terminated = true
+            }
+        }
         terminate.resume()
         defer { terminate.cancel() }
 
         do {
-            try channel.send(.hello(pid: getpid()))
+            // Jobs are only buffered here until their turn, so any pipeline the supervisor wants is fine.
+            try channel.send(.hello(pid: getpid(), pipeline: ProcessWorkerSettings.maxPipelineDepth))
             while true {
                 let (job, payload) = try channel.receive()
                 guard job.kind == .job, let id = job.id, let jobType = job.jobType else {
@@ -54,7 +61,12 @@ public enum ProcessWorkerMain {
                     return 65
                 }
                 let flag = CancellationFlag()
-                current.withLockedValue { $0 = flag }
+                let terminated = current.withLockedValue { current -> Bool in
+                    current.flag = flag
+                    return current.terminated
+                }
+                // Asked to stop: jobs sent ahead are not started; the supervisor releases them.
+                if terminated { return 0 }
                 let context = JobContext(
                     queue: job.queue ?? "",
                     jobType: jobType,
@@ -66,7 +78,7 @@ public enum ProcessWorkerMain {
                     logger: logger
                 )
                 let (outcome, reason) = run(registry.body(for: jobType), jobType: jobType, payload, context)
-                current.withLockedValue { $0 = nil }
+                current.withLockedValue { $0.flag = nil }
                 try channel.send(.result(id: id, outcome: outcome, reason: reason))
             }
         } catch .closed {

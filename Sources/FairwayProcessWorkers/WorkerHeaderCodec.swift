@@ -16,6 +16,7 @@ enum WorkerHeaderCodec {
         appendString(message.kind.rawValue, to: &out)
         if let value = message.protocol { appendNumber("protocol", String(value), to: &out) }
         if let value = message.pid { appendNumber("pid", String(value), to: &out) }
+        if let value = message.pipeline { appendNumber("pipeline", String(value), to: &out) }
         if let value = message.id { appendField("id", value, to: &out) }
         if let value = message.queue { appendField("queue", value, to: &out) }
         if let value = message.jobType { appendField("jobType", value, to: &out) }
@@ -102,6 +103,7 @@ enum WorkerHeaderCodec {
                     kind = known
                 case "protocol": message.protocol = try integer(value, key)
                 case "pid": message.pid = try integer(value, key).map { Int32(truncatingIfNeeded: $0) }
+                case "pipeline": message.pipeline = try integer(value, key)
                 case "id": message.id = try string(value, key)
                 case "queue": message.queue = try string(value, key)
                 case "jobType": message.jobType = try string(value, key)

@@ -5,7 +5,7 @@ import NIOConcurrencyHelpers
 
 /// One worker process as its supervisor sees it: the pipes to it, and its life and death.
 ///
-/// Jobs go out one at a time on the child's stdin and results come back on its stdout; its stderr is the
+/// Jobs go out on the child's stdin (several ahead when it accepts a pipeline) and results come back on its stdout; its stderr is the
 /// supervisor's, for logs. A child that dies mid-job is seen as the end of its stdout and reaped here, so
 /// its pid is never signalled after it could have been reused.
 public final class WorkerProcess: @unchecked Sendable {
@@ -17,6 +17,9 @@ public final class WorkerProcess: @unchecked Sendable {
     let channel: WorkerChannel
     /// Jobs this process has finished. Touched only by the thread that has the process checked out.
     var jobsRun = 0
+    /// How many jobs it accepts before it answers the first, as its hello offered (1: one at a time). Set
+    /// before the process is handed out, then read only.
+    private(set) var pipeline = 1
 
     /// The process's life as its supervisor moves it on, only ever forward.
     private enum Life {
@@ -129,6 +132,15 @@ public final class WorkerProcess: @unchecked Sendable {
                     reason: "expected hello for protocol \(WorkerMessage.protocolVersion), got \(hello.kind.rawValue)"
                         + (hello.protocol.map { " for protocol \($0)" } ?? ""))
             }
+            let offered = hello.pipeline ?? 1
+            guard offered >= 1 else {
+                process.kill()
+                _ = process.reap()
+                throw WorkerStartError(
+                    command: arguments, reason: "its hello offers a pipeline of \(offered) jobs; it must be at least 1")
+            }
+            process.pipeline = min(offered, ProcessWorkerSettings.maxPipelineDepth)
+            process.channel.makeOutputNonBlocking()
         } catch let error as WorkerStartError {
             throw error
         } catch {
@@ -139,22 +151,19 @@ public final class WorkerProcess: @unchecked Sendable {
         return process
     }
 
-    /// Sends one job and waits for its result. Throws when the worker dies or breaks the protocol.
-    /// Waits for the result of `job`, sent with ``WorkerChannel/send(_:body:)``. Throws when the worker
-    /// dies or breaks the protocol.
-    func result(of job: WorkerMessage) throws(WorkerProtocolError) -> WorkerMessage {
-        while true {
-            let (message, _) = try channel.receive()
-            guard message.kind == .result else {
-                throw .malformed("expected a result, got \(message.kind.rawValue)")
-            }
-            guard message.id == job.id else {
-                throw .malformed("result for job '\(message.id ?? "")' while job '\(job.id ?? "")' runs")
-            }
-            guard message.outcome != nil else { throw .malformed("result without an outcome") }
-            jobsRun += 1
-            return message
+    /// Waits for the result of the job with id `id`, the oldest the worker has not answered (jobs are
+    /// answered in the order sent). Throws when the worker dies or breaks the protocol.
+    func result(of id: String) throws(WorkerProtocolError) -> WorkerMessage {
+        let (message, _) = try channel.receive()
+        guard message.kind == .result else {
+            throw .malformed("expected a result, got \(message.kind.rawValue)")
         }
+        guard message.id == id else {
+            throw .malformed("result for job '\(message.id ?? "")' while job '\(id)' runs")
+        }
+        guard message.outcome != nil else { throw .malformed("result without an outcome") }
+        jobsRun += 1
+        return message
     }
 
     /// Asks the worker to stop its job (SIGTERM), and kills it (SIGKILL) if it is still there after `grace`.

@@ -1,3 +1,4 @@
+import DequeModule
 import FairwayRuntime
 import Foundation
 import NIOConcurrencyHelpers
@@ -22,7 +23,7 @@ public struct WorkerCancel: Sendable {
 /// started when none is idle, and are replaced after a crash, a timeout or their recycling limits.
 ///
 /// The pool never runs more workers at once than threads ask it for jobs; the engine's worker threads each
-/// hold one worker process for the length of a job.
+/// hold one worker process for the length of a job, or of a pipeline of jobs.
 public final class WorkerProcessPool: Sendable {
     public let settings: ProcessWorkerSettings
     /// How long a new worker has to say hello.
@@ -71,53 +72,102 @@ public final class WorkerProcessPool: Sendable {
         payload: [UInt8],
         started: (WorkerCancel) -> Void
     ) -> WorkerRunResult {
+        var outcome = WorkerRunResult.notStarted(reason: "no result")
+        run(job, payload: payload, more: { nil }, ended: { outcome = $0 }, started: started)
+        return outcome
+    }
+
+    /// Runs `first` in a worker process, on the calling thread, and keeps the worker's pipeline full: while
+    /// it holds fewer jobs than it accepts (the smaller of its hello's `pipeline` and the settings'
+    /// `pipelineDepth`), `more` is asked for another, which is sent at once. `ended` receives each job's
+    /// result in the order sent, as it arrives. Returns when no job is outstanding, or when the worker died
+    /// or was stopped: the job it was running is then reported crashed and the jobs behind it are not
+    /// reported at all, because they never started.
+    public func run(
+        _ first: WorkerMessage,
+        payload: [UInt8],
+        more: () -> (WorkerMessage, [UInt8])?,
+        ended: (WorkerRunResult) -> Void,
+        started: (WorkerCancel) -> Void
+    ) {
         var process: WorkerProcess
         do {
             process = try checkout()
             // An idle worker may have died while it waited (killed from outside, say): the job never
             // reached it, so it costs the job nothing; a new worker gets it.
             var tries = 0
-            process.running(queue: job.queue)
-            while process.hasExited || (try? process.channel.send(job, body: payload)) == nil {
+            process.running(queue: first.queue)
+            while process.hasExited || (try? process.channel.send(first, body: payload)) == nil {
                 process.kill()
                 let death = process.reap()
                 tries += 1
                 guard tries < 3 else {
                     state.withLockedValue { $0.counts.crashed += 1 }
-                    return .crashed(reason: "worker process \(process.pid) \(death) before it could take the job")
+                    ended(.crashed(reason: "worker process \(process.pid) \(death) before it could take the job"))
+                    return
                 }
                 state.withLockedValue { $0.counts.recycled += 1 }
                 process = try spawn()
-                process.running(queue: job.queue)
+                process.running(queue: first.queue)
             }
         } catch {
-            return .notStarted(reason: error.description)
+            ended(.notStarted(reason: error.description))
+            return
         }
         let grace = settings.killGrace
         started(WorkerCancel { [process] in process.terminate(grace: grace) })
         defer { process.running(queue: nil) }
-        do {
-            let result = try process.result(of: job)
-            process.running(queue: nil)
-            checkin(process)
-            return .finished(result.outcome ?? .failure, reason: result.reason)
-        } catch {
-            // Stopped on purpose (a timeout, the drain deadline): replaced, not crashed.
-            let stopped = process.stopRequested
-            process.kill()
-            let death = process.reap()
-            state.withLockedValue { state in
-                if stopped {
-                    state.counts.recycled += 1
-                } else {
-                    state.counts.crashed += 1
-                }
+        let depth = min(process.pipeline, settings.pipelineDepth)
+        // The jobs sent and not answered, oldest (the one running) first: id and queue.
+        var outstanding = Deque([(id: first.id ?? "", queue: first.queue)])
+        while let head = outstanding.first {
+            let before = outstanding.count
+            while outstanding.count < depth, !process.stopRequested, let (job, body) = more() {
+                process.channel.enqueue(job, body: body)
+                outstanding.append((job.id ?? "", job.queue))
             }
-            if case .malformed(let detail) = error {
-                return .crashed(reason: "worker process \(process.pid) broke the protocol (\(detail)) and was killed")
+            if outstanding.count > before {
+                let sent = outstanding.count - before
+                state.withLockedValue { $0.counts.sentAhead += sent }
             }
-            return .crashed(reason: "worker process \(process.pid) \(death) while running the job")
+            let result: WorkerMessage
+            do {
+                result = try process.result(of: head.id)
+            } catch {
+                ended(crashed(process, error))
+                return
+            }
+            outstanding.removeFirst()
+            process.running(queue: outstanding.first?.queue)
+            ended(.finished(result.outcome ?? .failure, reason: result.reason))
+            if !outstanding.isEmpty && process.stopRequested {
+                // Stopped on purpose with jobs still queued in it: they never start; the caller releases them.
+                process.kill()
+                process.reap()
+                state.withLockedValue { $0.counts.recycled += 1 }
+                return
+            }
         }
+        checkin(process)
+    }
+
+    /// The worker died or broke the protocol while running a job: it is gone, and the job crashed, unless
+    /// it was stopped on purpose (a timeout, the drain deadline), when it counts as replaced.
+    private func crashed(_ process: WorkerProcess, _ error: WorkerProtocolError) -> WorkerRunResult {
+        let stopped = process.stopRequested
+        process.kill()
+        let death = process.reap()
+        state.withLockedValue { state in
+            if stopped {
+                state.counts.recycled += 1
+            } else {
+                state.counts.crashed += 1
+            }
+        }
+        if case .malformed(let detail) = error {
+            return .crashed(reason: "worker process \(process.pid) broke the protocol (\(detail)) and was killed")
+        }
+        return .crashed(reason: "worker process \(process.pid) \(death) while running the job")
     }
 
     /// Stops every idle worker and makes later check-ins stop theirs.

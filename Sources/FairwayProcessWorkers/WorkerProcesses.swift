@@ -31,14 +31,28 @@ final class ProcessJobPool: IsolatedJobPool {
 
     func shutdown() { pool.shutdown() }
 
+    var pipelineLimit: Int { pool.settings.pipelineDepth }
+
     func run(
-        _ delivery: Delivery, context: JobContext, timeout: Duration,
+        _ first: IsolatedJob,
+        more: () -> IsolatedJob?,
+        ended: (JobOutcome) -> Void,
         cancellable: (@escaping @Sendable () -> Void) -> Void
-    ) -> JobOutcome {
-        let job = WorkerMessage.job(
-            id: context.jobID, queue: context.queue, jobType: delivery.jobType, attempt: delivery.attempt,
-            maxAttempts: context.maxAttempts, timeoutSeconds: timeout.seconds)
-        let result = pool.run(job, payload: delivery.payload) { cancel in cancellable { cancel() } }
+    ) {
+        pool.run(
+            Self.message(for: first), payload: first.delivery.payload,
+            more: { more().map { (Self.message(for: $0), $0.delivery.payload) } },
+            ended: { ended(outcome(of: $0, queue: first.context.queue)) },
+            started: { cancel in cancellable { cancel() } })
+    }
+
+    private static func message(for job: IsolatedJob) -> WorkerMessage {
+        WorkerMessage.job(
+            id: job.context.jobID, queue: job.context.queue, jobType: job.delivery.jobType,
+            attempt: job.delivery.attempt, maxAttempts: job.context.maxAttempts, timeoutSeconds: job.timeout.seconds)
+    }
+
+    private func outcome(of result: WorkerRunResult, queue: String) -> JobOutcome {
         switch result {
         case .finished(.success, _):
             return .succeeded
@@ -49,8 +63,7 @@ final class ProcessJobPool: IsolatedJobPool {
         case .crashed(let reason):
             return .crashed(reason: reason)
         case .notStarted(let reason):
-            logger.error(
-                "worker process could not start", metadata: ["queue": "\(context.queue)", "reason": "\(reason)"])
+            logger.error("worker process could not start", metadata: ["queue": "\(queue)", "reason": "\(reason)"])
             return .failed(reason: reason)
         }
     }

@@ -29,6 +29,9 @@ public struct WorkerMessage: Codable, Sendable, Equatable {
     public var `protocol`: Int?
     /// `hello`: the worker's process id.
     public var pid: Int32?
+    /// `hello`: how many jobs the worker accepts before it answers the first (pipelining); absent means 1.
+    /// It runs them one at a time, in the order sent, and answers each as it ends.
+    public var pipeline: Int?
     /// `job` and `result`: the job's id at its source, echoed in the result.
     public var id: String?
     public var queue: String?
@@ -62,10 +65,11 @@ public struct WorkerMessage: Codable, Sendable, Equatable {
     /// The protocol version this build speaks.
     public static let protocolVersion = 1
 
-    public static func hello(pid: Int32) -> WorkerMessage {
+    public static func hello(pid: Int32, pipeline: Int? = nil) -> WorkerMessage {
         var message = WorkerMessage(kind: .hello)
         message.protocol = protocolVersion
         message.pid = pid
+        message.pipeline = pipeline
         return message
     }
 
@@ -110,6 +114,9 @@ public final class WorkerChannel: @unchecked Sendable {
     private var chunk = [UInt8](repeating: 0, count: 64 << 10)
     /// When the message being read must be complete, if ever.
     private var deadline: ContinuousClock.Instant?
+    /// Queued frames the pipe has not taken yet, from `pendingStart` on.
+    private var pendingOutput: [UInt8] = []
+    private var pendingStart = 0
 
     public init(input: Int32, output: Int32) {
         self.input = input
@@ -117,16 +124,43 @@ public final class WorkerChannel: @unchecked Sendable {
         buffer.reserveCapacity(64 << 10)
     }
 
-    /// Writes one message: header and body in a single write where they fit.
+    /// Writes one message: header and body in a single write where they fit. Waits until the pipe took it.
     public func send(_ message: WorkerMessage, body: [UInt8] = []) throws(WorkerProtocolError) {
+        var frame = Self.frame(message, body: body)
+        if pendingOutput.count > pendingStart {
+            // Behind what is queued, so that messages keep their order.
+            frame.insert(contentsOf: pendingOutput[pendingStart...], at: 0)
+            pendingOutput.removeAll(keepingCapacity: true)
+            pendingStart = 0
+        }
+        try writeAll(frame)
+    }
+
+    /// Queues one message and writes what the pipe takes now without waiting; the rest is written while
+    /// the channel next waits to read. So a supervisor sending jobs ahead never blocks on a full pipe
+    /// while its worker blocks on a full pipe of results: the deadlock of two pipes both full. Needs
+    /// ``makeOutputNonBlocking()``.
+    public func enqueue(_ message: WorkerMessage, body: [UInt8] = []) {
+        pendingOutput.append(contentsOf: Self.frame(message, body: body))
+        flushPending()
+    }
+
+    /// Makes writes to `output` return instead of waiting when the pipe is full, as ``enqueue(_:body:)``
+    /// needs; ``send(_:body:)`` still waits.
+    public func makeOutputNonBlocking() {
+        _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// One message as it travels: lengths, header, body.
+    static func frame(_ message: WorkerMessage, body: [UInt8]) -> [UInt8] {
         let header = WorkerHeaderCodec.encode(message)
         var frame: [UInt8] = []
         frame.reserveCapacity(8 + header.count + body.count)
-        Self.appendLength(header.count, to: &frame)
+        appendLength(header.count, to: &frame)
         frame.append(contentsOf: header)
-        Self.appendLength(body.count, to: &frame)
+        appendLength(body.count, to: &frame)
         frame.append(contentsOf: body)
-        try writeAll(frame)
+        return frame
     }
 
     /// Reads the next message; throws `.closed` at a clean end of input between messages. With a
@@ -197,7 +231,9 @@ public final class WorkerChannel: @unchecked Sendable {
             start = 0
         }
         while true {
-            if let deadline {
+            if pendingOutput.count > pendingStart {
+                try writePendingUntilReadable()
+            } else if let deadline {
                 try waitReadable(until: deadline)
             }
             let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
@@ -208,6 +244,52 @@ public final class WorkerChannel: @unchecked Sendable {
             if count == 0 { return false }
             if errno == EINTR { continue }
             throw .io(String(cString: strerror(errno)))
+        }
+    }
+
+    /// Writes what the pipe takes of the queued frames, without waiting. A closed pipe drops them: the
+    /// other side is gone, which reading will tell.
+    private func flushPending() {
+        while pendingOutput.count > pendingStart {
+            let count = pendingOutput.withUnsafeBytes {
+                write(output, $0.baseAddress! + pendingStart, $0.count - pendingStart)
+            }
+            if count > 0 {
+                pendingStart += count
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return
+            } else {
+                pendingStart = pendingOutput.count
+            }
+        }
+        pendingOutput.removeAll(keepingCapacity: true)
+        pendingStart = 0
+    }
+
+    /// Waits until input is readable, writing queued frames as the pipe takes them meanwhile.
+    private func writePendingUntilReadable() throws(WorkerProtocolError) {
+        var descriptors = [
+            pollfd(fd: input, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: output, events: Int16(POLLOUT), revents: 0),
+        ]
+        while pendingOutput.count > pendingStart {
+            var milliseconds: Int32 = -1
+            if let deadline {
+                let left = ContinuousClock.now.duration(to: deadline)
+                milliseconds = Int32(max(0, min(left.timeInterval * 1000, Double(Int32.max))).rounded(.up))
+            }
+            let ready = poll(&descriptors, 2, milliseconds)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            if ready == 0 {
+                throw .malformed("the message was not complete in time (\(available) bytes of it came)")
+            }
+            if descriptors[1].revents != 0 { flushPending() }
+            if descriptors[0].revents != 0 { return }
         }
     }
 
@@ -231,6 +313,9 @@ public final class WorkerChannel: @unchecked Sendable {
                 offset += count
             } else if count < 0 && errno == EINTR {
                 continue
+            } else if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                var descriptor = pollfd(fd: output, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&descriptor, 1, -1)
             } else if count < 0 && errno == EPIPE {
                 throw .closed
             } else {

@@ -15,12 +15,16 @@ extension Engine {
         while phase != .stopped {
             let now = MonotonicClock.now
             var expired: [(Delivery, WorkerSlot, QueueDefinition)] = []
+            // Jobs sent ahead to the worker processes of expired jobs: they will not start there.
+            var unstarted: [AheadJob] = []
             var earliest = UInt64.max
             for slot in slots where slot.state == .running {
                 if slot.deadline <= now {
                     if slot.claim(.abandoned), let delivery = slot.delivery {
                         slot.cancelJob()
                         expired.append((delivery, slot, definitions[delivery.queue.index]))
+                        unstarted.append(contentsOf: slot.ahead)
+                        slot.ahead.removeAll()
                     }
                 } else {
                     earliest = min(earliest, slot.deadline)
@@ -50,6 +54,7 @@ extension Engine {
                     )
                     settled.append((slot, outcome, settlement, definition.timeout.seconds))
                 }
+                releaseUnstarted(unstarted)
                 monitor.lock()
                 for (slot, outcome, settlement, cost) in settled {
                     stuckThreads += 1

@@ -27,23 +27,13 @@ extension Engine {
         monitor.lock()
         while let (delivery, definition) = takeNextLocked(slot) {
             monitor.unlock()
-            let context = JobContext(
-                queue: definition.name,
-                jobType: delivery.jobType,
-                jobID: delivery.jobID ?? String(delivery.receipt),
-                attempt: delivery.attempt,
-                maxAttempts: definition.retry.maxAttempts,
-                deadline: .now + definition.timeout,
-                cancellation: slot.cancellation,
-                logger: logger
-            )
-            let source = sources[delivery.sourceIndex]
-            let mark = source.runStarting(delivery)
-            let outcome: JobOutcome
+            let context = jobContext(delivery, definition, slot: slot)
+            let keepGoing: Bool
             if let pool = processPools[delivery.queue.index] {
-                outcome = runInProcess(delivery, context: context, timeout: definition.timeout, pool: pool, slot: slot)
+                keepGoing = runInProcess(delivery, definition: definition, context: context, pool: pool, slot: slot)
             } else {
-                outcome = runner.run(
+                let mark = sources[delivery.sourceIndex].runStarting(delivery)
+                let outcome = runner.run(
                     delivery,
                     context: context,
                     executor: { slot.executor },
@@ -52,35 +42,13 @@ extension Engine {
                         if slot.state == .abandoned { task.cancel() }
                     }
                 )
+                keepGoing =
+                    jobEnded(
+                        delivery, definition: definition, context: context, outcome: outcome, mark: mark, slot: slot
+                    )
+                    .keepGoing
             }
-            source.runEnded(mark)
-            let ended = MonotonicClock.now
-            if slot.claim(.finishing) {
-                // Jitter only for a failure: drawing it costs a getrandom system call (2 % of a drain).
-                let settlement = definition.retry.settlement(
-                    for: outcome,
-                    attempt: delivery.attempt,
-                    random: outcome == .succeeded ? 0 : Double.random(in: 0..<1)
-                )
-                sources[delivery.sourceIndex].settle(delivery, settlement)
-                let cost = Double(ended &- slot.startedAt) / 1e9
-                logJob(delivery, context: context, outcome: outcome, settlement: settlement, seconds: cost)
-                observer?.jobEnded(
-                    queue: definition.name, outcome: outcome, settlement: settlement, runSeconds: cost,
-                    waitSeconds: slot.waitSeconds
-                )
-                monitor.lock()
-                finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
-            } else {
-                // The watchdog or the shutdown settled this job already; its result is discarded.
-                monitor.lock()
-                stuckThreads -= 1
-                slot.task = nil
-                slot.setState(.idle)
-                if liveThreads - stuckThreads > configuration.workers || phase == .stopped {
-                    break
-                }
-            }
+            if !keepGoing { break }
         }
         liveThreads -= 1
         slots.removeAll { $0 === slot }
@@ -88,28 +56,59 @@ extension Engine {
         monitor.unlock()
     }
 
+    /// What a handler is told about the job it runs.
+    func jobContext(_ delivery: Delivery, _ definition: QueueDefinition, slot: WorkerSlot) -> JobContext {
+        JobContext(
+            queue: definition.name,
+            jobType: delivery.jobType,
+            jobID: delivery.jobID ?? String(delivery.receipt),
+            attempt: delivery.attempt,
+            maxAttempts: definition.retry.maxAttempts,
+            deadline: .now + definition.timeout,
+            cancellation: slot.cancellation,
+            logger: logger
+        )
+    }
+
+    /// Settles the job `slot` was running, which ended with `outcome`, and gives its slot back to the
+    /// scheduler. Called without the monitor; returns holding it. `settled` is false when the watchdog or
+    /// the shutdown took the job from this thread first (they settled it; this result is discarded), and
+    /// `keepGoing` false when this thread should then exit, because replacements already fill the pool.
+    func jobEnded(
+        _ delivery: Delivery, definition: QueueDefinition, context: JobContext, outcome: JobOutcome,
+        mark: RunJournal.Mark, slot: WorkerSlot
+    ) -> (settled: Bool, keepGoing: Bool) {
+        sources[delivery.sourceIndex].runEnded(mark)
+        let ended = MonotonicClock.now
+        guard slot.claim(.finishing) else {
+            monitor.lock()
+            stuckThreads -= 1
+            slot.task = nil
+            slot.setState(.idle)
+            return (false, liveThreads - stuckThreads <= configuration.workers && phase != .stopped)
+        }
+        // Jitter only for a failure: drawing it costs a getrandom system call (2 % of a drain).
+        let settlement = definition.retry.settlement(
+            for: outcome,
+            attempt: delivery.attempt,
+            random: outcome == .succeeded ? 0 : Double.random(in: 0..<1)
+        )
+        sources[delivery.sourceIndex].settle(delivery, settlement)
+        let cost = Double(ended &- slot.startedAt) / 1e9
+        logJob(delivery, context: context, outcome: outcome, settlement: settlement, seconds: cost)
+        observer?.jobEnded(
+            queue: definition.name, outcome: outcome, settlement: settlement, runSeconds: cost,
+            waitSeconds: slot.waitSeconds
+        )
+        monitor.lock()
+        finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
+        return (true, true)
+    }
+
     /// Each worker-process pool once.
     var uniquePools: [any IsolatedJobPool] {
         var seen = Set<ObjectIdentifier>()
         return processPools.compactMap { $0 }.filter { seen.insert(ObjectIdentifier($0)).inserted }
-    }
-
-    /// Runs a job of a process-isolated queue in a worker process, blocking this worker thread until it ends.
-    func runInProcess(
-        _ delivery: Delivery, context: JobContext, timeout: Duration, pool: any IsolatedJobPool, slot: WorkerSlot
-    ) -> JobOutcome {
-        let outcome = pool.run(delivery, context: context, timeout: timeout) { cancel in
-            monitor.withLock { slot.cancelProcess = cancel }
-            if slot.state == .abandoned { cancel() }
-        }
-        monitor.withLock { slot.cancelProcess = nil }
-        // A worker killed after its job timed out is the timeout's doing, already reported.
-        if case .crashed(let reason) = outcome, slot.state != .abandoned {
-            logger.warning(
-                "worker process crashed",
-                metadata: ["queue": "\(context.queue)", "job": "\(delivery.jobType)", "reason": "\(reason)"])
-        }
-        return outcome
     }
 
     /// Waits for the next job the scheduler picks, or returns nil when the worker should exit.
@@ -120,7 +119,7 @@ extension Engine {
             let now = MonotonicClock.now
             if exclusiveSlot == nil, let dispatch = scheduler.next(now: now) {
                 let index = dispatch.queue.index
-                let delivery = buffers[index].removeFirst()
+                let (delivery, waitSeconds) = takeDeliveryLocked(dispatch)
                 let definition = definitions[index]
                 slot.delivery = delivery
                 slot.dispatch = dispatch
@@ -130,14 +129,7 @@ extension Engine {
                 slot.cancellation.reset()
                 slot.setState(.running)
                 busyWorkers += 1
-                slot.waitSeconds = nil
-                if let enqueuedAt = delivery.enqueuedAt {
-                    let wall = WallClock.now
-                    let wait = wall > enqueuedAt ? Double(wall - enqueuedAt) / 1e9 : 0
-                    counters[index].waitSeconds += wait
-                    counters[index].waitSamples += 1
-                    slot.waitSeconds = wait
-                }
+                slot.waitSeconds = waitSeconds
                 if slot.deadline < watchdogDeadline {
                     watchdogWake.signal()
                 }
@@ -174,6 +166,18 @@ extension Engine {
         }
     }
 
+    /// Takes the next held job of the queue the scheduler just picked, and counts how long it waited.
+    func takeDeliveryLocked(_ dispatch: Dispatch) -> (Delivery, waitSeconds: Double?) {
+        let index = dispatch.queue.index
+        let delivery = buffers[index].removeFirst()
+        guard let enqueuedAt = delivery.enqueuedAt else { return (delivery, nil) }
+        let wall = WallClock.now
+        let wait = wall > enqueuedAt ? Double(wall - enqueuedAt) / 1e9 : 0
+        counters[index].waitSeconds += wait
+        counters[index].waitSamples += 1
+        return (delivery, wait)
+    }
+
     /// Returns a finished job's slot to the scheduler and counts its outcome. Called with the monitor held,
     /// after the job's settlement was handed to its source.
     func finishLocked(_ slot: WorkerSlot, outcome: JobOutcome?, settlement: Settlement, cost: Double) {
@@ -182,6 +186,9 @@ extension Engine {
         scheduler.complete(dispatch.queue, charge: dispatch.charge, cost: cost, now: MonotonicClock.now)
         busyWorkers -= 1
         counters[index].busySeconds += cost
+        if outcome != nil {
+            noteRunTime(cost, queue: index)
+        }
         switch outcome {
         case .succeeded: counters[index].succeeded += 1
         case .failed: counters[index].failed += 1

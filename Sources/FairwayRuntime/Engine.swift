@@ -65,6 +65,9 @@ public final class Engine: @unchecked Sendable {
     /// The worker running a suspect job (one whose last run ended with its process): while set, no other
     /// worker starts a job, so a second crash can be charged to that job alone.
     var exclusiveSlot: WorkerSlot?
+    /// Each queue's recent job run time in seconds, infinite until one ended: how far ahead its jobs may be
+    /// sent to a worker process (`Engine+Pipelines.swift`).
+    var runSeconds: [Double]
 
     public init(
         configuration: EngineConfiguration,
@@ -100,6 +103,7 @@ public final class Engine: @unchecked Sendable {
         self.scheduler = scheduler
         self.definitions = configuration.queues
         self.buffers = Array(repeating: Deque(), count: configuration.queues.count)
+        self.runSeconds = Array(repeating: .infinity, count: configuration.queues.count)
         self.counters = configuration.queues.map {
             QueueSnapshot(name: $0.name, settings: $0.settings, held: 0, inFlight: 0)
         }
@@ -156,6 +160,7 @@ public final class Engine: @unchecked Sendable {
         var summary = DrainSummary()
         summary.heldReleased = releaseHeld()
         var abandoned: [(Delivery, WorkerSlot)] = []
+        var unstarted: [AheadJob] = []
         monitor.withLock {
             summary.runningAtStart = busyWorkers
             while busyWorkers > 0 && MonotonicClock.now < drainDeadline {
@@ -165,12 +170,17 @@ public final class Engine: @unchecked Sendable {
                 if slot.claim(.abandoned), let delivery = slot.delivery {
                     slot.cancelJob()
                     abandoned.append((delivery, slot))
+                    unstarted.append(contentsOf: slot.ahead)
+                    slot.ahead.removeAll()
                 }
             }
         }
         for (delivery, _) in abandoned {
             sources[delivery.sourceIndex].settle(delivery, .release)
         }
+        // Sent ahead to those jobs' worker processes and never started there.
+        releaseUnstarted(unstarted)
+        summary.heldReleased += unstarted.count
         monitor.withLock {
             for (delivery, slot) in abandoned {
                 counters[delivery.queue.index].released += 1

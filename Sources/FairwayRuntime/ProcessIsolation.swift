@@ -11,15 +11,41 @@ public protocol ProcessIsolation: Sendable {
     func makePool(settings: ProcessWorkerSettings, logger: Logger) -> any IsolatedJobPool
 }
 
+/// One job for a worker process: what the engine delivered, the context its handler would see, and how
+/// long it may run.
+public struct IsolatedJob: Sendable {
+    public var delivery: Delivery
+    public var context: JobContext
+    public var timeout: Duration
+
+    public init(delivery: Delivery, context: JobContext, timeout: Duration) {
+        self.delivery = delivery
+        self.context = context
+        self.timeout = timeout
+    }
+}
+
 /// Worker processes that run jobs for the engine's worker threads.
 public protocol IsolatedJobPool: AnyObject, Sendable {
-    /// Runs one job in a worker process, blocking the calling worker thread until it ends, and says how
-    /// it ended. `cancellable` receives, once the job is on its way, the action that stops it (its
-    /// timeout passed, or a drain ended).
+    /// Runs `first` in a worker process, blocking the calling worker thread until it and every job sent
+    /// after it have ended.
+    ///
+    /// A worker that accepts a pipeline (it said so in its hello) is sent more jobs while it runs one, so
+    /// that it never waits on a pipe between two: while fewer than its pipeline's depth are outstanding the
+    /// pool asks `more` for another, which returns nil when the engine has none to send ahead. The worker
+    /// runs them one at a time in order, and `ended` receives each one's outcome in that order, the moment
+    /// it is known. When the worker dies, the job it was running is reported crashed and the jobs behind it
+    /// are not reported: they never started, and the caller releases them. `cancellable` receives, once
+    /// the first job is on its way, the action that stops the worker (a timeout passed, or a drain ended).
     func run(
-        _ delivery: Delivery, context: JobContext, timeout: Duration,
+        _ first: IsolatedJob,
+        more: () -> IsolatedJob?,
+        ended: (JobOutcome) -> Void,
         cancellable: (@escaping @Sendable () -> Void) -> Void
-    ) -> JobOutcome
+    )
+
+    /// The most jobs this pool's settings let one worker process hold at once (1: no pipelining).
+    var pipelineLimit: Int { get }
 
     /// What the pool's supervisors have seen so far.
     var counts: WorkerProcessCounts { get }
@@ -38,6 +64,8 @@ public struct WorkerProcessCounts: Sendable, Hashable {
     public var recycled = 0
     /// Worker processes waiting for a job now.
     public var idle = 0
+    /// Jobs sent to a worker process before it answered the one it was running (pipelining).
+    public var sentAhead = 0
 
     public init() {}
 
@@ -48,6 +76,7 @@ public struct WorkerProcessCounts: Sendable, Hashable {
         sum.crashed += right.crashed
         sum.recycled += right.recycled
         sum.idle += right.idle
+        sum.sentAhead += right.sentAhead
         return sum
     }
 }

@@ -17,6 +17,12 @@ public struct ProcessWorkerSettings: Sendable, Hashable {
     /// The most data memory a worker may hold (RLIMIT_DATA: its heap and private writable mappings); an
     /// allocation past it fails inside that worker, which then usually dies and is replaced. 0: no limit.
     public var memoryLimitBytes: Int
+    /// The most jobs one worker is sent before it answers the first (pipelining), when the worker offers
+    /// a pipeline in its hello; the smaller of the two applies. 1: one job at a time.
+    public var pipelineDepth: Int
+
+    /// The largest pipeline depth accepted.
+    public static let maxPipelineDepth = 64
 
     public init(
         command: [String] = [],
@@ -24,7 +30,8 @@ public struct ProcessWorkerSettings: Sendable, Hashable {
         recycleAfterJobs: Int = 10_000,
         recycleAboveMemoryBytes: Int = 512 << 20,
         killGrace: Duration = .seconds(2),
-        memoryLimitBytes: Int = 0
+        memoryLimitBytes: Int = 0,
+        pipelineDepth: Int = 8
     ) {
         self.command = command
         self.workingDirectory = workingDirectory
@@ -32,6 +39,7 @@ public struct ProcessWorkerSettings: Sendable, Hashable {
         self.recycleAboveMemoryBytes = max(0, recycleAboveMemoryBytes)
         self.killGrace = killGrace
         self.memoryLimitBytes = max(0, memoryLimitBytes)
+        self.pipelineDepth = min(max(1, pipelineDepth), Self.maxPipelineDepth)
     }
 
     /// Where `program` is: as given when absolute, against `directory` when it names a relative path,

@@ -1,3 +1,4 @@
+import DequeModule
 import FairwayJobs
 import FairwayScheduling
 import Synchronization
@@ -29,6 +30,8 @@ final class WorkerSlot: @unchecked Sendable {
     var task: Task<Void, Never>?
     /// Stops the worker process running this slot's job, when it runs in one.
     var cancelProcess: (@Sendable () -> Void)?
+    /// Jobs sent ahead to that worker process behind the running one, oldest first (pipelining).
+    var ahead: Deque<AheadJob> = []
 
     // Touched only by the slot's own thread.
     private var ownExecutor: WorkerThreadExecutor?

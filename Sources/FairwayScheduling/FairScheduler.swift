@@ -144,6 +144,16 @@ public struct FairScheduler: Sendable {
         return Dispatch(queue: QueueID(i), charge: charge)
     }
 
+    /// The queue ``next(now:)`` would pick now, without picking it; nil when no queue is eligible. Lets a
+    /// caller that can only take some queues' jobs (a worker process of one pool) see whether the next job
+    /// in fair order is one of them, and leave it to others when it is not.
+    public mutating func peek(now: UInt64) -> QueueID? {
+        if !waitingForTokens.isEmpty {
+            releaseQueuesWithTokens(now: now)
+        }
+        return eligible.min.map { QueueID($0.0) }
+    }
+
     /// Where a queue belongs after one of its jobs started.
     private enum Placement {
         case stays(key: Double)

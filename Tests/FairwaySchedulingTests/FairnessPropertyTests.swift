@@ -49,6 +49,47 @@ struct FairnessPropertyTests {
         }
     }
 
+    @Test("peek names the queue next would pick, whatever arrived, ran, paused or ran out of tokens before")
+    func peekAgreesWithNext() async {
+        await propertyCheck(count: 200, input: Gen.int(in: 1...12), Gen.uint64()) { queueCount, seed in
+            var random = seed | 1
+            func draw(_ bound: Int) -> Int {
+                random ^= random << 13
+                random ^= random >> 7
+                random ^= random << 17
+                return Int(random % UInt64(bound))
+            }
+            var scheduler = FairScheduler(costMode: draw(2) == 0 ? .count : .time)
+            let queues = (0..<queueCount).map { _ in
+                scheduler.addQueue(
+                    QueueSettings(
+                        weight: Double(1 + draw(8)), maxConcurrency: 1 + draw(4),
+                        rateLimit: draw(3) == 0 ? RateLimit(perSecond: Double(1 + draw(1_000))) : nil))
+            }
+            var running: [Dispatch] = []
+            var now: UInt64 = 0
+            for _ in 0..<400 {
+                now += UInt64(draw(2_000_000))
+                switch draw(5) {
+                case 0: scheduler.arrived(queues[draw(queueCount)], count: 1 + draw(5), now: now)
+                case 1 where !running.isEmpty:
+                    let done = running.remove(at: draw(running.count))
+                    scheduler.complete(done.queue, charge: done.charge, cost: Double(draw(100)) / 1_000, now: now)
+                case 2:
+                    let queue = queues[draw(queueCount)]
+                    var settings = scheduler.settings(of: queue)
+                    settings.paused = draw(3) == 0
+                    scheduler.update(queue, settings: settings, now: now)
+                default:
+                    let peeked = scheduler.peek(now: now)
+                    let picked = scheduler.next(now: now)
+                    #expect(peeked == picked?.queue)
+                    if let picked { running.append(picked) }
+                }
+            }
+        }
+    }
+
     @Test("weights 4:1 give an exact 4:1 split in count mode")
     func exactSplit() {
         var scheduler = FairScheduler(costMode: .count)
