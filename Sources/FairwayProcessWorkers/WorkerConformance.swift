@@ -26,10 +26,16 @@ public enum WorkerConformance {
             ("crash mid-job: the process ends without a result", crash),
             ("stdin closed between jobs: the worker exits with status 0", closeStdin),
         ]
+        let pipelined: [(String, (WorkerProcess) throws -> String?)] = [
+            ("pipelining: five jobs sent at once are answered in order, each as it ends", pipelineOrder),
+            ("pipelining: after SIGTERM no job sent behind the running one starts", pipelineStop),
+        ]
         var results: [Result] = []
         let hello: Result
+        let offered: Int
         do {
             let process = try WorkerProcess.spawn(command: command, directory: directory, startTimeout: .seconds(10))
+            offered = process.pipeline
             process.kill()
             _ = process.reap()
             hello = Result(name: "hello: protocol 1 within 10 s", problem: nil)
@@ -37,7 +43,7 @@ public enum WorkerConformance {
             return [Result(name: "hello: protocol 1 within 10 s", problem: error.description)]
         }
         results.append(hello)
-        for (name, run) in cases {
+        for (name, run) in cases + (offered > 1 ? pipelined : []) {
             do {
                 let process = try WorkerProcess.spawn(
                     command: command, directory: directory, startTimeout: .seconds(10))
@@ -50,9 +56,11 @@ public enum WorkerConformance {
                 results.append(Result(name: name, problem: "\(error)"))
             }
         }
-        results.append(
-            Result(name: "pipelining (several jobs at once)", problem: nil).skippedBecause(
-                "not offered: protocol 1 runs one job at a time"))
+        if offered < 2 {
+            results.append(
+                Result(name: "pipelining (several jobs at once)", problem: nil).skippedBecause(
+                    "not offered: its hello has no pipeline, so it is sent one job at a time"))
+        }
         return results
     }
 
@@ -123,6 +131,51 @@ public enum WorkerConformance {
         while !process.hasExited && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         guard process.hasExited else { return "reported the job but did not exit within 3 s of SIGTERM" }
         let death = process.reap()
+        return death == "exited with status 0" ? nil : "after SIGTERM it \(death), not exited with status 0"
+    }
+
+    static func pipelineOrder(_ process: WorkerProcess) throws -> String? {
+        let jobs: [(String, String, WorkerMessage.Outcome)] = [
+            ("sleep", #"{"ms":0}"#, .success), ("fail", #"{"message":"second"}"#, .failure),
+            ("sleep", #"{"ms":50}"#, .success), ("reject", #"{"message":"fourth"}"#, .rejected),
+            ("sleep", #"{"ms":0}"#, .success),
+        ]
+        for (index, (type, payload, _)) in jobs.enumerated() {
+            process.channel.enqueue(job(type, id: "p-\(index)"), body: Array(payload.utf8))
+        }
+        for (index, (_, _, outcome)) in jobs.enumerated() {
+            let (message, _) = try process.channel.receive(before: .now + .seconds(10))
+            if let problem = expect(message, id: "p-\(index)", outcome) {
+                return "result \(index + 1) of 5: \(problem)"
+            }
+        }
+        return nil
+    }
+
+    static func pipelineStop(_ process: WorkerProcess) throws -> String? {
+        // Behind the running job, jobs that would end the worker with status 3 if it started them.
+        process.channel.enqueue(job("sleep", id: "s-0", timeout: 0.2), body: Array(#"{"ms":20000}"#.utf8))
+        process.channel.enqueue(job("crash", id: "s-1"), body: [])
+        process.channel.enqueue(job("crash", id: "s-2"), body: [])
+        Thread.sleep(forTimeInterval: 0.3)
+        _ = Foundation.kill(process.pid, SIGTERM)
+        // Exiting at SIGTERM without a result is allowed (the pipe closes); starting the next job is not.
+        let answer = Swift.Result { () throws(WorkerProtocolError) in
+            try process.channel.receive(before: .now + .seconds(3))
+        }
+        switch answer {
+        case .success((let message, _)):
+            if let problem = expect(message, id: "s-0", .failure) { return problem }
+        case .failure(.closed):
+            break
+        case .failure(let error):
+            throw error
+        }
+        let deadline = Date().addingTimeInterval(3)
+        while !process.hasExited && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        guard process.hasExited else { return "did not exit within 3 s of SIGTERM" }
+        let death = process.reap()
+        if death == "exited with status 3" { return "it started a job sent behind the stopped one (it crashed)" }
         return death == "exited with status 0" ? nil : "after SIGTERM it \(death), not exited with status 0"
     }
 

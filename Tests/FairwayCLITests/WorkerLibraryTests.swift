@@ -78,7 +78,9 @@ struct WorkerLibraryTests {
         let worker = Self.repository.appendingPathComponent("Workers/\(library.name)/\(library.worker)").path
         let result = try FairwayProcess.run(["worker", "check", "--", library.program, worker])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-        #expect(result.stdout.contains("all 10 cases passed"), "\(result.stdout)")
+        #expect(result.stdout.contains("all 11 cases passed"), "\(result.stdout)")
+        #expect(result.stdout.contains("pass  pipelining: five jobs sent at once"), "\(result.stdout)")
+        #expect(result.stdout.contains("pass  pipelining: after SIGTERM no job sent behind"), "\(result.stdout)")
         #expect(!result.stdout.contains("FAIL"))
     }
 
@@ -92,6 +94,32 @@ struct WorkerLibraryTests {
         #expect(partial.stdout.contains("FAIL  a large body"), "\(partial.stdout)")
         #expect(partial.stdout.contains("pass  success"), "\(partial.stdout)")
         #expect(partial.stdout.contains("cases failed"))
+        #expect(
+            partial.stdout.contains("pipelining (several jobs at once) — skipped, not offered"), "\(partial.stdout)")
+        // A worker that goes on to the jobs sent behind one stopped by SIGTERM.
+        let folder = TestFolder()
+        let eager = folder.path("eager_worker.py")
+        try """
+        import sys
+        sys.path.insert(0, "\(Self.repository.appendingPathComponent("Workers/python").path)")
+        import example_worker
+        from fairway_worker import Worker
+
+        class Eager(Worker):
+            def _run_one(self, header, body):
+                outcome, reason, _ = super()._run_one(header, body)
+                return outcome, reason, False
+
+        worker = Eager()
+        worker._handlers = example_worker.worker._handlers
+        sys.exit(worker.run())
+        """.write(toFile: eager, atomically: true, encoding: .utf8)
+        let careless = try FairwayProcess.run(["worker", "check", "--", "python3", eager])
+        #expect(careless.status == 1)
+        #expect(
+            careless.stdout.contains("FAIL  pipelining: after SIGTERM no job sent behind the running one starts"),
+            "\(careless.stdout)")
+        #expect(careless.stdout.contains("it started a job sent behind the stopped one"), "\(careless.stdout)")
         let silent = try FairwayProcess.run(["worker", "check", "--", "/bin/sleep", "60"])
         #expect(silent.status == 1)
         #expect(silent.stdout.contains("FAIL  hello: protocol 1 within 10 s"), "\(silent.stdout)")

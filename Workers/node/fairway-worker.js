@@ -12,7 +12,7 @@
  *
  * No dependencies (Node 18+). The protocol is docs/worker-protocol.md: jobs arrive on stdin, results leave
  * on stdout, so console.log is sent to stderr while the worker runs; Fairway logs stderr lines with the
- * queue and pid. One job at a time per process.
+ * queue and pid. One job at a time per process; jobs Fairway sends ahead (pipelining) wait their turn.
  */
 
 const PROTOCOL = 1;
@@ -83,10 +83,16 @@ function frame(header, body = Buffer.alloc(0)) {
 }
 
 class Worker {
-  constructor({ input = process.stdin, output = process.stdout } = {}) {
+  /**
+   * `pipeline`: how many jobs Fairway may send before this worker answers the first (they wait in order
+   * and run one at a time); 1 turns pipelining off. Fairway uses the smaller of this and the queue's.
+   */
+  constructor({ input = process.stdin, output = process.stdout, pipeline = 64 } = {}) {
+    if (!Number.isInteger(pipeline) || pipeline < 1) throw new TypeError('pipeline is a whole number of jobs, at least 1');
     this.handlers = new Map();
     this.input = input;
     this.output = output;
+    this.pipeline = pipeline;
   }
 
   /** Registers `fn(payload, context)` (it may return a promise) for a job type. */
@@ -111,7 +117,7 @@ class Worker {
       if (running) running.abort(); else process.exit(0);
     });
     process.on('SIGINT', () => {});
-    write({ kind: 'hello', protocol: PROTOCOL, pid: process.pid });
+    write({ kind: 'hello', protocol: PROTOCOL, pid: process.pid, pipeline: this.pipeline });
     const reader = new FrameReader();
     const queue = [];
     let busy = false;

@@ -74,10 +74,16 @@ class ProtocolError(Exception):
 class Worker:
     """A registry of handlers and the loop that serves Fairway's jobs with them."""
 
-    def __init__(self, jobs=None, results=None):
+    def __init__(self, jobs=None, results=None, pipeline=64):
+        """`pipeline`: how many jobs Fairway may send before this worker answers the first (they wait in
+        the pipe and run one at a time, in order); 1 turns pipelining off. Fairway uses the smaller of
+        this and the queue's `pipeline`."""
+        if not isinstance(pipeline, int) or pipeline < 1:
+            raise ValueError("pipeline is a whole number of jobs, at least 1")
         self._handlers = {}
         self._jobs = jobs
         self._results = results
+        self._pipeline = pipeline
         self._running = False
 
     def handler(self, job_type):
@@ -111,7 +117,7 @@ class Worker:
             sys.stdout = sys.stderr
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _send(results, {"kind": "hello", "protocol": PROTOCOL, "pid": os.getpid()})
+        _send(results, {"kind": "hello", "protocol": PROTOCOL, "pid": os.getpid(), "pipeline": self._pipeline})
         while True:
             try:
                 message = _receive(jobs)
@@ -135,7 +141,7 @@ class Worker:
     def _on_sigterm(self, _signo, _frame):
         if self._running:
             raise Stopped()
-        # Between jobs: leave as if stdin had closed.
+        # Between jobs: leave as if stdin had closed, starting none of the jobs sent ahead.
         sys.exit(0)
 
     def _run_one(self, header, body):

@@ -58,7 +58,7 @@ class WorkerTests(unittest.TestCase):
                 stream.close()
 
     def test_hello_then_success_with_context(self):
-        self.assertEqual(self.hello, {"kind": "hello", "protocol": 1, "pid": self.worker.process.pid})
+        self.assertEqual(self.hello, {"kind": "hello", "protocol": 1, "pid": self.worker.process.pid, "pipeline": 64})
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "out")
             result = self.worker.job("append", {"path": path, "line": "hi"}, job_id="7", attempt=2)
@@ -66,6 +66,16 @@ class WorkerTests(unittest.TestCase):
             with open(path) as file:
                 self.assertEqual(file.read(), f"hi pid={self.worker.process.pid} attempt=2\n")
         self.assertEqual(self.worker.close(), 0, "stdin closed: exit 0")
+
+    def test_jobs_sent_ahead_run_one_at_a_time_in_order(self):
+        jobs = [("sleep", {"ms": 30}), ("fail", {"message": "second"}), ("sleep", {"ms": 0}), ("reject", {"message": "x"})]
+        for index, (job_type, payload) in enumerate(jobs):
+            self.worker.send({"kind": "job", "id": f"p{index}", "queue": "q", "jobType": job_type, "attempt": 1,
+                              "maxAttempts": 3, "timeoutSeconds": 30}, json.dumps(payload).encode())
+        results = [self.worker.receive() for _ in jobs]
+        self.assertEqual([(r["id"], r["outcome"]) for r in results],
+                         [("p0", "success"), ("p1", "failure"), ("p2", "success"), ("p3", "rejected")])
+        self.assertEqual(self.worker.close(), 0)
 
     def test_exception_is_a_failure_with_its_message(self):
         result = self.worker.job("fail", {"message": "upstream 503"})

@@ -36,7 +36,7 @@ function start() {
 
 test('hello, then a success with its context, and exit 0 when stdin closes', async () => {
   const worker = start();
-  assert.deepStrictEqual(await worker.receive(), { kind: 'hello', protocol: 1, pid: worker.child.pid });
+  assert.deepStrictEqual(await worker.receive(), { kind: 'hello', protocol: 1, pid: worker.child.pid, pipeline: 64 });
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'fw-node-'));
   const file = path.join(folder, 'out');
   assert.deepStrictEqual(await worker.job('append', { path: file, line: 'hi' }, { id: '7', attempt: 2 }),
@@ -100,4 +100,23 @@ test('a large body arrives whole; a crash is the process ending; a malformed fra
   broken.child.stdin.write(bad);
   assert.strictEqual(await broken.exited, 2);
   assert.match(broken.stderr(), /not JSON/);
+});
+
+test('jobs sent ahead (pipelining) run one at a time in order, each answered as it ends', async () => {
+  const worker = start();
+  await worker.receive();
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'fw-node-'));
+  const file = path.join(folder, 'out');
+  const jobs = [['sleep', { ms: 30 }], ['append', { path: file, line: 'b' }], ['fail', { message: 'c' }],
+    ['append', { path: file, line: 'd' }]];
+  jobs.forEach(([jobType, payload], index) => worker.send(
+    { kind: 'job', id: `p${index}`, queue: 'q', jobType, attempt: 1, maxAttempts: 3, timeoutSeconds: 30 },
+    JSON.stringify(payload)));
+  const results = [];
+  for (let index = 0; index < jobs.length; index += 1) results.push(await worker.receive());
+  assert.deepStrictEqual(results.map((result) => [result.id, result.outcome]),
+    [['p0', 'success'], ['p1', 'success'], ['p2', 'failure'], ['p3', 'success']]);
+  assert.deepStrictEqual(fs.readFileSync(file, 'utf8').split('\n').map((line) => line.split(' ')[0]), ['b', 'd', '']);
+  worker.child.stdin.end();
+  assert.strictEqual(await worker.exited, 0);
 });

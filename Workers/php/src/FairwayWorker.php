@@ -78,8 +78,16 @@ final class Worker
     /** @var resource */
     private $output;
 
-    public function __construct($input = null, $output = null)
+    /**
+     * `$pipeline`: how many jobs Fairway may send before this worker answers the first (they wait in the
+     * pipe and run one at a time, in order); 1 turns pipelining off. Fairway uses the smaller of this and
+     * the queue's `pipeline`.
+     */
+    public function __construct($input = null, $output = null, private readonly int $pipeline = 64)
     {
+        if ($pipeline < 1) {
+            throw new \InvalidArgumentException('pipeline is a whole number of jobs, at least 1');
+        }
         $this->input = $input ?? STDIN;
         $this->output = $output ?? STDOUT;
     }
@@ -150,7 +158,7 @@ final class Worker
             });
             pcntl_signal(SIGINT, SIG_IGN);
         }
-        $this->send(['kind' => 'hello', 'protocol' => PROTOCOL, 'pid' => getmypid()]);
+        $this->send(['kind' => 'hello', 'protocol' => PROTOCOL, 'pid' => getmypid(), 'pipeline' => $this->pipeline]);
         while (true) {
             try {
                 $message = $this->receive();

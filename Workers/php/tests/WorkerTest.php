@@ -94,7 +94,7 @@ final class WorkerTest extends TestCase
     public function testHelloThenAJobClassRunsWithItsContextAndEchoGoesToStderr(): void
     {
         $pid = proc_get_status($this->process)['pid'];
-        $this->assertSame(['kind' => 'hello', 'protocol' => 1, 'pid' => $pid], $this->receive());
+        $this->assertSame(['kind' => 'hello', 'protocol' => 1, 'pid' => $pid, 'pipeline' => 64], $this->receive());
         $log = tempnam(sys_get_temp_dir(), 'fw-php-');
         $result = $this->job('send-invoice', ['invoiceId' => 7, 'email' => 'ann@example.com', 'log' => $log], '7', 30, 2);
         $this->assertSame(['kind' => 'result', 'id' => '7', 'outcome' => 'success'], $result);
@@ -103,6 +103,21 @@ final class WorkerTest extends TestCase
         $this->assertStringContainsString('sending invoice 7 to ann@example.com (attempt 2)', $this->stderr());
         fclose($this->pipes[0]);
         $this->assertSame(0, $this->waitForExit(), 'stdin closed: exit 0');
+    }
+
+    public function testJobsSentAheadRunOneAtATimeInOrder(): void
+    {
+        $this->receive();
+        $jobs = [['sleep', ['ms' => 30]], ['generate-report', ['month' => '2026-11']], ['sleep', ['ms' => 0]]];
+        foreach ($jobs as $index => [$type, $payload]) {
+            $this->send(['kind' => 'job', 'id' => "p$index", 'queue' => 'q', 'jobType' => $type, 'attempt' => 1,
+                'maxAttempts' => 3, 'timeoutSeconds' => 30], json_encode($payload));
+        }
+        $results = array_map(fn () => $this->receive(), $jobs);
+        $this->assertSame([['p0', 'success'], ['p1', 'failure'], ['p2', 'success']],
+            array_map(fn (array $result) => [$result['id'], $result['outcome']], $results));
+        fclose($this->pipes[0]);
+        $this->assertSame(0, $this->waitForExit());
     }
 
     public function testAThrowIsAFailureAndTheWorkerKeepsServing(): void
