@@ -37,7 +37,8 @@ public func benchmarkEngine(
 
 /// Worker processes that run the `fairway` binary built beside the benchmarks (or `FAIRWAY_WORKER_BINARY`):
 /// build it first with `swift build -c release --scratch-path .build-benchmarks --product fairway`.
-public func fairwayWorkerProcesses() -> Isolation {
+/// `pipeline` is the queue's pipeline depth (1: one job at a time).
+public func fairwayWorkerProcesses(pipeline: Int = ProcessWorkerSettings().pipelineDepth) -> Isolation {
     let environment = ProcessInfo.processInfo.environment
     let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
     let beside = URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("fairway").path
@@ -48,12 +49,16 @@ public func fairwayWorkerProcesses() -> Isolation {
         )
     }
     // Without the runner's malloc interposer (LD_PRELOAD), which the workers would otherwise inherit.
-    return .process(ProcessWorkerSettings(command: ["/usr/bin/env", "-u", "LD_PRELOAD", binary], recycleAfterJobs: 0))
+    return .process(
+        ProcessWorkerSettings(
+            command: ["/usr/bin/env", "-u", "LD_PRELOAD", binary], recycleAfterJobs: 0, pipelineDepth: pipeline))
 }
 
 /// Worker processes running a bundled worker library's example (`Workers/<language>/…`): `python`, `node`
 /// or `php`. Its `sleep` job with `{"ms":0}` is that language's no-op.
-public func libraryWorkerProcesses(language: String) -> Isolation {
+public func libraryWorkerProcesses(
+    language: String, pipeline: Int = ProcessWorkerSettings().pipelineDepth
+) -> Isolation {
     let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     let (program, worker) =
@@ -67,5 +72,5 @@ public func libraryWorkerProcesses(language: String) -> Isolation {
     return .process(
         ProcessWorkerSettings(
             command: ["/usr/bin/env", "-u", "LD_PRELOAD", program, repository.appendingPathComponent(worker).path],
-            recycleAfterJobs: 0))
+            recycleAfterJobs: 0, pipelineDepth: pipeline))
 }

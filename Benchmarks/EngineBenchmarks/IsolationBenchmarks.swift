@@ -4,66 +4,66 @@ import FairwayRuntime
 import Foundation
 
 /// The cost of running jobs in worker processes instead of on the pool's threads: the same jobs and 8
-/// queues, measured after a warm-up so that starting the workers is not counted.
+/// queues, measured after a warm-up so that starting the workers is not counted. Each worker kind runs with
+/// its pipeline off (`pipeline 1`, one job at a time) and on (`pipeline 8`, the default), in the same run.
 func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
-    let cases: [(name: String, jobType: String, payload: [UInt8], jobs: Int, warmUp: Int)] = [
-        ("noop", "noop", [], 40_000, 2_000),
-        ("10 ms sleep", "sleep", Array(#"{"ms":10}"#.utf8), 1_200, 80),
-    ]
-    // 2 workers: the same concurrency for both. 8 workers: enough jobs in flight to keep both cores busy
-    // while worker processes wait on pipes, which is what a job costs once latency is hidden.
-    let variants: [(workers: Int, label: String, process: Bool)] = [
-        (2, "thread pool", false), (2, "worker processes", true), (8, "thread pool", false),
-        (8, "worker processes", true),
-    ]
-    for job in cases {
-        for variant in variants where job.jobType == "noop" || variant.workers == 2 {
-            Benchmark(
-                "\(job.name) jobs, \(variant.workers) workers, 8 queues, \(variant.label)",
-                configuration: .init(metrics: [jobsPerSecond], maxDuration: .seconds(20), maxIterations: 5)
-            ) { benchmark in
-                let source = InMemorySource()
-                for queue in 0..<8 {
-                    source.enqueue(
-                        queue: "q\(queue)", jobType: job.jobType,
-                        payloads: Array(repeating: job.payload, count: job.jobs / 8))
-                }
-                let counting = CountingSource(source, target: job.jobs, warmUp: job.warmUp)
-                let engine = try benchmarkEngine(
-                    workers: variant.workers, queues: 8, source: counting,
-                    isolation: variant.process ? fairwayWorkerProcesses() : .thread)
-                try engine.start()
-                counting.done.wait()
-                let seconds = Double(MonotonicClock.now - counting.warmedAt.load(ordering: .relaxed)) / 1e9
-                benchmark.measurement(jobsPerSecond, Int(Double(job.jobs - job.warmUp) / seconds))
-                engine.shutdown(drainTimeout: .seconds(1))
-            }
-        }
+    struct Load {
+        var name: String
+        var payload: String
+        var jobs: Int
+        var warmUp: Int
     }
+    // The built-in `noop` for the thread pool and the Swift worker; the libraries' examples have no `noop`,
+    // so theirs is `sleep` with `{"ms":0}`. 10 ms: `sleep` everywhere, jobs that do some work.
+    let noop = Load(name: "no-op", payload: #"{"ms":0}"#, jobs: 40_000, warmUp: 2_000)
+    let tenMilliseconds = Load(name: "10 ms sleep", payload: #"{"ms":10}"#, jobs: 1_600, warmUp: 80)
 
-    // The worker libraries' examples: their `sleep` with 0 ms as the no-op, 8 workers (the baseline that
-    // pipelining is to be measured against, issue 13).
-    for language in ["python", "node", "php"] {
-        Benchmark(
-            "no-op jobs, 8 workers, 8 queues, \(language) worker processes",
-            configuration: .init(metrics: [jobsPerSecond], maxDuration: .seconds(20), maxIterations: 5)
-        ) { benchmark in
-            let jobs = 8_000
-            let warmUp = 400
+    func measure(
+        _ name: String, _ load: Load, workers: Int, jobType: String = "sleep", jobs: Int? = nil,
+        isolation: @escaping () -> Isolation
+    ) {
+        Benchmark(name, configuration: .init(metrics: [jobsPerSecond], maxDuration: .seconds(20), maxIterations: 5)) {
+            benchmark in
+            let count = jobs ?? load.jobs
             let source = InMemorySource()
             for queue in 0..<8 {
                 source.enqueue(
-                    queue: "q\(queue)", jobType: "sleep",
-                    payloads: Array(repeating: Array(#"{"ms":0}"#.utf8), count: jobs / 8))
+                    queue: "q\(queue)", jobType: jobType,
+                    payloads: Array(repeating: Array(load.payload.utf8), count: count / 8))
             }
-            let counting = CountingSource(source, target: jobs, warmUp: warmUp)
-            let engine = try benchmarkEngine(
-                workers: 8, queues: 8, source: counting, isolation: libraryWorkerProcesses(language: language))
+            let counting = CountingSource(source, target: count, warmUp: load.warmUp)
+            let engine = try benchmarkEngine(workers: workers, queues: 8, source: counting, isolation: isolation())
             try engine.start()
             counting.done.wait()
             let seconds = Double(MonotonicClock.now - counting.warmedAt.load(ordering: .relaxed)) / 1e9
-            benchmark.measurement(jobsPerSecond, Int(Double(jobs - warmUp) / seconds))
+            benchmark.measurement(jobsPerSecond, Int(Double(count - load.warmUp) / seconds))
             engine.shutdown(drainTimeout: .seconds(1))
+        }
+    }
+
+    for load in [noop, tenMilliseconds] {
+        for workers in [2, 8] {
+            let prefix = "\(load.name) jobs, \(workers) workers, 8 queues"
+            let jobType = load.jobs == noop.jobs ? "noop" : "sleep"
+            measure("\(prefix), thread pool", load, workers: workers, jobType: jobType) { .thread }
+            for pipeline in [1, 8] {
+                measure(
+                    "\(prefix), swift worker processes, pipeline \(pipeline)", load, workers: workers, jobType: jobType
+                ) {
+                    fairwayWorkerProcesses(pipeline: pipeline)
+                }
+            }
+        }
+    }
+    // The worker libraries' examples at 8 workers; fewer no-op jobs, since interpreters are slower.
+    for language in ["python", "node", "php"] {
+        for load in [noop, tenMilliseconds] {
+            for pipeline in [1, 8] {
+                measure(
+                    "\(load.name) jobs, 8 workers, 8 queues, \(language) worker processes, pipeline \(pipeline)", load,
+                    workers: 8, jobs: load.jobs == noop.jobs ? 16_000 : nil
+                ) { libraryWorkerProcesses(language: language, pipeline: pipeline) }
+            }
         }
     }
 }

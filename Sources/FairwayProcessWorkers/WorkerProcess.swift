@@ -17,6 +17,8 @@ public final class WorkerProcess: @unchecked Sendable {
     let channel: WorkerChannel
     /// Jobs this process has finished. Touched only by the thread that has the process checked out.
     var jobsRun = 0
+    /// `jobsRun` when its memory was last read (0: never), likewise.
+    var jobsAtMemoryCheck = 0
     /// How many jobs it accepts before it answers the first, as its hello offered (1: one at a time). Set
     /// before the process is handed out, then read only.
     private(set) var pipeline = 1

@@ -202,12 +202,15 @@ public final class WorkerProcessPool: Sendable {
         if !retire, settings.recycleAfterJobs > 0, process.jobsRun >= settings.recycleAfterJobs {
             retire = true
         }
-        // Reading /proc costs a few per cent of a no-op job: look every 32 jobs.
-        if !retire, settings.recycleAboveMemoryBytes > 0, process.jobsRun % 32 == 1,
-            let resident = process.residentBytes,
-            resident > settings.recycleAboveMemoryBytes
+        // Reading /proc costs a few per cent of a no-op job: look after the first job, then every 32 or more
+        // (a pipelined worker comes back after several jobs at once).
+        if !retire, settings.recycleAboveMemoryBytes > 0,
+            process.jobsRun >= process.jobsAtMemoryCheck + 32 || process.jobsAtMemoryCheck == 0
         {
-            retire = true
+            process.jobsAtMemoryCheck = max(1, process.jobsRun)
+            if let resident = process.residentBytes, resident > settings.recycleAboveMemoryBytes {
+                retire = true
+            }
         }
         let kept = state.withLockedValue { state -> Bool in
             if retire || state.closed {

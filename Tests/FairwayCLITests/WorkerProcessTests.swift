@@ -48,6 +48,29 @@ struct WorkerProcessTests {
         #expect(pool.counts.recycled == 3)
     }
 
+    @Test("a pipelined worker is sent jobs ahead, answers in order, and is still checked against its memory limit")
+    func pipelinedSession() throws {
+        let pool = WorkerProcessPool(
+            settings: ProcessWorkerSettings(command: Self.fairway, recycleAboveMemoryBytes: 1 << 20, pipelineDepth: 4))
+        defer { pool.shutdown() }
+        var sent = 1
+        var ended: [WorkerRunResult] = []
+        pool.run(
+            Self.job("noop", id: "j-0"), payload: [],
+            more: {
+                guard sent < 10 else { return nil }
+                sent += 1
+                return (Self.job(sent == 5 ? "fail" : "noop", id: "j-\(sent - 1)"), [])
+            },
+            ended: { ended.append($0) }, started: { _ in })
+        #expect(ended.count == 10, "every job sent was answered")
+        #expect(ended[4] == .finished(.failure, reason: "fail job failed on purpose"), "results in the order sent")
+        #expect(ended.enumerated().allSatisfy { $0.offset == 4 || $0.element == .finished(.success, reason: nil) })
+        #expect(pool.counts.sentAhead == 9)
+        #expect(pool.counts.started == 1)
+        #expect(pool.counts.recycled == 1, "ten jobs at once still get the memory check after them")
+    }
+
     @Test(
         "a worker that traps, segfaults, is killed or exits mid-job fails that job only, and is replaced",
         arguments: [
@@ -152,5 +175,15 @@ struct WorkerProcessTests {
             return
         }
         #expect(quiet.contains("no hello"), "\(quiet)")
+
+        // A hello that offers a pipeline of no jobs is refused, naming the field.
+        let script =
+            #"import json,struct,sys,time; h=json.dumps({"kind":"hello","protocol":1,"pid":1,"pipeline":0}).encode(); sys.stdout.buffer.write(struct.pack(">I",len(h))+h+struct.pack(">I",0)); sys.stdout.flush(); time.sleep(30)"#
+        let zero = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["/usr/bin/python3", "-c", script]))
+        guard case .notStarted(let refused) = zero.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a hello offering a pipeline of 0 is refused")
+            return
+        }
+        #expect(refused.contains("its hello offers a pipeline of 0 jobs; it must be at least 1"), "\(refused)")
     }
 }

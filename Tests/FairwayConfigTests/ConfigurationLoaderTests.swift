@@ -172,6 +172,9 @@ struct ConfigurationLoaderTests {
         ("queues: [{ name: a, isolation: process, killGrace: soon }]", "queues[0].killGrace", "expected a duration", 1),
         ("queues: [{ name: a, isolation: process, memoryLimitMB: 8 }]", "queues[0].memoryLimitMB", "between 32", 1),
         ("queues: [{ name: a, memoryLimitMB: 64 }]", "queues[0].memoryLimitMB", "add isolation: process", nil),
+        ("queues: [{ name: a, isolation: process, pipeline: 0 }]", "queues[0].pipeline", "between 1", 1),
+        ("queues: [{ name: a, isolation: process, pipeline: 65 }]", "queues[0].pipeline", "between 1", 1),
+        ("queues: [{ name: a, pipeline: 4 }]", "queues[0].pipeline", "add isolation: process", nil),
         ("queues: [{ name: a, maxBacklog: 0 }]", "queues[0].maxBacklog", "between 1", 1),
         ("queues: [{ name: a, backlogRetryAfter: 5s }]", "queues[0].backlogRetryAfter", "needs maxBacklog", nil),
     ]
@@ -184,7 +187,7 @@ struct ConfigurationLoaderTests {
             queues:
               - { name: images, command: "python3 worker.py --fast", recycleAboveMemoryMB: 256, killGrace: 500ms, memoryLimitMB: 512 }
               - { name: emails, isolation: thread, maxBacklog: 1000 }
-              - { name: reports, maxBacklog: 10, backlogRetryAfter: 30s }
+              - { name: reports, maxBacklog: 10, backlogRetryAfter: 30s, pipeline: 1 }
             """)
         let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0.isolation) })
         #expect(
@@ -195,7 +198,7 @@ struct ConfigurationLoaderTests {
                         recycleAboveMemoryBytes: 256 << 20, killGrace: .milliseconds(500), memoryLimitBytes: 512 << 20))
         )
         #expect(byName["emails"] == .thread)
-        #expect(byName["reports"] == .process(ProcessWorkerSettings(recycleAfterJobs: 50)))
+        #expect(byName["reports"] == .process(ProcessWorkerSettings(recycleAfterJobs: 50, pipelineDepth: 1)))
         #expect(config.backlogLimits["emails"] == BacklogLimit(maxBacklog: 1000, retryAfter: .seconds(5)))
         #expect(config.backlogLimits["reports"] == BacklogLimit(maxBacklog: 10, retryAfter: .seconds(30)))
         #expect(config.backlogLimits["images"] == nil)
