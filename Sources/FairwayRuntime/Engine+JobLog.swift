@@ -8,6 +8,9 @@ extension Engine {
     func logJob(
         _ delivery: Delivery, context: JobContext, outcome: JobOutcome, settlement: Settlement, seconds: Double
     ) {
+        // A success is logged at debug only: skip building its metadata (a dictionary of five strings, 3 %
+        // of a no-op job in a worker process) when nothing would print it.
+        if outcome == .succeeded && logger.logLevel > .debug { return }
         var metadata: Logger.Metadata = [
             "queue": "\(context.queue)", "type": "\(context.jobType)", "id": "\(context.jobID)",
             "attempt": "\(context.attempt)", "outcome": "\(outcome.label)",
