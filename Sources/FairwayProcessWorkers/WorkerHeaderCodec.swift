@@ -186,6 +186,7 @@ enum WorkerHeaderCodec {
             case UInt8(ascii: "\""):
                 return .string(try string())
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                if let whole = wholeNumber() { return .number(Double(whole), isInteger: true) }
                 let start = index
                 var integral = true
                 while let byte = peek(),
@@ -218,6 +219,33 @@ enum WorkerHeaderCodec {
             }
         }
 
+        /// A number of up to 15 digits with no fraction or exponent, read without a detour through text;
+        /// nil (and nothing consumed) for anything else, which the general path reads.
+        mutating func wholeNumber() -> Int? {
+            var cursor = index
+            let negative = bytes[cursor] == UInt8(ascii: "-")
+            if negative { cursor += 1 }
+            var value = 0
+            var digits = 0
+            while cursor < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[cursor]) {
+                value = value * 10 + Int(bytes[cursor] - UInt8(ascii: "0"))
+                digits += 1
+                cursor += 1
+                if digits > 15 { return nil }
+            }
+            guard digits > 0 else { return nil }
+            if cursor < bytes.count {
+                let next = bytes[cursor]
+                if next == UInt8(ascii: ".") || next == UInt8(ascii: "e") || next == UInt8(ascii: "E")
+                    || next == UInt8(ascii: "+") || next == UInt8(ascii: "-")
+                {
+                    return nil
+                }
+            }
+            index = cursor
+            return negative ? -value : value
+        }
+
         mutating func literal(_ word: String) throws(WorkerProtocolError) {
             for byte in word.utf8 {
                 try expect(byte)
@@ -244,7 +272,18 @@ enum WorkerHeaderCodec {
 
         mutating func string() throws(WorkerProtocolError) -> String {
             try expect(UInt8(ascii: "\""))
-            var text: [UInt8] = []
+            // Most strings (ids, queue names, job types) have no escapes: one copy, from the bytes themselves.
+            let start = index
+            var end = index
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") {
+                end += 1
+            }
+            if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+                index = end + 1
+                return String(decoding: bytes[start..<end], as: UTF8.self)
+            }
+            var text = Array(bytes[start..<end])
+            index = end
             while true {
                 guard let byte = peek() else { throw .malformed("the header ends inside a string") }
                 index += 1
