@@ -54,9 +54,6 @@ public enum ProcessWorkerMain {
         do {
             // Jobs are only buffered here until their turn, so any pipeline the supervisor wants is fine.
             try channel.send(.hello(pid: getpid(), pipeline: ProcessWorkerSettings.maxPipelineDepth))
-            // Results held back while the next job already waits (see below), and since when.
-            var held = 0
-            var heldSince = ContinuousClock.now
             while true {
                 let (job, payload) = try channel.receive()
                 guard job.kind == .job, let id = job.id, let jobType = job.jobType else {
@@ -69,10 +66,7 @@ public enum ProcessWorkerMain {
                     return current.terminated
                 }
                 // Asked to stop: jobs sent ahead are not started; the supervisor releases them.
-                if terminated {
-                    try channel.flush()
-                    return 0
-                }
+                if terminated { return 0 }
                 let context = JobContext(
                     queue: job.queue ?? "",
                     jobType: jobType,
@@ -83,22 +77,11 @@ public enum ProcessWorkerMain {
                     cancellation: flag,
                     logger: logger
                 )
-                let started = ContinuousClock.now
                 let (outcome, reason) = run(registry.body(for: jobType), jobType: jobType, payload, context)
-                let ended = ContinuousClock.now
                 current.withLockedValue { $0.flag = nil }
-                channel.hold(.result(id: id, outcome: outcome, reason: reason))
-                if held == 0 { heldSince = ended }
-                held += 1
-                // The result of a short job waits while the next job is already here, so that one write
-                // carries several; never more than 16, nor for longer than half a millisecond.
-                let short = started.duration(to: ended) < Self.shortJob
-                if !short || held >= 16 || heldSince.duration(to: ended) > Self.longestHold
-                    || !channel.hasBufferedMessage
-                {
-                    try channel.flush()
-                    held = 0
-                }
+                // At once, even when the next job already waits: holding the result back until that job
+                // ended would make this one look as long as both, and time it out behind a long one.
+                try channel.send(.result(id: id, outcome: outcome, reason: reason))
             }
         } catch .closed {
             return 0
@@ -107,11 +90,6 @@ public enum ProcessWorkerMain {
             return 74
         }
     }
-
-    /// A job this short has its result held while the next job already waits.
-    static let shortJob = Duration.microseconds(100)
-    /// The longest a result is held.
-    static let longestHold = Duration.microseconds(500)
 
     private static func run(
         _ body: JobBody?, jobType: String, _ payload: [UInt8], _ context: JobContext

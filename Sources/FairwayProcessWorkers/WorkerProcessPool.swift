@@ -123,10 +123,12 @@ public final class WorkerProcessPool: Sendable {
         while let head = outstanding.first {
             let before = outstanding.count
             while outstanding.count < depth, !process.stopRequested, let (job, body) = more() {
-                process.channel.enqueue(job, body: body)
+                process.channel.hold(job, body: body)
                 outstanding.append((job.id ?? "", job.queue))
             }
             if outstanding.count > before {
+                // One write for all of them.
+                process.channel.flushWithoutWaiting()
                 let sent = outstanding.count - before
                 state.withLockedValue { $0.counts.sentAhead += sent }
             }

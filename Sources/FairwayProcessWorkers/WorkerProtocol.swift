@@ -145,32 +145,16 @@ public final class WorkerChannel: @unchecked Sendable {
         flushPending()
     }
 
-    /// Queues one message without writing it: it goes out with the next ``flush()``, or before the channel
-    /// waits to read. A worker holds the results of short jobs while more jobs wait in its pipe, so that one
-    /// write, and one wake-up of the supervisor, carries several.
+    /// Writes what the pipe takes now of the messages queued with ``hold(_:body:)``, without waiting; the
+    /// rest is written while the channel next waits to read. Needs ``makeOutputNonBlocking()``.
+    public func flushWithoutWaiting() {
+        flushPending()
+    }
+
+    /// Queues one message without writing it: it goes out with the next flush, or before the channel waits
+    /// to read. A supervisor queues the jobs it sends ahead together, so that one write carries them all.
     public func hold(_ message: WorkerMessage, body: [UInt8] = []) {
         pendingOutput.append(contentsOf: Self.frame(message, body: body))
-    }
-
-    /// Writes every queued message, waiting until the pipe took them.
-    public func flush() throws(WorkerProtocolError) {
-        guard pendingOutput.count > pendingStart else { return }
-        let rest = Array(pendingOutput[pendingStart...])
-        pendingOutput.removeAll(keepingCapacity: true)
-        pendingStart = 0
-        try writeAll(rest)
-    }
-
-    /// True when a whole message has already been read and waits here: ``receive(before:)`` will not block.
-    public var hasBufferedMessage: Bool {
-        func length(at offset: Int) -> Int {
-            Int(buffer[offset]) << 24 | Int(buffer[offset + 1]) << 16 | Int(buffer[offset + 2]) << 8
-                | Int(buffer[offset + 3])
-        }
-        guard available >= 8 else { return false }
-        let header = length(at: start)
-        guard header <= Self.maxHeaderBytes, available >= 8 + header else { return false }
-        return available >= 8 + header + length(at: start + 4 + header)
     }
 
     /// Makes writes to `output` return instead of waiting when the pipe is full, as ``enqueue(_:body:)``
