@@ -69,8 +69,10 @@ public final class FairwayService: Service, Sendable {
         self.configuration = configuration
         self.engine = engine
         self.sources = sources
+        var httpSettings = configuration.http
+        httpSettings.drainTimeout = configuration.drainTimeout
         self.server = FairwayHTTPServer(
-            engine: engine, sources: sources, metrics: metrics, settings: configuration.http, logger: logger)
+            engine: engine, sources: sources, metrics: metrics, settings: httpSettings, logger: logger)
         self.reloader = NIOLockedValueBox(
             LiveReload(
                 path: configurationPath, running: configuration, engine: engine, audit: server.audit, logger: logger))

@@ -26,6 +26,8 @@ public final class FairwayHTTPServer: Service, Sendable {
         /// `/metrics` exposes every per-queue series while there are at most this many queues, and a
         /// compact form beyond (docs/metrics.md).
         public var perQueueMetricsUpTo = 250
+        /// How long `POST /drain` gives running jobs to finish: the process's drain timeout.
+        public var drainTimeout: Duration = .seconds(30)
 
         public init() {}
     }
@@ -177,6 +179,9 @@ public final class FairwayHTTPServer: Service, Sendable {
         router.get("/audit") { [self] request, _ in
             let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100
             return Self.json(.ok, audit.recent(limit: min(max(limit, 0), 1_000)))
+        }
+        router.post("/drain") { [self] request, _ in
+            try await drain(request)
         }
         router.post("/queues/:name/pause") { [self] request, context in
             try await change(request, context, action: "pause") { (settings: inout QueueSettings) throws(AdminError) in

@@ -20,7 +20,9 @@ struct AdminConnection: ParsableArguments {
     }
 
     /// Sends a request and prints the answer; a refusal ends the command with exit code 1.
-    func call(_ method: String, _ path: String, body: [String: Any]? = nil) async throws {
+    func call(
+        _ method: String, _ path: String, body: [String: Any]? = nil, timeout: Duration = .seconds(10)
+    ) async throws {
         guard let address = URL(string: url), let host = address.host, !host.isEmpty else {
             throw ValidationError("--url is not a URL: \(url)")
         }
@@ -42,7 +44,7 @@ struct AdminConnection: ParsableArguments {
         do {
             answer = try await AdminHTTPClient.exchange(
                 host: host, port: address.port ?? 80, method: method, path: prefix + path, headers: headers,
-                body: bytes, timeout: .seconds(10))
+                body: bytes, timeout: timeout)
         } catch {
             printError("fairway: cannot reach \(url): \(error)")
             throw ExitCode(1)
@@ -68,6 +70,20 @@ struct QueuesCommand: AsyncParsableCommand {
         commandName: "queues", abstract: "List the queues of a running fairway.")
     @OptionGroup var connection: AdminConnection
     func run() async throws { try await connection.call("GET", "/queues") }
+}
+
+/// `fairway drain`: the preStop hook of a pod being scaled in.
+struct DrainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain",
+        abstract: "Make a running fairway give its work back: it takes no more jobs, its running ones finish "
+            + "within its drain timeout or are released, and this returns when that is done.",
+        discussion: "For a Kubernetes preStop hook; the process keeps serving HTTP until it is stopped.")
+    @OptionGroup var connection: AdminConnection
+    @Option(help: "Give up waiting for the answer after this many seconds.") var waitSeconds: Int = 600
+    func run() async throws {
+        try await connection.call("POST", "/drain", timeout: .seconds(max(1, waitSeconds)))
+    }
 }
 
 /// `fairway pause QUEUE`.

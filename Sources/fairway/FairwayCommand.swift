@@ -13,7 +13,8 @@ struct FairwayCommand: AsyncParsableCommand {
         version: version,
         subcommands: [
             RunCommand.self, DemoCommand.self, EnqueueCommand.self, StatsCommand.self, DeadLetterCommand.self,
-            QueuesCommand.self, PauseCommand.self, ResumeCommand.self, SetCommand.self, ReloadCommand.self,
+            QueuesCommand.self, PauseCommand.self, ResumeCommand.self, SetCommand.self, DrainCommand.self,
+            ReloadCommand.self,
             WorkerCommand.self,
         ]
     )
