@@ -19,6 +19,13 @@ public struct ScaleSignal: Codable, Sendable, Equatable {
     /// Processes of this size the load calls for; at least 1 while any job runs here.
     public var desiredReplicas: Int
     public var draining: Bool
+    /// How long the oldest job waiting to start (at a source or held here) has waited, in seconds: the
+    /// queue time users feel, which depth does not tell (10 jobs of 1 s and 10,000 of 1 ms both take 10 s).
+    public var oldestAgeSeconds: Double
+    /// `oldestAgeSeconds` over the target latency: above 1, jobs wait longer than wanted.
+    public var queueTimeRatio: Double
+    /// How long the backlog takes to work off at the current pace, in seconds (0 without a backlog).
+    public var drainSeconds: Double
 
     enum CodingKeys: String, CodingKey {
         case backlog
@@ -30,14 +37,18 @@ public struct ScaleSignal: Codable, Sendable, Equatable {
         case desiredWorkers = "desired_workers"
         case desiredReplicas = "desired_replicas"
         case draining
+        case oldestAgeSeconds = "oldest_age_seconds"
+        case queueTimeRatio = "queue_time_ratio"
+        case drainSeconds = "drain_seconds"
     }
 }
 
 /// Turns samples of the engine into the autoscaler signal.
 ///
-/// desired_workers = max(busy, ⌈arrival_rate × mean_run / utilisation⌉ + ⌈backlog × mean_run / target_latency⌉):
-/// enough workers to keep up with arrivals at the target utilisation (Little's law), plus enough to work
-/// the current backlog off within the target latency.
+/// desired_workers = max(busy, ⌈arrival_rate × mean_run / utilisation⌉ + ⌈backlog × mean_run / target_latency⌉,
+/// ⌈busy × oldest_age / target_latency⌉ when that ratio is above 1): enough workers to keep up with arrivals
+/// at the target utilisation (Little's law), plus enough to work the current backlog off within the target
+/// latency, and more while the oldest waiting job has waited longer than the target.
 public final class ScaleAdvisor: @unchecked Sendable {
     // Unchecked Sendable: every stored var is guarded by `lock`.
     public struct Settings: Sendable, Equatable {
@@ -63,11 +74,19 @@ public final class ScaleAdvisor: @unchecked Sendable {
 
     /// Takes a sample and returns the signal.
     public func observe(
-        _ snapshot: EngineSnapshot, depths: [String: QueueDepth], now: Double = Double(MonotonicClock.now) / 1e9
+        _ snapshot: EngineSnapshot, depths: [String: QueueDepth], now: Double = Double(MonotonicClock.now) / 1e9,
+        wallNow: UInt64 = WallClock.now
     )
         -> ScaleSignal
     {
         let ready = snapshot.queues.reduce(0) { $0 + (depths[$1.name]?.ready ?? 0) }
+        var oldestAge = 0.0
+        for queue in snapshot.queues {
+            oldestAge = max(oldestAge, depths[queue.name]?.oldestAgeSeconds ?? 0)
+            if let heldSince = queue.oldestHeldEnqueuedAt, wallNow > heldSince {
+                oldestAge = max(oldestAge, Double(wallNow - heldSince) / 1e9)
+            }
+        }
         let backlog = ready + snapshot.held
         let completed = snapshot.queues.reduce(0) { $0 + $1.completed }
         let busySeconds = snapshot.queues.reduce(0) { $0 + $1.busySeconds }
@@ -102,13 +121,24 @@ public final class ScaleAdvisor: @unchecked Sendable {
             // A trickle well under one worker's time does not keep a worker (or a replica) alive.
             let keepUp = needed < 0.1 ? 0 : needed.rounded(.up)
             let workOff = (Double(backlog) * run / max(0.001, settings.targetLatency.seconds)).rounded(.up)
-            let desiredWorkers = max(snapshot.busyWorkers, Int(min(1e9, keepUp + workOff)))
+            // Queue time above the target: as many more workers as it is over (the oldest job waited 3× the
+            // target: three times the workers now busy), whatever the rates say.
+            let target = max(0.001, settings.targetLatency.seconds)
+            let ratio = oldestAge / target
+            let overdue = ratio > 1 ? (Double(max(1, snapshot.busyWorkers)) * ratio).rounded(.up) : 0
+            let desiredWorkers = max(snapshot.busyWorkers, Int(min(1e9, max(keepUp + workOff, overdue))))
+            let drainSeconds =
+                backlog == 0
+                ? 0
+                : completionRate > 0
+                    ? Double(backlog) / completionRate : Double(backlog) * run / Double(max(1, snapshot.workers))
             var replicas = Int((Double(desiredWorkers) / Double(max(1, snapshot.workers))).rounded(.up))
             if snapshot.busyWorkers > 0 { replicas = max(1, replicas) }
             return ScaleSignal(
                 backlog: backlog, arrivalRate: arrivalRate, completionRate: completionRate,
                 busyWorkers: snapshot.busyWorkers, workers: snapshot.workers, meanRunSeconds: run,
-                desiredWorkers: desiredWorkers, desiredReplicas: replicas, draining: snapshot.draining
+                desiredWorkers: desiredWorkers, desiredReplicas: replicas, draining: snapshot.draining,
+                oldestAgeSeconds: oldestAge, queueTimeRatio: ratio, drainSeconds: drainSeconds
             )
         }
     }

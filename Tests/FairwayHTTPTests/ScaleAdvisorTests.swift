@@ -1,0 +1,50 @@
+import FairwayScheduling
+import Testing
+
+@testable import FairwayHTTP
+@testable import FairwayRuntime
+
+/// `/scale`'s arithmetic: queue time (the oldest waiting job's age) against the target latency.
+@Suite("scale advisor")
+struct ScaleAdvisorTests {
+    static func snapshot(busy: Int, workers: Int = 8, heldSince: UInt64? = nil) -> EngineSnapshot {
+        var queue = QueueSnapshot(name: "a", settings: QueueSettings(), held: heldSince == nil ? 0 : 1, inFlight: busy)
+        queue.oldestHeldEnqueuedAt = heldSince
+        return EngineSnapshot(queues: [queue], workers: workers, busyWorkers: busy, stuckWorkers: 0, draining: false)
+    }
+
+    static func advisor(target seconds: Int) -> ScaleAdvisor {
+        var settings = ScaleAdvisor.Settings()
+        settings.targetLatency = .seconds(seconds)
+        return ScaleAdvisor(settings: settings)
+    }
+
+    @Test("a job waiting three times the target latency asks for three times the busy workers")
+    func overdueQueueTime() {
+        let signal = Self.advisor(target: 10).observe(
+            Self.snapshot(busy: 8), depths: ["a": QueueDepth(ready: 5, oldestAgeSeconds: 30)], now: 0, wallNow: 0)
+        #expect(signal.oldestAgeSeconds == 30)
+        #expect(signal.queueTimeRatio == 3)
+        #expect(signal.desiredWorkers >= 24, "\(signal)")
+        #expect(signal.desiredReplicas >= 3)
+    }
+
+    @Test("a job held here counts by its enqueue time; within the target, age adds nothing")
+    func heldAgeWithinTarget() {
+        let now: UInt64 = 100_000_000_000
+        let signal = Self.advisor(target: 10).observe(
+            Self.snapshot(busy: 2, heldSince: now - 4_000_000_000), depths: ["a": QueueDepth(ready: 0)], now: 0,
+            wallNow: now)
+        #expect(signal.oldestAgeSeconds == 4)
+        #expect(signal.queueTimeRatio == 0.4)
+        #expect(signal.desiredWorkers >= 2 && signal.desiredWorkers < 8, "\(signal)")
+    }
+
+    @Test("nothing waiting: no age, no drain time, and never fewer workers than are busy")
+    func idle() {
+        let signal = Self.advisor(target: 10).observe(
+            Self.snapshot(busy: 3), depths: ["a": QueueDepth(ready: 0)], now: 0, wallNow: 0)
+        #expect(signal.oldestAgeSeconds == 0 && signal.drainSeconds == 0)
+        #expect(signal.desiredWorkers == 3)
+    }
+}
