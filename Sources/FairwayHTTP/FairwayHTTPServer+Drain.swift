@@ -2,6 +2,7 @@ import FairwayRuntime
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 
 /// `POST /drain`: the scale-in step a Kubernetes preStop hook calls (`fairway drain`), so that the pod an
 /// autoscaler removes gives its work back before it is stopped, whichever pod that is.
@@ -35,6 +36,16 @@ extension FairwayHTTPServer {
         let engine = engine
         let timeout = settings.drainTimeout
         let summary = try await OwnThread.run("fairway-http-drain") { engine.shutdown(drainTimeout: timeout) }
+        if !wasDraining {
+            // The operator's record of it; the SIGTERM that follows has nothing left to report.
+            logger.info(
+                "drained on request: \(summary.released) jobs released to their sources",
+                metadata: [
+                    "heldReleased": "\(summary.heldReleased)", "runningFinished": "\(summary.runningFinished)",
+                    "runningReleased": "\(summary.runningReleased)",
+                    "seconds": "\((summary.seconds * 1000).rounded() / 1000)",
+                ])
+        }
         return Self.json(
             .ok,
             DrainAnswer(

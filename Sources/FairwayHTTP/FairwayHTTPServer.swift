@@ -46,7 +46,7 @@ public final class FairwayHTTPServer: Service, Sendable {
     /// The sampler whose depths `/metrics`, `/scale` and `/queues` report.
     public let sampler: DepthSampler
     let settings: Settings
-    private let logger: Logger
+    let logger: Logger
     private let listening = NIOLockedValueBox(Listening.waiting([]))
     /// Every change made through the admin API (and by reloads, which the caller records here).
     public let audit: AuditTrail

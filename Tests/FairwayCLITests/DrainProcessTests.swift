@@ -58,6 +58,7 @@ struct DrainProcessTests {
         #expect(HTTP.call("GET", port: port, "/healthz").status == 200)
         #expect(HTTP.call("GET", port: port, "/readyz").status == 503)
         #expect(HTTP.call("GET", port: port, "/audit").body.contains("prestop"))
+        #expect(run.log.contains("drained on request: "), "\(run.log)")
 
         let stopping = Date()
         let exit = run.stop()
