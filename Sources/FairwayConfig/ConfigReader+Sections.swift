@@ -128,7 +128,7 @@ extension ConfigReader {
     }
 
     func queueList(_ node: Node, defaults: QueueFields, prefetch: Int?) throws -> (
-        [QueueDefinition], [String: BacklogLimit]
+        [QueueDefinition], [String: BacklogLimit], latencyTargets: [String: Duration]
     ) {
         guard case .sequence(let items) = node else {
             throw error("queues", node, "expected a list of queues, e.g. - { name: \"billing\", weight: 8 }")
@@ -165,8 +165,10 @@ extension ConfigReader {
             }
         }
         var limits: [String: BacklogLimit] = [:]
+        var latencyTargets: [String: Duration] = [:]
         for name in order {
             let fields = merged[name]!
+            latencyTargets[name] = fields.latencyTarget
             if let maxBacklog = fields.maxBacklog {
                 var limit = BacklogLimit(maxBacklog: maxBacklog)
                 limit.retryAfter = fields.backlogRetryAfter ?? limit.retryAfter
@@ -207,7 +209,7 @@ extension ConfigReader {
                 isolation: try isolation(fields, queue: name, field: origin[name]!)
             )
         }
-        return (definitions, limits)
+        return (definitions, limits, latencyTargets)
     }
 
     /// The queue's isolation; process settings with no `isolation` at all are a mistake worth naming.
@@ -293,6 +295,7 @@ extension ConfigReader {
             case "killGrace": fields.killGrace = try duration(value, path, allowZero: true)
             case "maxBacklog": fields.maxBacklog = try integer(value, path, in: 1...1_000_000_000)
             case "backlogRetryAfter": fields.backlogRetryAfter = try duration(value, path, allowZero: false)
+            case "latencyTarget": fields.latencyTarget = try duration(value, path, allowZero: false)
             default: break
             }
         }

@@ -54,7 +54,9 @@ struct ConfigReader {
             if case .amqp(let settings) = source { return settings.prefetch }
             return nil
         }.first
-        let (queues, limits) = try queueList(queuesNode, defaults: defaults ?? QueueFields(), prefetch: sourcePrefetch)
+        let (queues, limits, latencyTargets) = try queueList(
+            queuesNode, defaults: defaults ?? QueueFields(), prefetch: sourcePrefetch)
+        http.scale.latencyTargets = latencyTargets
         var configuration = FairwayConfiguration(
             workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
             cost: cost,

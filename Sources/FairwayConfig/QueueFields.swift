@@ -27,11 +27,12 @@ struct QueueFields {
     var killGrace: Duration?
     var maxBacklog: Int?
     var backlogRetryAfter: Duration?
+    var latencyTarget: Duration?
 
     static let keys = [
         "weight", "maxConcurrency", "rate", "burst", "timeout", "attempts", "backoff", "maxBackoff", "jitter",
         "paused", "prefetch", "isolation", "command", "recycleAfterJobs", "recycleAboveMemoryMB", "killGrace",
-        "memoryLimitMB", "pipeline", "maxBacklog", "backlogRetryAfter",
+        "memoryLimitMB", "pipeline", "maxBacklog", "backlogRetryAfter", "latencyTarget",
     ]
 
     enum IsolationMode: String, CaseIterable {
@@ -60,7 +61,8 @@ struct QueueFields {
             pipeline: pipeline ?? base.pipeline,
             killGrace: killGrace ?? base.killGrace,
             maxBacklog: maxBacklog ?? base.maxBacklog,
-            backlogRetryAfter: backlogRetryAfter ?? base.backlogRetryAfter
+            backlogRetryAfter: backlogRetryAfter ?? base.backlogRetryAfter,
+            latencyTarget: latencyTarget ?? base.latencyTarget
         )
     }
 }

@@ -22,8 +22,11 @@ public struct ScaleSignal: Codable, Sendable, Equatable {
     /// How long the oldest job waiting to start (at a source or held here) has waited, in seconds: the
     /// queue time users feel, which depth does not tell (10 jobs of 1 s and 10,000 of 1 ms both take 10 s).
     public var oldestAgeSeconds: Double
-    /// `oldestAgeSeconds` over the target latency: above 1, jobs wait longer than wanted.
+    /// The largest queue time over its queue's target (`latencyTarget`, else `targetLatency`): above 1,
+    /// jobs of that queue wait longer than wanted.
     public var queueTimeRatio: Double
+    /// The queue with that largest ratio; nil when nothing waits.
+    public var slowestQueue: String?
     /// How long the backlog takes to work off at the current pace, in seconds (0 without a backlog).
     public var drainSeconds: Double
 
@@ -39,6 +42,7 @@ public struct ScaleSignal: Codable, Sendable, Equatable {
         case draining
         case oldestAgeSeconds = "oldest_age_seconds"
         case queueTimeRatio = "queue_time_ratio"
+        case slowestQueue = "slowest_queue"
         case drainSeconds = "drain_seconds"
     }
 }
@@ -56,6 +60,8 @@ public final class ScaleAdvisor: @unchecked Sendable {
         public var targetLatency: Duration = .seconds(30)
         /// The share of worker time to aim for when keeping up with arrivals.
         public var targetUtilisation: Double = 0.8
+        /// Queue-time targets of single queues (`latencyTarget:`), by name; the others use `targetLatency`.
+        public var latencyTargets: [String: Duration] = [:]
 
         public init() {}
     }
@@ -80,11 +86,20 @@ public final class ScaleAdvisor: @unchecked Sendable {
         -> ScaleSignal
     {
         let ready = snapshot.queues.reduce(0) { $0 + (depths[$1.name]?.ready ?? 0) }
+        // Queue time: the oldest waiting job's age, and the queue furthest over its own target.
         var oldestAge = 0.0
+        var ratio = 0.0
+        var slowest: String?
         for queue in snapshot.queues {
-            oldestAge = max(oldestAge, depths[queue.name]?.oldestAgeSeconds ?? 0)
+            var age = depths[queue.name]?.oldestAgeSeconds ?? 0
             if let heldSince = queue.oldestHeldEnqueuedAt, wallNow > heldSince {
-                oldestAge = max(oldestAge, Double(wallNow - heldSince) / 1e9)
+                age = max(age, Double(wallNow - heldSince) / 1e9)
+            }
+            oldestAge = max(oldestAge, age)
+            let target = max(0.001, (settings.latencyTargets[queue.name] ?? settings.targetLatency).seconds)
+            if age > 0 && age / target > ratio {
+                ratio = age / target
+                slowest = queue.name
             }
         }
         let backlog = ready + snapshot.held
@@ -123,8 +138,6 @@ public final class ScaleAdvisor: @unchecked Sendable {
             let workOff = (Double(backlog) * run / max(0.001, settings.targetLatency.seconds)).rounded(.up)
             // Queue time above the target: as many more workers as it is over (the oldest job waited 3× the
             // target: three times the workers now busy), whatever the rates say.
-            let target = max(0.001, settings.targetLatency.seconds)
-            let ratio = oldestAge / target
             let overdue = ratio > 1 ? (Double(max(1, snapshot.busyWorkers)) * ratio).rounded(.up) : 0
             let desiredWorkers = max(snapshot.busyWorkers, Int(min(1e9, max(keepUp + workOff, overdue))))
             let drainSeconds =
@@ -138,7 +151,7 @@ public final class ScaleAdvisor: @unchecked Sendable {
                 backlog: backlog, arrivalRate: arrivalRate, completionRate: completionRate,
                 busyWorkers: snapshot.busyWorkers, workers: snapshot.workers, meanRunSeconds: run,
                 desiredWorkers: desiredWorkers, desiredReplicas: replicas, draining: snapshot.draining,
-                oldestAgeSeconds: oldestAge, queueTimeRatio: ratio, drainSeconds: drainSeconds
+                oldestAgeSeconds: oldestAge, queueTimeRatio: ratio, slowestQueue: slowest, drainSeconds: drainSeconds
             )
         }
     }

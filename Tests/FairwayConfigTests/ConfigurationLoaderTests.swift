@@ -175,6 +175,7 @@ struct ConfigurationLoaderTests {
         ("queues: [{ name: a, isolation: process, pipeline: 0 }]", "queues[0].pipeline", "between 1", 1),
         ("queues: [{ name: a, isolation: process, pipeline: 65 }]", "queues[0].pipeline", "between 1", 1),
         ("queues: [{ name: a, pipeline: 4 }]", "queues[0].pipeline", "add isolation: process", nil),
+        ("queues: [{ name: a, latencyTarget: 0s }]", "queues[0].latencyTarget", "greater than zero", 1),
         ("queues: [{ name: a, maxBacklog: 0 }]", "queues[0].maxBacklog", "between 1", 1),
         ("queues: [{ name: a, backlogRetryAfter: 5s }]", "queues[0].backlogRetryAfter", "needs maxBacklog", nil),
     ]
@@ -186,7 +187,7 @@ struct ConfigurationLoaderTests {
             defaults: { isolation: process, recycleAfterJobs: 50 }
             queues:
               - { name: images, command: "python3 worker.py --fast", recycleAboveMemoryMB: 256, killGrace: 500ms, memoryLimitMB: 512 }
-              - { name: emails, isolation: thread, maxBacklog: 1000 }
+              - { name: emails, isolation: thread, maxBacklog: 1000, latencyTarget: 5s }
               - { name: reports, maxBacklog: 10, backlogRetryAfter: 30s, pipeline: 1 }
             """)
         let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0.isolation) })
@@ -202,6 +203,7 @@ struct ConfigurationLoaderTests {
         #expect(config.backlogLimits["emails"] == BacklogLimit(maxBacklog: 1000, retryAfter: .seconds(5)))
         #expect(config.backlogLimits["reports"] == BacklogLimit(maxBacklog: 10, retryAfter: .seconds(30)))
         #expect(config.backlogLimits["images"] == nil)
+        #expect(config.http.scale.latencyTargets == ["emails": .seconds(5)])
     }
 
     @Test("each kind of bad input names the file, the field and what is wrong", arguments: badInputs.indices)

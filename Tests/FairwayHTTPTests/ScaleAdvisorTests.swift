@@ -47,4 +47,26 @@ struct ScaleAdvisorTests {
         #expect(signal.oldestAgeSeconds == 0 && signal.drainSeconds == 0)
         #expect(signal.desiredWorkers == 3)
     }
+
+    @Test("each queue is held to its own latencyTarget: the one furthest over it is named and drives the ratio")
+    func perQueueTargets() {
+        var settings = ScaleAdvisor.Settings()
+        settings.targetLatency = .seconds(30)
+        settings.latencyTargets = ["checkout": .seconds(5)]
+        let queues = ["checkout", "reports"].map {
+            QueueSnapshot(name: $0, settings: QueueSettings(), held: 0, inFlight: 1)
+        }
+        let snapshot = EngineSnapshot(queues: queues, workers: 8, busyWorkers: 2, stuckWorkers: 0, draining: false)
+        let signal = ScaleAdvisor(settings: settings).observe(
+            snapshot,
+            depths: [
+                "checkout": QueueDepth(ready: 3, oldestAgeSeconds: 10),
+                "reports": QueueDepth(ready: 900, oldestAgeSeconds: 20),
+            ],
+            now: 0, wallNow: 0)
+        #expect(signal.oldestAgeSeconds == 20, "the oldest job is a report")
+        #expect(signal.queueTimeRatio == 2, "but checkout is twice over its 5 s target; reports are under 30 s")
+        #expect(signal.slowestQueue == "checkout")
+        #expect(signal.desiredWorkers >= 4)
+    }
 }
