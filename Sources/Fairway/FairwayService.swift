@@ -105,11 +105,7 @@ public final class FairwayService: Service, Sendable {
             drained: { summary in
                 logger.info(
                     "drained: \(summary.released) jobs released to their sources",
-                    metadata: [
-                        "heldReleased": "\(summary.heldReleased)", "runningFinished": "\(summary.runningFinished)",
-                        "runningReleased": "\(summary.runningReleased)",
-                        "seconds": "\((summary.seconds * 1000).rounded() / 1000)",
-                    ])
+                    metadata: summary.logMetadata)
             }
         )
         // Shutdown runs in reverse order: the engine drains while HTTP still answers.

@@ -40,11 +40,7 @@ extension FairwayHTTPServer {
             // The operator's record of it; the SIGTERM that follows has nothing left to report.
             logger.info(
                 "drained on request: \(summary.released) jobs released to their sources",
-                metadata: [
-                    "heldReleased": "\(summary.heldReleased)", "runningFinished": "\(summary.runningFinished)",
-                    "runningReleased": "\(summary.runningReleased)",
-                    "seconds": "\((summary.seconds * 1000).rounded() / 1000)",
-                ])
+                metadata: summary.logMetadata)
         }
         return Self.json(
             .ok,

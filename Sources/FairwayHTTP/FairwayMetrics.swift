@@ -206,11 +206,7 @@ public final class FairwayMetrics: EngineObserver, Sendable {
             "fairway_queue_oldest_ready_age_seconds", "Age of the oldest job waiting to start (at the source or held).",
             always: false
         ) { queue in
-            var oldest = depths[queue.name]?.oldestAgeSeconds ?? 0
-            if let heldSince = queue.oldestHeldEnqueuedAt, now > heldSince {
-                oldest = max(oldest, Double(now - heldSince) / 1e9)
-            }
-            return oldest
+            queue.oldestWaitingSeconds(sourceAge: depths[queue.name]?.oldestAgeSeconds, wallNow: now)
         }
         if fullDetail {
             gauge("fairway_queue_weight", "The queue's scheduling weight.", always: true) { $0.settings.weight }

@@ -91,10 +91,7 @@ public final class ScaleAdvisor: @unchecked Sendable {
         var ratio = 0.0
         var slowest: String?
         for queue in snapshot.queues {
-            var age = depths[queue.name]?.oldestAgeSeconds ?? 0
-            if let heldSince = queue.oldestHeldEnqueuedAt, wallNow > heldSince {
-                age = max(age, Double(wallNow - heldSince) / 1e9)
-            }
+            let age = queue.oldestWaitingSeconds(sourceAge: depths[queue.name]?.oldestAgeSeconds, wallNow: wallNow)
             oldestAge = max(oldestAge, age)
             let target = max(0.001, (settings.latencyTargets[queue.name] ?? settings.targetLatency).seconds)
             if age > 0 && age / target > ratio {

@@ -1,3 +1,5 @@
+import Logging
+
 /// What a graceful shutdown did with the jobs it found, for the line `fairway run` logs when it stops.
 public struct DrainSummary: Sendable, Equatable {
     /// Jobs held in memory, never started, handed back to their sources at once (they run again elsewhere
@@ -18,4 +20,12 @@ public struct DrainSummary: Sendable, Equatable {
 
     /// Jobs given back to their sources: held ones and unfinished running ones.
     public var released: Int { heldReleased + runningReleased }
+
+    /// The fields of the log line that reports a drain.
+    public var logMetadata: Logger.Metadata {
+        [
+            "heldReleased": "\(heldReleased)", "runningFinished": "\(runningFinished)",
+            "runningReleased": "\(runningReleased)", "seconds": "\((seconds * 1000).rounded() / 1000)",
+        ]
+    }
 }

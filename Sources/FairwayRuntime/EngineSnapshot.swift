@@ -49,3 +49,15 @@ public struct EngineSnapshot: Sendable {
     /// Worker processes of process-isolated queues, all pools together.
     public var workerProcesses = WorkerProcessCounts()
 }
+
+extension QueueSnapshot {
+    /// How long the oldest job of this queue waiting to start has waited, in seconds: the older of the
+    /// source's oldest ready job (`sourceAge`) and the oldest job held here, by its enqueue time.
+    public func oldestWaitingSeconds(sourceAge: Double?, wallNow: UInt64) -> Double {
+        var age = sourceAge ?? 0
+        if let heldSince = oldestHeldEnqueuedAt, wallNow > heldSince {
+            age = max(age, Double(wallNow - heldSince) / 1e9)
+        }
+        return age
+    }
+}
