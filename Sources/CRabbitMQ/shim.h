@@ -72,6 +72,14 @@ static inline void fw_table_add_int(fw_table *table, const char *key, int64_t va
     entry->value.value.i64 = value;
 }
 
+static inline void fw_table_add_bool(fw_table *table, const char *key, int value) {
+    if (table->count >= 8) return;
+    amqp_table_entry_t *entry = &table->entries[table->count++];
+    entry->key = amqp_cstring_bytes(key);
+    entry->value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    entry->value.value.boolean = value ? 1 : 0;
+}
+
 static inline amqp_table_t fw_table_get(fw_table *table) {
     amqp_table_t result;
     result.num_entries = table->count;

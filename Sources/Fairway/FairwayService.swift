@@ -168,6 +168,8 @@ public final class FairwayService: Service, Sendable {
             // declares them: the application may enqueue before the source has finished declaring.
             options.onlyKnownQueues = true
             options.declareQueues = amqp.declare
+            options.singleActiveConsumerQueues = Set(
+                configuration.queues.filter { $0.globalConcurrency != nil }.map(\.name))
             return AMQPJobProducer(options: options)
         }
     }

@@ -139,6 +139,7 @@ final class AMQPConnection {
     enum QueueArgument {
         case string(String)
         case int(Int64)
+        case bool(Bool)
     }
 
     private func withTable<T>(
@@ -161,6 +162,8 @@ final class AMQPConnection {
                         }
                     case .int(let number):
                         fw_table_add_int(&table, key.baseAddress, number)
+                    case .bool(let flag):
+                        fw_table_add_bool(&table, key.baseAddress, flag ? 1 : 0)
                     }
                 }
             }

@@ -21,6 +21,9 @@ public final class AMQPJobProducer: JobProducer, @unchecked Sendable {
         /// Refuse, without asking the broker, any queue not in `knownQueues`: for a producer that knows its
         /// consumers' configuration (a `FairwayService`'s), which may enqueue before they have declared.
         public var onlyKnownQueues = false
+        /// Queues with a `globalConcurrency` in the consumers' configuration: declared, when this producer
+        /// creates them, with the single active consumer their consumers declare them with.
+        public var singleActiveConsumerQueues: Set<String> = []
 
         public init(url: AMQPURL) { self.url = url }
     }
@@ -57,6 +60,7 @@ public final class AMQPJobProducer: JobProducer, @unchecked Sendable {
                     url: options.url, declare: options.declareQueues, queueType: options.queueType,
                     caCertificate: options.caCertificate)
                 current.knownQueues = options.knownQueues
+                current.singleActiveConsumerQueues = options.singleActiveConsumerQueues
                 publisher = current
             }
             do {

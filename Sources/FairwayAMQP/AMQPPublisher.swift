@@ -14,6 +14,9 @@ public final class AMQPPublisher {
     private let channel: UInt16 = 1
     /// Queue names to suggest from when a queue does not exist (the broker cannot list them over AMQP).
     public var knownQueues: [String] = []
+    /// Queues with a `globalConcurrency`, declared with a single active consumer when this publisher
+    /// creates them, as their consumers declare them.
+    public var singleActiveConsumerQueues: Set<String> = []
 
     /// - Parameters:
     ///   - declare: declare missing queues (durable, of `queueType`); when false, a queue must already
@@ -87,21 +90,23 @@ public final class AMQPPublisher {
         return ids
     }
 
-    /// Declares the queue, or checks that it exists; a missing queue is a ``ProducerRefusal``, and the channel
-    /// the broker closed over it is opened again for the next publish.
+    /// Checks that the queue exists; a missing one is declared (when `declare`) or refused with a
+    /// ``ProducerRefusal``, and the channel the broker closed over it is opened again. A queue that exists
+    /// is never declared again, so a producer cannot clash with the arguments its consumers declared.
     private func ensureExists(_ queue: String) throws {
-        if declare {
-            try connection.declareQueue(
-                channel, queue, passive: false, arguments: [("x-queue-type", .string(queueType.rawValue))])
-        } else {
-            do {
-                try connection.declareQueue(channel, queue, passive: true)
-            } catch let error as AMQPError where error.code == 404 && !error.connectionLost {
-                connection.acknowledgeChannelClose(channel)
-                try connection.openChannel(channel)
-                try connection.enableConfirms(channel)
+        do {
+            try connection.declareQueue(channel, queue, passive: true)
+        } catch let error as AMQPError where error.code == 404 && !error.connectionLost {
+            connection.acknowledgeChannelClose(channel)
+            try connection.openChannel(channel)
+            try connection.enableConfirms(channel)
+            guard declare else {
                 throw ProducerRefusal.undeclaredQueue(queue: queue, in: "the broker at \(url)", known: knownQueues)
             }
+            try connection.declareQueue(
+                channel, queue, passive: false,
+                arguments: QueueDeclaration.arguments(
+                    type: queueType, singleActiveConsumer: singleActiveConsumerQueues.contains(queue)))
         }
         declared.insert(queue)
     }

@@ -108,10 +108,18 @@ extension ConnectionWorker {
             if options.declare {
                 try connection.declareQueue(
                     channel, binding.name, passive: false,
-                    arguments: [("x-queue-type", .string(options.queueType.rawValue))]
+                    arguments: QueueDeclaration.arguments(
+                        type: options.queueType, singleActiveConsumer: binding.globalConcurrency != nil)
                 )
             } else {
                 try connection.declareQueue(channel, binding.name, passive: true)
+                if binding.globalConcurrency != nil {
+                    // It exists; declaring it again with the arguments the cap needs creates nothing and
+                    // fails if they differ, so a cap is never silently unenforced.
+                    try connection.declareQueue(
+                        channel, binding.name, passive: false,
+                        arguments: QueueDeclaration.arguments(type: options.queueType, singleActiveConsumer: true))
+                }
             }
             try connection.setPrefetch(channel, binding.credit)
             consumerTags[channel] = try connection.consume(channel, queue: binding.name)
@@ -120,9 +128,14 @@ extension ConnectionWorker {
         } catch let error as AMQPError where !error.connectionLost {
             failedQueues[queue] = MonotonicClock.after(seconds: 30)
             let reason =
-                error.code == 404
-                ? "queue '\(binding.name)' does not exist on vhost '\(options.url.vhost)' (declare is off)"
-                : "queue '\(binding.name)': \(error.message)"
+                switch error.code {
+                case 404: "queue '\(binding.name)' does not exist on vhost '\(options.url.vhost)' (declare is off)"
+                case 406:
+                    QueueDeclaration.mismatch(
+                        binding.name, singleActiveConsumer: binding.globalConcurrency != nil,
+                        broker: error.message)
+                default: "queue '\(binding.name)': \(error.message)"
+                }
             logger.error("cannot consume from a queue; serving the others", metadata: ["error": "\(reason)"])
         }
     }

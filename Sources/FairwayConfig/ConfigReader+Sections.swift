@@ -206,7 +206,8 @@ extension ConfigReader {
                     jitter: fields.jitter ?? 0.25
                 ),
                 credit: fields.prefetch ?? prefetch ?? 32,
-                isolation: try isolation(fields, queue: name, field: origin[name]!)
+                isolation: try isolation(fields, queue: name, field: origin[name]!),
+                globalConcurrency: fields.globalConcurrency
             )
         }
         return (definitions, limits, latencyTargets)
@@ -296,6 +297,7 @@ extension ConfigReader {
             case "maxBacklog": fields.maxBacklog = try integer(value, path, in: 1...1_000_000_000)
             case "backlogRetryAfter": fields.backlogRetryAfter = try duration(value, path, allowZero: false)
             case "latencyTarget": fields.latencyTarget = try duration(value, path, allowZero: false)
+            case "globalConcurrency": fields.globalConcurrency = try integer(value, path, in: 1...65535)
             default: break
             }
         }

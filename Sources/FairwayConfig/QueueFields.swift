@@ -28,11 +28,13 @@ struct QueueFields {
     var maxBacklog: Int?
     var backlogRetryAfter: Duration?
     var latencyTarget: Duration?
+    var globalConcurrency: Int?
 
     static let keys = [
         "weight", "maxConcurrency", "rate", "burst", "timeout", "attempts", "backoff", "maxBackoff", "jitter",
         "paused", "prefetch", "isolation", "command", "recycleAfterJobs", "recycleAboveMemoryMB", "killGrace",
         "memoryLimitMB", "pipeline", "maxBacklog", "backlogRetryAfter", "latencyTarget",
+        "globalConcurrency",
     ]
 
     enum IsolationMode: String, CaseIterable {
@@ -62,7 +64,8 @@ struct QueueFields {
             killGrace: killGrace ?? base.killGrace,
             maxBacklog: maxBacklog ?? base.maxBacklog,
             backlogRetryAfter: backlogRetryAfter ?? base.backlogRetryAfter,
-            latencyTarget: latencyTarget ?? base.latencyTarget
+            latencyTarget: latencyTarget ?? base.latencyTarget,
+            globalConcurrency: globalConcurrency ?? base.globalConcurrency
         )
     }
 }

@@ -7,8 +7,8 @@ import FairwayScheduling
 /// Only what the scheduler can change live is applied: each queue's weight, concurrency cap, rate limit and
 /// pause. Only the fields that changed *in the file* are applied, so a queue an operator paused through the
 /// admin API stays paused across a reload that does not mention its pause. Everything else that changed
-/// (queues added or removed, workers, sources, HTTP, timeouts, retries, prefetch, isolation, limits) is
-/// listed as needing a restart and left as it runs.
+/// (queues added or removed, workers, sources, HTTP, timeouts, retries, prefetch, isolation, limits,
+/// global caps) is listed as needing a restart and left as it runs.
 public struct ReloadPlan: Sendable, Equatable {
     /// A live change to one queue: the fields that changed in the file, before and after.
     public struct QueueChange: Sendable, Equatable {
@@ -52,7 +52,7 @@ public struct ReloadPlan: Sendable, Equatable {
             var rest = was
             rest.settings = queue.settings
             if rest != queue {
-                needsRestart.append("queues[\(queue.name)]: timeout, retry, prefetch or isolation")
+                needsRestart.append("queues[\(queue.name)]: timeout, retry, prefetch, isolation or globalConcurrency")
             }
         }
         if old.workers != new.workers { needsRestart.append("workers: \(old.workers) → \(new.workers)") }

@@ -24,16 +24,20 @@ public enum BuiltinJobs {
 
     /// Appends a line to a file, then optionally sleeps: `{"path": "/tmp/runs.log", "line": "job-7", "ms": 2}`.
     /// Writes `line` followed by the job id and attempt, in one append, so a test can count every execution.
+    /// With `end`, appends that line the same way after the sleep: the lines of concurrent jobs then bracket
+    /// their runs, and their order in the file shows how many ran at once (a cap's check).
     public static let append = JobName<AppendParameters>("append")
 
     public struct AppendParameters: Codable, Sendable, Hashable {
         public var path: String
         public var line: String
         public var ms: Double?
-        public init(path: String, line: String, ms: Double? = nil) {
+        public var end: String?
+        public init(path: String, line: String, ms: Double? = nil, end: String? = nil) {
             self.path = path
             self.line = line
             self.ms = ms
+            self.end = end
         }
     }
 
@@ -68,21 +72,12 @@ public enum BuiltinJobs {
                 throw JobError.permanent(
                     "append: path must be a file name without NUL bytes, got \(parameters.path.debugDescription)")
             }
-            let text = "\(parameters.line) id=\(context.jobID) attempt=\(context.attempt)\n"
-            let descriptor = open(parameters.path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
-            guard descriptor >= 0 else {
-                throw Failure(
-                    description: "append: cannot open \(parameters.path): \(String(cString: strerror(errno)))")
-            }
-            defer { Foundation.close(descriptor) }
-            let written = text.utf8CString.withUnsafeBufferPointer { buffer in
-                write(descriptor, buffer.baseAddress, buffer.count - 1)
-            }
-            guard written == text.utf8.count else {
-                throw Failure(description: "append: short write to \(parameters.path)")
-            }
+            try appendLine(parameters.line, to: parameters.path, context)
             if pause > 0 {
                 blockThread(nanoseconds: pause)
+            }
+            if let end = parameters.end {
+                try appendLine(end, to: parameters.path, context)
             }
         }
         registry.register(
@@ -112,6 +107,22 @@ public enum BuiltinJobs {
     }
 
     /// A number of milliseconds from a payload as nanoseconds, refused (permanently) unless from 0 to a day.
+    /// Appends `line`, the job id and the attempt to the file at `path`, in one write.
+    private static func appendLine(_ line: String, to path: String, _ context: JobContext) throws {
+        let text = "\(line) id=\(context.jobID) attempt=\(context.attempt)\n"
+        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        guard descriptor >= 0 else {
+            throw Failure(description: "append: cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { Foundation.close(descriptor) }
+        let written = text.utf8CString.withUnsafeBufferPointer { buffer in
+            write(descriptor, buffer.baseAddress, buffer.count - 1)
+        }
+        guard written == text.utf8.count else {
+            throw Failure(description: "append: short write to \(path)")
+        }
+    }
+
     static func nanoseconds(milliseconds: Double, job: String) throws -> UInt64 {
         guard milliseconds.isFinite, milliseconds >= 0, milliseconds <= maxSleepMilliseconds else {
             throw JobError.permanent(

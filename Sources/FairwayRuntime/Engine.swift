@@ -122,7 +122,13 @@ public final class Engine: @unchecked Sendable {
             startThread(name: "fairway-watchdog") { [self] in watchdogMain() }
         }
         let bindings = definitions.enumerated().map { index, definition in
-            QueueBinding(id: QueueID(index), name: definition.name, credit: definition.credit)
+            // A capped queue's credit is a share of the cap: holding more than this process's workers could
+            // start would keep permits from other processes' idle workers.
+            QueueBinding(
+                id: QueueID(index), name: definition.name,
+                credit: definition.globalConcurrency == nil
+                    ? definition.credit : min(definition.credit, configuration.workers),
+                globalConcurrency: definition.globalConcurrency)
         }
         for (index, source) in sources.enumerated() {
             do {

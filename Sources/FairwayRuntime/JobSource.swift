@@ -70,11 +70,15 @@ public struct QueueBinding: Sendable, Hashable {
     public let id: QueueID
     public let name: String
     public let credit: Int
+    /// The most jobs of the queue held or running at once across every consumer of the source, or nil.
+    /// A source that has consumers in other processes enforces it with what it shares with them.
+    public let globalConcurrency: Int?
 
-    public init(id: QueueID, name: String, credit: Int) {
+    public init(id: QueueID, name: String, credit: Int, globalConcurrency: Int? = nil) {
         self.id = id
         self.name = name
         self.credit = credit
+        self.globalConcurrency = globalConcurrency
     }
 }
 

@@ -12,6 +12,11 @@ public struct QueueDefinition: Sendable, Hashable {
     public var credit: Int
     /// Where the queue's jobs run: on the pool's threads, or in supervised worker processes.
     public var isolation: Isolation
+    /// The most jobs of this queue held or running at once across every consumer of its source, every
+    /// process included, or nil for no such cap. The source enforces it (docs/global-concurrency.md):
+    /// SQLite counts the leases in the shared file, RabbitMQ gives the queue a single active consumer with
+    /// this prefetch. It also bounds this process's `credit` and `settings.maxConcurrency`.
+    public var globalConcurrency: Int?
 
     public init(
         name: String,
@@ -19,7 +24,8 @@ public struct QueueDefinition: Sendable, Hashable {
         timeout: Duration = .seconds(1800),
         retry: RetryPolicy = RetryPolicy(),
         credit: Int = 32,
-        isolation: Isolation = .thread
+        isolation: Isolation = .thread,
+        globalConcurrency: Int? = nil
     ) {
         self.isolation = isolation
         self.name = name
@@ -27,6 +33,11 @@ public struct QueueDefinition: Sendable, Hashable {
         self.timeout = timeout
         self.retry = retry
         self.credit = max(1, credit)
+        self.globalConcurrency = globalConcurrency.map { max(1, $0) }
+        if let cap = self.globalConcurrency {
+            self.credit = min(self.credit, cap)
+            self.settings.maxConcurrency = min(self.settings.maxConcurrency, cap)
+        }
     }
 }
 

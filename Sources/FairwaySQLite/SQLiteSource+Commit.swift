@@ -49,8 +49,14 @@ extension SQLiteSource {
                 for step in 0..<bindings.count {
                     let index = (claimCursor + step) % bindings.count
                     // Credit returns only as settlements commit, in this same transaction.
-                    let free = bindings[index].credit - outstanding[index] + tally.settled[index]
-                    guard mayHaveWork[index], free >= min(options.claimBatch, bindings[index].credit) else { continue }
+                    var free = bindings[index].credit - outstanding[index] + tally.settled[index]
+                    guard mayHaveWork[index], free >= claimThreshold(index) else { continue }
+                    if bindings[index].globalConcurrency != nil {
+                        guard !capFull[index] || tally.settled[index] > 0 else { continue }
+                        free = min(free, try roomUnderGlobalCap(index))
+                        capFull[index] = free == 0
+                        guard free > 0 else { continue }
+                    }
                     try claimJobs(queue: index, count: free, now: now, into: &claimed)
                     queries += 1
                     if queries == Self.claimQueriesPerCommit {
@@ -105,8 +111,25 @@ extension SQLiteSource {
     }
 
     func claimWorthwhile(_ index: Int) -> Bool {
-        mayHaveWork[index]
-            && bindings[index].credit - outstanding[index] >= min(options.claimBatch, bindings[index].credit)
+        mayHaveWork[index] && !capFull[index]
+            && bindings[index].credit - outstanding[index] >= claimThreshold(index)
+    }
+
+    /// The fewest free credits worth a claim: a batch, except under a global cap, where every permit counts.
+    func claimThreshold(_ index: Int) -> Int {
+        bindings[index].globalConcurrency != nil ? 1 : min(options.claimBatch, bindings[index].credit)
+    }
+
+    /// How many more jobs of a globally capped queue may be leased: its cap less the leases every consumer
+    /// of the file holds on it, read inside the claiming transaction, so that no other process can claim
+    /// between the count and the claim (SQLite has one writer at a time).
+    func roomUnderGlobalCap(_ index: Int) throws -> Int {
+        guard let connection, let cap = bindings[index].globalConcurrency else { return .max }
+        let leased =
+            try connection.query(
+                "SELECT count(*) FROM jobs WHERE state = 2 AND queue = ?1", [.text(bindings[index].name)]
+            ) { $0.int(0) }.first ?? 0
+        return max(0, cap - leased)
     }
 
     /// Writes one settlement; returns what it adds to the queue's completed and failed counts.

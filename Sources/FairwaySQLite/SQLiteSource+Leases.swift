@@ -96,6 +96,8 @@ extension SQLiteSource {
                 ])
             }
         }
+        // Leases freed above may have been under a global cap: count again at the next claim.
+        for index in capFull.indices { capFull[index] = false }
     }
 
     /// Frees the leases of consumers that stopped renewing them (hung, or on another host), uncharged.

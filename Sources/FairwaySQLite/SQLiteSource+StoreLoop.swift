@@ -109,6 +109,8 @@ extension SQLiteSource {
         let version = try connection.dataVersion()
         guard version != lastDataVersion else { return false }
         lastDataVersion = version
+        // Another process may have settled a job of a capped queue, freeing a permit.
+        for index in capFull.indices { capFull[index] = false }
         let fresh = try connection.query(
             "SELECT DISTINCT queue FROM jobs WHERE id > ?1 AND state = 0", [.int(highestSeenID)]
         ) {

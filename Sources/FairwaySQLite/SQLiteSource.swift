@@ -79,6 +79,9 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     /// What the current transaction settled (store thread only).
     var tally = SettledTally(queues: 0)
     var mayHaveWork: [Bool] = []
+    /// Set for a globally capped queue whose cap every consumer's leases used up when last counted; cleared
+    /// when a lease may have been freed: this process settled one, another process wrote, leases expired.
+    var capFull: [Bool] = []
     var nextDelayedDue: Int64?
     var lastDataVersion: Int64 = 0
     var nextLeaseRenewal: Int64 = 0
@@ -133,6 +136,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         outstanding = Array(repeating: 0, count: queues.count)
         tally = SettledTally(queues: queues.count)
         mayHaveWork = Array(repeating: true, count: queues.count)
+        capFull = Array(repeating: false, count: queues.count)
         self.sink = sink
         // A fair drain touches every queue's pages in every transaction; SQLite's default 2 MiB page cache
         // holds them for about a hundred queues. 16 MiB, filled only as pages are used, drains 1,000 queues

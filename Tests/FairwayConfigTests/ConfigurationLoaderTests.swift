@@ -177,6 +177,8 @@ struct ConfigurationLoaderTests {
         ("queues: [{ name: a, pipeline: 4 }]", "queues[0].pipeline", "add isolation: process", nil),
         ("queues: [{ name: a, latencyTarget: 0s }]", "queues[0].latencyTarget", "greater than zero", 1),
         ("queues: [{ name: a, maxBacklog: 0 }]", "queues[0].maxBacklog", "between 1", 1),
+        ("queues: [{ name: a, globalConcurrency: 0 }]", "queues[0].globalConcurrency", "between 1", 1),
+        ("queues: [{ name: a, globalConcurrency: 5.5 }]", "queues[0].globalConcurrency", "whole number", 1),
         ("queues: [{ name: a, backlogRetryAfter: 5s }]", "queues[0].backlogRetryAfter", "needs maxBacklog", nil),
     ]
 
@@ -204,6 +206,26 @@ struct ConfigurationLoaderTests {
         #expect(config.backlogLimits["reports"] == BacklogLimit(maxBacklog: 10, retryAfter: .seconds(30)))
         #expect(config.backlogLimits["images"] == nil)
         #expect(config.http.scale.latencyTargets == ["emails": .seconds(5)])
+    }
+
+    @Test("globalConcurrency bounds the queue's prefetch and local cap; other queues keep theirs")
+    func globalConcurrency() throws {
+        let config = try parse(
+            """
+            defaults: { prefetch: 64 }
+            queues:
+              - { name: db, globalConcurrency: 5, maxConcurrency: 20 }
+              - { name: tight, globalConcurrency: 10, maxConcurrency: 3, prefetch: 2 }
+              - { name: free }
+            """)
+        let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0) })
+        #expect(byName["db"]?.globalConcurrency == 5)
+        #expect(byName["db"]?.credit == 5)
+        #expect(byName["db"]?.settings.maxConcurrency == 5)
+        #expect(byName["tight"]?.credit == 2)
+        #expect(byName["tight"]?.settings.maxConcurrency == 3)
+        #expect(byName["free"]?.globalConcurrency == nil)
+        #expect(byName["free"]?.credit == 64)
     }
 
     @Test("each kind of bad input names the file, the field and what is wrong", arguments: badInputs.indices)
