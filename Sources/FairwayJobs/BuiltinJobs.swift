@@ -57,7 +57,7 @@ public enum BuiltinJobs {
         public init(description: String) { self.description = description }
     }
 
-    /// Registers `noop`, `sleep`, `fail`, `crash` and `append`.
+    /// Registers `noop`, `sleep`, `fail`, `crash`, `append` and `pooled`.
     public static func register(in registry: inout JobRegistry) {
         registry.register(rawJobType: noop, body: .blocking { _, _ in })
         registry.register(sleep) { parameters, _ in
@@ -80,6 +80,7 @@ public enum BuiltinJobs {
                 try appendLine(end, to: parameters.path, context)
             }
         }
+        registerPooled(in: &registry)
         registry.register(
             rawJobType: crash,
             body: .blocking { payload, context in
@@ -106,9 +107,8 @@ public enum BuiltinJobs {
             })
     }
 
-    /// A number of milliseconds from a payload as nanoseconds, refused (permanently) unless from 0 to a day.
     /// Appends `line`, the job id and the attempt to the file at `path`, in one write.
-    private static func appendLine(_ line: String, to path: String, _ context: JobContext) throws {
+    static func appendLine(_ line: String, to path: String, _ context: JobContext) throws {
         let text = "\(line) id=\(context.jobID) attempt=\(context.attempt)\n"
         let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
         guard descriptor >= 0 else {
@@ -123,6 +123,7 @@ public enum BuiltinJobs {
         }
     }
 
+    /// A number of milliseconds from a payload as nanoseconds, refused (permanently) unless from 0 to a day.
     static func nanoseconds(milliseconds: Double, job: String) throws -> UInt64 {
         guard milliseconds.isFinite, milliseconds >= 0, milliseconds <= maxSleepMilliseconds else {
             throw JobError.permanent(

@@ -11,9 +11,9 @@ struct BuiltinJobsTests {
         return registry
     }
 
-    @Test("the five built-in types are registered")
+    @Test("the six built-in types are registered")
     func registered() {
-        #expect(Self.registry.jobTypes == ["append", "crash", "fail", "noop", "sleep"])
+        #expect(Self.registry.jobTypes == ["append", "crash", "fail", "noop", "pooled", "sleep"])
     }
 
     @Test(
@@ -34,8 +34,49 @@ struct BuiltinJobsTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(await JobRegistryTests.run(Self.registry, "append", #"{"path":"\#(path)","line":"job"}"#) == nil)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "job id=7 attempt=1\n")
+        #expect(
+            await JobRegistryTests.run(Self.registry, "append", #"{"path":"\#(path)","line":"a","end":"b"}"#) == nil)
+        #expect(
+            try String(contentsOfFile: path, encoding: .utf8)
+                == "job id=7 attempt=1\na id=7 attempt=1\nb id=7 attempt=1\n")
         let error = await JobRegistryTests.run(Self.registry, "append", #"{"path":"a\u0000b","line":"x"}"#)
         #expect((error as? JobError).map { "\($0)" }?.contains("without NUL bytes") == true)
+    }
+
+    @Test("pooled: eight jobs on a pool of three never hold more than three slots at once")
+    func pooled() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pool-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let log = folder + ".log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let payload = #"{"pool":"\#(folder)","size":3,"ms":40,"path":"\#(log)","line":"w1"}"#
+        let registry = Self.registry
+        let errors = await withTaskGroup(of: (any Error)?.self) { group in
+            for _ in 0..<8 {
+                group.addTask { await JobRegistryTests.run(registry, "pooled", payload) }
+            }
+            return await group.reduce(into: [any Error]()) { if let error = $1 { $0.append(error) } }
+        }
+        #expect(errors.isEmpty, "\(errors)")
+        let ends = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").filter {
+            $0.hasPrefix("end")
+        }
+        #expect(ends.count == 8)
+        // Each end line carries when its job took and gave back its slot.
+        let held = ends.map { line -> (Int64, Int64) in
+            let fields = Dictionary(
+                uniqueKeysWithValues: line.split(separator: " ").compactMap { field -> (String, Int64)? in
+                    let parts = field.split(separator: "=")
+                    return parts.count == 2 ? (String(parts[0]), Int64(parts[1]) ?? 0) : nil
+                })
+            return (fields["acquired"] ?? 0, fields["released"] ?? 0)
+        }
+        let most = held.map { probe in held.filter { $0.0 <= probe.0 && probe.0 < $0.1 }.count }.max() ?? 0
+        #expect(most <= 3 && most >= 2, "slots held at once: \(most)")
+        for bad in [#"{"pool":"\#(folder)","size":0,"ms":1}"#, #"{"pool":"","size":2,"ms":1}"#] {
+            let error = await JobRegistryTests.run(registry, "pooled", bad)
+            #expect((error as? JobError).map { "\($0)" }?.contains("pooled: ") == true, "\(String(describing: error))")
+        }
     }
 
     @Test("fail throws a retried error with its message, or a default one")
