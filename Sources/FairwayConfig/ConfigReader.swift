@@ -34,12 +34,16 @@ struct ConfigReader {
         var http = try httpSettings(fields["http"] ?? .mapping(Node.Mapping([])))
         let sources = try fields["sources"].map { try sourceList($0) } ?? []
         if let scaleNode = fields["scale"] {
-            let scaleFields = try mapping(scaleNode, "scale", allowed: ["targetLatency", "utilisation"])
+            let scaleFields = try mapping(
+                scaleNode, "scale", allowed: ["targetLatency", "utilisation", "maxWorkers"])
             if let latency = scaleFields["targetLatency"] {
                 http.scale.targetLatency = try duration(latency, "scale.targetLatency", allowZero: false)
             }
             if let utilisation = scaleFields["utilisation"] {
                 http.scale.targetUtilisation = try number(utilisation, "scale.utilisation", above: 0, max: 1)
+            }
+            if let most = scaleFields["maxWorkers"] {
+                http.scale.maxWorkers = try integer(most, "scale.maxWorkers", in: 1...1_000_000)
             }
         }
         let logLevel: Logger.Level? = try fields["logLevel"].map { node -> Logger.Level in

@@ -52,7 +52,8 @@ public struct ScaleSignal: Codable, Sendable, Equatable {
 /// desired_workers = max(busy, ⌈arrival_rate × mean_run / utilisation⌉ + ⌈backlog × mean_run / target_latency⌉,
 /// ⌈busy × oldest_age / target_latency⌉ when that ratio is above 1): enough workers to keep up with arrivals
 /// at the target utilisation (Little's law), plus enough to work the current backlog off within the target
-/// latency, and more while the oldest waiting job has waited longer than the target.
+/// latency, and more while the oldest waiting job has waited longer than the target; never more than
+/// `maxWorkers` when set, never fewer than are busy.
 public final class ScaleAdvisor: @unchecked Sendable {
     // Unchecked Sendable: every stored var is guarded by `lock`.
     public struct Settings: Sendable, Equatable {
@@ -62,6 +63,10 @@ public final class ScaleAdvisor: @unchecked Sendable {
         public var targetUtilisation: Double = 0.8
         /// Queue-time targets of single queues (`latencyTarget:`), by name; the others use `targetLatency`.
         public var latencyTargets: [String: Duration] = [:]
+        /// The most workers, across every replica, that can be of use, or nil: when jobs share a limited
+        /// resource (a database that accepts 85 connections), workers beyond it only wait for it, so
+        /// `desired_workers` (and with it `desired_replicas`) stops there, however long the backlog.
+        public var maxWorkers: Int?
 
         public init() {}
     }
@@ -136,7 +141,8 @@ public final class ScaleAdvisor: @unchecked Sendable {
             // Queue time above the target: as many more workers as it is over (the oldest job waited 3× the
             // target: three times the workers now busy), whatever the rates say.
             let overdue = ratio > 1 ? (Double(max(1, snapshot.busyWorkers)) * ratio).rounded(.up) : 0
-            let desiredWorkers = max(snapshot.busyWorkers, Int(min(1e9, max(keepUp + workOff, overdue))))
+            let wanted = Int(min(1e9, max(keepUp + workOff, overdue)))
+            let desiredWorkers = max(snapshot.busyWorkers, min(settings.maxWorkers ?? .max, wanted))
             let drainSeconds =
                 backlog == 0
                 ? 0

@@ -177,6 +177,7 @@ struct ConfigurationLoaderTests {
         ("queues: [{ name: a, pipeline: 4 }]", "queues[0].pipeline", "add isolation: process", nil),
         ("queues: [{ name: a, latencyTarget: 0s }]", "queues[0].latencyTarget", "greater than zero", 1),
         ("queues: [{ name: a, maxBacklog: 0 }]", "queues[0].maxBacklog", "between 1", 1),
+        ("scale: { maxWorkers: 0 }\nqueues: [{name: a}]", "scale.maxWorkers", "between 1", 1),
         ("queues: [{ name: a, globalConcurrency: 0 }]", "queues[0].globalConcurrency", "between 1", 1),
         ("queues: [{ name: a, globalConcurrency: 5.5 }]", "queues[0].globalConcurrency", "whole number", 1),
         ("queues: [{ name: a, backlogRetryAfter: 5s }]", "queues[0].backlogRetryAfter", "needs maxBacklog", nil),

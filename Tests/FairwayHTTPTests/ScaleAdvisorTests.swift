@@ -40,6 +40,25 @@ struct ScaleAdvisorTests {
         #expect(signal.desiredWorkers >= 2 && signal.desiredWorkers < 8, "\(signal)")
     }
 
+    @Test("maxWorkers: a deep backlog asks for no more workers than the shared resource serves")
+    func maxWorkers() {
+        var settings = ScaleAdvisor.Settings()
+        settings.targetLatency = .seconds(10)
+        settings.maxWorkers = 85
+        let depths = ["a": QueueDepth(ready: 50_000, oldestAgeSeconds: 60)]
+        let capped = ScaleAdvisor(settings: settings).observe(
+            Self.snapshot(busy: 16, workers: 16), depths: depths, now: 0, wallNow: 0)
+        let uncapped = Self.advisor(target: 10).observe(
+            Self.snapshot(busy: 16, workers: 16), depths: depths, now: 0, wallNow: 0)
+        #expect(uncapped.desiredWorkers > 85, "\(uncapped)")
+        #expect(capped.desiredWorkers == 85, "\(capped)")
+        #expect(capped.desiredReplicas == 6, "⌈85 / 16⌉: \(capped)")
+        settings.maxWorkers = 4
+        let busier = ScaleAdvisor(settings: settings).observe(
+            Self.snapshot(busy: 8), depths: depths, now: 0, wallNow: 0)
+        #expect(busier.desiredWorkers == 8, "never fewer than are busy: \(busier)")
+    }
+
     @Test("nothing waiting: no age, no drain time, and never fewer workers than are busy")
     func idle() {
         let signal = Self.advisor(target: 10).observe(
