@@ -1,4 +1,5 @@
 import FairwayJobs
+import FairwayTestSupport
 import Foundation
 import Logging
 import Testing
@@ -43,21 +44,31 @@ struct BuiltinJobsTests {
         #expect((error as? JobError).map { "\($0)" }?.contains("without NUL bytes") == true)
     }
 
-    @Test("pooled: eight jobs on a pool of three never hold more than three slots at once")
-    func pooled() async throws {
+    @Test("pooled: eight jobs on threads of their own, a pool of three: never more than three slots at once")
+    func pooled() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pool-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let log = folder + ".log"
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let payload = #"{"pool":"\#(folder)","size":3,"ms":40,"path":"\#(log)","line":"w1"}"#
-        let registry = Self.registry
-        let errors = await withTaskGroup(of: (any Error)?.self) { group in
-            for _ in 0..<8 {
-                group.addTask { await JobRegistryTests.run(registry, "pooled", payload) }
-            }
-            return await group.reduce(into: [any Error]()) { if let error = $1 { $0.append(error) } }
+        let payload = Array(#"{"pool":"\#(folder)","size":3,"ms":40,"path":"\#(log)","line":"w1"}"#.utf8)
+        guard case .blocking(let run) = Self.registry.body(for: "pooled") else {
+            Issue.record("pooled is a blocking job")
+            return
         }
-        #expect(errors.isEmpty, "\(errors)")
+        // Threads of their own, as the engine's workers: a job waiting for a slot blocks its thread.
+        let errors = Shared<[String]>([])
+        let group = DispatchGroup()
+        for _ in 0..<8 {
+            group.enter()
+            Thread {
+                do { try run(payload, JobRegistryTests.context("pooled")) } catch {
+                    errors.update { $0.append("\(error)") }
+                }
+                group.leave()
+            }.start()
+        }
+        #expect(group.wait(timeout: .now() + 30) == .success)
+        #expect(errors.read().isEmpty, "\(errors.read())")
         let ends = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").filter {
             $0.hasPrefix("end")
         }
@@ -73,8 +84,12 @@ struct BuiltinJobsTests {
         }
         let most = held.map { probe in held.filter { $0.0 <= probe.0 && probe.0 < $0.1 }.count }.max() ?? 0
         #expect(most <= 3 && most >= 2, "slots held at once: \(most)")
-        for bad in [#"{"pool":"\#(folder)","size":0,"ms":1}"#, #"{"pool":"","size":2,"ms":1}"#] {
-            let error = await JobRegistryTests.run(registry, "pooled", bad)
+    }
+
+    @Test("pooled refuses a pool size out of range and an empty pool folder, permanently")
+    func pooledBadInput() async {
+        for bad in [#"{"pool":"/tmp/p","size":0,"ms":1}"#, #"{"pool":"","size":2,"ms":1}"#] {
+            let error = await JobRegistryTests.run(Self.registry, "pooled", bad)
             #expect((error as? JobError).map { "\($0)" }?.contains("pooled: ") == true, "\(String(describing: error))")
         }
     }
