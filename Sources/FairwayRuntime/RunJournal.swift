@@ -168,6 +168,28 @@ public final class RunJournal: Sendable {
         return found
     }
 
+    /// The owners of every journal with this prefix that is still there, whoever holds it. A dead
+    /// consumer whose journal remains is being charged by another process (which holds its lock), or will
+    /// be by the next to look: its leases must not be freed without the charge in the meantime.
+    public static func owners(withPrefix prefix: String) -> Set<String> {
+        let url = URL(fileURLWithPath: prefix)
+        let directory = url.deletingLastPathComponent().path
+        let stem = url.lastPathComponent
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        var owners: Set<String> = []
+        for name in names where name.hasPrefix(stem) && !name.hasSuffix(".new") {
+            let path = directory + "/" + name
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard descriptor >= 0 else { continue }
+            defer { close(descriptor) }
+            var status = stat()
+            guard fstat(descriptor, &status) == 0, let journal = read(descriptor, path: path, size: Int(status.st_size))
+            else { continue }
+            owners.insert(journal.owner)
+        }
+        return owners
+    }
+
     /// Deletes an orphan once its keys were charged.
     public static func discard(_ orphan: Orphan) {
         unlink(orphan.path)

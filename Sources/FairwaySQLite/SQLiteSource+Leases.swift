@@ -57,7 +57,12 @@ extension SQLiteSource {
                 .text(host), .text(identity),
             ]
         ) { ($0.text(0) ?? "", $0.int(1)) }
-        for (other, pid) in consumers where !Self.processIsAlive(pid) || pid == Int(getpid()) {
+        // A dead consumer's journal that another process holds is being charged by it: freeing the leases
+        // here first would run its jobs again uncharged (a crash nobody is charged for).
+        let charging = Set(orphans.map(\.owner))
+        let journaled = RunJournal.owners(withPrefix: Self.journalPrefix(path)).subtracting(charging)
+        for (other, pid) in consumers
+        where (!Self.processIsAlive(pid) || pid == Int(getpid())) && !journaled.contains(other) {
             try connection.cached(
                 "UPDATE jobs SET state = 0, lease_owner = NULL, lease_expires_at = NULL WHERE state = 2 AND lease_owner = ?1"
             ).run([.text(other)])

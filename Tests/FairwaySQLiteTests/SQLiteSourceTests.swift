@@ -226,6 +226,46 @@ struct SQLiteSourceTests {
         #expect(Date().timeIntervalSince(began) < 2, "waited for the lease instead of reclaiming it")
     }
 
+    @Test("a dead consumer's journal held by another survivor: its leases wait for that charge, never freed uncharged")
+    func deadConsumerBeingCharged() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        let file = try SQLiteQueue(path: path)
+        let id = try file.enqueue(NewJob(queue: "q", type: "attempt"))
+        let finished = Process()
+        finished.executableURL = URL(fileURLWithPath: "/bin/true")
+        try finished.run()
+        finished.waitUntilExit()
+        let host = ProcessInfo.processInfo.hostName
+        let ghost = "\(host):\(finished.processIdentifier):ghost"
+        try sql(
+            path,
+            "UPDATE jobs SET state = 2, lease_owner = '\(ghost)', lease_expires_at = \(Milliseconds.now + 3_600_000)")
+        try sql(
+            path,
+            "INSERT INTO consumers(identity, host, pid, heartbeat_at) VALUES ('\(ghost)', '\(host)', \(finished.processIdentifier), 0)"
+        )
+        // The dead consumer was running the job; its journal is locked, as while another survivor charges it.
+        var journal: RunJournal? = try RunJournal(prefix: SQLiteSource.journalPrefix(path), owner: ghost)
+        _ = journal?.begin(UInt64(id))
+        let attempts = Shared<[Int]>([])
+        var options = SQLiteSource.Options()
+        options.leaseDuration = .milliseconds(900)
+        let harness = try SQLiteHarness(path: path, queues: [QueueDefinition(name: "q")], options: options) {
+            registry in
+            registry.register(JobName<NoParameters>("attempt")) { _, context in
+                attempts.update { $0.append(context.attempt) }
+            }
+        }
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(2)) }
+        // Several lease renewals, each of which looks for dead consumers.
+        Thread.sleep(forTimeInterval: 1.2)
+        #expect(attempts.read().isEmpty, "the leases were freed while the charge was still to come")
+        journal = nil  // the holder lets go without charging: the journal is an orphan for the next look
+        #expect(eventually(timeout: 5) { attempts.read() == [2] }, "\(attempts.read())")
+    }
+
     @Test("a job whose attempts were used up by runs that never settled is dead-lettered, not run again")
     func attemptsUsedUpByCrashes() throws {
         let folder = TemporaryFolder()
