@@ -127,7 +127,30 @@ extension ConfigReader {
         }
     }
 
-    func queueList(_ node: Node, defaults: QueueFields, prefetch: Int?) throws -> (
+    /// The `groups:` list: each a name and a weight (1 when absent), names unique.
+    func groupList(_ node: Node) throws -> [QueueGroup] {
+        guard case .sequence(let items) = node else {
+            throw error("groups", node, "expected a list of groups, e.g. - { name: \"free\", weight: 1 }")
+        }
+        var groups: [QueueGroup] = []
+        for (index, item) in items.enumerated() {
+            let field = "groups[\(index)]"
+            let map = try mapping(item, field, allowed: ["name", "weight"])
+            guard let nameNode = map["name"] else {
+                throw error("\(field).name", item, "missing: every group needs a name")
+            }
+            let name = try string(nameNode, "\(field).name")
+            guard !name.isEmpty else { throw error("\(field).name", nameNode, "a group's name cannot be empty") }
+            guard !groups.contains(where: { $0.name == name }) else {
+                throw error("\(field).name", nameNode, "group '\(name)' is defined twice")
+            }
+            let weight = try map["weight"].map { try number($0, "\(field).weight", above: 0, max: 1_000_000) } ?? 1
+            groups.append(QueueGroup(name: name, weight: weight))
+        }
+        return groups
+    }
+
+    func queueList(_ node: Node, defaults: QueueFields, prefetch: Int?, groups: Set<String> = []) throws -> (
         [QueueDefinition], [String: BacklogLimit], latencyTargets: [String: Duration]
     ) {
         guard case .sequence(let items) = node else {
@@ -181,6 +204,14 @@ extension ConfigReader {
         }
         let definitions = try order.map { name in
             let fields = merged[name]!
+            if let group = fields.group, !groups.contains(group) {
+                throw error(
+                    "\(origin[name]!).group", nil,
+                    groups.isEmpty
+                        ? "queue '\(name)': no group named '\(group)'; define it under groups:"
+                        : "queue '\(name)': no group named '\(group)'; the groups are \(groups.sorted().joined(separator: ", "))"
+                )
+            }
             let backoff = fields.backoff ?? .seconds(1)
             let maxBackoff = fields.maxBackoff ?? max(backoff, .seconds(600))
             guard maxBackoff >= backoff else {
@@ -207,7 +238,8 @@ extension ConfigReader {
                 ),
                 credit: fields.prefetch ?? prefetch ?? 32,
                 isolation: try isolation(fields, queue: name, field: origin[name]!),
-                globalConcurrency: fields.globalConcurrency
+                globalConcurrency: fields.globalConcurrency,
+                group: fields.group
             )
         }
         return (definitions, limits, latencyTargets)
@@ -298,6 +330,7 @@ extension ConfigReader {
             case "backlogRetryAfter": fields.backlogRetryAfter = try duration(value, path, allowZero: false)
             case "latencyTarget": fields.latencyTarget = try duration(value, path, allowZero: false)
             case "globalConcurrency": fields.globalConcurrency = try integer(value, path, in: 1...65535)
+            case "group": fields.group = try string(value, path)
             default: break
             }
         }

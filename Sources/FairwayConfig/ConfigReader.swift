@@ -18,7 +18,7 @@ struct ConfigReader {
 
     static let rootKeys = [
         "workers", "cost", "http", "sources", "defaults", "queues", "drainTimeout", "scale", "logLevel",
-        "logFormat",
+        "logFormat", "groups",
     ]
     /// The most queues one file may declare, patterns expanded.
     static let maxQueues = 100_000
@@ -58,8 +58,9 @@ struct ConfigReader {
             if case .amqp(let settings) = source { return settings.prefetch }
             return nil
         }.first
+        let groups = try fields["groups"].map { try groupList($0) } ?? []
         let (queues, limits, latencyTargets) = try queueList(
-            queuesNode, defaults: defaults ?? QueueFields(), prefetch: sourcePrefetch)
+            queuesNode, defaults: defaults ?? QueueFields(), prefetch: sourcePrefetch, groups: Set(groups.map(\.name)))
         http.scale.latencyTargets = latencyTargets
         var configuration = FairwayConfiguration(
             workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
@@ -70,6 +71,7 @@ struct ConfigReader {
             drainTimeout: drain,
             backlogLimits: limits
         )
+        configuration.groups = groups
         configuration.logLevel = logLevel
         if let format = fields["logFormat"] {
             configuration.logFormat = try choice(format, "logFormat", LogFormat.allCases)

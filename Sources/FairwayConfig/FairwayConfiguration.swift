@@ -15,6 +15,8 @@ public struct FairwayConfiguration: Sendable, Equatable {
     public var sources: [SourceSettings]
     /// Every queue, patterns expanded, defaults and overrides applied, in the order first named.
     public var queues: [QueueDefinition]
+    /// The groups of queues (`groups:`), each competing as one by its weight.
+    public var groups: [QueueGroup] = []
     /// How long running jobs get to finish at shutdown.
     public var drainTimeout: Duration
     /// Load shedding for SQLite sources: the queues with a maximum backlog, written into the queue file.
@@ -52,7 +54,7 @@ public struct FairwayConfiguration: Sendable, Equatable {
 
     /// The engine configuration this file describes.
     public var engineConfiguration: EngineConfiguration {
-        EngineConfiguration(workers: workers, costMode: cost, queues: queues)
+        EngineConfiguration(workers: workers, costMode: cost, queues: queues, groups: groups)
     }
 }
 

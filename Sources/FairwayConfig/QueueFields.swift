@@ -29,12 +29,13 @@ struct QueueFields {
     var backlogRetryAfter: Duration?
     var latencyTarget: Duration?
     var globalConcurrency: Int?
+    var group: String?
 
     static let keys = [
         "weight", "maxConcurrency", "rate", "burst", "timeout", "attempts", "backoff", "maxBackoff", "jitter",
         "paused", "prefetch", "isolation", "command", "recycleAfterJobs", "recycleAboveMemoryMB", "killGrace",
         "memoryLimitMB", "pipeline", "maxBacklog", "backlogRetryAfter", "latencyTarget",
-        "globalConcurrency",
+        "globalConcurrency", "group",
     ]
 
     enum IsolationMode: String, CaseIterable {
@@ -65,7 +66,8 @@ struct QueueFields {
             maxBacklog: maxBacklog ?? base.maxBacklog,
             backlogRetryAfter: backlogRetryAfter ?? base.backlogRetryAfter,
             latencyTarget: latencyTarget ?? base.latencyTarget,
-            globalConcurrency: globalConcurrency ?? base.globalConcurrency
+            globalConcurrency: globalConcurrency ?? base.globalConcurrency,
+            group: group ?? base.group
         )
     }
 }

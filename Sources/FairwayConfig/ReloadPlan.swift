@@ -52,9 +52,11 @@ public struct ReloadPlan: Sendable, Equatable {
             var rest = was
             rest.settings = queue.settings
             if rest != queue {
-                needsRestart.append("queues[\(queue.name)]: timeout, retry, prefetch, isolation or globalConcurrency")
+                needsRestart.append(
+                    "queues[\(queue.name)]: timeout, retry, prefetch, isolation, globalConcurrency or group")
             }
         }
+        if old.groups != new.groups { needsRestart.append("groups") }
         if old.workers != new.workers { needsRestart.append("workers: \(old.workers) → \(new.workers)") }
         if old.cost != new.cost { needsRestart.append("cost") }
         if old.sources != new.sources { needsRestart.append("sources") }

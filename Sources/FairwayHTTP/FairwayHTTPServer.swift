@@ -284,6 +284,7 @@ public final class FairwayHTTPServer: Service, Sendable {
     /// One queue in `GET /queues`.
     struct QueueState: Codable {
         var name: String
+        var group: String?
         var weight: Double
         var maxConcurrency: Int?
         var rate: Double?
@@ -303,7 +304,7 @@ public final class FairwayHTTPServer: Service, Sendable {
         let depths = depths()
         return engine.snapshot().queues.map { queue in
             QueueState(
-                name: queue.name, weight: queue.settings.weight,
+                name: queue.name, group: queue.group, weight: queue.settings.weight,
                 maxConcurrency: queue.settings.maxConcurrency == .max ? nil : queue.settings.maxConcurrency,
                 rate: queue.settings.rateLimit?.perSecond, burst: queue.settings.rateLimit?.burst,
                 paused: queue.settings.paused, ready: depths[queue.name]?.ready ?? 0, held: queue.held,

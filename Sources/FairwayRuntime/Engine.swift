@@ -96,16 +96,29 @@ public final class Engine: @unchecked Sendable {
         self.stateChanged = Monitor.Condition(monitor)
         var scheduler = FairScheduler(costMode: configuration.costMode)
         let now = MonotonicClock.now
+        var groupIDs: [String: GroupID] = [:]
+        for group in configuration.groups {
+            guard groupIDs[group.name] == nil else { throw EngineError.duplicateGroup(group.name) }
+            groupIDs[group.name] = scheduler.addGroup(weight: group.weight)
+        }
         for definition in configuration.queues {
             guard queueIDs[definition.name] == nil else { throw EngineError.duplicateQueue(definition.name) }
-            queueIDs[definition.name] = scheduler.addQueue(definition.settings, now: now)
+            let group = try definition.group.map { name in
+                guard let id = groupIDs[name] else {
+                    throw EngineError.unknownGroup(queue: definition.name, group: name)
+                }
+                return id
+            }
+            queueIDs[definition.name] = scheduler.addQueue(definition.settings, group: group, now: now)
         }
         self.scheduler = scheduler
         self.definitions = configuration.queues
         self.buffers = Array(repeating: Deque(), count: configuration.queues.count)
         self.runSeconds = Array(repeating: .infinity, count: configuration.queues.count)
         self.counters = configuration.queues.map {
-            QueueSnapshot(name: $0.name, settings: $0.settings, held: 0, inFlight: 0)
+            var counters = QueueSnapshot(name: $0.name, settings: $0.settings, held: 0, inFlight: 0)
+            counters.group = $0.group
+            return counters
         }
     }
 

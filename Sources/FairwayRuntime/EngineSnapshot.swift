@@ -4,6 +4,8 @@ import FairwayScheduling
 public struct QueueSnapshot: Sendable, Hashable {
     public var name: String
     public var settings: QueueSettings
+    /// The group the queue belongs to, or nil.
+    public var group: String?
     /// Deliveries held locally, not yet started.
     public var held: Int
     /// Jobs running now.

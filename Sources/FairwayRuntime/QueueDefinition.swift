@@ -17,6 +17,8 @@ public struct QueueDefinition: Sendable, Hashable {
     /// SQLite counts the leases in the shared file, RabbitMQ gives the queue a single active consumer with
     /// this prefetch. It also bounds this process's `credit` and `settings.maxConcurrency`.
     public var globalConcurrency: Int?
+    /// The ``QueueGroup`` the queue belongs to, by name, or nil: it then competes on its own.
+    public var group: String?
 
     public init(
         name: String,
@@ -25,8 +27,10 @@ public struct QueueDefinition: Sendable, Hashable {
         retry: RetryPolicy = RetryPolicy(),
         credit: Int = 32,
         isolation: Isolation = .thread,
-        globalConcurrency: Int? = nil
+        globalConcurrency: Int? = nil,
+        group: String? = nil
     ) {
+        self.group = group
         self.isolation = isolation
         self.name = name
         self.settings = settings

@@ -10,6 +10,12 @@
 /// tokens) re-enters at no less than the scheduler's current virtual time, so it cannot spend credit saved
 /// while it was not competing.
 ///
+/// Queues may belong to a group with a weight of its own (two-level hierarchical fair queueing): at the
+/// top level the groups and the queues outside any group compete by their weights, each group carrying
+/// its own virtual time; within a group its backlogged members share what the group gets by theirs. So
+/// a thousand queues of weight 1 in a group of weight 1 get, together, what one queue of weight 1
+/// outside it gets, however many of them are active. The bound above holds at each level.
+///
 /// The scheduler keeps counts, not jobs, and reads no clock: callers pass `now` (monotonic nanoseconds),
 /// which only rate limits use. It is a value type with no locking; its owner serialises access.
 /// Each decision is O(log n) in the number of active queues and allocates nothing in steady state.
@@ -25,15 +31,32 @@ public struct FairScheduler: Sendable {
         var averageCost: Double = 0
         var costSamples: Int = 0
         var dispatched: UInt64 = 0
+        /// The group the queue belongs to, or nil.
+        var group: Int?
 
         var wantsService: Bool {
             !settings.paused && ready > 0 && inFlight < settings.maxConcurrency
         }
     }
 
+    /// What the scheduler tracks for one group of queues.
+    struct GroupState: Sendable {
+        var weight: Double
+        var inverseWeight: Double
+        /// The group's virtual time at the top level.
+        var virtualTime: Double = 0
+        /// The virtual time within the group: the largest start tag of a member dispatched so far.
+        var innerVirtualTime: Double = 0
+        /// Members that want service and hold a rate token, keyed by their virtual time within the group.
+        var members = IndexedMinHeap<Double>()
+    }
+
     public let costMode: CostMode
     private var queues: [QueueState] = []
-    /// Queues that want service and hold a rate token, keyed by virtual time.
+    private var groups: [GroupState] = []
+    /// What competes at the top level and may be picked now: queues outside any group that want service
+    /// and hold a rate token (member 2 × queue), and groups with such a member (member 2 × group + 1),
+    /// keyed by virtual time.
     private var eligible = IndexedMinHeap<Double>()
     /// Queues that want service but wait for a rate token, keyed by the instant the token arrives.
     private var waitingForTokens = IndexedMinHeap<UInt64>()
@@ -59,19 +82,48 @@ public struct FairScheduler: Sendable {
     /// The number of queues added so far.
     public var queueCount: Int { queues.count }
 
-    /// Adds a queue and returns its identifier. Identifiers are dense, starting at 0.
-    public mutating func addQueue(_ settings: QueueSettings, now: UInt64 = 0) -> QueueID {
+    /// Adds a queue, in `group` or at the top level, and returns its identifier. Identifiers are dense,
+    /// starting at 0.
+    public mutating func addQueue(_ settings: QueueSettings, group: GroupID? = nil, now: UInt64 = 0) -> QueueID {
         let id = queues.count
         var state = QueueState(settings: settings, inverseWeight: 1 / settings.weight)
-        state.virtualTime = virtualTime
+        state.group = group?.index
+        state.virtualTime = group.map { groups[$0.index].innerVirtualTime } ?? virtualTime
         if let limit = settings.rateLimit {
             state.bucket = TokenBucket(limit: limit, now: now)
         }
         queues.append(state)
-        eligible.reserve(members: queues.count)
+        if let group {
+            groups[group.index].members.reserve(members: id + 1)
+        } else {
+            eligible.reserve(members: 2 * id + 1)
+        }
         waitingForTokens.reserve(members: queues.count)
         return QueueID(id)
     }
+
+    /// The number of groups added so far.
+    public var groupCount: Int { groups.count }
+
+    /// Adds a group of queues with a weight (above zero) and returns its identifier, dense from 0.
+    public mutating func addGroup(weight: Double) -> GroupID {
+        precondition(weight > 0 && weight.isFinite, "a group's weight must be above zero")
+        groups.append(GroupState(weight: weight, inverseWeight: 1 / weight, virtualTime: virtualTime))
+        return GroupID(groups.count - 1)
+    }
+
+    /// Changes a group's weight. Takes effect from the group's next dispatch.
+    public mutating func updateGroup(_ group: GroupID, weight: Double) {
+        precondition(weight > 0 && weight.isFinite, "a group's weight must be above zero")
+        groups[group.index].weight = weight
+        groups[group.index].inverseWeight = 1 / weight
+    }
+
+    /// A group's weight.
+    public func weight(of group: GroupID) -> Double { groups[group.index].weight }
+
+    /// The group a queue belongs to, or nil.
+    public func group(of queue: QueueID) -> GroupID? { queues[queue.index].group.map(GroupID.init) }
 
     /// The settings a queue runs with now.
     public func settings(of queue: QueueID) -> QueueSettings {
@@ -93,7 +145,7 @@ public struct FairScheduler: Sendable {
             queues[i].bucket = nil
         }
         // Re-place the queue from scratch: limits may have made it (in)eligible.
-        eligible.remove(i)
+        removeEligible(i)
         waitingForTokens.remove(i)
         place(i, now: now)
     }
@@ -105,7 +157,7 @@ public struct FairScheduler: Sendable {
         precondition(count >= 0)
         let i = queue.index
         queues[i].ready += count
-        if !eligible.contains(i) && !waitingForTokens.contains(i) {
+        if !isEligible(i) && !waitingForTokens.contains(i) {
             place(i, now: now)
         }
     }
@@ -116,7 +168,7 @@ public struct FairScheduler: Sendable {
         precondition(count >= 0 && count <= queues[i].ready, "withdrawing more jobs than are ready")
         queues[i].ready -= count
         if !queues[i].wantsService {
-            eligible.remove(i)
+            removeEligible(i)
             waitingForTokens.remove(i)
         }
     }
@@ -129,17 +181,42 @@ public struct FairScheduler: Sendable {
         if !waitingForTokens.isEmpty {
             releaseQueuesWithTokens(now: now)
         }
-        guard let (i, start) = eligible.min else { return nil }
-        let charge = costMode == .count ? 1 : estimatedCost(i)
+        guard let (entry, start) = eligible.min else { return nil }
         if start > virtualTime { virtualTime = start }
-        switch Self.startJob(&queues[i], start: start, charge: charge) {
+        guard entry & 1 == 1 else {
+            let i = entry >> 1
+            let charge = costMode == .count ? 1 : estimatedCost(i)
+            switch Self.startJob(&queues[i], start: start, charge: charge) {
+            case .stays(let key):
+                eligible.raiseMinimum(to: key)
+            case .leaves:
+                eligible.remove(entry)
+            case .waitsForToken(let due):
+                eligible.remove(entry)
+                waitingForTokens.insert(i, key: due)
+            }
+            return Dispatch(queue: QueueID(i), charge: charge)
+        }
+        // A group: its member with the smallest virtual time within it starts, and the group is charged
+        // at the top level by its own weight.
+        let g = entry >> 1
+        let (i, innerStart) = groups[g].members.min!
+        let charge = costMode == .count ? 1 : estimatedCost(i)
+        if innerStart > groups[g].innerVirtualTime { groups[g].innerVirtualTime = innerStart }
+        switch Self.startJob(&queues[i], start: innerStart, charge: charge) {
         case .stays(let key):
-            eligible.raiseMinimum(to: key)
+            groups[g].members.raiseMinimum(to: key)
         case .leaves:
-            eligible.remove(i)
+            groups[g].members.remove(i)
         case .waitsForToken(let due):
-            eligible.remove(i)
+            groups[g].members.remove(i)
             waitingForTokens.insert(i, key: due)
+        }
+        groups[g].virtualTime = start + charge * groups[g].inverseWeight
+        if groups[g].members.isEmpty {
+            eligible.remove(entry)
+        } else {
+            eligible.raiseMinimum(to: groups[g].virtualTime)
         }
         return Dispatch(queue: QueueID(i), charge: charge)
     }
@@ -151,7 +228,8 @@ public struct FairScheduler: Sendable {
         if !waitingForTokens.isEmpty {
             releaseQueuesWithTokens(now: now)
         }
-        return eligible.min.map { QueueID($0.0) }
+        guard let entry = eligible.min?.member else { return nil }
+        return QueueID(entry & 1 == 0 ? entry >> 1 : groups[entry >> 1].members.min!.member)
     }
 
     /// Where a queue belongs after one of its jobs started.
@@ -188,11 +266,15 @@ public struct FairScheduler: Sendable {
             let measured = max(0, cost)
             queues[i].virtualTime += (measured - charge) * queues[i].inverseWeight
             recordCost(i, measured)
-            if eligible.contains(i) {
-                eligible.update(i, key: queues[i].virtualTime)
+            if let g = queues[i].group {
+                if groups[g].members.contains(i) { groups[g].members.update(i, key: queues[i].virtualTime) }
+                groups[g].virtualTime += (measured - charge) * groups[g].inverseWeight
+                if eligible.contains(2 * g + 1) { eligible.update(2 * g + 1, key: groups[g].virtualTime) }
+            } else if eligible.contains(2 * i) {
+                eligible.update(2 * i, key: queues[i].virtualTime)
             }
         }
-        if !eligible.contains(i) && !waitingForTokens.contains(i) {
+        if !isEligible(i) && !waitingForTokens.contains(i) {
             place(i, now: now)
         }
     }
@@ -216,7 +298,7 @@ public struct FairScheduler: Sendable {
     /// The cost (seconds) charged at dispatch for the next job of `queue` in time mode.
     public func costEstimate(of queue: QueueID) -> Double { estimatedCost(queue.index) }
     /// Whether `queue` could be picked now: it has ready work and is neither paused, at its cap nor out of tokens.
-    public func isEligible(_ queue: QueueID) -> Bool { eligible.contains(queue.index) }
+    public func isEligible(_ queue: QueueID) -> Bool { isEligible(queue.index) }
     /// Whether any queue could be picked now.
     public var hasEligibleQueue: Bool { !eligible.isEmpty }
 
@@ -226,14 +308,45 @@ public struct FairScheduler: Sendable {
     /// virtual time so that no credit is saved while it was not competing.
     private mutating func place(_ i: Int, now: UInt64) {
         guard queues[i].wantsService else { return }
-        if queues[i].virtualTime < virtualTime {
-            queues[i].virtualTime = virtualTime
-        }
         if queues[i].bucket != nil && !queues[i].bucket!.hasToken(now: now) {
             waitingForTokens.insert(i, key: queues[i].bucket!.nextTokenTime())
-        } else {
-            eligible.insert(i, key: queues[i].virtualTime)
+            return
         }
+        guard let g = queues[i].group else {
+            if queues[i].virtualTime < virtualTime {
+                queues[i].virtualTime = virtualTime
+            }
+            eligible.insert(2 * i, key: queues[i].virtualTime)
+            return
+        }
+        // Within its group a queue re-enters at no less than the group's virtual time; a group that
+        // becomes active re-enters the top level at no less than the system's.
+        if queues[i].virtualTime < groups[g].innerVirtualTime {
+            queues[i].virtualTime = groups[g].innerVirtualTime
+        }
+        groups[g].members.insert(i, key: queues[i].virtualTime)
+        if !eligible.contains(2 * g + 1) {
+            if groups[g].virtualTime < virtualTime {
+                groups[g].virtualTime = virtualTime
+            }
+            eligible.insert(2 * g + 1, key: groups[g].virtualTime)
+        }
+    }
+
+    /// Whether a queue is where the next decision may pick it: at the top level or in its group.
+    private func isEligible(_ i: Int) -> Bool {
+        guard let g = queues[i].group else { return eligible.contains(2 * i) }
+        return groups[g].members.contains(i)
+    }
+
+    /// Takes a queue out of the eligible ones, and its group with it when it was the group's last.
+    private mutating func removeEligible(_ i: Int) {
+        guard let g = queues[i].group else {
+            eligible.remove(2 * i)
+            return
+        }
+        groups[g].members.remove(i)
+        if groups[g].members.isEmpty { eligible.remove(2 * g + 1) }
     }
 
     private mutating func releaseQueuesWithTokens(now: UInt64) {

@@ -62,6 +62,15 @@ public struct QueueID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var description: String { "queue#\(index)" }
 }
 
+/// Identifies a group of queues inside one ``FairScheduler``: a dense index.
+public struct GroupID: Hashable, Sendable, CustomStringConvertible {
+    public let index: Int
+
+    public init(_ index: Int) { self.index = index }
+
+    public var description: String { "group#\(index)" }
+}
+
 /// One scheduling decision: run the next job of `queue`, charged `charge` units of cost up front.
 public struct Dispatch: Sendable, Hashable {
     public let queue: QueueID

@@ -178,6 +178,16 @@ struct ConfigurationLoaderTests {
         ("queues: [{ name: a, latencyTarget: 0s }]", "queues[0].latencyTarget", "greater than zero", 1),
         ("queues: [{ name: a, maxBacklog: 0 }]", "queues[0].maxBacklog", "between 1", 1),
         ("scale: { maxWorkers: 0 }\nqueues: [{name: a}]", "scale.maxWorkers", "between 1", 1),
+        ("groups: [{ name: free, weight: 0 }]\nqueues: [{name: a}]", "groups[0].weight", "greater than 0", 1),
+        ("groups: [{ weight: 2 }]\nqueues: [{name: a}]", "groups[0].name", "every group needs a name", 1),
+        ("groups: [{ name: f }, { name: f }]\nqueues: [{name: a}]", "groups[1].name", "defined twice", 1),
+        ("groups: [{ name: f, share: 2 }]\nqueues: [{name: a}]", "groups[0].share", "unknown field", 1),
+        ("groups: { free: 1 }\nqueues: [{name: a}]", "groups", "expected a list of groups", 1),
+        (
+            "groups: [{ name: f }]\nqueues: [{ name: a, group: g }]", "queues[0].group",
+            "no group named 'g'; the groups are f", nil
+        ),
+        ("queues: [{ name: a, group: g }]", "queues[0].group", "define it under groups:", nil),
         ("queues: [{ name: a, globalConcurrency: 0 }]", "queues[0].globalConcurrency", "between 1", 1),
         ("queues: [{ name: a, globalConcurrency: 5.5 }]", "queues[0].globalConcurrency", "whole number", 1),
         ("queues: [{ name: a, backlogRetryAfter: 5s }]", "queues[0].backlogRetryAfter", "needs maxBacklog", nil),
@@ -207,6 +217,32 @@ struct ConfigurationLoaderTests {
         #expect(config.backlogLimits["reports"] == BacklogLimit(maxBacklog: 10, retryAfter: .seconds(30)))
         #expect(config.backlogLimits["images"] == nil)
         #expect(config.http.scale.latencyTargets == ["emails": .seconds(5)])
+    }
+
+    @Test("groups: weights read, 1 when absent; queues join by name, patterns and defaults included")
+    func groups() throws {
+        let config = try parse(
+            """
+            groups:
+              - { name: free, weight: 1 }
+              - { name: paid, weight: 4 }
+              - { name: internal }
+            defaults: { group: free }
+            queues:
+              - { name: system, weight: 8, group: internal }
+              - { name: "tenant-{1..3}" }
+              - { name: "vip-{1..2}", group: paid }
+            """)
+        #expect(
+            config.groups == [
+                QueueGroup(name: "free", weight: 1), QueueGroup(name: "paid", weight: 4),
+                QueueGroup(name: "internal", weight: 1),
+            ])
+        #expect(config.engineConfiguration.groups == config.groups)
+        let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0.group) })
+        #expect(byName["system"] == "internal")
+        #expect(byName["tenant-2"] == "free")
+        #expect(byName["vip-1"] == "paid")
     }
 
     @Test("globalConcurrency bounds the queue's prefetch and local cap; other queues keep theirs")

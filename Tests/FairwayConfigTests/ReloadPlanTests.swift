@@ -26,7 +26,8 @@ struct ReloadPlanTests {
         #expect(plan.queueChanges.first?.after.rateLimit?.perSecond == 5)
         #expect(plan.needsRestart.contains("queues added: d"))
         #expect(plan.needsRestart.contains("queues removed: c"))
-        #expect(plan.needsRestart.contains("queues[b]: timeout, retry, prefetch, isolation or globalConcurrency"))
+        #expect(
+            plan.needsRestart.contains("queues[b]: timeout, retry, prefetch, isolation, globalConcurrency or group"))
         #expect(plan.needsRestart.contains("workers: 2 → 4"))
     }
 

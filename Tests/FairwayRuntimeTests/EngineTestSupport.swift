@@ -14,6 +14,7 @@ struct EngineHarness {
         workers: Int = 2,
         costMode: CostMode = .count,
         queues: [QueueDefinition],
+        groups: [QueueGroup] = [],
         logger given: Logger? = nil,
         register: (inout JobRegistry) -> Void = { _ in }
     ) throws {
@@ -25,7 +26,7 @@ struct EngineHarness {
         logger.logLevel = .critical
         if let given { logger = given }
         engine = try Engine(
-            configuration: EngineConfiguration(workers: workers, costMode: costMode, queues: queues),
+            configuration: EngineConfiguration(workers: workers, costMode: costMode, queues: queues, groups: groups),
             registry: registry,
             sources: [source],
             logger: logger

@@ -101,6 +101,62 @@ struct WorkerPoolTests {
         #expect(peak.load(ordering: .sequentiallyConsistent) == 2)
     }
 
+    @Test("groups hold on the real pool: 40 queues in a group of weight 1 get together what one queue of 1 gets")
+    func groupSharesOnThePool() throws {
+        let tenants = (1...40).map { QueueDefinition(name: "tenant-\($0)", group: "free") }
+        let harness = try EngineHarness(
+            workers: 2,
+            queues: [QueueDefinition(name: "system", settings: QueueSettings(weight: 2))] + tenants
+                + [QueueDefinition(name: "vip", group: "paid")],
+            groups: [QueueGroup(name: "free", weight: 1), QueueGroup(name: "paid", weight: 1)]
+        )
+        let backlog = 20_000
+        for name in ["system", "vip"] + tenants.map(\.name) {
+            harness.source.enqueue(queue: name, jobType: "noop", payloads: Array(repeating: [], count: backlog))
+        }
+        try harness.start()
+        defer { harness.stop() }
+        var baseline: EngineSnapshot?
+        #expect(
+            eventually {
+                let snapshot = harness.engine.snapshot()
+                guard snapshot.queues.allSatisfy({ $0.succeeded > 0 }) else { return false }
+                baseline = snapshot
+                return true
+            }
+        )
+        let start = try #require(baseline).queues
+        var measured: EngineSnapshot?
+        #expect(
+            eventually {
+                let snapshot = harness.engine.snapshot()
+                let total = zip(start, snapshot.queues).reduce(0) { $0 + $1.1.succeeded - $1.0.succeeded }
+                guard total >= 8_000 else { return false }
+                measured = snapshot
+                return true
+            }
+        )
+        let end = try #require(measured).queues
+        #expect(end.allSatisfy { $0.succeeded < backlog - 64 }, "every queue still backlogged")
+        var done: [String: Double] = [:]
+        for (before, after) in zip(start, end) {
+            let key = after.name.hasPrefix("tenant-") ? "free" : after.name
+            done[key, default: 0] += Double(after.succeeded - before.succeeded)
+        }
+        let total = done.values.reduce(0, +)
+        // system 2, the free group 1, the paid group (vip alone) 1: 50 %, 25 %, 25 %.
+        #expect(abs(done["system"]! / total - 0.5) < 0.02, "\(done)")
+        #expect(abs(done["free"]! / total - 0.25) < 0.02, "\(done)")
+        #expect(abs(done["vip"]! / total - 0.25) < 0.02, "\(done)")
+    }
+
+    @Test("an unknown group is refused by name")
+    func unknownGroup() {
+        #expect(throws: EngineError.unknownGroup(queue: "a", group: "nope")) {
+            _ = try EngineHarness(queues: [QueueDefinition(name: "a", group: "nope")])
+        }
+    }
+
     @Test("weights hold on the real pool: 1:2:4 over noop jobs")
     func weightedSharesOnThePool() throws {
         let harness = try EngineHarness(

@@ -1,4 +1,5 @@
 import FairwayScheduling
+import FairwayTestSupport
 import PropertyBased
 import Testing
 
@@ -16,6 +17,26 @@ struct FairnessPropertyTests {
     }
 
     static let workload = queue.array(of: 2...8)
+
+    /// Queues spread at random over one to three groups and the top level.
+    static let groupedWorkload = zip(queue.array(of: 2...9), Gen.double(in: 0.5...8).array(of: 1...3), Gen.uint64())
+        .map { queues, weights, seed -> GroupedWorkload in
+            var rng = SplitMix64(seed: seed)
+            let groups = weights.map { ($0 * 2).rounded() / 2 }
+            let assigned = queues.map { queue -> SimulatedQueue in
+                var queue = queue
+                let pick = Int.random(in: -1..<groups.count, using: &rng)
+                queue.group = pick < 0 ? nil : pick
+                return queue
+            }
+            return GroupedWorkload(queues: assigned, groups: groups)
+        }
+
+    struct GroupedWorkload: CustomStringConvertible {
+        var queues: [SimulatedQueue]
+        var groups: [Double]
+        var description: String { "groups \(groups), queues \(queues)" }
+    }
 
     @Test("count mode: backlogged queues stay within one job of each other, and none waits past its bound")
     func countModeFairness() async {
@@ -49,7 +70,31 @@ struct FairnessPropertyTests {
         }
     }
 
-    @Test("peek names the queue next would pick, whatever arrived, ran, paused or ran out of tokens before")
+    @Test("groups, count mode: at the top level and within each group, within one job of the ideal")
+    func groupedCountMode() async {
+        await propertyCheck(count: 150, input: Self.groupedWorkload, Gen.int(in: 1...4), Gen.uint64()) {
+            workload, workers, seed in
+            let violations = SchedulerSimulation(
+                queues: workload.queues, groups: workload.groups, workers: workers, mode: .count, decisions: 1500,
+                seed: seed
+            ).run()
+            #expect(violations.isEmpty, "\(violations.prefix(3))")
+        }
+    }
+
+    @Test("groups, time mode: the time-mode bound at the top level and within each group")
+    func groupedTimeMode() async {
+        await propertyCheck(count: 120, input: Self.groupedWorkload, Gen.int(in: 1...4), Gen.uint64()) {
+            workload, workers, seed in
+            let violations = SchedulerSimulation(
+                queues: workload.queues, groups: workload.groups, workers: workers, mode: .time, decisions: 1500,
+                seed: seed
+            ).run()
+            #expect(violations.isEmpty, "\(violations.prefix(3))")
+        }
+    }
+
+    @Test("peek names the queue next would pick, in groups or not, whatever arrived, ran, paused or ran out of tokens")
     func peekAgreesWithNext() async {
         await propertyCheck(count: 200, input: Gen.int(in: 1...12), Gen.uint64()) { queueCount, seed in
             var random = seed | 1
@@ -60,11 +105,14 @@ struct FairnessPropertyTests {
                 return Int(random % UInt64(bound))
             }
             var scheduler = FairScheduler(costMode: draw(2) == 0 ? .count : .time)
+            let groups = (0..<draw(3)).map { _ in scheduler.addGroup(weight: Double(1 + draw(8))) }
             let queues = (0..<queueCount).map { _ in
-                scheduler.addQueue(
+                let pick = draw(groups.count + 1)
+                return scheduler.addQueue(
                     QueueSettings(
                         weight: Double(1 + draw(8)), maxConcurrency: 1 + draw(4),
-                        rateLimit: draw(3) == 0 ? RateLimit(perSecond: Double(1 + draw(1_000))) : nil))
+                        rateLimit: draw(3) == 0 ? RateLimit(perSecond: Double(1 + draw(1_000))) : nil),
+                    group: pick < groups.count ? groups[pick] : nil)
             }
             var running: [Dispatch] = []
             var now: UInt64 = 0
@@ -88,6 +136,27 @@ struct FairnessPropertyTests {
                 }
             }
         }
+    }
+
+    @Test("a group's share does not grow with its members: 1,000 queues of weight 1 in a group of weight 1")
+    func groupShareIndependentOfMembers() {
+        var scheduler = FairScheduler(costMode: .count)
+        let system = scheduler.addQueue(QueueSettings(weight: 8))
+        let free = scheduler.addGroup(weight: 1)
+        let paid = scheduler.addGroup(weight: 4)
+        let tenants = (0..<1_000).map { _ in scheduler.addQueue(QueueSettings(), group: free) }
+        let vips = (0..<10).map { _ in scheduler.addQueue(QueueSettings(), group: paid) }
+        for queue in [system] + tenants + vips { scheduler.arrived(queue, count: 10_000, now: 0) }
+        var served = [0, 0, 0]
+        for _ in 0..<13_000 {
+            let dispatch = scheduler.next(now: 0)!
+            let group = scheduler.group(of: dispatch.queue)
+            served[group == nil ? 0 : group == free ? 1 : 2] += 1
+            scheduler.complete(dispatch.queue, charge: dispatch.charge)
+        }
+        #expect(served == [8_000, 1_000, 4_000], "system 8, free 1, paid 4 of every 13: \(served)")
+        #expect(tenants.allSatisfy { scheduler.dispatched($0) == 1 }, "the free group's 1,000 share its one 13th")
+        #expect(vips.allSatisfy { scheduler.dispatched($0) == 400 })
     }
 
     @Test("weights 4:1 give an exact 4:1 split in count mode")

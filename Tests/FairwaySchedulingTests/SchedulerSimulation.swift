@@ -9,9 +9,11 @@ struct SimulatedQueue: CustomStringConvertible {
     var maxCost: Double
     /// 0: backlogged for the whole run; otherwise jobs arrive in bursts of this size at random moments.
     var burst: Int
+    /// The index of the simulation's group the queue belongs to, or nil for the top level.
+    var group: Int? = nil
 
     var description: String {
-        "w=\(weight) cost=\(minCost)...\(maxCost) burst=\(burst)"
+        "w=\(weight) cost=\(minCost)...\(maxCost) burst=\(burst)" + (group.map { " group=\($0)" } ?? "")
     }
 }
 
@@ -19,6 +21,8 @@ struct SimulatedQueue: CustomStringConvertible {
 /// starvation bounds at every decision.
 struct SchedulerSimulation {
     var queues: [SimulatedQueue]
+    /// The weights of the groups the queues may belong to.
+    var groups: [Double] = []
     var workers: Int
     var mode: CostMode
     var decisions: Int
@@ -36,15 +40,61 @@ struct SchedulerSimulation {
         var high = 0.0
     }
 
+    /// What competes at one level of the hierarchy: the top level (queues outside any group, and the
+    /// groups), or the members of one group. An entity's service is its queues' service together.
+    private struct Level {
+        var name: String
+        var entities: [[Int]]
+        var weights: [Double]
+        var maxCosts: [Double]
+        var windows: [[PairWindow]]
+
+        init(name: String, entities: [[Int]], weights: [Double], maxCosts: [Double]) {
+            self.name = name
+            self.entities = entities
+            self.weights = weights
+            self.maxCosts = maxCosts
+            windows = Array(repeating: Array(repeating: PairWindow(), count: entities.count), count: entities.count)
+        }
+    }
+
+    /// The levels of the workload: the top level, then each group with more than one member.
+    private func levels() -> [Level] {
+        let standalone = queues.indices.filter { queues[$0].group == nil }
+        let members = groups.indices.map { g in queues.indices.filter { queues[$0].group == g } }
+        let used = groups.indices.filter { !members[$0].isEmpty }
+        var result = [
+            Level(
+                name: "top level",
+                entities: standalone.map { [$0] } + used.map { members[$0] },
+                weights: standalone.map { queues[$0].weight } + used.map { groups[$0] },
+                maxCosts: standalone.map { queues[$0].maxCost }
+                    + used.map { g in
+                        members[g].map { queues[$0].maxCost }.max()!
+                    })
+        ]
+        for g in used where members[g].count > 1 {
+            result.append(
+                Level(
+                    name: "group \(g)", entities: members[g].map { [$0] },
+                    weights: members[g].map { queues[$0].weight },
+                    maxCosts: members[g].map { queues[$0].maxCost }))
+        }
+        return result
+    }
+
     func run() -> [Violation] {
         var rng = SplitMix64(seed: seed)
         var scheduler = FairScheduler(costMode: mode)
-        let ids = queues.map { scheduler.addQueue(QueueSettings(weight: $0.weight)) }
+        let groupIDs = groups.map { scheduler.addGroup(weight: $0) }
+        let ids = queues.map {
+            scheduler.addQueue(QueueSettings(weight: $0.weight), group: $0.group.map { groupIDs[$0] })
+        }
         let n = queues.count
         let globalMaxCost = queues.map(\.maxCost).max()!
-        var normalised = [Double](repeating: 0, count: n)
+        var service = [Double](repeating: 0, count: n)
         var othersSince = [Int](repeating: 0, count: n)
-        var windows = [[PairWindow]](repeating: [PairWindow](repeating: PairWindow(), count: n), count: n)
+        var levels = levels()
         var violations: [Violation] = []
         var nextArrival = [Double](repeating: .infinity, count: n)
         for i in 0..<n {
@@ -58,15 +108,14 @@ struct SchedulerSimulation {
         var now = 0.0
         var made = 0
 
-        // The bound on |Δ(S_i/w_i) − Δ(S_j/w_j)| over a window in which both stay backlogged.
-        func bound(_ i: Int, _ j: Int) -> Double {
-            let wi = queues[i].weight
-            let wj = queues[j].weight
+        // The bound on |Δ(S_i/w_i) − Δ(S_j/w_j)| over a window in which both stay backlogged, for two
+        // entities of one level with these weights and longest jobs.
+        func bound(_ wi: Double, _ wj: Double, _ maxI: Double, _ maxJ: Double) -> Double {
             switch mode {
             case .count:
                 return 1 / wi + 1 / wj
             case .time:
-                let own = queues[i].maxCost / wi + queues[j].maxCost / wj
+                let own = maxI / wi + maxJ / wj
                 // Jobs in flight were charged an estimate; their correction comes at completion.
                 let inFlight = Double(workers - 1) * globalMaxCost * (1 / wi + 1 / wj)
                 return own + inFlight
@@ -74,28 +123,39 @@ struct SchedulerSimulation {
         }
 
         func observe(backlogged: [Bool]) {
-            for i in 0..<n {
-                for j in (i + 1)..<n {
-                    guard backlogged[i] && backlogged[j] else {
-                        windows[i][j].active = false
-                        continue
-                    }
-                    let difference = normalised[i] - normalised[j]
-                    if !windows[i][j].active {
-                        windows[i][j] = PairWindow(active: true, low: difference, high: difference)
-                    } else {
-                        windows[i][j].low = min(windows[i][j].low, difference)
-                        windows[i][j].high = max(windows[i][j].high, difference)
-                        let spread = windows[i][j].high - windows[i][j].low
-                        if spread > bound(i, j) + 1e-9 {
-                            violations.append(
-                                Violation(
-                                    description:
-                                        "decision \(made): queues \(i) (\(queues[i])) and \(j) (\(queues[j])) drifted \(spread) apart in normalised service, bound \(bound(i, j))"
-                                )
-                            )
-                            windows[i][j].active = false
+            for l in levels.indices {
+                let level = levels[l]
+                let normalised = level.entities.indices.map { e in
+                    level.entities[e].reduce(0) { $0 + service[$1] } / level.weights[e]
+                }
+                let active = level.entities.map { $0.contains { backlogged[$0] } }
+                for i in level.entities.indices {
+                    for j in (i + 1)..<level.entities.count {
+                        guard active[i] && active[j] else {
+                            levels[l].windows[i][j].active = false
+                            continue
                         }
+                        let difference = normalised[i] - normalised[j]
+                        var window = levels[l].windows[i][j]
+                        if !window.active {
+                            window = PairWindow(active: true, low: difference, high: difference)
+                        } else {
+                            window.low = min(window.low, difference)
+                            window.high = max(window.high, difference)
+                            let spread = window.high - window.low
+                            let limit = bound(
+                                level.weights[i], level.weights[j], level.maxCosts[i], level.maxCosts[j])
+                            if spread > limit + 1e-9 {
+                                violations.append(
+                                    Violation(
+                                        description:
+                                            "decision \(made), \(level.name): queues \(level.entities[i]) and \(level.entities[j]) drifted \(spread) apart in normalised service, bound \(limit); \(queues)"
+                                    )
+                                )
+                                window.active = false
+                            }
+                        }
+                        levels[l].windows[i][j] = window
                     }
                 }
             }
@@ -113,8 +173,8 @@ struct SchedulerSimulation {
                 guard let dispatch = scheduler.next(now: UInt64(now * 1e9)) else { break }
                 let q = dispatch.queue.index
                 let cost = Double.random(in: queues[q].minCost...queues[q].maxCost, using: &rng)
-                normalised[q] += (mode == .count ? 1 : cost) / queues[q].weight
-                if mode == .count {
+                service[q] += mode == .count ? 1 : cost
+                if mode == .count && groups.isEmpty {
                     var limit = 0
                     for k in 0..<n where k != q {
                         limit += Int((queues[k].weight / queues[q].weight + 1e-9).rounded(.down)) + 1
