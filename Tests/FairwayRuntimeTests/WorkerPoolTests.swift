@@ -116,27 +116,7 @@ struct WorkerPoolTests {
         }
         try harness.start()
         defer { harness.stop() }
-        var baseline: EngineSnapshot?
-        #expect(
-            eventually {
-                let snapshot = harness.engine.snapshot()
-                guard snapshot.queues.allSatisfy({ $0.succeeded > 0 }) else { return false }
-                baseline = snapshot
-                return true
-            }
-        )
-        let start = try #require(baseline).queues
-        var measured: EngineSnapshot?
-        #expect(
-            eventually {
-                let snapshot = harness.engine.snapshot()
-                let total = zip(start, snapshot.queues).reduce(0) { $0 + $1.1.succeeded - $1.0.succeeded }
-                guard total >= 8_000 else { return false }
-                measured = snapshot
-                return true
-            }
-        )
-        let end = try #require(measured).queues
+        let (start, end) = try Self.succeededBetweenSnapshots(harness, jobs: 8_000)
         #expect(end.allSatisfy { $0.succeeded < backlog - 64 }, "every queue still backlogged")
         var done: [String: Double] = [:]
         for (before, after) in zip(start, end) {
@@ -157,6 +137,35 @@ struct WorkerPoolTests {
         }
     }
 
+    /// Two consistent snapshots for measuring shares: the first once every queue has run a job (the source
+    /// hands the queues their first credit one after another, and under load the first queue runs alone for
+    /// a while), the second `jobs` jobs later.
+    static func succeededBetweenSnapshots(_ harness: EngineHarness, jobs: Int) throws -> (
+        [QueueSnapshot], [QueueSnapshot]
+    ) {
+        var baseline: EngineSnapshot?
+        #expect(
+            eventually {
+                let snapshot = harness.engine.snapshot()
+                guard snapshot.queues.allSatisfy({ $0.succeeded > 0 }) else { return false }
+                baseline = snapshot
+                return true
+            }
+        )
+        let start = try #require(baseline).queues
+        var measured: EngineSnapshot?
+        #expect(
+            eventually {
+                let snapshot = harness.engine.snapshot()
+                let total = zip(start, snapshot.queues).reduce(0) { $0 + $1.1.succeeded - $1.0.succeeded }
+                guard total >= jobs else { return false }
+                measured = snapshot
+                return true
+            }
+        )
+        return (start, try #require(measured).queues)
+    }
+
     @Test("weights hold on the real pool: 1:2:4 over noop jobs")
     func weightedSharesOnThePool() throws {
         let harness = try EngineHarness(
@@ -169,30 +178,9 @@ struct WorkerPoolTests {
         }
         try harness.start()
         defer { harness.stop() }
-        // Shares between two consistent snapshots: the first once every queue has run a job (the source
-        // hands the queues their first credit one after another, and under load the first queue runs
-        // alone for a while), the second 7,000 jobs later.
-        var baseline: EngineSnapshot?
-        #expect(
-            eventually {
-                let snapshot = harness.engine.snapshot()
-                guard snapshot.queues.allSatisfy({ $0.succeeded > 0 }) else { return false }
-                baseline = snapshot
-                return true
-            }
-        )
-        let start = try #require(baseline).queues.map(\.succeeded)
-        var measured: EngineSnapshot?
-        #expect(
-            eventually {
-                let snapshot = harness.engine.snapshot()
-                let total = snapshot.queues.reduce(0, { $0 + $1.succeeded }) - start.reduce(0, +)
-                guard total >= 7_000 else { return false }
-                measured = snapshot
-                return true
-            }
-        )
-        let end = try #require(measured).queues.map(\.succeeded)
+        let (first, last) = try Self.succeededBetweenSnapshots(harness, jobs: 7_000)
+        let start = first.map(\.succeeded)
+        let end = last.map(\.succeeded)
         // Every queue was still backlogged when measured: otherwise fairness says nothing about its share.
         #expect(end.allSatisfy { $0 < backlog - 64 })
         let done = zip(start, end).map { Double($1 - $0) }
