@@ -11,7 +11,7 @@ import Testing
 @testable import FairwayAMQP
 
 /// The AMQP source against a real RabbitMQ on 127.0.0.1 (started by `.ci/start-broker` when it is down).
-@Suite("AMQP source", .serialized, .usesBroker, .timeLimit(.minutes(5)))
+@Suite("AMQP source", .serialized, .usesBroker, .timeLimit(.minutes(10)))
 struct AMQPSourceTests {
     init() throws {
         try #require(Broker.ready, "the RabbitMQ broker could not be started")

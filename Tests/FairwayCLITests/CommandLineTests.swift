@@ -42,7 +42,7 @@ struct FairwayProcess {
     }
 }
 
-@Suite("fairway command line", .timeLimit(.minutes(2)))
+@Suite("fairway command line", .timeLimit(.minutes(10)))
 struct CommandLineTests {
     @Test("an invalid configuration is refused with exit code 2, naming the file and the field")
     func invalidConfiguration() throws {

@@ -8,7 +8,7 @@ import Testing
 /// `globalConcurrency`: a cap on one queue's running jobs across every `fairway run` process, with three
 /// real processes on a shared SQLite file and on a real broker. Each job appends a start line, sleeps and
 /// appends an end line to one file; the order of the lines shows how many ran at once.
-@Suite("global concurrency across processes", .serialized, .loadsMachine, .timeLimit(.minutes(5)))
+@Suite("global concurrency across processes", .serialized, .loadsMachine, .timeLimit(.minutes(10)))
 struct GlobalConcurrencyProcessTests {
     static let cap = 5
 

@@ -6,7 +6,7 @@ import Testing
 
 /// Groups of queues in a running `fairway run` on a real SQLite file: the issue's own configuration, with
 /// the free group's 200 tenant queues and the paid group's 20 all backlogged beside `system`.
-@Suite("groups of queues on SQLite", .serialized, .loadsMachine, .timeLimit(.minutes(3)))
+@Suite("groups of queues on SQLite", .serialized, .loadsMachine, .timeLimit(.minutes(10)))
 struct GroupSharesProcessTests {
     @Test("system 8, free 1 (200 queues), paid 4 (20 queues): shares within 2 points of 8/13, 1/13, 4/13")
     func groupShares() throws {

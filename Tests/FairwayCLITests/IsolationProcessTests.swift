@@ -6,7 +6,7 @@ import Testing
 
 /// Failure isolation of `fairway run` as a real process on real SQLite files: crashes and hangs in worker
 /// processes, the Python example worker, hand-back at SIGTERM, and load shedding at enqueue.
-@Suite("failure isolation", .timeLimit(.minutes(5)))
+@Suite("failure isolation", .timeLimit(.minutes(10)))
 struct IsolationProcessTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()

@@ -7,7 +7,7 @@ import Testing
 
 /// Weighted shares when several `fairway run` processes consume the same 120 queues (competing consumers,
 /// the way Fairway scales out): each process schedules what it holds, and the sum must keep the weights.
-@Suite("fairness across three processes", .serialized, .loadsMachine, .timeLimit(.minutes(5)))
+@Suite("fairness across three processes", .serialized, .loadsMachine, .timeLimit(.minutes(10)))
 struct MultiProcessFairnessTests {
     /// Four tiers of 30 queues each, weights 8, 4, 2 and 1.
     static let weights = [8, 4, 2, 1]

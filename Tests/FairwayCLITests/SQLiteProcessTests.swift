@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// `fairway run` on a SQLite queue file, as a real process: cross-process wake-up, kill -9, crashing jobs.
-@Suite("fairway run on SQLite", .serialized, .timeLimit(.minutes(5)))
+@Suite("fairway run on SQLite", .serialized, .timeLimit(.minutes(10)))
 struct SQLiteProcessTests {
     @Test(
         "a job enqueued by another process starts promptly, and an idle process uses well under 1% of a core",

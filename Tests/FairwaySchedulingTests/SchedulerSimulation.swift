@@ -48,6 +48,9 @@ struct SchedulerSimulation {
         var weights: [Double]
         var maxCosts: [Double]
         var windows: [[PairWindow]]
+        /// Scratch space for one observation, kept to allocate nothing per decision.
+        var normalised: [Double]
+        var active: [Bool]
 
         init(name: String, entities: [[Int]], weights: [Double], maxCosts: [Double]) {
             self.name = name
@@ -55,6 +58,8 @@ struct SchedulerSimulation {
             self.weights = weights
             self.maxCosts = maxCosts
             windows = Array(repeating: Array(repeating: PairWindow(), count: entities.count), count: entities.count)
+            normalised = Array(repeating: 0, count: entities.count)
+            active = Array(repeating: false, count: entities.count)
         }
     }
 
@@ -122,42 +127,51 @@ struct SchedulerSimulation {
             }
         }
 
-        func observe(backlogged: [Bool]) {
-            for l in levels.indices {
-                let level = levels[l]
-                let normalised = level.entities.indices.map { e in
-                    level.entities[e].reduce(0) { $0 + service[$1] } / level.weights[e]
+        // One level at a time, in place (`inout`): reading `levels[l].x` in a loop copies the level each
+        // time in a debug build, and that was most of the property tests' time.
+        func check(_ level: inout Level, backlogged: [Bool]) {
+            for e in level.entities.indices {
+                var sum = 0.0
+                var any = false
+                for q in level.entities[e] {
+                    sum += service[q]
+                    any = any || backlogged[q]
                 }
-                let active = level.entities.map { $0.contains { backlogged[$0] } }
-                for i in level.entities.indices {
-                    for j in (i + 1)..<level.entities.count {
-                        guard active[i] && active[j] else {
-                            levels[l].windows[i][j].active = false
-                            continue
-                        }
-                        let difference = normalised[i] - normalised[j]
-                        var window = levels[l].windows[i][j]
-                        if !window.active {
-                            window = PairWindow(active: true, low: difference, high: difference)
-                        } else {
-                            window.low = min(window.low, difference)
-                            window.high = max(window.high, difference)
-                            let spread = window.high - window.low
-                            let limit = bound(
-                                level.weights[i], level.weights[j], level.maxCosts[i], level.maxCosts[j])
-                            if spread > limit + 1e-9 {
-                                violations.append(
-                                    Violation(
-                                        description:
-                                            "decision \(made), \(level.name): queues \(level.entities[i]) and \(level.entities[j]) drifted \(spread) apart in normalised service, bound \(limit); \(queues)"
-                                    )
-                                )
-                                window.active = false
-                            }
-                        }
-                        levels[l].windows[i][j] = window
+                level.normalised[e] = sum / level.weights[e]
+                level.active[e] = any
+            }
+            let count = level.entities.count
+            for i in 0..<count {
+                for j in (i + 1)..<count {
+                    guard level.active[i] && level.active[j] else {
+                        level.windows[i][j].active = false
+                        continue
+                    }
+                    let difference = level.normalised[i] - level.normalised[j]
+                    guard level.windows[i][j].active else {
+                        level.windows[i][j] = PairWindow(active: true, low: difference, high: difference)
+                        continue
+                    }
+                    level.windows[i][j].low = min(level.windows[i][j].low, difference)
+                    level.windows[i][j].high = max(level.windows[i][j].high, difference)
+                    let spread = level.windows[i][j].high - level.windows[i][j].low
+                    let limit = bound(level.weights[i], level.weights[j], level.maxCosts[i], level.maxCosts[j])
+                    if spread > limit + 1e-9 {
+                        violations.append(
+                            Violation(
+                                description:
+                                    "decision \(made), \(level.name): queues \(level.entities[i]) and \(level.entities[j]) drifted \(spread) apart in normalised service, bound \(limit); \(queues)"
+                            )
+                        )
+                        level.windows[i][j].active = false
                     }
                 }
+            }
+        }
+
+        func observe(backlogged: [Bool]) {
+            for l in levels.indices {
+                check(&levels[l], backlogged: backlogged)
             }
         }
 
