@@ -144,13 +144,8 @@ public final class RunJournal: Sendable {
     /// ``discard(_:)``. The caller charges their keys durably, then discards them; if it dies first, the
     /// next process finds them again.
     public static func orphans(withPrefix prefix: String) -> [Orphan] {
-        let url = URL(fileURLWithPath: prefix)
-        let directory = url.deletingLastPathComponent().path
-        let stem = url.lastPathComponent
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
         var found: [Orphan] = []
-        for name in names.sorted() where name.hasPrefix(stem) && !name.hasSuffix(".new") {
-            let path = directory + "/" + name
+        for path in journalPaths(withPrefix: prefix) {
             let descriptor = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
             guard descriptor >= 0 else { continue }
             // Locked: its owner lives. Unlinked after we opened it: another process took it already.
@@ -172,13 +167,8 @@ public final class RunJournal: Sendable {
     /// consumer whose journal remains is being charged by another process (which holds its lock), or will
     /// be by the next to look: its leases must not be freed without the charge in the meantime.
     public static func owners(withPrefix prefix: String) -> Set<String> {
-        let url = URL(fileURLWithPath: prefix)
-        let directory = url.deletingLastPathComponent().path
-        let stem = url.lastPathComponent
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
         var owners: Set<String> = []
-        for name in names where name.hasPrefix(stem) && !name.hasSuffix(".new") {
-            let path = directory + "/" + name
+        for path in journalPaths(withPrefix: prefix) {
             let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
             guard descriptor >= 0 else { continue }
             defer { close(descriptor) }
@@ -188,6 +178,15 @@ public final class RunJournal: Sendable {
             owners.insert(journal.owner)
         }
         return owners
+    }
+
+    /// The journal files with this prefix, in name order (not those still being written).
+    private static func journalPaths(withPrefix prefix: String) -> [String] {
+        let url = URL(fileURLWithPath: prefix)
+        let directory = url.deletingLastPathComponent().path
+        let stem = url.lastPathComponent
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        return names.sorted().filter { $0.hasPrefix(stem) && !$0.hasSuffix(".new") }.map { directory + "/" + $0 }
     }
 
     /// Deletes an orphan once its keys were charged.

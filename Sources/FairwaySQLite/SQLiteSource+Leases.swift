@@ -57,12 +57,13 @@ extension SQLiteSource {
                 .text(host), .text(identity),
             ]
         ) { ($0.text(0) ?? "", $0.int(1)) }
+        let dead = consumers.filter { !Self.processIsAlive($0.1) || $0.1 == Int(getpid()) }
+        guard !dead.isEmpty else { return }
         // A dead consumer's journal that another process holds is being charged by it: freeing the leases
-        // here first would run its jobs again uncharged (a crash nobody is charged for).
-        let charging = Set(orphans.map(\.owner))
-        let journaled = RunJournal.owners(withPrefix: Self.journalPrefix(path)).subtracting(charging)
-        for (other, pid) in consumers
-        where (!Self.processIsAlive(pid) || pid == Int(getpid())) && !journaled.contains(other) {
+        // here first would run its jobs again uncharged (a crash nobody is charged for). Journals are read
+        // only when some consumer died, not at every lease renewal.
+        let journaled = RunJournal.owners(withPrefix: Self.journalPrefix(path)).subtracting(orphans.map(\.owner))
+        for (other, _) in dead where !journaled.contains(other) {
             try connection.cached(
                 "UPDATE jobs SET state = 0, lease_owner = NULL, lease_expires_at = NULL WHERE state = 2 AND lease_owner = ?1"
             ).run([.text(other)])
