@@ -32,7 +32,8 @@ let package = Package(
     targets: [
         // The scheduling core: virtual-time weighted-fair queueing. No I/O, no clocks, no threads.
         .target(
-            name: "FairwayScheduling"
+            name: "FairwayScheduling",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")]
         ),
         // The job API: typed job definitions, the handler registry, contexts, retry policy, built-ins.
         .target(
@@ -307,6 +308,16 @@ if ProcessInfo.processInfo.environment["FAIRWAY_BENCHMARKS"] != nil {
             ],
             path: "Benchmarks/AMQPBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // The noisy-neighbour scenario of docs/benchmarks.md: an end-to-end run, not an ordo-one benchmark.
+        .executableTarget(
+            name: "NoisyNeighbour",
+            dependencies: [
+                "FairwaySQLite", "FairwayScheduling", "FairwayRuntime", "FairwayJobs",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/NoisyNeighbour"
         ),
     ]
 }

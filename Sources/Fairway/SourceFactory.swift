@@ -31,7 +31,9 @@ enum SourceFactory {
         }
         let attempts = Dictionary(uniqueKeysWithValues: settings.queues.map { ($0.name, $0.retry.maxAttempts) })
         let declarations = settings.queues.map { queue in
-            QueueDeclaration(queue: queue.name, jobTypes: jobTypes(of: queue, registry: registry))
+            QueueDeclaration(
+                queue: queue.name, jobTypes: jobTypes(of: queue, registry: registry),
+                keyed: queue.keys != nil && !queue.isPattern)
         }
         return try settings.sources.enumerated().map { index, source in
             switch source {

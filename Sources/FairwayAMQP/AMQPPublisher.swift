@@ -65,7 +65,7 @@ public final class AMQPPublisher {
                 type: job.type,
                 messageID: id,
                 timestamp: UInt64(Date().timeIntervalSince1970),
-                headers: [],
+                headers: FairnessKeyHeader.headers(job.fairnessKey),
                 body: job.payload.isEmpty ? Array("{}".utf8) : job.payload
             )
             ids.append(id)

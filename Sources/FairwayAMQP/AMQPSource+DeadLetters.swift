@@ -43,7 +43,8 @@ extension AMQPSource: DeadLetterInspecting {
         try visitDeadLetters(matching: filter) { connection, channel, message, record in
             try connection.publish(
                 channel, routingKey: record.queue, type: message.type, messageID: UUID().uuidString,
-                timestamp: message.timestamp ?? UInt64(Date().timeIntervalSince1970), headers: [], body: message.body)
+                timestamp: message.timestamp ?? UInt64(Date().timeIntervalSince1970),
+                headers: FairnessKeyHeader.headers(message.fairnessKey), body: message.body)
             try connection.ack(channel, message.deliveryTag, multiple: false)
             count += 1
             return false

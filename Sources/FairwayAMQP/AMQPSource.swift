@@ -104,6 +104,14 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
     public var isConnected: Bool { !connections.isEmpty && connections.allSatisfy(\.isConnected) }
 
     public func start(queues: [QueueBinding], sink: any DeliverySink) throws {
+        if let pattern = queues.first(where: { $0.pattern != nil }) {
+            // AMQP has no way to consume queues that do not exist yet, nor to be told when one is created
+            // without a plugin; docs/tenants.md says what to do instead.
+            throw AMQPError(
+                message:
+                    "queue '\(pattern.name)': a pattern cannot be served from RabbitMQ, which cannot announce new queues to a consumer; use one queue with keys: true and an x-fairway-key header per tenant (docs/tenants.md)",
+                code: 0, connectionLost: false)
+        }
         depthLock.withLock { queueNames = queues.map(\.name) }
         let size = max(1, options.queuesPerConnection)
         let workers = stride(from: 0, to: queues.count, by: size).enumerated().map { index, start in

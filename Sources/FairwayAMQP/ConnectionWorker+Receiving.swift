@@ -62,7 +62,8 @@ extension ConnectionWorker {
             receipt: receipt,
             key: key,
             jobID: message.messageID.flatMap { $0.isEmpty ? nil : $0 },
-            suspect: crashes > 0
+            suspect: crashes > 0,
+            fairnessKey: validatedFairnessKey(message, queue: binding.name)
         )
         if let rejection {
             try apply(.deadLetter(reason: rejection), to: delivery, on: connection)
@@ -76,6 +77,19 @@ extension ConnectionWorker {
     static func nanoseconds(fromTimestamp seconds: UInt64) -> UInt64? {
         let (value, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         return overflow ? nil : value
+    }
+
+    /// The message's fairness key when it is one: non-empty text of at most 255 bytes. Any other is dropped
+    /// with a warning, and the job runs without a key: a key only orders jobs, it is never worth losing one.
+    func validatedFairnessKey(_ message: ReceivedMessage, queue: String) -> String? {
+        guard let key = message.fairnessKey, !key.isEmpty else { return nil }
+        guard key.utf8.count <= FairnessKeyHeader.maxBytes, !key.contains("\u{FFFD}") else {
+            logger.warning(
+                "ignored an x-fairway-key header: a key is UTF-8 text of at most 255 bytes; the job runs without one",
+                metadata: ["queue": "\(queue)", "bytes": "\(key.utf8.count)"])
+            return nil
+        }
+        return key
     }
 
     /// The attempts a retry copy says were made before it (`x-fairway-attempt`), when Fairway wrote them: an

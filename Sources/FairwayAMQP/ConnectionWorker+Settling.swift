@@ -39,7 +39,7 @@ extension ConnectionWorker {
                     ("x-fairway-attempt", .int(Int64(delivery.attempt))),
                     ("x-fairway-attempt-signature", .string(signature)),
                     ("x-fairway-last-error", .string(String(reason.prefix(1000)))),
-                ]
+                ] + FairnessKeyHeader.headers(delivery.fairnessKey)
             )
         case .deadLetter(let reason):
             let deadQueue = queue + options.deadLetterSuffix
@@ -54,7 +54,7 @@ extension ConnectionWorker {
                     ("x-fairway-attempts", .int(Int64(delivery.attempt))),
                     ("x-fairway-queue", .string(queue)),
                     ("x-fairway-died-at", .int(Int64(Date().timeIntervalSince1970))),
-                ]
+                ] + FairnessKeyHeader.headers(delivery.fairnessKey)
             )
         }
     }

@@ -29,6 +29,20 @@ struct ReceivedMessage {
     var reason: String?
     var attempts: Int?
     var originalQueue: String?
+    /// `x-fairway-key`: the job's fairness key (a tenant id), as sent. Untrusted: the source validates it.
+    var fairnessKey: String?
+}
+
+/// The header that carries a job's fairness key.
+enum FairnessKeyHeader {
+    static let name = "x-fairway-key"
+    /// The longest key kept; a longer one is dropped (the job runs without a key) and the drop is logged.
+    static let maxBytes = 255
+
+    /// The header for a key, to put on a message (nothing for no key).
+    static func headers(_ key: String?) -> [(String, AMQPConnection.QueueArgument)] {
+        key.map { [(name, .string($0))] } ?? []
+    }
 }
 
 /// A header as a producer sent it, for validation: an integer, or some other kind of field.
@@ -82,7 +96,8 @@ extension ReceivedMessage {
             lastError: header("x-fairway-last-error"),
             reason: header("x-fairway-reason"),
             attempts: attempts >= 0 ? Int(attempts) : nil,
-            originalQueue: header("x-fairway-queue")
+            originalQueue: header("x-fairway-queue"),
+            fairnessKey: header(FairnessKeyHeader.name)
         )
     }
 

@@ -212,6 +212,22 @@ extension ConfigReader {
                         : "queue '\(name)': no group named '\(group)'; the groups are \(groups.sorted().joined(separator: ", "))"
                 )
             }
+            if name.contains("*") {
+                // A pattern's queues are counted and limited in the file by their own names; these two
+                // settings would need a count across every name it admits.
+                if fields.globalConcurrency != nil {
+                    throw error(
+                        "\(origin[name]!).globalConcurrency", nil,
+                        "queue '\(name)': globalConcurrency cannot apply to a pattern; use keys: { concurrency: N } to cap each queue it admits"
+                    )
+                }
+                if fields.maxBacklog != nil {
+                    throw error(
+                        "\(origin[name]!).maxBacklog", nil,
+                        "queue '\(name)': maxBacklog cannot apply to a pattern (its queues are created by their producers)"
+                    )
+                }
+            }
             let backoff = fields.backoff ?? .seconds(1)
             let maxBackoff = fields.maxBackoff ?? max(backoff, .seconds(600))
             guard maxBackoff >= backoff else {
@@ -239,10 +255,42 @@ extension ConfigReader {
                 credit: fields.prefetch ?? prefetch ?? 32,
                 isolation: try isolation(fields, queue: name, field: origin[name]!),
                 globalConcurrency: fields.globalConcurrency,
-                group: fields.group
+                group: fields.group,
+                keys: fields.keys
             )
         }
         return (definitions, limits, latencyTargets)
+    }
+
+    /// `keys: true`, or `keys: { concurrency: 2, weights: { acme: 4 } }`: the queue shares by fairness key.
+    func keyFairness(_ node: Node, _ field: String) throws -> KeyFairness? {
+        if node.mapping == nil {
+            guard try boolean(node, field) else {
+                throw error(
+                    field, node, "to share a queue by key write keys: true (or a mapping); leave it out otherwise")
+            }
+            return KeyFairness()
+        }
+        let map = try mapping(node, field, allowed: ["concurrency", "weights"])
+        var keys = KeyFairness()
+        if let cap = map["concurrency"] {
+            keys.concurrency = try integer(cap, "\(field).concurrency", in: 1...65535)
+        }
+        if let weights = map["weights"] {
+            guard let entries = weights.mapping else {
+                throw error("\(field).weights", weights, "expected a mapping of keys to weights, e.g. { acme: 4 }")
+            }
+            guard entries.count <= 10_000 else {
+                throw error("\(field).weights", weights, "more than 10000 weighted keys; give the rest weight 1")
+            }
+            for (keyNode, weight) in entries {
+                guard let key = keyNode.string, !key.isEmpty else {
+                    throw error("\(field).weights", keyNode, "a key must be non-empty text")
+                }
+                keys.weights[key] = try number(weight, "\(field).weights.\(key)", above: 0, max: 1_000_000)
+            }
+        }
+        return keys
     }
 
     /// The queue's isolation; process settings with no `isolation` at all are a mistake worth naming.
@@ -331,6 +379,7 @@ extension ConfigReader {
             case "latencyTarget": fields.latencyTarget = try duration(value, path, allowZero: false)
             case "globalConcurrency": fields.globalConcurrency = try integer(value, path, in: 1...65535)
             case "group": fields.group = try string(value, path)
+            case "keys": fields.keys = try keyFairness(value, path)
             default: break
             }
         }

@@ -30,12 +30,13 @@ struct QueueFields {
     var latencyTarget: Duration?
     var globalConcurrency: Int?
     var group: String?
+    var keys: KeyFairness?
 
     static let keys = [
         "weight", "maxConcurrency", "rate", "burst", "timeout", "attempts", "backoff", "maxBackoff", "jitter",
         "paused", "prefetch", "isolation", "command", "recycleAfterJobs", "recycleAboveMemoryMB", "killGrace",
         "memoryLimitMB", "pipeline", "maxBacklog", "backlogRetryAfter", "latencyTarget",
-        "globalConcurrency", "group",
+        "globalConcurrency", "group", "keys",
     ]
 
     enum IsolationMode: String, CaseIterable {
@@ -67,7 +68,8 @@ struct QueueFields {
             backlogRetryAfter: backlogRetryAfter ?? base.backlogRetryAfter,
             latencyTarget: latencyTarget ?? base.latencyTarget,
             globalConcurrency: globalConcurrency ?? base.globalConcurrency,
-            group: group ?? base.group
+            group: group ?? base.group,
+            keys: keys ?? base.keys
         )
     }
 }

@@ -53,7 +53,7 @@ public struct ReloadPlan: Sendable, Equatable {
             rest.settings = queue.settings
             if rest != queue {
                 needsRestart.append(
-                    "queues[\(queue.name)]: timeout, retry, prefetch, isolation, globalConcurrency or group")
+                    "queues[\(queue.name)]: timeout, retry, prefetch, isolation, globalConcurrency, group or keys")
             }
         }
         if old.groups != new.groups { needsRestart.append("groups") }

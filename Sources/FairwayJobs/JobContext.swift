@@ -18,6 +18,8 @@ public struct JobContext: Sendable {
     public let maxAttempts: Int
     /// The instant by which the job must end; past it the job counts as timed out and is cancelled.
     public let deadline: ContinuousClock.Instant
+    /// The job's fairness key (its tenant) when it was enqueued with one, or nil.
+    public var fairnessKey: String?
     let cancellation: CancellationFlag
     let baseLogger: Logger
 

@@ -17,9 +17,7 @@ extension Engine {
             sources[sourceIndex].settle(delivery, .release)
             return
         }
-        let queue = delivery.queue
-        buffers[queue.index].append(delivery)
-        scheduler.arrived(queue, now: MonotonicClock.now)
+        holdLocked(delivery, now: MonotonicClock.now)
         if idleWorkers > 0 && scheduler.hasEligibleQueue {
             workAvailable.signal()
         }
@@ -33,8 +31,7 @@ extension Engine {
             let now = MonotonicClock.now
             for var delivery in batch {
                 delivery.sourceIndex = sourceIndex
-                buffers[delivery.queue.index].append(delivery)
-                scheduler.arrived(delivery.queue, now: now)
+                holdLocked(delivery, now: now)
             }
             if idleWorkers > 0 && scheduler.hasEligibleQueue {
                 workAvailable.signal()
@@ -53,15 +50,42 @@ extension Engine {
             let now = MonotonicClock.now
             var taken = 0
             for index in buffers.indices where !buffers[index].isEmpty {
-                let before = buffers[index].count
-                buffers[index].removeAll { $0.sourceIndex == sourceIndex && predicate($0) }
-                let removed = before - buffers[index].count
-                if removed > 0 {
-                    scheduler.withdrew(QueueID(index), count: removed, now: now)
-                    taken += removed
+                let ready = buffers[index].readyCount
+                taken += buffers[index].removeAll { $0.sourceIndex == sourceIndex && predicate($0) }.count
+                if buffers[index].readyCount < ready {
+                    scheduler.withdrew(QueueID(index), count: ready - buffers[index].readyCount, now: now)
                 }
             }
             return taken
+        }
+    }
+
+    /// The key a delivery is held under in its queue: its fairness key where the queue shares by key, or
+    /// the queue it was enqueued to where its queue is a pattern.
+    func bufferKey(_ delivery: Delivery) -> String? {
+        keyed[delivery.queue.index] ? delivery.queueName ?? delivery.fairnessKey : nil
+    }
+
+    /// Holds a delivery in its queue and tells the scheduler what became ready (nothing when its key is
+    /// at its cap).
+    func holdLocked(_ delivery: Delivery, now: UInt64) {
+        let index = delivery.queue.index
+        let ready = buffers[index].readyCount
+        buffers[index].append(delivery, key: bufferKey(delivery))
+        if buffers[index].readyCount > ready {
+            scheduler.arrived(delivery.queue, count: buffers[index].readyCount - ready, now: now)
+        }
+    }
+
+    /// Gives a dispatched job's place back to the scheduler and to its key, whose held jobs may start
+    /// again if the key was at its cap.
+    func jobLeftLocked(_ dispatch: Dispatch, _ delivery: Delivery, cost: Double, now: UInt64) {
+        scheduler.complete(dispatch.queue, charge: dispatch.charge, cost: cost, now: now)
+        let index = dispatch.queue.index
+        let ready = buffers[index].readyCount
+        buffers[index].finished(key: bufferKey(delivery))
+        if buffers[index].readyCount > ready {
+            scheduler.arrived(dispatch.queue, count: buffers[index].readyCount - ready, now: now)
         }
     }
 
@@ -72,11 +96,13 @@ extension Engine {
         monitor.withLock {
             let now = MonotonicClock.now
             for index in buffers.indices where !buffers[index].isEmpty {
-                let count = buffers[index].count
-                held.append(contentsOf: buffers[index])
-                buffers[index].removeAll()
-                scheduler.withdrew(QueueID(index), count: count, now: now)
-                counters[index].released += count
+                let ready = buffers[index].readyCount
+                let released = buffers[index].removeAll { _ in true }
+                held.append(contentsOf: released)
+                if ready > 0 {
+                    scheduler.withdrew(QueueID(index), count: ready, now: now)
+                }
+                counters[index].released += released.count
             }
             workAvailable.broadcast()
         }

@@ -98,7 +98,7 @@ extension Engine {
         let now = MonotonicClock.now
         guard let queue = scheduler.peek(now: now), processPools[queue.index] === pool,
             expected + runSeconds[queue.index] < Self.pipelineBudgetSeconds,
-            buffers[queue.index].first?.suspect == false,
+            buffers[queue.index].next?.suspect == false,
             let dispatch = scheduler.next(now: now)
         else { return nil }
         let (delivery, waitSeconds) = takeDeliveryLocked(dispatch)
@@ -134,7 +134,7 @@ extension Engine {
         monitor.withLock {
             let now = MonotonicClock.now
             for job in jobs {
-                scheduler.complete(job.dispatch.queue, charge: job.dispatch.charge, cost: 0, now: now)
+                jobLeftLocked(job.dispatch, job.delivery, cost: 0, now: now)
                 counters[job.dispatch.queue.index].released += 1
             }
             if idleWorkers > 0 && scheduler.hasEligibleQueue {

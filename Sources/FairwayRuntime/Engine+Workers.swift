@@ -58,8 +58,8 @@ extension Engine {
 
     /// What a handler is told about the job it runs.
     func jobContext(_ delivery: Delivery, _ definition: QueueDefinition, slot: WorkerSlot) -> JobContext {
-        JobContext(
-            queue: definition.name,
+        var context = JobContext(
+            queue: delivery.queueName ?? definition.name,
             jobType: delivery.jobType,
             jobID: delivery.jobID ?? String(delivery.receipt),
             attempt: delivery.attempt,
@@ -68,6 +68,8 @@ extension Engine {
             cancellation: slot.cancellation,
             logger: logger
         )
+        context.fairnessKey = delivery.fairnessKey
+        return context
     }
 
     /// Settles the job `slot` was running, which ended with `outcome`, and gives its slot back to the
@@ -169,7 +171,12 @@ extension Engine {
     /// Takes the next held job of the queue the scheduler just picked, and counts how long it waited.
     func takeDeliveryLocked(_ dispatch: Dispatch) -> (Delivery, waitSeconds: Double?) {
         let index = dispatch.queue.index
-        let delivery = buffers[index].removeFirst()
+        // The scheduler counted this one out; a key that reached its cap withholds the rest of its jobs.
+        let ready = buffers[index].readyCount
+        let delivery = buffers[index].popNext()!.element
+        if buffers[index].readyCount < ready - 1 {
+            scheduler.withdrew(dispatch.queue, count: ready - 1 - buffers[index].readyCount, now: MonotonicClock.now)
+        }
         guard let enqueuedAt = delivery.enqueuedAt else { return (delivery, nil) }
         let wall = WallClock.now
         let wait = wall > enqueuedAt ? Double(wall - enqueuedAt) / 1e9 : 0
@@ -181,9 +188,9 @@ extension Engine {
     /// Returns a finished job's slot to the scheduler and counts its outcome. Called with the monitor held,
     /// after the job's settlement was handed to its source.
     func finishLocked(_ slot: WorkerSlot, outcome: JobOutcome?, settlement: Settlement, cost: Double) {
-        guard let dispatch = slot.dispatch else { return }
+        guard let dispatch = slot.dispatch, let delivery = slot.delivery else { return }
         let index = dispatch.queue.index
-        scheduler.complete(dispatch.queue, charge: dispatch.charge, cost: cost, now: MonotonicClock.now)
+        jobLeftLocked(dispatch, delivery, cost: cost, now: MonotonicClock.now)
         busyWorkers -= 1
         counters[index].busySeconds += cost
         if outcome != nil {

@@ -49,7 +49,9 @@ public final class Engine: @unchecked Sendable {
     var phase = Phase.created
     var scheduler: FairScheduler
     var definitions: [QueueDefinition]
-    var buffers: [Deque<Delivery>]
+    var buffers: [KeyFairBuffer<Delivery>]
+    /// Per queue: true when its jobs share it by fairness key (keys configured, or a pattern queue).
+    let keyed: [Bool]
     var counters: [QueueSnapshot]
     var queueIDs: [String: QueueID] = [:]
     var slots: [WorkerSlot] = []
@@ -113,7 +115,10 @@ public final class Engine: @unchecked Sendable {
         }
         self.scheduler = scheduler
         self.definitions = configuration.queues
-        self.buffers = Array(repeating: Deque(), count: configuration.queues.count)
+        self.buffers = configuration.queues.map {
+            KeyFairBuffer(keyWeights: $0.keys?.weights ?? [:], keyConcurrency: $0.keys?.concurrency)
+        }
+        self.keyed = configuration.queues.map { $0.keys != nil || $0.isPattern }
         self.runSeconds = Array(repeating: .infinity, count: configuration.queues.count)
         self.counters = configuration.queues.map {
             var counters = QueueSnapshot(name: $0.name, settings: $0.settings, held: 0, inFlight: 0)
@@ -141,7 +146,7 @@ public final class Engine: @unchecked Sendable {
                 id: QueueID(index), name: definition.name,
                 credit: definition.globalConcurrency == nil
                     ? definition.credit : min(definition.credit, configuration.workers),
-                globalConcurrency: definition.globalConcurrency)
+                globalConcurrency: definition.globalConcurrency, keys: definition.keys)
         }
         for (index, source) in sources.enumerated() {
             do {
@@ -273,7 +278,8 @@ public final class Engine: @unchecked Sendable {
             for index in queues.indices {
                 queues[index].held = buffers[index].count
                 queues[index].inFlight = scheduler.inFlight(QueueID(index))
-                queues[index].oldestHeldEnqueuedAt = buffers[index].first?.enqueuedAt
+                queues[index].oldestHeldEnqueuedAt = buffers[index].heads.compactMap(\.enqueuedAt).min()
+                queues[index].activeKeys = keyed[index] ? buffers[index].activeKeys : 0
             }
             var snapshot = EngineSnapshot(
                 queues: queues,

@@ -10,6 +10,9 @@ public struct QueueSnapshot: Sendable, Hashable {
     public var held: Int
     /// Jobs running now.
     public var inFlight: Int
+    /// Fairness keys (tenants, or queues admitted by a pattern) with jobs held or running; 0 for a queue
+    /// that does not share by key.
+    public var activeKeys: Int = 0
     /// When the oldest held job was enqueued (wall-clock nanoseconds since 1970), when known.
     public var oldestHeldEnqueuedAt: UInt64?
     public var succeeded: Int = 0

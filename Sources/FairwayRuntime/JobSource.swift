@@ -24,6 +24,12 @@ public struct Delivery: Sendable {
     /// True when the job's last run ended with its process (a crash?). It then runs alone, with no other job
     /// beside it, so that if it takes the process down again the crash is charged to it and to nothing else.
     public var suspect: Bool
+    /// The job's fairness key (a tenant id) within its queue, or nil: where the queue shares by key, keys
+    /// share its service fairly (``KeyFairBuffer``). A pattern queue shares by `queueName` instead.
+    public var fairnessKey: String?
+    /// The name the job was enqueued under when it differs from its queue's: a queue admitted at run
+    /// time by a pattern (`tenant-*`) is served as the pattern, and this keeps the job's own queue name.
+    public var queueName: String?
     /// Which of the runtime's sources delivered the job; set by the runtime.
     public internal(set) var sourceIndex: Int = 0
 
@@ -36,8 +42,12 @@ public struct Delivery: Sendable {
         receipt: UInt64,
         key: UInt64 = 0,
         jobID: String? = nil,
-        suspect: Bool = false
+        suspect: Bool = false,
+        fairnessKey: String? = nil,
+        queueName: String? = nil
     ) {
+        self.fairnessKey = fairnessKey
+        self.queueName = queueName
         self.jobID = jobID
         self.queue = queue
         self.jobType = jobType
@@ -73,8 +83,19 @@ public struct QueueBinding: Sendable, Hashable {
     /// The most jobs of the queue held or running at once across every consumer of the source, or nil.
     /// A source that has consumers in other processes enforces it with what it shares with them.
     public let globalConcurrency: Int?
+    /// How the queue's jobs share it by fairness key, or nil when they do not: a source that can should
+    /// hand over jobs of every key in turn rather than the oldest first, so that one key's backlog does not
+    /// fill the queue's credit. For a pattern queue the keys are the queue names it admits.
+    public let keys: KeyFairness?
+    /// Set when `name` is a pattern: the source serves every queue whose name it matches (and that no
+    /// binding names outright) as this one, each as a key.
+    public let pattern: QueuePattern?
 
-    public init(id: QueueID, name: String, credit: Int, globalConcurrency: Int? = nil) {
+    public init(
+        id: QueueID, name: String, credit: Int, globalConcurrency: Int? = nil, keys: KeyFairness? = nil
+    ) {
+        self.pattern = QueuePattern(name)
+        self.keys = keys ?? (pattern != nil ? KeyFairness() : nil)
         self.id = id
         self.name = name
         self.credit = credit

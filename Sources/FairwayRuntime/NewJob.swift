@@ -11,8 +11,15 @@ public struct NewJob: Sendable, Hashable {
     public var delay: Duration
     /// Higher runs first within its queue; equal priorities run in enqueue order.
     public var priority: Int
+    /// The job's fairness key (a tenant id): jobs of one queue share it fairly by key when the queue says
+    /// so (`keys:`), so one tenant's backlog does not hold back the others'. Nil: no key.
+    public var fairnessKey: String?
 
-    public init(queue: String, type: String, payload: [UInt8] = [], delay: Duration = .zero, priority: Int = 0) {
+    public init(
+        queue: String, type: String, payload: [UInt8] = [], delay: Duration = .zero, priority: Int = 0,
+        fairnessKey: String? = nil
+    ) {
+        self.fairnessKey = fairnessKey
         self.queue = queue
         self.type = type
         self.payload = payload
@@ -28,6 +35,7 @@ extension NewJob {
         if queue.utf8.count > 255 { return "queue name longer than 255 bytes" }
         if type.isEmpty { return "job type must not be empty" }
         if delay < .zero { return "delay must not be negative" }
+        if let fairnessKey, fairnessKey.utf8.count > 255 { return "fairness key longer than 255 bytes" }
         if !payload.isEmpty {
             do {
                 _ = try JSONSerialization.jsonObject(with: Data(payload), options: [.fragmentsAllowed])

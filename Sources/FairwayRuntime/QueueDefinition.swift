@@ -19,6 +19,11 @@ public struct QueueDefinition: Sendable, Hashable {
     public var globalConcurrency: Int?
     /// The ``QueueGroup`` the queue belongs to, by name, or nil: it then competes on its own.
     public var group: String?
+    /// How the queue's jobs share it by fairness key (tenant), or nil when keys are not used for fairness.
+    public var keys: KeyFairness?
+    /// True when `name` is a pattern (`tenant-*`): the queue serves every queue of a matching name that
+    /// a job is enqueued to, each as one fairness key of it (docs/tenants.md).
+    public var isPattern: Bool { name.contains("*") }
 
     public init(
         name: String,
@@ -28,8 +33,10 @@ public struct QueueDefinition: Sendable, Hashable {
         credit: Int = 32,
         isolation: Isolation = .thread,
         globalConcurrency: Int? = nil,
-        group: String? = nil
+        group: String? = nil,
+        keys: KeyFairness? = nil
     ) {
+        self.keys = keys
         self.group = group
         self.isolation = isolation
         self.name = name

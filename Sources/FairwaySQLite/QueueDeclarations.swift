@@ -1,3 +1,4 @@
+import FairwayRuntime
 import Foundation
 
 /// A queue a consumer serves, as written into the queue file for its producers to check against.
@@ -5,8 +6,13 @@ public struct QueueDeclaration: Sendable, Hashable, Codable {
     public var queue: String
     /// The job types the queue's consumers handle; nil when any type goes (an external worker decides).
     public var jobTypes: [String]?
+    /// True when the queue's jobs share it by fairness key; its jobs enqueued without a key get the key ''.
+    public var keyed: Bool
+    /// The pattern when `queue` is one (`tenant-*`): producers may enqueue to any name it matches.
+    public var pattern: QueuePattern? { QueuePattern(queue) }
 
-    public init(queue: String, jobTypes: [String]?) {
+    public init(queue: String, jobTypes: [String]?, keyed: Bool = false) {
+        self.keyed = keyed
         self.queue = queue
         self.jobTypes = jobTypes?.sorted()
     }
@@ -22,11 +28,20 @@ extension SQLiteQueue {
             try connection.transaction {
                 try connection.execute("DELETE FROM declared_queues")
                 let insert = try connection.cached(
-                    "INSERT OR REPLACE INTO declared_queues(queue, job_types) VALUES (?, ?)")
+                    "INSERT OR REPLACE INTO declared_queues(queue, job_types, keyed) VALUES (?, ?, ?)")
                 defer { insert.reset() }
                 for declaration in declarations {
                     let types = try declaration.jobTypes.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
-                    try insert.run([.text(declaration.queue), types.map(SQLiteValue.text) ?? .null])
+                    try insert.run([
+                        .text(declaration.queue), types.map(SQLiteValue.text) ?? .null,
+                        .int(declaration.keyed ? 1 : 0),
+                    ])
+                    if declaration.keyed {
+                        // Jobs enqueued before the queue was declared keyed join the jobs without a key.
+                        try connection.cached(
+                            "UPDATE jobs SET fairness_key = '' WHERE queue = ? AND fairness_key IS NULL"
+                        ).run([.text(declaration.queue)])
+                    }
                 }
                 try connection.cached("INSERT OR REPLACE INTO fairway_meta(key, value) VALUES ('queues_declared', ?)")
                     .run([.text(String(Milliseconds.now))])
@@ -42,9 +57,9 @@ extension SQLiteQueue {
             }
             guard !declaredAt.isEmpty else { return nil }
             let decoder = JSONDecoder()
-            let rows = try connection.query("SELECT queue, job_types FROM declared_queues") { row in
+            let rows = try connection.query("SELECT queue, job_types, keyed FROM declared_queues") { row in
                 let types = row.text(1).flatMap { try? decoder.decode([String].self, from: Data($0.utf8)) }
-                return QueueDeclaration(queue: row.text(0) ?? "", jobTypes: types)
+                return QueueDeclaration(queue: row.text(0) ?? "", jobTypes: types, keyed: row.int(2) != 0)
             }
             return Dictionary(rows.map { ($0.queue, $0) }, uniquingKeysWith: { first, _ in first })
         }

@@ -26,7 +26,7 @@ public enum QueueFileError: Error, CustomStringConvertible, Equatable, Sendable 
 enum QueueFile {
     /// `PRAGMA application_id` of a Fairway queue file: "FWAY".
     static let applicationID: Int64 = 0x4657_4159
-    static let schemaVersion = 3
+    static let schemaVersion = 4
 
     static let schema = """
         CREATE TABLE jobs (
@@ -70,7 +70,17 @@ enum QueueFile {
             heartbeat_at INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE fairway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-        """ + limitsTable + declaredQueuesTable
+        """ + limitsTable + declaredQueuesTable + fairnessKeys
+
+    /// Fairness keys (tenants) within a queue: each job's key, an index to walk a queue's keys in turn, and
+    /// which declared queues share by key (their jobs without a key get the key ''). The index holds only
+    /// keyed jobs, so queues that do not use keys pay nothing for it. Added in schema version 4.
+    static let fairnessKeys = """
+        ALTER TABLE jobs ADD COLUMN fairness_key TEXT;
+        CREATE INDEX jobs_keyed ON jobs(queue, fairness_key, priority DESC, id)
+            WHERE state = 0 AND fairness_key IS NOT NULL;
+        ALTER TABLE declared_queues ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
+        """
 
     /// Load shedding: the most unfinished jobs a queue may have before enqueues are refused.
     /// Added in schema version 2; version-1 files get it when opened.
@@ -134,8 +144,11 @@ enum QueueFile {
             guard version <= schemaVersion else { throw QueueFileError.newerSchema(path: path, version: version) }
             if version < schemaVersion {
                 try connection.transaction {
-                    try connection.execute(limitsTable)
-                    try connection.execute(declaredQueuesTable)
+                    if version < 3 {
+                        try connection.execute(limitsTable)
+                        try connection.execute(declaredQueuesTable)
+                    }
+                    try connection.execute(fairnessKeys)
                     try connection.execute("PRAGMA user_version = \(schemaVersion)")
                 }
             }

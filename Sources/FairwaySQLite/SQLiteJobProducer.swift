@@ -45,7 +45,7 @@ public final class SQLiteJobProducer: JobProducer {
     func check(_ jobs: [NewJob]) throws {
         guard !(checks.allowUndeclaredQueues && checks.allowUnknownJobTypes) else { return }
         var declared = try currentDeclarations(refresh: false)
-        if declared.map({ known in jobs.contains { known[$0.queue] == nil } }) ?? true {
+        if declared.map({ known in jobs.contains { Self.declaration(of: $0.queue, in: known) == nil } }) ?? true {
             // A consumer may have started (or been reconfigured) since the last read.
             declared = try currentDeclarations(refresh: true)
         }
@@ -54,7 +54,7 @@ public final class SQLiteJobProducer: JobProducer {
             throw ProducerRefusal.nothingDeclared(path: queue.path)
         }
         for job in jobs {
-            guard let declaration = declared[job.queue] else {
+            guard let declaration = Self.declaration(of: job.queue, in: declared) else {
                 if checks.allowUndeclaredQueues { continue }
                 throw ProducerRefusal.undeclaredQueue(
                     queue: job.queue, in: queue.path, known: declared.keys.sorted())
@@ -63,6 +63,12 @@ public final class SQLiteJobProducer: JobProducer {
                 throw ProducerRefusal.unknownJobType(type: job.type, queue: job.queue, known: types)
             }
         }
+    }
+
+    /// The declaration that serves `queue`: its own, or else the first pattern (`tenant-*`) that admits it.
+    static func declaration(of queue: String, in declared: [String: QueueDeclaration]) -> QueueDeclaration? {
+        if let own = declared[queue] { return own }
+        return declared.values.sorted { $0.queue < $1.queue }.first { $0.pattern?.matches(queue) == true }
     }
 
     /// The declarations, read again from the file when asked to or when older than a second.

@@ -129,8 +129,10 @@ public final class SQLiteQueue: @unchecked Sendable {
     static func insert(_ jobs: [NewJob], into connection: SQLiteConnection, now: Int64) throws -> [Int64] {
         let insert = try connection.cached(
             """
-            INSERT INTO jobs(queue, type, payload, priority, state, available_at, attempts, enqueued_at)
-            VALUES (?, ?, ?, ?, ?, ?, 0, ?) RETURNING id
+            INSERT INTO jobs(queue, type, payload, priority, state, available_at, attempts, enqueued_at, fairness_key)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7,
+                coalesce(?8, (SELECT '' FROM declared_queues WHERE queue = ?1 AND keyed = 1)))
+            RETURNING id
             """
         )
         defer { insert.reset() }
@@ -143,6 +145,7 @@ public final class SQLiteQueue: @unchecked Sendable {
             try insert.bind([
                 .text(job.queue), .text(job.type), .blob(job.payload.isEmpty ? Array("{}".utf8) : job.payload),
                 .int(Int64(job.priority)), .int(delay > 0 ? 1 : 0), .int(now + max(0, delay)), .int(now),
+                job.fairnessKey.map(SQLiteValue.text) ?? .null,
             ])
             _ = try insert.step()
             ids.append(insert.int64(0))

@@ -17,7 +17,7 @@ extension SQLiteSource {
         var delayedAdded = false
         for request in requests {
             for job in request.jobs {
-                if let index = queueIndex[job.queue] { mayHaveWork[index] = true }
+                if let index = bindingIndex(named: job.queue) { mayHaveWork[index] = true }
                 if job.delay > .zero { delayedAdded = true }
             }
         }
@@ -57,7 +57,11 @@ extension SQLiteSource {
                         capFull[index] = free == 0
                         guard free > 0 else { continue }
                     }
-                    try claimJobs(queue: index, count: free, now: now, into: &claimed)
+                    if bindings[index].keys != nil {
+                        try claimInTurn(queue: index, count: free, now: now, into: &claimed)
+                    } else {
+                        try claimJobs(queue: index, count: free, now: now, into: &claimed)
+                    }
                     queries += 1
                     if queries == Self.claimQueriesPerCommit {
                         claimCursor = (index + 1) % bindings.count
@@ -76,6 +80,9 @@ extension SQLiteSource {
         }
         for delivery in claimed {
             outstanding[delivery.queue.index] += 1
+        }
+        if hasCappedKeys {
+            countKeys(claimed: claimed, settled: settlements)
         }
         let retried = settlements.contains { if case .retry = $0.1 { true } else { false } }
         if delayedAdded || retried || promote {
@@ -101,7 +108,7 @@ extension SQLiteSource {
             """
             UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
             WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?1 ORDER BY priority DESC, id LIMIT ?4)
-            RETURNING id, type, payload, attempts, enqueued_at, priority, last_error
+            RETURNING id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key
             """,
             persistent: true
         )
@@ -208,28 +215,53 @@ extension SQLiteSource {
         try connection.cached("DELETE FROM jobs WHERE id = ?1").run([.int(id)])
     }
 
-    func claimJobs(queue index: Int, count: Int, now: Int64, into claimed: inout [Delivery]) throws {
-        guard let connection else { return }
+    /// Claims up to `count` ready jobs of a queue, or of one of its keys; returns how many it handed on.
+    @discardableResult
+    func claimJobs(
+        queue index: Int, count: Int, now: Int64, into claimed: inout [Delivery], flow: ClaimFlow? = nil
+    ) throws -> Int {
+        guard let connection else { return 0 }
         let binding = bindings[index]
-        let statement = try statements(connection).claim
+        let statement: Statement
+        var bound: [SQLiteValue] = [
+            .text(binding.name), .text(identity), .int(now + leaseMilliseconds), .int(Int64(count)),
+        ]
+        switch flow {
+        case nil:
+            statement = try statements(connection).claim
+        case .queue(let name):
+            statement = try statements(connection).claim
+            bound[0] = .text(name)
+        case .key(let key):
+            statement = try connection.cached(
+                """
+                UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
+                WHERE id IN (
+                    SELECT id FROM jobs WHERE state = 0 AND queue = ?1 AND fairness_key = ?5
+                    ORDER BY priority DESC, id LIMIT ?4)
+                RETURNING id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key
+                """)
+            bound.append(.text(key))
+        }
         defer { statement.reset() }
-        try statement.bind([.text(binding.name), .text(identity), .int(now + leaseMilliseconds), .int(Int64(count))])
+        try statement.bind(bound)
         var rows:
             [(
                 id: Int64, type: String, payload: [UInt8], attempts: Int, enqueuedAt: Int64, priority: Int,
-                error: String?
+                error: String?, key: String?
             )] =
                 []
         while try statement.step() {
             rows.append(
                 (
                     statement.int64(0), statement.text(1) ?? "", statement.blob(2), statement.int(3),
-                    statement.int64(4), statement.int(5), statement.text(6)
+                    statement.int64(4), statement.int(5), statement.text(6), statement.text(7)
                 )
             )
         }
-        if rows.count < count { mayHaveWork[index] = false }
+        if rows.count < count && flow == nil { mayHaveWork[index] = false }
         rows.sort { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
+        var handed = 0
         for row in rows {
             let runs = max(0, row.attempts)
             if runs >= maxAttempts[index] {
@@ -255,10 +287,14 @@ extension SQLiteSource {
                     attempt: runs + 1,
                     enqueuedAt: overflow ? nil : nanoseconds,
                     receipt: UInt64(row.id),
-                    suspect: row.error == RunCharge.reason
+                    suspect: row.error == RunCharge.reason,
+                    fairnessKey: row.key.flatMap { $0.isEmpty ? nil : $0 },
+                    queueName: flow.flatMap(\.queueName)
                 )
             )
+            handed += 1
         }
+        return handed
     }
 
     func promoteDelayed(now: Int64) throws {
@@ -268,7 +304,7 @@ extension SQLiteSource {
             [.int(now)]
         ) { $0.text(0) ?? "" }
         for name in Set(queues) {
-            if let index = queueIndex[name] { mayHaveWork[index] = true }
+            if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
         }
     }
 

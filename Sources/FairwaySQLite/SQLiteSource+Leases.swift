@@ -117,7 +117,7 @@ extension SQLiteSource {
             [.int(now), .text(identity)]
         ) { $0.text(0) ?? "" }
         for name in Set(freed) {
-            if let index = queueIndex[name] { mayHaveWork[index] = true }
+            if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
         }
     }
 }

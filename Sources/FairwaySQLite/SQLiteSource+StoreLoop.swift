@@ -32,7 +32,7 @@ extension SQLiteSource {
             monitor.unlock()
 
             for name in hints {
-                if let index = queueIndex[name] { mayHaveWork[index] = true }
+                if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
             }
             if !hints.isEmpty { nextDelayedDue = (try? earliestDelayed()) ?? nextDelayedDue }
             do {
@@ -117,7 +117,7 @@ extension SQLiteSource {
             $0.text(0) ?? ""
         }
         for name in fresh {
-            if let index = queueIndex[name] { mayHaveWork[index] = true }
+            if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
         }
         highestSeenID = max(highestSeenID, try highestJobID())
         fullProbeDue = min(fullProbeDue ?? .infinity, lastFullProbe + Self.fullProbeInterval)

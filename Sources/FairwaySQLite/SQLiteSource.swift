@@ -74,6 +74,14 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var sink: (any DeliverySink)?
     var bindings: [QueueBinding] = []
     var queueIndex: [String: Int] = [:]
+    /// The bindings whose names are patterns, in binding order (the first that matches serves a name).
+    var patternIndices: [Int] = []
+    /// The bindings that cap each key's jobs.
+    var cappedKeyQueues: [Int] = []
+    /// Per binding that shares by key: the key its last claim stopped at (nil: from the first).
+    var keyCursor: [String?] = []
+    /// Per binding that caps its keys: claimed and not yet settled jobs by key (store thread only).
+    var keyOutstanding: [[String: Int]] = []
     var maxAttempts: [Int] = []
     var outstanding: [Int] = []
     /// What the current transaction settled (store thread only).
@@ -124,14 +132,25 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     }
 
     var configuredAttempts: [String: Int] = [:]
+    /// The queue names and patterns the bindings serve, for the depth readers (guarded by `monitor`).
+    var servedNames: Set<String> = []
+    var servedPatterns: [QueuePattern] = []
 
     // MARK: - JobSource
 
     public func start(queues: [QueueBinding], sink: any DeliverySink) throws {
         guard let connection else { throw SQLiteError(path: path, code: 21, message: "source already closed") }
-        let attempts = monitor.withLock { configuredAttempts }
+        let attempts = monitor.withLock {
+            servedNames = Set(queues.filter { $0.pattern == nil }.map(\.name))
+            servedPatterns = queues.compactMap(\.pattern)
+            return configuredAttempts
+        }
         bindings = queues
         queueIndex = Dictionary(uniqueKeysWithValues: queues.enumerated().map { ($1.name, $0) })
+        patternIndices = queues.indices.filter { queues[$0].pattern != nil }
+        cappedKeyQueues = queues.indices.filter { queues[$0].keys?.concurrency != nil }
+        keyCursor = Array(repeating: nil, count: queues.count)
+        keyOutstanding = Array(repeating: [:], count: queues.count)
         maxAttempts = queues.map { attempts[$0.name] ?? .max }
         outstanding = Array(repeating: 0, count: queues.count)
         tally = SettledTally(queues: queues.count)
@@ -228,11 +247,23 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     }
 
     /// Ready jobs and the oldest one's age per queue, from the file (on the caller's reader connection).
+    /// The queues a pattern admits are added up under the pattern, the queue that serves them.
     public func queueDepths() -> [String: QueueDepth] {
         let stats = (try? queue.stats()) ?? [:]
-        return stats.mapValues {
-            QueueDepth(ready: $0.ready, oldestAgeSeconds: $0.ready > 0 ? $0.oldestAgeSeconds : nil)
+        let (named, patterns) = monitor.withLock { (servedNames, servedPatterns) }
+        var depths: [String: QueueDepth] = [:]
+        for (name, stat) in stats {
+            let depth = QueueDepth(ready: stat.ready, oldestAgeSeconds: stat.ready > 0 ? stat.oldestAgeSeconds : nil)
+            guard !named.contains(name), let pattern = patterns.first(where: { $0.matches(name) }) else {
+                depths[name] = depth
+                continue
+            }
+            var sum = depths[pattern.text] ?? QueueDepth(ready: 0, oldestAgeSeconds: nil)
+            sum.ready += depth.ready
+            if let age = depth.oldestAgeSeconds { sum.oldestAgeSeconds = max(sum.oldestAgeSeconds ?? 0, age) }
+            depths[pattern.text] = sum
         }
+        return depths
     }
 
     /// Hands jobs to the store thread and waits until they are committed.

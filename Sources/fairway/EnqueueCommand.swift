@@ -44,6 +44,9 @@ struct EnqueueCommand: ParsableCommand {
     @Option(help: "Higher runs first within the queue.")
     var priority: Int = 0
 
+    @Option(help: "The job's fairness key (a tenant id): a queue with keys shares its service fairly by key.")
+    var key: String?
+
     @Option(help: "How many copies of the job to enqueue.")
     var count: Int = 1
 
@@ -80,7 +83,7 @@ struct EnqueueCommand: ParsableCommand {
             } else {
                 let job = NewJob(
                     queue: queue!, type: type!, payload: Array(payload.utf8), delay: .milliseconds(Int64(delay * 1000)),
-                    priority: priority
+                    priority: priority, fairnessKey: key
                 )
                 jobs = Array(repeating: job, count: count)
             }
@@ -195,7 +198,13 @@ enum JSONLines {
                 guard let number = value as? Int else { throw fail("\"priority\" must be a whole number") }
                 priority = number
             }
-            jobs.append(NewJob(queue: queue, type: type, payload: payload, delay: delay, priority: priority))
+            var key: String?
+            if let value = object["key"] {
+                guard let text = value as? String else { throw fail("\"key\" must be a string") }
+                key = text
+            }
+            jobs.append(
+                NewJob(queue: queue, type: type, payload: payload, delay: delay, priority: priority, fairnessKey: key))
         }
         return jobs
     }

@@ -191,6 +191,17 @@ struct ConfigurationLoaderTests {
         ("queues: [{ name: a, globalConcurrency: 0 }]", "queues[0].globalConcurrency", "between 1", 1),
         ("queues: [{ name: a, globalConcurrency: 5.5 }]", "queues[0].globalConcurrency", "whole number", 1),
         ("queues: [{ name: a, backlogRetryAfter: 5s }]", "queues[0].backlogRetryAfter", "needs maxBacklog", nil),
+        ("queues: [{ name: a, keys: false }]", "queues[0].keys", "write keys: true", 1),
+        ("queues: [{ name: a, keys: maybe }]", "queues[0].keys", "true or false", 1),
+        ("queues: [{ name: a, keys: { concurrency: 0 } }]", "queues[0].keys.concurrency", "between 1", 1),
+        ("queues: [{ name: a, keys: { cap: 2 } }]", "queues[0].keys.cap", "unknown field", 1),
+        ("queues: [{ name: a, keys: { weights: [a] } }]", "queues[0].keys.weights", "mapping of keys", 1),
+        ("queues: [{ name: a, keys: { weights: { acme: -1 } } }]", "queues[0].keys.weights.acme", "greater than 0", 1),
+        (
+            "queues: [{ name: \"t-*\", globalConcurrency: 2 }]", "queues[0].globalConcurrency",
+            "cannot apply to a pattern", nil
+        ),
+        ("queues: [{ name: \"t-*\", maxBacklog: 2 }]", "queues[0].maxBacklog", "cannot apply to a pattern", nil),
     ]
 
     @Test("isolation, worker commands, recycling and backlog limits are read per queue, defaults first")
@@ -243,6 +254,26 @@ struct ConfigurationLoaderTests {
         #expect(byName["system"] == "internal")
         #expect(byName["tenant-2"] == "free")
         #expect(byName["vip-1"] == "paid")
+    }
+
+    @Test("keys: true or a mapping of a cap and weights; a pattern name is kept as it is, with its group")
+    func keysAndPatterns() throws {
+        let config = try parse(
+            """
+            groups: [{ name: free, weight: 1 }, { name: paid, weight: 4 }]
+            queues:
+              - { name: system, weight: 8 }
+              - { name: "tenant-*", group: free }
+              - { name: "vip-{1..2}", group: paid }
+              - { name: mail, keys: true }
+              - { name: reports, keys: { concurrency: 2, weights: { acme: 4, globex: 0.5 } } }
+            """)
+        let byName = Dictionary(uniqueKeysWithValues: config.queues.map { ($0.name, $0) })
+        #expect(config.queues.map(\.name) == ["system", "tenant-*", "vip-1", "vip-2", "mail", "reports"])
+        #expect(byName["tenant-*"]?.isPattern == true && byName["tenant-*"]?.group == "free")
+        #expect(byName["mail"]?.keys == KeyFairness())
+        #expect(byName["reports"]?.keys == KeyFairness(weights: ["acme": 4, "globex": 0.5], concurrency: 2))
+        #expect(byName["system"]?.keys == nil)
     }
 
     @Test("globalConcurrency bounds the queue's prefetch and local cap; other queues keep theirs")

@@ -27,7 +27,8 @@ struct ReloadPlanTests {
         #expect(plan.needsRestart.contains("queues added: d"))
         #expect(plan.needsRestart.contains("queues removed: c"))
         #expect(
-            plan.needsRestart.contains("queues[b]: timeout, retry, prefetch, isolation, globalConcurrency or group"))
+            plan.needsRestart.contains(
+                "queues[b]: timeout, retry, prefetch, isolation, globalConcurrency, group or keys"))
         #expect(plan.needsRestart.contains("workers: 2 → 4"))
     }
 

@@ -136,10 +136,13 @@ struct QueueFileTests {
         try file.enqueue(NewJob(queue: "capped", type: "noop"))
     }
 
-    @Test("a file of schema version 1 or 2 gains the tables added since when opened, and keeps its jobs")
+    @Test("a file of schema version 1, 2 or 3 gains the tables and columns added since when opened, and keeps its jobs")
     func upgradesOlderVersions() throws {
+        let keys = "DROP INDEX jobs_keyed; ALTER TABLE jobs DROP COLUMN fairness_key;"
         for (version, dropped) in [
-            (1, "DROP TABLE queue_limits; DROP TABLE declared_queues;"), (2, "DROP TABLE declared_queues;"),
+            (1, "\(keys) DROP TABLE queue_limits; DROP TABLE declared_queues;"),
+            (2, "\(keys) DROP TABLE declared_queues;"),
+            (3, "\(keys) ALTER TABLE declared_queues DROP COLUMN keyed;"),
         ] {
             let folder = TemporaryFolder()
             let path = folder.path("q.db")
@@ -154,6 +157,10 @@ struct QueueFileTests {
             #expect(try reopened.declaredQueues()?["a"]?.jobTypes == ["noop"])
             let connection = try QueueFile.open(path: path, create: false)
             #expect(try connection.query("PRAGMA user_version") { $0.int(0) }.first == QueueFile.schemaVersion)
+            try reopened.declareQueues([QueueDeclaration(queue: "a", jobTypes: ["noop"], keyed: true)])
+            try reopened.enqueue(NewJob(queue: "b", type: "noop", fairnessKey: "acme"))
+            #expect(try sqlInt(path, "SELECT count(*) FROM jobs WHERE fairness_key = 'acme'") == 1)
+            #expect(try sqlInt(path, "SELECT count(*) FROM jobs WHERE queue = 'a' AND fairness_key = ''") == 1)
         }
     }
 }

@@ -1,0 +1,103 @@
+import FairwayJobs
+import FairwayRuntime
+import FairwayScheduling
+import FairwayTestSupport
+import Foundation
+import Testing
+
+@testable import FairwayAMQP
+
+/// Fairness keys on RabbitMQ: the key travels in the `x-fairway-key` header, and keys share a queue fairly
+/// within what the consumer holds (its prefetch). The broker hands messages over in queue order, so a
+/// tenant's job behind another tenant's backlog reaches Fairway only once the backlog ahead of it fits in
+/// the prefetch: these tests show both sides of that.
+@Suite("AMQP fairness keys", .serialized, .usesBroker, .timeLimit(.minutes(10)))
+struct AMQPFairnessKeyTests {
+    struct TestFailure: Error {}
+
+    struct Start: Sendable {
+        var key: String?
+        var attempt: Int
+    }
+
+    /// One worker; every job records its key and attempt; jobs of key "fails" fail on their first attempt.
+    static func run(prefetch: Int, jobs: [NewJob], extra: Int = 0, queue: String) throws -> [Start] {
+        let starts = Shared<[Start]>([])
+        let harness = try AMQPHarness(
+            workers: 1,
+            queues: [
+                QueueDefinition(
+                    name: queue, settings: QueueSettings(paused: true), retry: quickRetry(3), credit: prefetch,
+                    keys: KeyFairness())
+            ],
+            register: { registry in
+                registry.register(JobName<[String: Int]>("keyed")) { _, context in
+                    starts.update { $0.append(Start(key: context.fairnessKey, attempt: context.attempt)) }
+                    if context.fairnessKey == "fails" && context.attempt == 1 {
+                        throw TestFailure()
+                    }
+                }
+            })
+        try Broker.publish(jobs)
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(5)) }
+        // Paused until the prefetch is full, so that every run starts from the same held window.
+        #expect(eventually { harness.snapshot(queue).held >= min(prefetch, jobs.count) })
+        try harness.engine.updateQueue(named: queue, settings: QueueSettings())
+        #expect(eventually(timeout: 60) { starts.read().count == jobs.count + extra })
+        return starts.read()
+    }
+
+    static func flood(_ queue: String) -> [NewJob] {
+        (0..<1500).map { _ in NewJob(queue: queue, type: "keyed", fairnessKey: "big") }
+            + (1...20).map { NewJob(queue: queue, type: "keyed", fairnessKey: "quiet-\($0)") }
+    }
+
+    static func quietPositions(_ starts: [Start]) -> [Int] {
+        starts.enumerated().filter { $0.element.key?.hasPrefix("quiet") == true }.map(\.offset)
+    }
+
+    @Test("keys share what the prefetch holds: a prefetch larger than the backlog ahead serves quiet keys at once")
+    func largePrefetch() throws {
+        guard Broker.ready else { return }
+        let names = TestQueues()
+        let queue = names.name("keyed")
+        let starts = try Self.run(prefetch: 2000, jobs: Self.flood(queue), queue: queue)
+        let positions = Self.quietPositions(starts)
+        #expect(positions.count == 20)
+        let last = positions.max() ?? .max
+        #expect(last < 45, "quiet keys started at \(positions)")
+    }
+
+    @Test("with a prefetch smaller than the backlog ahead, a quiet key waits for that backlog (the broker's order)")
+    func smallPrefetch() throws {
+        guard Broker.ready else { return }
+        let names = TestQueues()
+        let queue = names.name("keyed")
+        let starts = try Self.run(prefetch: 64, jobs: Self.flood(queue), queue: queue)
+        let positions = Self.quietPositions(starts)
+        #expect(positions.count == 20)
+        // They reach the consumer only once the 1,500 ahead of them are within 64 of the head.
+        let first = positions.min() ?? 0
+        #expect(first >= 1500 - 64 - 1, "quiet keys started at \(positions)")
+    }
+
+    @Test("a retry keeps its key; a malformed key header is dropped and the job still runs")
+    func retriesAndBadHeaders() throws {
+        guard Broker.ready else { return }
+        let names = TestQueues()
+        let queue = names.name("keyed")
+        let connection = try Broker.connection()
+        _ = try connection.declareQueue(1, queue, passive: false)
+        _ = try connection.publish(
+            1, routingKey: queue, type: "keyed", messageID: "long", timestamp: 0,
+            headers: [("x-fairway-key", .string(String(repeating: "k", count: 300)))], body: Array("{}".utf8))
+        _ = try connection.publish(
+            1, routingKey: queue, type: "keyed", messageID: "number", timestamp: 0,
+            headers: [("x-fairway-key", .int(7))], body: Array("{}".utf8))
+        let starts = try Self.run(
+            prefetch: 8, jobs: [NewJob(queue: queue, type: "keyed", fairnessKey: "fails")], extra: 3, queue: queue)
+        #expect(starts.filter { $0.key == "fails" }.map(\.attempt).sorted() == [1, 2])
+        #expect(starts.filter { $0.key == nil }.count == 2)
+    }
+}

@@ -1,0 +1,178 @@
+import FairwayJobs
+import FairwayRuntime
+import FairwayScheduling
+import FairwayTestSupport
+import Foundation
+import Testing
+
+@testable import FairwaySQLite
+
+/// Fairness keys within a queue and queues admitted by a pattern, on a real queue file: what one tenant's
+/// flood does to the others, caps and weights per key, and queues that appear while the process runs.
+@Suite("Tenants: keys within a queue and queues by pattern (SQLite)")
+struct TenantFairnessTests {
+    /// A job that records its tenant (from the payload) and its queue (as the handler was told it).
+    static let tagged = JobName<[String: String]>("tagged")
+
+    struct Start: Sendable {
+        var tenant: String
+        var queue: String
+    }
+
+    static func harness(
+        _ folder: TemporaryFolder, workers: Int = 1, queues: [QueueDefinition], jobSeconds: Double = 0,
+        running: Shared<[String: Int]>? = nil, most: Shared<[String: Int]>? = nil
+    ) throws -> (SQLiteHarness, Shared<[Start]>) {
+        let starts = Shared<[Start]>([])
+        let harness = try SQLiteHarness(path: folder.path("q.db"), workers: workers, queues: queues) { registry in
+            registry.register(Self.tagged) { parameters, context in
+                let tenant = parameters["tenant"] ?? ""
+                starts.update { $0.append(Start(tenant: tenant, queue: context.queue)) }
+                if let running, let most {
+                    let now = running.update { running -> Int in
+                        running[tenant, default: 0] += 1
+                        return running[tenant]!
+                    }
+                    most.update { $0[tenant] = max($0[tenant] ?? 0, now) }
+                }
+                if jobSeconds > 0 { Thread.sleep(forTimeInterval: jobSeconds) }
+                running?.update { $0[tenant, default: 0] -= 1 }
+            }
+        }
+        return (harness, starts)
+    }
+
+    static func job(_ queue: String, _ tenant: String, key: String? = nil) -> NewJob {
+        NewJob(
+            queue: queue, type: "tagged", payload: Array("{\"tenant\":\"\(tenant)\"}".utf8), fairnessKey: key)
+    }
+
+    /// 2,000 jobs of one tenant, then one job each of 20 others, all on one queue with one worker.
+    static func flood(queue: String, keyed: Bool) -> [NewJob] {
+        (0..<2000).map { _ in job(queue, "big", key: keyed ? "big" : nil) }
+            + (1...20).map { job(queue, "quiet-\($0)", key: keyed ? "quiet-\($0)" : nil) }
+    }
+
+    /// Where the quiet tenants' jobs started, in the order of all starts.
+    static func quietPositions(_ starts: [Start]) -> [Int] {
+        starts.enumerated().filter { $0.element.tenant.hasPrefix("quiet") }.map(\.offset)
+    }
+
+    @Test("one key's backlog does not hold back the others: each waits for about one job per key")
+    func floodedKey() throws {
+        let folder = TemporaryFolder()
+        let (harness, starts) = try Self.harness(
+            folder, queues: [QueueDefinition(name: "mail", credit: 8, keys: KeyFairness())])
+        try harness.file.enqueue(contentsOf: Self.flood(queue: "mail", keyed: true))
+        try harness.engine.start()
+        #expect(try eventually { try harness.stats("mail").completed == 2020 })
+        harness.engine.shutdown(drainTimeout: .seconds(5))
+        let positions = Self.quietPositions(starts.read())
+        // The 20 quiet keys alternate with the flood: 40 starts, plus what was held before they were seen.
+        #expect(positions.count == 20)
+        #expect(positions.max() ?? .max < 60, "quiet tenants started at \(positions)")
+        #expect(harness.engine.snapshot().queues[0].activeKeys == 0, "key state outlived the keys' jobs")
+    }
+
+    @Test("without keys the same flood holds the quiet tenants back behind it (the control)")
+    func floodWithoutKeys() throws {
+        let folder = TemporaryFolder()
+        let (harness, starts) = try Self.harness(folder, queues: [QueueDefinition(name: "mail", credit: 8)])
+        try harness.file.enqueue(contentsOf: Self.flood(queue: "mail", keyed: false))
+        try harness.engine.start()
+        #expect(try eventually { try harness.stats("mail").completed == 2020 })
+        harness.engine.shutdown(drainTimeout: .seconds(5))
+        #expect(Self.quietPositions(starts.read()).min() ?? 0 >= 2000)
+    }
+
+    @Test("a key's weight sets its share, and a key's cap holds with more workers than it")
+    func weightsAndCaps() throws {
+        let folder = TemporaryFolder()
+        let (harness, starts) = try Self.harness(
+            folder, queues: [QueueDefinition(name: "mail", credit: 16, keys: KeyFairness(weights: ["gold": 3]))])
+        try harness.file.enqueue(
+            contentsOf: (0..<600).flatMap { _ in
+                [Self.job("mail", "gold", key: "gold"), Self.job("mail", "tin", key: "tin")]
+            })
+        try harness.engine.start()
+        #expect(try eventually { try harness.stats("mail").completed == 1200 })
+        harness.engine.shutdown(drainTimeout: .seconds(5))
+        let first = starts.read().prefix(400)
+        let gold = first.filter { $0.tenant == "gold" }.count
+        // 3:1 of 400 is 300; start-time fair queueing keeps it within a job or two, the claims' batching a few more.
+        #expect(abs(gold - 300) <= 8, "gold had \(gold) of the first 400")
+
+        let capped = TemporaryFolder()
+        let running = Shared<[String: Int]>([:])
+        let most = Shared<[String: Int]>([:])
+        let (second, _) = try Self.harness(
+            capped, workers: 4, queues: [QueueDefinition(name: "mail", credit: 16, keys: KeyFairness(concurrency: 1))],
+            jobSeconds: 0.01, running: running, most: most)
+        try second.file.enqueue(
+            contentsOf: (0..<40).flatMap { _ in [Self.job("mail", "a", key: "a"), Self.job("mail", "b", key: "b")] })
+        try second.engine.start()
+        #expect(try eventually { try second.stats("mail").completed == 80 })
+        second.engine.shutdown(drainTimeout: .seconds(5))
+        #expect(most.read() == ["a": 1, "b": 1], "most at once per key: \(most.read())")
+    }
+
+    @Test("a pattern admits queues as their first job is enqueued, from another connection, while running")
+    func patternAdmitsQueues() throws {
+        let folder = TemporaryFolder()
+        let (harness, starts) = try Self.harness(
+            folder,
+            queues: [
+                QueueDefinition(name: "tenant-vip", credit: 8), QueueDefinition(name: "tenant-*", credit: 8),
+            ])
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(5)) }
+        let other = try SQLiteQueue(path: folder.path("q.db"), create: false)
+        try other.enqueue(Self.job("tenant-7", "seven"))
+        #expect(eventually(timeout: 10) { starts.read().count == 1 })
+        #expect(starts.read().first?.queue == "tenant-7", "the handler is told the job's own queue")
+        try other.enqueue(contentsOf: [Self.job("tenant-vip", "vip"), Self.job("unrelated", "lost")])
+        #expect(eventually(timeout: 10) { starts.read().count == 2 })
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(starts.read().map(\.queue) == ["tenant-7", "tenant-vip"], "a name nobody serves is not taken")
+        let snapshot = harness.engine.snapshot()
+        #expect(snapshot.queues[1].succeeded == 1 && snapshot.queues[0].succeeded == 1)
+        #expect(snapshot.queues[1].activeKeys == 0, "an idle admitted queue is retired")
+        #expect(try sqlInt(folder.path("q.db"), "SELECT count(*) FROM jobs WHERE queue = 'unrelated'") == 1)
+    }
+
+    @Test("a flooded admitted queue does not hold back the pattern's other queues")
+    func floodedPatternQueue() throws {
+        let folder = TemporaryFolder()
+        let (harness, starts) = try Self.harness(folder, queues: [QueueDefinition(name: "tenant-*", credit: 8)])
+        try harness.file.enqueue(
+            contentsOf: (0..<2000).map { _ in Self.job("tenant-big", "big") }
+                + (1...20).map { Self.job("tenant-\($0)", "quiet-\($0)") })
+        try harness.engine.start()
+        #expect(eventually { starts.read().count == 2020 })
+        harness.engine.shutdown(drainTimeout: .seconds(5))
+        let positions = Self.quietPositions(starts.read())
+        #expect(positions.count == 20)
+        #expect(positions.max() ?? .max < 60, "quiet queues started at \(positions)")
+    }
+
+    @Test("producers may enqueue to any queue a declared pattern admits, and only to those")
+    func producerChecksPatterns() throws {
+        let folder = TemporaryFolder()
+        let queue = try SQLiteQueue(path: folder.path("q.db"), create: true)
+        try queue.declareQueues([
+            QueueDeclaration(queue: "tenant-*", jobTypes: ["tagged"]),
+            QueueDeclaration(queue: "mail", jobTypes: nil, keyed: true),
+        ])
+        let producer = try SQLiteJobProducer(path: folder.path("q.db"))
+        _ = try producer.enqueue(contentsOf: [Self.job("tenant-42", "x")])
+        #expect(throws: ProducerRefusal.self) { _ = try producer.enqueue(contentsOf: [Self.job("other-1", "x")]) }
+        #expect(throws: ProducerRefusal.self) {
+            _ = try producer.enqueue(contentsOf: [NewJob(queue: "tenant-42", type: "unknown")])
+        }
+        // A keyed queue's jobs without a key are kept under the key '' (so its index sees them).
+        _ = try producer.enqueue(contentsOf: [NewJob(queue: "mail", type: "x")])
+        #expect(
+            try sqlInt(folder.path("q.db"), "SELECT count(*) FROM jobs WHERE queue = 'mail' AND fairness_key = ''") == 1
+        )
+    }
+}
