@@ -18,12 +18,16 @@ import NIOConcurrencyHelpers
 
 struct Start {
     var tenant: Int32  // -1: the flood, -2: system, -3: paid, else a quiet tenant's number
+    /// When the producer called enqueue (in the payload).
     var enqueuedAt: UInt64
     var startedAt: UInt64
+    var jobID: Int64
 }
 
 final class Recorder: Sendable {
     let starts = NIOLockedValueBox<[Start]>([])
+    /// When each quiet job's enqueue returned (committed), by job id.
+    let committed = NIOLockedValueBox<[Int64: UInt64]>([:])
     func record(_ start: Start) { starts.withLockedValue { $0.append(start) } }
 }
 
@@ -45,12 +49,19 @@ enum Layout: String {
 struct Scenario {
     var layout: Layout
     var flood: Bool
+    /// Jobs per enqueue call of the flood: 100,000 is one call (one transaction).
+    var floodChunk = 100_000
     var seconds: Double
 }
 
 struct Result {
     var scenario: Scenario
+    /// From the enqueue's commit to the start.
     var quietWaits: [Double]
+    /// From the producer's enqueue call to the start: adds the wait for the file's write lock.
+    var quietWaitsFromCall: [Double]
+    /// From the commit, for jobs enqueued from 1 s after the flood on: past the flood's own write.
+    var quietWaitsSteady: [Double]
     var floodDone: Int
     var seconds: Double
     var activeKeysMost: Int
@@ -72,6 +83,43 @@ func job(_ layout: Layout, tenant: Int, at: UInt64) -> NewJob {
         fairnessKey: layout == .keys ? (tenant < 0 ? "flood" : "quiet-\(tenant)") : nil)
 }
 
+/// Notes when each quiet job is handed to the engine (FAIRWAY_TRACE=1), to split a wait into its parts.
+final class TracingSource: JobSource, @unchecked Sendable {
+    let inner: SQLiteSource
+    let handed = NIOLockedValueBox<[Int64: UInt64]>([:])
+    init(_ inner: SQLiteSource) { self.inner = inner }
+    var name: String { inner.name }
+    struct Sink: DeliverySink {
+        let inner: any DeliverySink
+        let handed: NIOLockedValueBox<[Int64: UInt64]>
+        func note(_ deliveries: [Delivery]) {
+            let now = wallNanoseconds()
+            handed.withLockedValue { for d in deliveries { $0[Int64(d.receipt)] = now } }
+        }
+        func deliver(_ delivery: Delivery) {
+            note([delivery])
+            inner.deliver(delivery)
+        }
+        func deliver(contentsOf deliveries: [Delivery]) {
+            note(deliveries)
+            inner.deliver(contentsOf: deliveries)
+        }
+        func withdrawHeld(where predicate: @escaping @Sendable (Delivery) -> Bool) -> Int {
+            inner.withdrawHeld(where: predicate)
+        }
+    }
+    func start(queues: [QueueBinding], sink: any DeliverySink) throws {
+        try inner.start(queues: queues, sink: Sink(inner: sink, handed: handed))
+    }
+    func settle(_ delivery: Delivery, _ settlement: Settlement) { inner.settle(delivery, settlement) }
+    func stopDelivering() { inner.stopDelivering() }
+    func close() { inner.close() }
+    func runStarting(_ delivery: Delivery) -> RunJournal.Mark { inner.runStarting(delivery) }
+    func runEnded(_ mark: RunJournal.Mark) { inner.runEnded(mark) }
+}
+
+let tracing = NIOLockedValueBox<TracingSource?>(nil)
+
 func makeEngine(
     path: String, queues: [QueueDefinition], groups: [QueueGroup] = [], recorder: Recorder
 ) throws -> (Engine, SQLiteSource) {
@@ -81,23 +129,29 @@ func makeEngine(
     try source.queue.declareQueues(
         queues.map { QueueDeclaration(queue: $0.name, jobTypes: nil, keyed: $0.keys != nil && !$0.isPattern) })
     var registry = JobRegistry()
-    registry.register(jobParameters) { parameters, _ in
+    registry.register(jobParameters) { parameters, context in
         let started = wallNanoseconds()
         recorder.record(
             Start(
-                tenant: Int32(parameters["t"] ?? 0), enqueuedAt: UInt64(parameters["at"] ?? 0), startedAt: started))
+                tenant: Int32(parameters["t"] ?? 0), enqueuedAt: UInt64(parameters["at"] ?? 0), startedAt: started,
+                jobID: Int64(context.jobID) ?? 0))
         var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
         var left = timespec()
         while nanosleep(&pause, &left) != 0 { pause = left }
     }
+    let traced = TracingSource(source)
+    tracing.withLockedValue { $0 = traced }
     let engine = try Engine(
         configuration: EngineConfiguration(workers: 4, queues: queues, groups: groups),
-        registry: registry, sources: [source], logger: logger)
+        registry: registry, sources: [ProcessInfo.processInfo.environment["FAIRWAY_TRACE"] != nil ? traced : source],
+        logger: logger)
     return (engine, source)
 }
 
 /// 999 quiet tenants, each enqueueing one job every 2–4 s (uniform), from their own connection.
-func quietProducer(path: String, layout: Layout, until end: UInt64, stop: NIOLockedValueBox<Bool>) -> Thread {
+func quietProducer(
+    path: String, layout: Layout, until end: UInt64, stop: NIOLockedValueBox<Bool>, recorder: Recorder
+) -> Thread {
     let thread = Thread {
         let queue = try! SQLiteQueue(path: path, create: false)
         var rng = SystemRandomNumberGenerator()
@@ -110,7 +164,13 @@ func quietProducer(path: String, layout: Layout, until end: UInt64, stop: NIOLoc
                 batch.append(job(layout, tenant: tenant + 1, at: now))
                 due[tenant] = now + UInt64.random(in: 2_000_000_000...4_000_000_000, using: &rng)
             }
-            if !batch.isEmpty { _ = try! queue.enqueue(contentsOf: batch) }
+            if !batch.isEmpty {
+                let ids = try! queue.enqueue(contentsOf: batch)
+                let done = wallNanoseconds()
+                recorder.committed.withLockedValue { committed in
+                    for id in ids { committed[id] = done }
+                }
+            }
             usleep(5000)
         }
     }
@@ -141,12 +201,15 @@ func run(_ scenario: Scenario) throws -> Result {
     let began = wallNanoseconds()
     let end = began + warmUp + UInt64(scenario.seconds * 1e9)
     let stop = NIOLockedValueBox(false)
-    let producer = quietProducer(path: path, layout: scenario.layout, until: end, stop: stop)
+    let producer = quietProducer(path: path, layout: scenario.layout, until: end, stop: stop, recorder: recorder)
     usleep(UInt32(warmUp / 1000))
     let floodAt = wallNanoseconds()
     if scenario.flood {
         let queue = try SQLiteQueue(path: path, create: false)
-        _ = try queue.enqueue(contentsOf: (0..<100_000).map { _ in job(scenario.layout, tenant: -1, at: floodAt) })
+        let flood = (0..<100_000).map { _ in job(scenario.layout, tenant: -1, at: floodAt) }
+        for start in stride(from: 0, to: flood.count, by: scenario.floodChunk) {
+            _ = try queue.enqueue(contentsOf: Array(flood[start..<min(flood.count, start + scenario.floodChunk)]))
+        }
     }
     var mostKeys = 0
     while wallNanoseconds() < end {
@@ -159,11 +222,39 @@ func run(_ scenario: Scenario) throws -> Result {
     let starts = recorder.starts.withLockedValue { $0 }
     let window = starts.filter { $0.startedAt >= floodAt && $0.startedAt < end }
     // Quiet jobs enqueued after the flood (or the same moment without it) and started by the end.
-    let waits = window.filter { $0.tenant > 0 && $0.enqueuedAt >= floodAt }.map {
-        Double($0.startedAt &- $0.enqueuedAt) / 1e9
-    }.sorted()
+    let quiet = window.filter { $0.tenant > 0 && $0.enqueuedAt >= floodAt }
+    let committed = recorder.committed.withLockedValue { $0 }
+    let waits = quiet.map { Double(max(0, Int64($0.startedAt) - Int64(committed[$0.jobID] ?? $0.enqueuedAt))) / 1e9 }
+        .sorted()
+    if ProcessInfo.processInfo.environment["FAIRWAY_TRACE"] != nil, let traced = tracing.withLockedValue({ $0 }) {
+        let handed = traced.handed.withLockedValue { $0 }
+        let toHand = quiet.compactMap { q in
+            handed[q.jobID].map { Double(Int64($0) - Int64(committed[q.jobID] ?? $0)) / 1e6 }
+        }.sorted()
+        let toStart = quiet.compactMap { q in handed[q.jobID].map { Double(Int64(q.startedAt) - Int64($0)) / 1e6 } }
+            .sorted()
+        let worst = quiet.sorted {
+            ($0.startedAt &- (committed[$0.jobID] ?? 0)) > ($1.startedAt &- (committed[$1.jobID] ?? 0))
+        }
+        .prefix(30).map { q -> String in
+            let c = Int64(committed[q.jobID] ?? 0)
+            let h = Int64(handed[q.jobID] ?? 0)
+            let between = starts.filter { $0.startedAt > UInt64(h) && $0.startedAt < q.startedAt }.count
+            return String(
+                format: "%.2fs(c%.2f h+%.0fms s+%.0fms n%d)", Double(Int64(q.startedAt) - Int64(floodAt)) / 1e9,
+                Double(c - Int64(floodAt)) / 1e9, Double(h - c) / 1e6, Double(Int64(q.startedAt) - h) / 1e6, between)
+        }
+        print("  worst at (s after flood): \(worst.joined(separator: " "))")
+        print(
+            "  trace \(scenario.layout) flood=\(scenario.flood): commit->handed p50 \(percentile(toHand, 0.5)) p90 \(percentile(toHand, 0.9)) p99 \(percentile(toHand, 0.99)); handed->start p50 \(percentile(toStart, 0.5)) p90 \(percentile(toStart, 0.9)) p99 \(percentile(toStart, 0.99))"
+        )
+    }
+    let fromCall = quiet.map { Double($0.startedAt &- $0.enqueuedAt) / 1e9 }.sorted()
     return Result(
-        scenario: scenario, quietWaits: waits, floodDone: window.filter { $0.tenant == -1 }.count,
+        scenario: scenario, quietWaits: waits, quietWaitsFromCall: fromCall,
+        quietWaitsSteady: quiet.filter { $0.enqueuedAt >= floodAt + 1_000_000_000 }.map {
+            Double(max(0, Int64($0.startedAt) - Int64(committed[$0.jobID] ?? $0.enqueuedAt))) / 1e9
+        }.sorted(), floodDone: window.filter { $0.tenant == -1 }.count,
         seconds: Double(end - floodAt) / 1e9, activeKeysMost: mostKeys)
 }
 
@@ -212,29 +303,50 @@ func runGroups(seconds: Double) throws -> [(String, Double, Double)] {
 let seconds = CommandLine.arguments.count > 1 ? Double(CommandLine.arguments[1]) ?? 20 : 20
 print("noisy neighbour: 4 workers, 2 ms jobs, 999 quiet tenants (a job each every 2-4 s), flood 100,000")
 print("measured \(seconds) s after the flood is enqueued (3 s of quiet traffic before)\n")
-print("| tenants as | flood | quiet jobs | quiet wait p50 | p99 | max | flood jobs/s | most active keys |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("quiet wait: from the enqueue's commit to the start; from the call: from the producer's enqueue call,")
+print("which adds its wait for the file's write lock (the flood's one 100,000-job transaction holds it)\n")
+print("steady p99: jobs enqueued from 1 s after the flood's enqueue on\n")
+print(
+    "| tenants as | flood | quiet jobs | quiet wait p50 | p99 | max | steady p99 | from the call: p99 | max | flood jobs/s | most active keys |"
+)
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 var byLayout: [Layout: (Double, Double)] = [:]
+var steadyByLayout: [Layout: (Double, Double)] = [:]
 for layout in [Layout.keys, .pattern, .plain] {
-    for flood in [false, true] where !(layout == .plain && !flood) {
-        let result = try run(Scenario(layout: layout, flood: flood, seconds: seconds))
+    for (flood, chunk) in [(false, 100_000), (true, 100_000), (true, 1000)]
+    where !(layout == .plain && (!flood || chunk < 100_000)) {
+        let result = try run(Scenario(layout: layout, flood: flood, floodChunk: chunk, seconds: seconds))
         let waits = result.quietWaits
         let p50 = percentile(waits, 0.5) * 1000
         let p99 = percentile(waits, 0.99) * 1000
         let most = (waits.last ?? .nan) * 1000
+        let callP99 = percentile(result.quietWaitsFromCall, 0.99) * 1000
+        let callMost = (result.quietWaitsFromCall.last ?? .nan) * 1000
+        let steadyP99 = percentile(result.quietWaitsSteady, 0.99) * 1000
         print(
             String(
-                format: "| %@ | %@ | %d | %.1f ms | %.1f ms | %.1f ms | %.0f | %d |", layout.rawValue,
-                flood ? "yes" : "no", waits.count, p50, p99, most, Double(result.floodDone) / result.seconds,
-                result.activeKeysMost))
-        if flood { byLayout[layout, default: (0, 0)].1 = p99 } else { byLayout[layout, default: (0, 0)].0 = p99 }
+                format: "| %@ | %@ | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.0f | %d |",
+                layout.rawValue, flood ? (chunk < 100_000 ? "yes, \(chunk) a call" : "yes, one call") : "no",
+                waits.count, p50, p99, most, steadyP99, callP99, callMost,
+                Double(result.floodDone) / result.seconds, result.activeKeysMost))
+        if flood && chunk < 100_000 {
+        } else if flood {
+            byLayout[layout, default: (0, 0)].1 = p99
+            steadyByLayout[layout, default: (0, 0)].1 = steadyP99
+        } else {
+            byLayout[layout, default: (0, 0)].0 = p99
+            steadyByLayout[layout, default: (0, 0)].0 = steadyP99
+        }
     }
 }
 print("")
 for layout in [Layout.keys, .pattern] {
     let (without, with) = byLayout[layout]!
+    let (steadyWithout, steadyWith) = steadyByLayout[layout]!
     print(
-        String(format: "%@: quiet p99 with the flood / without = %.2f (target <= 2)", layout.rawValue, with / without))
+        String(
+            format: "%@: quiet p99 with the flood / without = %.2f, steady %.2f (target <= 2)", layout.rawValue,
+            with / without, steadyWith / steadyWithout))
 }
 print("\ngroups, all backlogged, \(seconds) s (the first second left out):\n")
 print("| | share of starts | ideal | off by |")

@@ -122,9 +122,12 @@ extension SQLiteSource {
             && bindings[index].credit - outstanding[index] >= claimThreshold(index)
     }
 
-    /// The fewest free credits worth a claim: a batch, except under a global cap, where every permit counts.
+    /// The fewest free credits worth a claim: a batch, except under a global cap, where every permit counts,
+    /// and where the queue shares by key: there a key that just got a job waits for one settlement of the
+    /// queue, not for a batch of them, before its job is held (docs/tenants.md).
     func claimThreshold(_ index: Int) -> Int {
-        bindings[index].globalConcurrency != nil ? 1 : min(options.claimBatch, bindings[index].credit)
+        bindings[index].globalConcurrency != nil || bindings[index].keys != nil
+            ? 1 : min(options.claimBatch, bindings[index].credit)
     }
 
     /// How many more jobs of a globally capped queue may be leased: its cap less the leases every consumer

@@ -111,8 +111,10 @@ extension SQLiteSource {
         lastDataVersion = version
         // Another process may have settled a job of a capped queue, freeing a permit.
         for index in capFull.indices { capFull[index] = false }
+        // `+state` keeps the planner on the id range: given the chance it walks the whole ready index
+        // instead (for DISTINCT's order), 4 ms at 100,000 ready jobs on every commit of another process.
         let fresh = try connection.query(
-            "SELECT DISTINCT queue FROM jobs WHERE id > ?1 AND state = 0", [.int(highestSeenID)]
+            "SELECT DISTINCT queue FROM jobs WHERE id > ?1 AND +state = 0", [.int(highestSeenID)]
         ) {
             $0.text(0) ?? ""
         }
