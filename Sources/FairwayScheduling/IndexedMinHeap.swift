@@ -1,47 +1,55 @@
 /// A binary min-heap of small integer members (queue indices), each with a key, that supports
 /// O(log n) insert, remove and key change of any member. Ties break towards the lower member.
+@usableFromInline
 struct IndexedMinHeap<Key: Comparable & Sendable>: Sendable {
+    @usableFromInline
     struct Entry: Sendable {
-        var key: Key
-        var member: Int32
+        @usableFromInline var key: Key
+        @usableFromInline var member: Int32
 
-        @inline(__always)
+        @inlinable
+        init(key: Key, member: Int32) {
+            self.key = key
+            self.member = member
+        }
+
+        @inlinable @inline(__always)
         static func < (a: Entry, b: Entry) -> Bool {
             a.key < b.key || (a.key == b.key && a.member < b.member)
         }
     }
 
-    private var entries: [Entry] = []
+    @usableFromInline var entries: [Entry] = []
     /// Position of each member in `entries`, or -1 when absent.
-    private var positions: [Int32] = []
+    @usableFromInline var positions: [Int32] = []
 
-    init() {}
+    @inlinable init() {}
 
-    var isEmpty: Bool { entries.isEmpty }
-    var count: Int { entries.count }
+    @inlinable var isEmpty: Bool { entries.isEmpty }
+    @inlinable var count: Int { entries.count }
 
     /// The member with the smallest key, with that key.
-    var min: (member: Int, key: Key)? {
+    @inlinable var min: (member: Int, key: Key)? {
         guard let first = entries.first else { return nil }
         return (Int(first.member), first.key)
     }
 
-    func contains(_ member: Int) -> Bool {
+    @inlinable func contains(_ member: Int) -> Bool {
         member < positions.count && positions[member] >= 0
     }
 
-    func key(of member: Int) -> Key? {
+    @inlinable func key(of member: Int) -> Key? {
         contains(member) ? entries[Int(positions[member])].key : nil
     }
 
-    mutating func reserve(members capacity: Int) {
+    @inlinable mutating func reserve(members capacity: Int) {
         if positions.count < capacity {
             positions.append(contentsOf: repeatElement(-1, count: capacity - positions.count))
             entries.reserveCapacity(capacity)
         }
     }
 
-    mutating func insert(_ member: Int, key: Key) {
+    @inlinable mutating func insert(_ member: Int, key: Key) {
         reserve(members: member + 1)
         precondition(positions[member] < 0, "member already in heap")
         entries.append(Entry(key: key, member: Int32(member)))
@@ -49,7 +57,7 @@ struct IndexedMinHeap<Key: Comparable & Sendable>: Sendable {
         siftUp(entries.count - 1)
     }
 
-    mutating func remove(_ member: Int) {
+    @inlinable mutating func remove(_ member: Int) {
         guard contains(member) else { return }
         let position = Int(positions[member])
         let last = entries.count - 1
@@ -66,7 +74,7 @@ struct IndexedMinHeap<Key: Comparable & Sendable>: Sendable {
     }
 
     /// Changes the key of a member already in the heap.
-    mutating func update(_ member: Int, key: Key) {
+    @inlinable mutating func update(_ member: Int, key: Key) {
         let position = Int(positions[member])
         precondition(position >= 0, "member not in heap")
         let old = entries[position].key
@@ -79,12 +87,12 @@ struct IndexedMinHeap<Key: Comparable & Sendable>: Sendable {
     }
 
     /// Raises the key of the minimum member: the common case after a dispatch.
-    mutating func raiseMinimum(to key: Key) {
+    @inlinable mutating func raiseMinimum(to key: Key) {
         entries[0].key = key
         siftDown(0)
     }
 
-    private mutating func siftUp(_ start: Int) {
+    @inlinable mutating func siftUp(_ start: Int) {
         entries.withUnsafeMutableBufferPointer { heap in
             positions.withUnsafeMutableBufferPointer { positions in
                 let moving = heap[start]
@@ -102,7 +110,7 @@ struct IndexedMinHeap<Key: Comparable & Sendable>: Sendable {
         }
     }
 
-    private mutating func siftDown(_ start: Int) {
+    @inlinable mutating func siftDown(_ start: Int) {
         entries.withUnsafeMutableBufferPointer { heap in
             positions.withUnsafeMutableBufferPointer { positions in
                 let n = heap.count

@@ -15,60 +15,77 @@ import DequeModule
 /// sooner would let a key whose jobs come one at a time be served again at the same virtual time, ahead of
 /// keys with a backlog): memory follows the active keys, not every key ever seen.
 public struct KeyFairBuffer<Element: Sendable>: Sendable {
+    @usableFromInline
     struct Flow: Sendable {
-        var key: String?
-        var inverseWeight: Double
+        @usableFromInline var key: String?
+        @usableFromInline var inverseWeight: Double
         /// Virtual finish time of the flow's last dispatched job.
-        var finish: Double
-        var held: Deque<Element> = []
-        var running = 0
+        @usableFromInline var finish: Double
+        @usableFromInline var held: Deque<Element> = []
+        @usableFromInline var running = 0
         /// Idle, kept only until the virtual time passes `finish`.
-        var lingering = false
+        @usableFromInline var lingering = false
+
+        @inlinable
+        init(key: String?, inverseWeight: Double, finish: Double) {
+            self.key = key
+            self.inverseWeight = inverseWeight
+            self.finish = finish
+        }
     }
 
     /// Slot 0 is the jobs without a key and is never retired; the others are reused as keys come and go.
-    private var flows: [Flow?]
-    private var slotOfKey: [String: Int] = [:]
-    private var freeSlots: [Int] = []
+    @usableFromInline var flows: [Flow?]
+    @usableFromInline var slotOfKey: [String: Int] = [:]
+    @usableFromInline var freeSlots: [Int] = []
     /// Flows with held jobs and room under the cap, by the start tag of their next job.
-    private var eligible = IndexedMinHeap<Double>()
-    private var virtualTime: Double = 0
+    @usableFromInline var eligible = IndexedMinHeap<Double>()
+    @usableFromInline var virtualTime: Double = 0
     /// Idle flows kept for their finish tags (and flows since reactivated, skipped when swept).
-    private var lingering: [Int] = []
-    private var lingeringNow = 0
-    private var sweepAt = 16
-    private let weights: [String: Double]
+    @usableFromInline var lingering: [Int] = []
+    @usableFromInline var lingeringNow = 0
+    @usableFromInline var sweepAt = 16
+    @usableFromInline let weights: [String: Double]
     /// The most jobs of one key running at once, or nil.
     public let keyConcurrency: Int?
 
     /// Jobs held, ready or not.
-    public private(set) var count = 0
+    @inlinable public var count: Int { heldCount }
     /// Held jobs that may start now: those of keys under their cap.
-    public private(set) var readyCount = 0
+    @inlinable public var readyCount: Int { readyHeld }
+    @usableFromInline var heldCount = 0
+    @usableFromInline var readyHeld = 0
 
     /// - Parameters:
     ///   - keyWeights: weights of particular keys (positive); every other key weighs 1.
     ///   - keyConcurrency: the most jobs of one key running at once (at least 1), or nil for no cap.
-    public init(keyWeights: [String: Double] = [:], keyConcurrency: Int? = nil) {
+    @inlinable public init(keyWeights: [String: Double] = [:], keyConcurrency: Int? = nil) {
         self.weights = keyWeights.filter { $0.value > 0 && $0.value.isFinite }
         self.keyConcurrency = keyConcurrency.map { max(1, $0) }
         self.flows = [Flow(key: nil, inverseWeight: 1, finish: 0)]
     }
 
-    public var isEmpty: Bool { count == 0 }
+    @inlinable public var isEmpty: Bool { count == 0 }
 
     /// Keys with jobs held or running (the jobs without a key count as one when they have any).
-    public var activeKeys: Int {
+    @inlinable public var activeKeys: Int {
         slotOfKey.count - lingeringNow + (flows[0]!.held.isEmpty && flows[0]!.running == 0 ? 0 : 1)
     }
 
     /// Adds a job of `key` (nil: no key) behind the others of its key.
-    public mutating func append(_ element: Element, key: String?) {
+    @inlinable public mutating func append(_ element: Element, key: String?) {
+        if key == nil && slotOfKey.isEmpty {
+            // Only jobs without a key: a plain queue, no turns to keep.
+            flows[0]!.held.append(element)
+            heldCount += 1
+            if mayRun(0) { readyHeld += 1 }
+            return
+        }
         let slot = self.slot(for: key)
         flows[slot]!.held.append(element)
-        count += 1
+        heldCount += 1
         if mayRun(slot) {
-            readyCount += 1
+            readyHeld += 1
             if !eligible.contains(slot) {
                 eligible.insert(slot, key: max(virtualTime, flows[slot]!.finish))
             }
@@ -76,48 +93,66 @@ public struct KeyFairBuffer<Element: Sendable>: Sendable {
     }
 
     /// The job ``popNext()`` would return, without taking it.
-    public var next: Element? {
+    @inlinable public var next: Element? {
+        if slotOfKey.isEmpty { return readyCount > 0 ? flows[0]!.held.first : nil }
         guard let slot = eligible.min?.member else { return nil }
         return flows[slot]!.held.first
     }
 
     /// Takes the next job to start, the oldest of the key whose turn it is, and counts it running under
     /// its key until ``finished(key:)``. Nil when no held job may start.
-    public mutating func popNext() -> (element: Element, key: String?)? {
+    @inlinable public mutating func popNext() -> (element: Element, key: String?)? {
+        if slotOfKey.isEmpty { return popUnkeyed() }
         guard let (slot, start) = eligible.min else { return nil }
         virtualTime = start
         if lingering.count >= sweepAt { sweepLingering() }
         let element = flows[slot]!.held.removeFirst()
         flows[slot]!.running += 1
         flows[slot]!.finish = start + flows[slot]!.inverseWeight
-        count -= 1
-        readyCount -= 1
+        heldCount -= 1
+        readyHeld -= 1
         if flows[slot]!.held.isEmpty {
             eligible.remove(slot)
         } else if mayRun(slot) {
             eligible.update(slot, key: flows[slot]!.finish)
         } else {
             eligible.remove(slot)
-            readyCount -= flows[slot]!.held.count
+            readyHeld -= flows[slot]!.held.count
         }
         return (element, flows[slot]!.key)
     }
 
+    /// ``popNext()`` while every job is without a key: the first held one, with no heap to keep.
+    @inlinable mutating func popUnkeyed() -> (element: Element, key: String?)? {
+        guard readyCount > 0 else { return nil }
+        let start = max(virtualTime, flows[0]!.finish)
+        virtualTime = start
+        let element = flows[0]!.held.removeFirst()
+        flows[0]!.running += 1
+        flows[0]!.finish = start + 1
+        heldCount -= 1
+        readyHeld -= 1
+        if !mayRun(0) { readyHeld -= flows[0]!.held.count }
+        return (element, nil)
+    }
+
     /// Records that a job taken by ``popNext()`` under `key` ended, freeing its place under the cap.
-    public mutating func finished(key: String?) {
+    @inlinable public mutating func finished(key: String?) {
         let found = key.map { slotOfKey[$0] } ?? 0
         guard let slot = found, flows[slot]!.running > 0 else { return }
         let wasCapped = !mayRun(slot)
         flows[slot]!.running -= 1
         if wasCapped && !flows[slot]!.held.isEmpty {
-            readyCount += flows[slot]!.held.count
-            eligible.insert(slot, key: max(virtualTime, flows[slot]!.finish))
+            readyHeld += flows[slot]!.held.count
+            if !slotOfKey.isEmpty {
+                eligible.insert(slot, key: max(virtualTime, flows[slot]!.finish))
+            }
         }
         retireIfIdle(slot)
     }
 
     /// Removes the held jobs `predicate` selects and returns them, oldest of each key first.
-    public mutating func removeAll(where predicate: (Element) -> Bool) -> [Element] {
+    @inlinable public mutating func removeAll(where predicate: (Element) -> Bool) -> [Element] {
         var removed: [Element] = []
         for slot in flows.indices where flows[slot]?.held.isEmpty == false {
             let before = flows[slot]!.held.count
@@ -127,9 +162,9 @@ public struct KeyFairBuffer<Element: Sendable>: Sendable {
             }
             guard kept.count != before else { continue }
             flows[slot]!.held = kept
-            count -= before - kept.count
+            heldCount -= before - kept.count
             if mayRun(slot) {
-                readyCount -= before - kept.count
+                readyHeld -= before - kept.count
                 if kept.isEmpty { eligible.remove(slot) }
             }
             retireIfIdle(slot)
@@ -138,18 +173,18 @@ public struct KeyFairBuffer<Element: Sendable>: Sendable {
     }
 
     /// The first held job of each key, in no particular order (the oldest of the queue is among them).
-    public var heads: [Element] {
+    @inlinable public var heads: [Element] {
         flows.compactMap { $0?.held.first }
     }
 
     // MARK: - Internals
 
-    private func mayRun(_ slot: Int) -> Bool {
+    @inlinable func mayRun(_ slot: Int) -> Bool {
         guard let cap = keyConcurrency else { return true }
         return flows[slot]!.running < cap
     }
 
-    private mutating func slot(for key: String?) -> Int {
+    @inlinable mutating func slot(for key: String?) -> Int {
         guard let key else { return 0 }
         if let slot = slotOfKey[key] {
             if flows[slot]!.lingering {
@@ -157,6 +192,10 @@ public struct KeyFairBuffer<Element: Sendable>: Sendable {
                 lingeringNow -= 1
             }
             return slot
+        }
+        if slotOfKey.isEmpty && !flows[0]!.held.isEmpty && mayRun(0) {
+            // The first key: the jobs without one start taking turns with it.
+            eligible.insert(0, key: max(virtualTime, flows[0]!.finish))
         }
         let flow = Flow(key: key, inverseWeight: 1 / (weights[key] ?? 1), finish: virtualTime)
         let slot: Int
@@ -171,7 +210,7 @@ public struct KeyFairBuffer<Element: Sendable>: Sendable {
         return slot
     }
 
-    private mutating func retireIfIdle(_ slot: Int) {
+    @inlinable mutating func retireIfIdle(_ slot: Int) {
         guard slot != 0, let flow = flows[slot], flow.held.isEmpty, flow.running == 0, !flow.lingering else { return }
         guard flow.finish <= virtualTime else {
             flows[slot]!.lingering = true
@@ -179,20 +218,24 @@ public struct KeyFairBuffer<Element: Sendable>: Sendable {
             lingering.append(slot)
             return
         }
-        slotOfKey[flow.key!] = nil
+        forget(slot)
+    }
+
+    /// Drops an idle flow's state; when it was the last key, the jobs without one stop taking turns.
+    @inlinable mutating func forget(_ slot: Int) {
+        slotOfKey[flows[slot]!.key!] = nil
         flows[slot] = nil
         freeSlots.append(slot)
+        if slotOfKey.isEmpty { eligible.remove(0) }
     }
 
     /// Forgets the idle flows the virtual time has passed; runs when the list doubled since the last sweep.
-    private mutating func sweepLingering() {
+    @inlinable mutating func sweepLingering() {
         var kept: [Int] = []
         for slot in lingering {
             guard let flow = flows[slot], flow.lingering else { continue }
             if flow.finish <= virtualTime {
-                slotOfKey[flow.key!] = nil
-                flows[slot] = nil
-                freeSlots.append(slot)
+                forget(slot)
                 lingeringNow -= 1
             } else {
                 kept.append(slot)
