@@ -212,6 +212,36 @@ public final class FairwayMetrics: EngineObserver, Sendable {
             gauge("fairway_queue_weight", "The queue's scheduling weight.", always: true) { $0.settings.weight }
         }
         gauge("fairway_queue_paused", "1 while the queue is paused.", always: false) { $0.settings.paused ? 1 : 0 }
+        gauge(
+            "fairway_queue_active_keys",
+            "Fairness keys (tenants) with jobs held or running; for a pattern queue, the queues it admitted that have work.",
+            always: false
+        ) { Double($0.activeKeys) }
+        renderGroups(snapshot: snapshot, into: &text)
+    }
+
+    /// Per group, summed over its queues at scrape time: one series per group, whatever its members.
+    /// `rate(fairway_group_busy_seconds_total[5m]) / fairway_workers` is the group's share of the pool.
+    private func renderGroups(snapshot: EngineSnapshot, into text: inout PrometheusText) {
+        var groups: [String: (busy: Double, running: Int, held: Int)] = [:]
+        for queue in snapshot.queues {
+            guard let group = queue.group else { continue }
+            groups[group, default: (0, 0, 0)].busy += queue.busySeconds
+            groups[group, default: (0, 0, 0)].running += queue.inFlight
+            groups[group, default: (0, 0, 0)].held += queue.held
+        }
+        guard !groups.isEmpty else { return }
+        let ordered = groups.sorted { $0.key < $1.key }.map { (PrometheusText.label("group", $0.key), $0.value) }
+        let busy = "fairway_group_busy_seconds_total"
+        text.family(busy, type: "counter", help: "Worker-seconds spent on the jobs of the group's queues.")
+        for (label, value) in ordered { text.sample(busy, labels: label, value: value.busy) }
+        let running = "fairway_group_in_flight_jobs"
+        text.family(running, type: "gauge", help: "Jobs of the group's queues running now.")
+        for (label, value) in ordered { text.sample(running, labels: label, value: Double(value.running)) }
+        let held = "fairway_group_held_jobs"
+        text.family(
+            held, type: "gauge", help: "Jobs of the group's queues delivered to this process and not yet started.")
+        for (label, value) in ordered { text.sample(held, labels: label, value: Double(value.held)) }
     }
 
     private func refreshRegistry(snapshot: EngineSnapshot, connected sources: [String: Bool]) {
