@@ -30,6 +30,9 @@ extension SQLiteSource {
             for request in requests {
                 newJobs.append(try SQLiteQueue.insert(request.jobs, into: connection, now: now))
             }
+            if let first = newJobs.lazy.compactMap(\.first).min() {
+                try adoptUnkeyedJobs(after: first - 1)
+            }
             for (delivery, settlement) in settlements {
                 let outcome = try apply(settlement, to: delivery, now: now)
                 tally.add(queue: delivery.queue.index, completed: outcome.completed, failed: outcome.failed)

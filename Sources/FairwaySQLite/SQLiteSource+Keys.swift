@@ -92,14 +92,21 @@ extension SQLiteSource {
             ) { $0.text(0) }
             return rows.first ?? nil
         }
-        // Any text sorts after any number in SQLite: 0 starts the walk before every key, '' included.
+        // From the first key, '' (the jobs enqueued without one) included, when there is no cursor. (A bound
+        // number would not do: the column's text affinity turns it into text, and '' sorts before '0'.)
         let rows = try connection.query(
-            """
-            SELECT fairness_key FROM jobs
-            WHERE state = 0 AND queue = ?1 AND fairness_key IS NOT NULL AND fairness_key > ?2
-            ORDER BY fairness_key LIMIT 1
-            """,
-            [.text(binding.name), cursor.map(SQLiteValue.text) ?? .int(0)]
+            cursor == nil
+                ? """
+                SELECT fairness_key FROM jobs
+                WHERE state = 0 AND queue = ?1 AND fairness_key IS NOT NULL
+                ORDER BY fairness_key LIMIT 1
+                """
+                : """
+                SELECT fairness_key FROM jobs
+                WHERE state = 0 AND queue = ?1 AND fairness_key IS NOT NULL AND fairness_key > ?2
+                ORDER BY fairness_key LIMIT 1
+                """,
+            cursor.map { [.text(binding.name), .text($0)] } ?? [.text(binding.name)]
         ) { $0.text(0) }
         return rows.first ?? nil
     }
@@ -109,6 +116,18 @@ extension SQLiteSource {
     static func jobsPerTurn(_ weight: Double?) -> Int {
         guard let weight, weight > 1 else { return 1 }
         return Int(min(weight, 64).rounded())
+    }
+
+    /// Gives the jobs without a key of a keyed queue, written since job `id`, the key '' under which the
+    /// walk finds them. Producers do that themselves for a queue declared keyed in the file; this covers
+    /// the others (a file whose declarations some other program wrote, jobs enqueued before any).
+    func adoptUnkeyedJobs(after id: Int64) throws {
+        guard let connection else { return }
+        for index in keyedQueues {
+            try connection.cached(
+                "UPDATE jobs SET fairness_key = '' WHERE id > ?1 AND queue = ?2 AND fairness_key IS NULL"
+            ).run([.int(id), .text(bindings[index].name)])
+        }
     }
 
     /// Counts claimed and settled jobs of capped keys, after the transaction committed.

@@ -121,6 +121,7 @@ extension SQLiteSource {
         for name in fresh {
             if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
         }
+        try adoptUnkeyedJobs(after: highestSeenID)
         highestSeenID = max(highestSeenID, try highestJobID())
         fullProbeDue = min(fullProbeDue ?? .infinity, lastFullProbe + Self.fullProbeInterval)
         runFullProbeIfDue()

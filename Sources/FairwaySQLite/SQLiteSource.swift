@@ -78,6 +78,8 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var patternIndices: [Int] = []
     /// The bindings that cap each key's jobs.
     var cappedKeyQueues: [Int] = []
+    /// The bindings that share by fairness key and are not patterns.
+    var keyedQueues: [Int] = []
     /// Per binding that shares by key: the key its last claim stopped at (nil: from the first).
     var keyCursor: [String?] = []
     /// Per binding that caps its keys: claimed and not yet settled jobs by key (store thread only).
@@ -149,6 +151,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         queueIndex = Dictionary(uniqueKeysWithValues: queues.enumerated().map { ($1.name, $0) })
         patternIndices = queues.indices.filter { queues[$0].pattern != nil }
         cappedKeyQueues = queues.indices.filter { queues[$0].keys?.concurrency != nil }
+        keyedQueues = queues.indices.filter { queues[$0].keys != nil && queues[$0].pattern == nil }
         keyCursor = Array(repeating: nil, count: queues.count)
         keyOutstanding = Array(repeating: [:], count: queues.count)
         maxAttempts = queues.map { attempts[$0.name] ?? .max }
@@ -167,6 +170,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
             try connection.transaction {
                 try registerConsumer(now: now)
                 try reclaimFromDeadConsumers(now: now, orphans: orphans)
+                try adoptUnkeyedJobs(after: 0)
             }
         }
         lastDataVersion = try connection.dataVersion()

@@ -47,10 +47,13 @@ struct TenantFairnessTests {
             queue: queue, type: "tagged", payload: Array("{\"tenant\":\"\(tenant)\"}".utf8), fairnessKey: key)
     }
 
-    /// 2,000 jobs of one tenant, then one job each of 20 others, all on one queue with one worker.
+    /// 2,000 jobs of one tenant, then one job each of 20 others, all on one queue with one worker. Keys
+    /// that sort before digits ('!', '-') and jobs without a key are among the quiet ones.
     static func flood(queue: String, keyed: Bool) -> [NewJob] {
-        (0..<2000).map { _ in job(queue, "big", key: keyed ? "big" : nil) }
-            + (1...20).map { job(queue, "quiet-\($0)", key: keyed ? "quiet-\($0)" : nil) }
+        let quiet = ["!first", "-dash"] + (3...18).map { "quiet-\($0)" }
+        return (0..<2000).map { _ in job(queue, "big", key: keyed ? "big" : nil) }
+            + quiet.map { job(queue, "quiet-\($0)", key: keyed ? $0 : nil) }
+            + [job(queue, "quiet-no-key-1"), job(queue, "quiet-no-key-2")]
     }
 
     /// Where the quiet tenants' jobs started, in the order of all starts.
