@@ -4,7 +4,8 @@
 public struct KeyFairness: Sendable, Hashable {
     /// Weights of particular keys; every other key weighs 1.
     public var weights: [String: Double]
-    /// The most jobs of one key running at once in this process, or nil for no cap.
+    /// The most jobs of one key held or running at once, or nil for no cap: across every consumer of a
+    /// SQLite file (its leases are counted when claiming), in this process for RabbitMQ.
     public var concurrency: Int?
 
     public init(weights: [String: Double] = [:], concurrency: Int? = nil) {

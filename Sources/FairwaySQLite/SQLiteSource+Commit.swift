@@ -84,9 +84,7 @@ extension SQLiteSource {
         for delivery in claimed {
             outstanding[delivery.queue.index] += 1
         }
-        if hasCappedKeys {
-            countKeys(claimed: claimed, settled: settlements)
-        }
+
         let retried = settlements.contains { if case .retry = $0.1 { true } else { false } }
         if delayedAdded || retried || promote {
             // When the read fails, a promotion a second from now reads it again.

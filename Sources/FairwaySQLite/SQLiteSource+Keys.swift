@@ -24,19 +24,11 @@ extension SQLiteSource {
         }
     }
 
-    /// True when some queue caps its keys, whose claimed jobs are then counted per key.
-    var hasCappedKeys: Bool { !cappedKeyQueues.isEmpty }
-
     /// The binding that serves jobs enqueued to `name`: the queue of that name, or else the first pattern
     /// that admits it. Nil when no binding serves it.
     func bindingIndex(named name: String) -> Int? {
         if let index = queueIndex[name] { return index }
         return patternIndices.first { bindings[$0].pattern!.matches(name) }
-    }
-
-    /// The key a delivery was claimed under, as ``claimInTurn(queue:count:now:into:)`` counts it.
-    func claimKey(_ delivery: Delivery) -> String {
-        delivery.queueName ?? delivery.fairnessKey ?? ""
     }
 
     /// Claims up to `count` jobs of a key-sharing queue, a few of each key in turn.
@@ -48,6 +40,23 @@ extension SQLiteSource {
         var wrapped = false
         var claimedSinceWrap = 0
         var claimedKeys: [String: Int] = [:]
+        // A key's cap holds across every consumer of the file: its leases are counted in this transaction
+        // (one writer at a time), as a queue's global cap is.
+        let leased = cap == nil ? [:] : try leasesByKey(of: index)
+        // The key whose turn the last claim left unfinished goes on first: a claim of one job (one credit
+        // freed) must not end a weighted key's turn, or keys would arrive 1:1 whatever their weights.
+        if let current = cursor, keyTurnLeft[index] > 0, remaining > 0 {
+            var take = min(remaining, keyTurnLeft[index])
+            if let cap { take = min(take, cap - (leased[current] ?? 0)) }
+            let taken =
+                take > 0
+                ? try claimJobs(
+                    queue: index, count: take, now: now, into: &claimed,
+                    flow: binding.pattern != nil ? .queue(current) : .key(current)) : 0
+            claimedKeys[current, default: 0] += taken
+            remaining -= taken
+            keyTurnLeft[index] = taken < take || take <= 0 ? 0 : keyTurnLeft[index] - taken
+        }
         while remaining > 0 {
             guard let key = try nextKey(of: index, after: cursor) else {
                 if cursor == nil {
@@ -64,16 +73,20 @@ extension SQLiteSource {
             cursor = key
             // A name the pattern matches but another queue serves, by name or by an earlier pattern.
             if binding.pattern != nil && bindingIndex(named: key) != index { continue }
-            var take = min(remaining, Self.jobsPerTurn(binding.keys?.weights[key]))
+            let turn = jobsPerTurn[index][key] ?? jobsPerTurn[index][""] ?? 1
+            var take = min(remaining, turn)
             if let cap {
-                take = min(take, cap - (keyOutstanding[index][key] ?? 0) - (claimedKeys[key] ?? 0))
+                take = min(take, cap - (leased[key] ?? 0) - (claimedKeys[key] ?? 0))
             }
+            keyTurnLeft[index] = 0
             guard take > 0 else { continue }
             let flow: ClaimFlow = binding.pattern != nil ? .queue(key) : .key(key)
             let taken = try claimJobs(queue: index, count: take, now: now, into: &claimed, flow: flow)
-            if cap != nil { claimedKeys[key, default: 0] += taken }
+            claimedKeys[key, default: 0] += taken
             remaining -= taken
             claimedSinceWrap += taken
+            // Cut short by the claim's size, not by the key: the rest of its turn opens the next claim.
+            if taken == take && take < turn { keyTurnLeft[index] = turn - take }
         }
         keyCursor[index] = cursor
     }
@@ -111,11 +124,15 @@ extension SQLiteSource {
         return rows.first ?? nil
     }
 
-    /// How many jobs of a key one turn takes: its weight, rounded, at least one. The engine's
-    /// ``KeyFairBuffer`` shares what is held by the exact weights; this keeps a heavy key's jobs held.
-    static func jobsPerTurn(_ weight: Double?) -> Int {
-        guard let weight, weight > 1 else { return 1 }
-        return Int(min(weight, 64).rounded())
+    /// How many jobs of each key one turn takes, by key ('' for every key not listed): its weight over the
+    /// lightest weight, rounded, 1 to 64. Keys then reach the engine in proportion to their weights, and
+    /// its ``KeyFairBuffer`` shares what is held by the exact weights.
+    static func jobsPerTurn(_ keys: KeyFairness?) -> [String: Int] {
+        let weights = (keys?.weights ?? [:]).filter { $0.value > 0 && $0.value.isFinite }
+        let lightest = min(1, weights.values.min() ?? 1)
+        var turns = weights.mapValues { max(1, min(64, Int(($0 / lightest).rounded()))) }
+        turns[""] = max(1, min(64, Int((1 / lightest).rounded())))
+        return turns
     }
 
     /// Gives the jobs without a key of a keyed queue, written since job `id`, the key '' under which the
@@ -130,15 +147,33 @@ extension SQLiteSource {
         }
     }
 
-    /// Counts claimed and settled jobs of capped keys, after the transaction committed.
-    func countKeys(claimed: [Delivery], settled: [(Delivery, Settlement)]) {
-        for delivery in claimed where bindings[delivery.queue.index].keys?.concurrency != nil {
-            keyOutstanding[delivery.queue.index][claimKey(delivery), default: 0] += 1
+    /// Jobs of each key of a queue leased by any consumer of the file (held or running), read inside the
+    /// claiming transaction. Leased rows are few (at most every consumer's credit), and the partial index
+    /// of leases finds them without touching the ready ones.
+    func leasesByKey(of index: Int) throws -> [String: Int] {
+        guard let connection else { return [:] }
+        let binding = bindings[index]
+        var counts: [String: Int] = [:]
+        if let pattern = binding.pattern {
+            let prefix = pattern.literalPrefix
+            let rows = try connection.query(
+                """
+                SELECT queue, count(*) FROM jobs INDEXED BY jobs_leased
+                WHERE state = 2 AND queue >= ?1 AND queue < ?2 GROUP BY queue
+                """,
+                [.text(prefix), .text(prefix + "\u{10FFFF}")]
+            ) { ($0.text(0) ?? "", $0.int(1)) }
+            for (name, count) in rows { counts[name] = count }
+        } else {
+            let rows = try connection.query(
+                """
+                SELECT coalesce(fairness_key, ''), count(*) FROM jobs INDEXED BY jobs_leased
+                WHERE state = 2 AND queue = ?1 GROUP BY 1
+                """,
+                [.text(binding.name)]
+            ) { ($0.text(0) ?? "", $0.int(1)) }
+            for (key, count) in rows { counts[key] = count }
         }
-        for (delivery, _) in settled where bindings[delivery.queue.index].keys?.concurrency != nil {
-            let key = claimKey(delivery)
-            let left = (keyOutstanding[delivery.queue.index][key] ?? 1) - 1
-            keyOutstanding[delivery.queue.index][key] = left > 0 ? left : nil
-        }
+        return counts
     }
 }

@@ -76,14 +76,15 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var queueIndex: [String: Int] = [:]
     /// The bindings whose names are patterns, in binding order (the first that matches serves a name).
     var patternIndices: [Int] = []
-    /// The bindings that cap each key's jobs.
-    var cappedKeyQueues: [Int] = []
     /// The bindings that share by fairness key and are not patterns.
     var keyedQueues: [Int] = []
     /// Per binding that shares by key: the key its last claim stopped at (nil: from the first).
     var keyCursor: [String?] = []
-    /// Per binding that caps its keys: claimed and not yet settled jobs by key (store thread only).
-    var keyOutstanding: [[String: Int]] = []
+    /// Per binding that shares by key: jobs left in the turn of the key at `keyCursor` (store thread only).
+    var keyTurnLeft: [Int] = []
+    /// Per binding: jobs per turn by key, '' for the keys not listed (``jobsPerTurn(_:)``).
+    var jobsPerTurn: [[String: Int]] = []
+
     var maxAttempts: [Int] = []
     var outstanding: [Int] = []
     /// What the current transaction settled (store thread only).
@@ -150,10 +151,11 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         bindings = queues
         queueIndex = Dictionary(uniqueKeysWithValues: queues.enumerated().map { ($1.name, $0) })
         patternIndices = queues.indices.filter { queues[$0].pattern != nil }
-        cappedKeyQueues = queues.indices.filter { queues[$0].keys?.concurrency != nil }
         keyedQueues = queues.indices.filter { queues[$0].keys != nil && queues[$0].pattern == nil }
         keyCursor = Array(repeating: nil, count: queues.count)
-        keyOutstanding = Array(repeating: [:], count: queues.count)
+        keyTurnLeft = Array(repeating: 0, count: queues.count)
+        jobsPerTurn = queues.map { Self.jobsPerTurn($0.keys) }
+
         maxAttempts = queues.map { attempts[$0.name] ?? .max }
         outstanding = Array(repeating: 0, count: queues.count)
         tally = SettledTally(queues: queues.count)
