@@ -67,7 +67,7 @@ public enum ProcessWorkerMain {
                 }
                 // Asked to stop: jobs sent ahead are not started; the supervisor releases them.
                 if terminated { return 0 }
-                let context = JobContext(
+                var context = JobContext(
                     queue: job.queue ?? "",
                     jobType: jobType,
                     jobID: id,
@@ -77,6 +77,7 @@ public enum ProcessWorkerMain {
                     cancellation: flag,
                     logger: logger
                 )
+                context.fairnessKey = job.key
                 let (outcome, reason) = run(registry.body(for: jobType), jobType: jobType, payload, context)
                 current.withLockedValue { $0.flag = nil }
                 // At once, even when the next job already waits: holding the result back until that job

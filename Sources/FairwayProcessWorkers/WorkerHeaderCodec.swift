@@ -19,6 +19,7 @@ enum WorkerHeaderCodec {
         if let value = message.pipeline { appendNumber("pipeline", String(value), to: &out) }
         if let value = message.id { appendField("id", value, to: &out) }
         if let value = message.queue { appendField("queue", value, to: &out) }
+        if let value = message.key { appendField("key", value, to: &out) }
         if let value = message.jobType { appendField("jobType", value, to: &out) }
         if let value = message.attempt { appendNumber("attempt", String(value), to: &out) }
         if let value = message.maxAttempts { appendNumber("maxAttempts", String(value), to: &out) }
@@ -106,6 +107,7 @@ enum WorkerHeaderCodec {
                 case "pipeline": message.pipeline = try integer(value, key)
                 case "id": message.id = try string(value, key)
                 case "queue": message.queue = try string(value, key)
+                case "key": message.key = try string(value, key)
                 case "jobType": message.jobType = try string(value, key)
                 case "attempt": message.attempt = try integer(value, key)
                 case "maxAttempts": message.maxAttempts = try integer(value, key)

@@ -49,7 +49,8 @@ final class ProcessJobPool: IsolatedJobPool {
     private static func message(for job: IsolatedJob) -> WorkerMessage {
         WorkerMessage.job(
             id: job.context.jobID, queue: job.context.queue, jobType: job.delivery.jobType,
-            attempt: job.delivery.attempt, maxAttempts: job.context.maxAttempts, timeoutSeconds: job.timeout.seconds)
+            attempt: job.delivery.attempt, maxAttempts: job.context.maxAttempts, timeoutSeconds: job.timeout.seconds,
+            key: job.context.fairnessKey)
     }
 
     private func outcome(of result: WorkerRunResult, queue: String) -> JobOutcome {

@@ -35,6 +35,8 @@ public struct WorkerMessage: Codable, Sendable, Equatable {
     /// `job` and `result`: the job's id at its source, echoed in the result.
     public var id: String?
     public var queue: String?
+    /// `job`: the job's fairness key (its tenant), when it has one.
+    public var key: String?
     public var jobType: String?
     public var attempt: Int?
     public var maxAttempts: Int?
@@ -50,11 +52,13 @@ public struct WorkerMessage: Codable, Sendable, Equatable {
 
     /// A `job` message: what a worker needs to run one job (its payload travels as the body).
     public static func job(
-        id: String, queue: String, jobType: String, attempt: Int, maxAttempts: Int, timeoutSeconds: Double
+        id: String, queue: String, jobType: String, attempt: Int, maxAttempts: Int, timeoutSeconds: Double,
+        key: String? = nil
     ) -> WorkerMessage {
         var job = WorkerMessage(kind: .job)
         job.id = id
         job.queue = queue
+        job.key = key
         job.jobType = jobType
         job.attempt = attempt
         job.maxAttempts = maxAttempts

@@ -298,6 +298,36 @@ struct IsolationProcessTests {
         #expect(run.stop().status == 0)
     }
 
+    @Test("a job's fairness key reaches a worker process, in a pattern queue and in a keyed one")
+    func keysReachWorkers() throws {
+        let folder = TestFolder()
+        let log = folder.path("keys.log")
+        let worker = Self.repository.appendingPathComponent("Workers/python/example_worker.py").path
+        let config = try folder.config(
+            """
+            workers: 2
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "tenant-*", isolation: process, command: ["python3", "\(worker)"] }
+              - { name: mail, keys: true, isolation: process, command: ["python3", "\(worker)"] }
+            """)
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        let file = try SQLiteQueue(path: folder.path("q.db"), create: false)
+        func append(_ queue: String, _ line: String, key: String?) -> NewJob {
+            NewJob(
+                queue: queue, type: "append", payload: Array(#"{"path":"\#(log)","line":"\#(line)"}"#.utf8),
+                fairnessKey: key)
+        }
+        try file.enqueue(contentsOf: [append("tenant-42", "t", key: "acme"), append("mail", "m", key: "globex")])
+        let written = { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n") }
+        #expect(eventually(timeout: 30) { written().count == 2 })
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init).sorted()
+        #expect(lines.count == 2 && lines[0].hasPrefix("m ") && lines[0].hasSuffix(" key=globex"), "\(lines)")
+        #expect(lines.count == 2 && lines[1].hasPrefix("t ") && lines[1].hasSuffix(" key=acme"), "\(lines)")
+        #expect(run.stop().status == 0)
+    }
+
     @Test("the Python example worker runs jobs, reports failures and rejections, and is replaced when it dies")
     func pythonWorker() throws {
         let folder = TestFolder()

@@ -29,6 +29,7 @@ struct WorkerProtocolTests {
         let channel = WorkerChannel(input: fds[0], output: fds[1])
         var sent = Self.job("resize", id: "42")
         sent.reason = "ünïcode ✓"
+        sent.key = "tenant \"ünï\""
         let body: [UInt8] = [0, 255, 10, 13] + Array("{\"ms\": 1}".utf8)
         try channel.send(sent, body: body)
         try channel.send(.result(id: "42", outcome: .failure, reason: "boom"))
@@ -84,6 +85,7 @@ struct WorkerProtocolTests {
         arguments: [
             (#"{"kind":"result","attempt":"one"}"#, "'attempt' must be a whole number"),
             (#"{"kind":"result","attempt":1.5}"#, "'attempt' must be a whole number"),
+            (#"{"kind":"job","key":7}"#, "'key' must be a string"),
             (#"{"id":"7"}"#, "without a kind"),
             (#"{"kind":"goodbye"}"#, "unknown kind 'goodbye'"),
             (#"{"kind":"result","outcome":"maybe"}"#, "unknown outcome 'maybe'"),

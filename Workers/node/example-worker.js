@@ -9,7 +9,8 @@ const { Worker, PermanentError } = require('./fairway-worker');
 const worker = new Worker();
 worker.handle('append', (payload, context) => {
   if (!payload || !payload.path || !payload.line) throw new PermanentError("append: the payload needs 'path' and 'line'");
-  fs.appendFileSync(payload.path, `${payload.line} pid=${process.pid} attempt=${context.attempt}\n`);
+  const key = context.key === null ? '' : ` key=${context.key}`;
+  fs.appendFileSync(payload.path, `${payload.line} pid=${process.pid} attempt=${context.attempt}${key}\n`);
 });
 worker.handle('sleep', (payload, context) => {
   const ms = Number((payload || {}).ms || 0);

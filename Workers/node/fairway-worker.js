@@ -32,6 +32,8 @@ class Context {
   constructor(header, signal) {
     this.id = String(header.id ?? '');
     this.queue = String(header.queue ?? '');
+    /** The job's fairness key (its tenant), or null. */
+    this.key = typeof header.key === 'string' ? header.key : null;
     this.jobType = String(header.jobType ?? '');
     this.attempt = Number(header.attempt ?? 1);
     this.maxAttempts = Number(header.maxAttempts ?? 1);

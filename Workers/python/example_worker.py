@@ -20,7 +20,8 @@ def append(payload, context):
     if not isinstance(payload, dict) or "path" not in payload or "line" not in payload:
         raise PermanentError("append: the payload needs 'path' and 'line'")
     with open(payload["path"], "a") as out:
-        out.write(f"{payload['line']} pid={os.getpid()} attempt={context.attempt}\n")
+        key = f" key={context.key}" if context.key is not None else ""
+        out.write(f"{payload['line']} pid={os.getpid()} attempt={context.attempt}{key}\n")
 
 
 @worker.handler("sleep")

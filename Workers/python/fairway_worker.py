@@ -45,11 +45,13 @@ class Stopped(BaseException):
 class Context:
     """What a handler knows of its job besides the payload."""
 
-    __slots__ = ("id", "queue", "job_type", "attempt", "max_attempts", "timeout_seconds", "deadline")
+    __slots__ = ("id", "queue", "key", "job_type", "attempt", "max_attempts", "timeout_seconds", "deadline")
 
     def __init__(self, header):
         self.id = str(header.get("id", ""))
         self.queue = str(header.get("queue", ""))
+        # The job's fairness key (its tenant), or None.
+        self.key = header.get("key") if isinstance(header.get("key"), str) else None
         self.job_type = str(header.get("jobType", ""))
         self.attempt = int(header.get("attempt") or 1)
         self.max_attempts = int(header.get("maxAttempts") or 1)

@@ -33,10 +33,13 @@ class WorkerProcess:
         self.process.stdout.read(body_length)
         return header
 
-    def job(self, job_type, payload, job_id="1", timeout=30, attempt=1):
+    def job(self, job_type, payload, job_id="1", timeout=30, attempt=1, key=None):
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send({"kind": "job", "id": job_id, "queue": "q", "jobType": job_type, "attempt": attempt,
-                   "maxAttempts": 3, "timeoutSeconds": timeout}, body)
+        header = {"kind": "job", "id": job_id, "queue": "q", "jobType": job_type, "attempt": attempt,
+                  "maxAttempts": 3, "timeoutSeconds": timeout}
+        if key is not None:
+            header["key"] = key
+        self.send(header, body)
         return self.receive()
 
     def close(self):
@@ -66,6 +69,15 @@ class WorkerTests(unittest.TestCase):
             with open(path) as file:
                 self.assertEqual(file.read(), f"hi pid={self.worker.process.pid} attempt=2\n")
         self.assertEqual(self.worker.close(), 0, "stdin closed: exit 0")
+
+    def test_the_fairness_key_reaches_the_handler(self):
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "out")
+            self.worker.job("append", {"path": path, "line": "a"}, key="acme")
+            self.worker.job("append", {"path": path, "line": "b"})
+            with open(path) as file:
+                pid = self.worker.process.pid
+                self.assertEqual(file.read(), f"a pid={pid} attempt=1 key=acme\nb pid={pid} attempt=1\n")
 
     def test_jobs_sent_ahead_run_one_at_a_time_in_order(self):
         jobs = [("sleep", {"ms": 30}), ("fail", {"message": "second"}), ("sleep", {"ms": 0}), ("reject", {"message": "x"})]

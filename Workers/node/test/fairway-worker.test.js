@@ -26,9 +26,11 @@ function start() {
     child, exited, stderr: () => stderr,
     receive: () => frames.length ? Promise.resolve(frames.shift()) : new Promise((resolve) => waiting.push(resolve)),
     send: (header, body) => child.stdin.write(frame(header, body ? Buffer.from(body) : undefined)),
-    job(jobType, payload, { id = '1', timeout = 30, attempt = 1 } = {}) {
+    job(jobType, payload, { id = '1', timeout = 30, attempt = 1, key } = {}) {
       const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
-      this.send({ kind: 'job', id, queue: 'q', jobType, attempt, maxAttempts: 3, timeoutSeconds: timeout }, body);
+      const header = { kind: 'job', id, queue: 'q', jobType, attempt, maxAttempts: 3, timeoutSeconds: timeout };
+      if (key !== undefined) header.key = key;
+      this.send(header, body);
       return this.receive();
     },
   };
@@ -44,6 +46,17 @@ test('hello, then a success with its context, and exit 0 when stdin closes', asy
   assert.strictEqual(fs.readFileSync(file, 'utf8'), `hi pid=${worker.child.pid} attempt=2\n`);
   worker.child.stdin.end();
   assert.strictEqual(await worker.exited, 0);
+});
+
+test('the fairness key reaches the handler', async () => {
+  const worker = start();
+  await worker.receive();
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fw-node-')), 'out');
+  await worker.job('append', { path: file, line: 'a' }, { key: 'acme' });
+  await worker.job('append', { path: file, line: 'b' });
+  const pid = worker.child.pid;
+  assert.strictEqual(fs.readFileSync(file, 'utf8'), `a pid=${pid} attempt=1 key=acme\nb pid=${pid} attempt=1\n`);
+  worker.child.kill('SIGKILL');
 });
 
 test('a thrown error is a failure with its message; the worker keeps serving; console.log goes to stderr', async () => {

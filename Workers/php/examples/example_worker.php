@@ -20,7 +20,8 @@ $worker->handle('append', static function (mixed $payload, Context $context): vo
     if (!is_array($payload) || !isset($payload['path'], $payload['line'])) {
         throw new PermanentError("append: the payload needs 'path' and 'line'");
     }
-    file_put_contents($payload['path'], "{$payload['line']} pid=" . getmypid() . " attempt={$context->attempt}\n", FILE_APPEND);
+    $key = $context->key === null ? '' : " key={$context->key}";
+    file_put_contents($payload['path'], "{$payload['line']} pid=" . getmypid() . " attempt={$context->attempt}{$key}\n", FILE_APPEND);
 });
 $worker->handle('sleep', static fn (mixed $payload) => usleep((int) (($payload['ms'] ?? 0) * 1000)));
 $worker->handle('fail', static function (mixed $payload): void {

@@ -29,7 +29,8 @@ final class SendInvoice
         }
         echo "sending invoice {$this->invoiceId} to {$this->email} (attempt {$context->attempt})\n"; // to the log
         if ($this->log !== null) {
-            file_put_contents($this->log, "invoice-{$this->invoiceId} pid=" . getmypid() . "\n", FILE_APPEND);
+            $tenant = $context->key === null ? '' : " tenant={$context->key}";
+            file_put_contents($this->log, "invoice-{$this->invoiceId} pid=" . getmypid() . "$tenant\n", FILE_APPEND);
         }
     }
 }

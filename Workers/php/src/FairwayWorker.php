@@ -37,6 +37,8 @@ final class Context
 {
     public readonly string $id;
     public readonly string $queue;
+    /** The job's fairness key (its tenant), or null. */
+    public readonly ?string $key;
     public readonly string $jobType;
     public readonly int $attempt;
     public readonly int $maxAttempts;
@@ -48,6 +50,7 @@ final class Context
     {
         $this->id = (string) ($header['id'] ?? '');
         $this->queue = (string) ($header['queue'] ?? '');
+        $this->key = isset($header['key']) && is_string($header['key']) ? $header['key'] : null;
         $this->jobType = (string) ($header['jobType'] ?? '');
         $this->attempt = (int) ($header['attempt'] ?? 1);
         $this->maxAttempts = (int) ($header['maxAttempts'] ?? 1);

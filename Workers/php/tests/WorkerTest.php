@@ -66,11 +66,16 @@ final class WorkerTest extends TestCase
         return $data;
     }
 
-    private function job(string $type, mixed $payload, string $id = '1', float $timeout = 30, int $attempt = 1): array
-    {
+    private function job(
+        string $type, mixed $payload, string $id = '1', float $timeout = 30, int $attempt = 1, ?string $key = null
+    ): array {
         $body = is_string($payload) ? $payload : json_encode($payload);
-        $this->send(['kind' => 'job', 'id' => $id, 'queue' => 'q', 'jobType' => $type, 'attempt' => $attempt,
-            'maxAttempts' => 3, 'timeoutSeconds' => $timeout], $body);
+        $header = ['kind' => 'job', 'id' => $id, 'queue' => 'q', 'jobType' => $type, 'attempt' => $attempt,
+            'maxAttempts' => 3, 'timeoutSeconds' => $timeout];
+        if ($key !== null) {
+            $header['key'] = $key;
+        }
+        $this->send($header, $body);
         return $this->receive();
     }
 
@@ -103,6 +108,16 @@ final class WorkerTest extends TestCase
         $this->assertStringContainsString('sending invoice 7 to ann@example.com (attempt 2)', $this->stderr());
         fclose($this->pipes[0]);
         $this->assertSame(0, $this->waitForExit(), 'stdin closed: exit 0');
+    }
+
+    public function testTheFairnessKeyReachesTheJob(): void
+    {
+        $pid = proc_get_status($this->process)['pid'];
+        $this->receive();
+        $log = tempnam(sys_get_temp_dir(), 'fw-php-');
+        $this->job('send-invoice', ['invoiceId' => 8, 'email' => 'bo@example.com', 'log' => $log], '8', 30, 1, 'acme');
+        $this->job('send-invoice', ['invoiceId' => 9, 'email' => 'cy@example.com', 'log' => $log], '9');
+        $this->assertSame("invoice-8 pid=$pid tenant=acme\ninvoice-9 pid=$pid\n", file_get_contents($log));
     }
 
     public function testJobsSentAheadRunOneAtATimeInOrder(): void
