@@ -74,7 +74,8 @@ struct GlobalConcurrencyProcessTests {
     }
 
     @Test(
-        "RabbitMQ: three processes of six workers, cap 5: never more than 5 at once; kill -9 of the active one fails over"
+        "RabbitMQ: three processes of six workers, cap 5: never more than 5 at once; kill -9 of the active one fails over",
+        .usesBroker
     )
     func amqpCapAcrossProcesses() throws {
         try #require(BrokerControl.ready, "the RabbitMQ broker could not be started")

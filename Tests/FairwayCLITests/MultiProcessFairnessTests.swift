@@ -15,7 +15,8 @@ struct MultiProcessFairnessTests {
     /// How long the processes run; every queue must still have jobs waiting at the end.
     static let seconds = 8.0
 
-    @Test("RabbitMQ: 120 queues in four tiers, three processes, shares within 3 points while backlogged")
+    @Test(
+        "RabbitMQ: 120 queues in four tiers, three processes, shares within 3 points while backlogged", .usesBroker)
     func rabbitMQ() throws {
         try #require(BrokerControl.ready, "the RabbitMQ broker could not be started")
         let folder = TestFolder()
