@@ -29,7 +29,8 @@ struct MessageFuzzTests {
             let attempts = NIOLockedValueBox<[Int]>([])
             let messages = CapturingLogHandler.Messages()
             let harness = try! AMQPHarness(
-                queues: [QueueDefinition(name: queue, retry: quickRetry(3))],
+                // Keyed, with a cap per key: fuzzed x-fairway-key headers take the keyed path.
+                queues: [QueueDefinition(name: queue, retry: quickRetry(3), keys: KeyFairness(concurrency: 2))],
                 logger: Logger(label: "fuzz") { _ in CapturingLogHandler(sink: messages) },
                 register: { registry in
                     registry.register(JobName<NoParameters>("ok")) { _, context in
@@ -195,7 +196,7 @@ struct MessageFuzzer {
 
     static let names = [
         "x-fairway-attempt", "x-fairway-attempts", "x-fairway-last-error", "x-fairway-reason", "x-fairway-queue",
-        "x-delivery-count", "x-death", "x-first-death-reason", "x",
+        "x-fairway-key", "x-delivery-count", "x-death", "x-first-death-reason", "x",
     ]
 
     mutating func message() -> FuzzedMessage {
