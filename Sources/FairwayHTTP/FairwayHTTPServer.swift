@@ -298,6 +298,8 @@ public final class FairwayHTTPServer: Service, Sendable {
         var timedOut: Int
         var crashed: Int
         var deadLettered: Int
+        /// Keys (tenants, or a pattern's queues) with jobs held or running; absent while none.
+        var activeKeys: Int?
     }
 
     func queueList() -> [QueueState] {
@@ -309,7 +311,8 @@ public final class FairwayHTTPServer: Service, Sendable {
                 rate: queue.settings.rateLimit?.perSecond, burst: queue.settings.rateLimit?.burst,
                 paused: queue.settings.paused, ready: depths[queue.name]?.ready ?? 0, held: queue.held,
                 inFlight: queue.inFlight, succeeded: queue.succeeded, failed: queue.failed, timedOut: queue.timedOut,
-                crashed: queue.crashed, deadLettered: queue.deadLettered
+                crashed: queue.crashed, deadLettered: queue.deadLettered,
+                activeKeys: queue.activeKeys > 0 ? queue.activeKeys : nil
             )
         }
     }
