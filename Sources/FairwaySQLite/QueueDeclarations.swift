@@ -18,6 +18,25 @@ public struct QueueDeclaration: Sendable, Hashable, Codable {
     }
 }
 
+/// The queues declared in a file as a producer looks a job's queue up: by its name, or else by the first
+/// pattern (in name order) that admits it. Built once per read of the declarations, not once per job.
+struct DeclaredQueues {
+    let byName: [String: QueueDeclaration]
+    let patterns: [(QueuePattern, QueueDeclaration)]
+
+    init(_ byName: [String: QueueDeclaration]) {
+        self.byName = byName
+        self.patterns = byName.values.sorted { $0.queue < $1.queue }.compactMap { declaration in
+            declaration.pattern.map { ($0, declaration) }
+        }
+    }
+
+    /// The declaration that serves `queue`, or nil.
+    func serving(_ queue: String) -> QueueDeclaration? {
+        byName[queue] ?? patterns.first { $0.0.matches(queue) }?.1
+    }
+}
+
 extension SQLiteQueue {
     /// Replaces the file's declared queues with `declarations`: `fairway run` (and every `FairwayService`)
     /// writes its configuration's queues here at start, as it writes the backlog limits, so that the

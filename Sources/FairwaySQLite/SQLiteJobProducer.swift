@@ -14,7 +14,7 @@ public final class SQLiteJobProducer: JobProducer {
     public let checks: ProducerChecks
     /// True when this producer may create the file, and so may fill a file no consumer has declared yet.
     private let mayCreate: Bool
-    private let declarations = NIOLockedValueBox<(queues: [String: QueueDeclaration]?, readAt: UInt64)>((nil, 0))
+    private let declarations = NIOLockedValueBox<(queues: DeclaredQueues?, readAt: UInt64)>((nil, 0))
 
     /// Opens the queue file at `path`.
     /// - Parameter create: create the file if it does not exist (and accept any queue until a consumer has
@@ -45,7 +45,7 @@ public final class SQLiteJobProducer: JobProducer {
     func check(_ jobs: [NewJob]) throws {
         guard !(checks.allowUndeclaredQueues && checks.allowUnknownJobTypes) else { return }
         var declared = try currentDeclarations(refresh: false)
-        if declared.map({ known in jobs.contains { Self.declaration(of: $0.queue, in: known) == nil } }) ?? true {
+        if declared.map({ known in jobs.contains { known.serving($0.queue) == nil } }) ?? true {
             // A consumer may have started (or been reconfigured) since the last read.
             declared = try currentDeclarations(refresh: true)
         }
@@ -54,10 +54,10 @@ public final class SQLiteJobProducer: JobProducer {
             throw ProducerRefusal.nothingDeclared(path: queue.path)
         }
         for job in jobs {
-            guard let declaration = Self.declaration(of: job.queue, in: declared) else {
+            guard let declaration = declared.serving(job.queue) else {
                 if checks.allowUndeclaredQueues { continue }
                 throw ProducerRefusal.undeclaredQueue(
-                    queue: job.queue, in: queue.path, known: declared.keys.sorted())
+                    queue: job.queue, in: queue.path, known: declared.byName.keys.sorted())
             }
             if let types = declaration.jobTypes, !checks.allowUnknownJobTypes, !types.contains(job.type) {
                 throw ProducerRefusal.unknownJobType(type: job.type, queue: job.queue, known: types)
@@ -65,18 +65,12 @@ public final class SQLiteJobProducer: JobProducer {
         }
     }
 
-    /// The declaration that serves `queue`: its own, or else the first pattern (`tenant-*`) that admits it.
-    static func declaration(of queue: String, in declared: [String: QueueDeclaration]) -> QueueDeclaration? {
-        if let own = declared[queue] { return own }
-        return declared.values.sorted { $0.queue < $1.queue }.first { $0.pattern?.matches(queue) == true }
-    }
-
     /// The declarations, read again from the file when asked to or when older than a second.
-    private func currentDeclarations(refresh: Bool) throws -> [String: QueueDeclaration]? {
+    private func currentDeclarations(refresh: Bool) throws -> DeclaredQueues? {
         let now = MonotonicClock.now
         let cached = declarations.withLockedValue { $0 }
         if !refresh, cached.readAt > 0, now < cached.readAt + 1_000_000_000 { return cached.queues }
-        let fresh = try queue.declaredQueues()
+        let fresh = try queue.declaredQueues().map(DeclaredQueues.init)
         declarations.withLockedValue { $0 = (fresh, now) }
         return fresh
     }
