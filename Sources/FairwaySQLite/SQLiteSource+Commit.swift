@@ -31,7 +31,10 @@ extension SQLiteSource {
                 newJobs.append(try SQLiteQueue.insert(request.jobs, into: connection, now: now))
             }
             if let first = newJobs.lazy.compactMap(\.first).min() {
-                try adoptUnkeyedJobs(after: first - 1)
+                unkeyedAfter = min(unkeyedAfter ?? first - 1, first - 1)
+            }
+            if let after = unkeyedAfter {
+                try adoptUnkeyedJobs(after: after)
             }
             for (delivery, settlement) in settlements {
                 let outcome = try apply(settlement, to: delivery, now: now)
@@ -84,7 +87,7 @@ extension SQLiteSource {
         for delivery in claimed {
             outstanding[delivery.queue.index] += 1
         }
-
+        unkeyedAfter = nil
         let retried = settlements.contains { if case .retry = $0.1 { true } else { false } }
         if delayedAdded || retried || promote {
             // When the read fails, a promotion a second from now reads it again.

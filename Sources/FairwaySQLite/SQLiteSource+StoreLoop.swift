@@ -119,9 +119,12 @@ extension SQLiteSource {
             $0.text(0) ?? ""
         }
         for name in fresh {
-            if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
+            guard let index = bindingIndex(named: name) else { continue }
+            mayHaveWork[index] = true
+            // Another producer may have left a keyed queue's jobs without a key: the next transaction gives
+            // them '' (a write, so inside the store thread's transaction, not here).
+            if keyedQueues.contains(index) { unkeyedAfter = min(unkeyedAfter ?? highestSeenID, highestSeenID) }
         }
-        try adoptUnkeyedJobs(after: highestSeenID)
         highestSeenID = max(highestSeenID, try highestJobID())
         fullProbeDue = min(fullProbeDue ?? .infinity, lastFullProbe + Self.fullProbeInterval)
         runFullProbeIfDue()

@@ -78,6 +78,9 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var patternIndices: [Int] = []
     /// The bindings that share by fairness key and are not patterns.
     var keyedQueues: [Int] = []
+    /// Set when jobs written since this id may include a keyed queue's jobs without a key, which the next
+    /// transaction gives the key '' (``adoptUnkeyedJobs(after:)``; store thread only).
+    var unkeyedAfter: Int64?
     /// Per binding that shares by key: the key its last claim stopped at (nil: from the first).
     var keyCursor: [String?] = []
     /// Per binding that shares by key: jobs left in the turn of the key at `keyCursor` (store thread only).

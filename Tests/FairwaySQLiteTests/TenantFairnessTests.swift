@@ -77,6 +77,21 @@ struct TenantFairnessTests {
         #expect(harness.engine.snapshot().queues[0].activeKeys == 0, "key state outlived the keys' jobs")
     }
 
+    @Test("jobs without a key that another program writes to a keyed queue, undeclared, still run")
+    func unkeyedFromAnotherProgram() throws {
+        let folder = TemporaryFolder()
+        let (harness, starts) = try Self.harness(
+            folder, queues: [QueueDefinition(name: "mail", credit: 8, keys: KeyFairness())])
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(5)) }
+        // No declaration in the file says `mail` is keyed, so these are written with no key at all.
+        let other = try SQLiteQueue(path: folder.path("q.db"), create: false)
+        try other.enqueue(contentsOf: [
+            Self.job("mail", "x"), Self.job("mail", "y", key: "acme"), Self.job("mail", "z"),
+        ])
+        #expect(eventually(timeout: 10) { starts.read().count == 3 }, "\(starts.read().map(\.tenant))")
+    }
+
     @Test("without keys the same flood holds the quiet tenants back behind it (the control)")
     func floodWithoutKeys() throws {
         let folder = TemporaryFolder()
