@@ -50,7 +50,7 @@ public final class Engine: @unchecked Sendable {
     var scheduler: FairScheduler
     var definitions: [QueueDefinition]
     var buffers: [KeyFairBuffer<Delivery>]
-    /// Per queue: true when its jobs share it by fairness key (keys configured, or a pattern queue).
+    /// Per queue: `definitions[i].keySharing != nil`, kept as a flag because every delivery reads it.
     let keyed: [Bool]
     var counters: [QueueSnapshot]
     var queueIDs: [String: QueueID] = [:]
@@ -118,7 +118,7 @@ public final class Engine: @unchecked Sendable {
         self.buffers = configuration.queues.map {
             KeyFairBuffer(keyWeights: $0.keys?.weights ?? [:], keyConcurrency: $0.keys?.concurrency)
         }
-        self.keyed = configuration.queues.map { $0.keys != nil || $0.isPattern }
+        self.keyed = configuration.queues.map { $0.keySharing != nil }
         self.runSeconds = Array(repeating: .infinity, count: configuration.queues.count)
         self.counters = configuration.queues.map {
             var counters = QueueSnapshot(name: $0.name, settings: $0.settings, held: 0, inFlight: 0)
@@ -146,7 +146,7 @@ public final class Engine: @unchecked Sendable {
                 id: QueueID(index), name: definition.name,
                 credit: definition.globalConcurrency == nil
                     ? definition.credit : min(definition.credit, configuration.workers),
-                globalConcurrency: definition.globalConcurrency, keys: definition.keys)
+                globalConcurrency: definition.globalConcurrency, keys: definition.keySharing)
         }
         for (index, source) in sources.enumerated() {
             do {

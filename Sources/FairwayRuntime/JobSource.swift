@@ -85,7 +85,8 @@ public struct QueueBinding: Sendable, Hashable {
     public let globalConcurrency: Int?
     /// How the queue's jobs share it by fairness key, or nil when they do not: a source that can should
     /// hand over jobs of every key in turn rather than the oldest first, so that one key's backlog does not
-    /// fill the queue's credit. For a pattern queue the keys are the queue names it admits.
+    /// fill the queue's credit. For a pattern queue the keys are the queue names it admits (the runtime
+    /// passes ``QueueDefinition/keySharing``).
     public let keys: KeyFairness?
     /// Set when `name` is a pattern: the source serves every queue whose name it matches (and that no
     /// binding names outright) as this one, each as a key.
@@ -95,7 +96,7 @@ public struct QueueBinding: Sendable, Hashable {
         id: QueueID, name: String, credit: Int, globalConcurrency: Int? = nil, keys: KeyFairness? = nil
     ) {
         self.pattern = QueuePattern(name)
-        self.keys = keys ?? (pattern != nil ? KeyFairness() : nil)
+        self.keys = keys
         self.id = id
         self.name = name
         self.credit = credit

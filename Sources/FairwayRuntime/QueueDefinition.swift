@@ -24,6 +24,9 @@ public struct QueueDefinition: Sendable, Hashable {
     /// True when `name` is a pattern (`tenant-*`): the queue serves every queue of a matching name that
     /// a job is enqueued to, each as one fairness key of it (docs/tenants.md).
     public var isPattern: Bool { name.contains("*") }
+    /// How the queue's held jobs are shared by key: its `keys`, or equal shares between the queues a pattern
+    /// admits; nil when the queue does not share by key.
+    public var keySharing: KeyFairness? { keys ?? (isPattern ? KeyFairness() : nil) }
 
     public init(
         name: String,

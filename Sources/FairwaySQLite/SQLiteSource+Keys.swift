@@ -43,19 +43,23 @@ extension SQLiteSource {
         // A key's cap holds across every consumer of the file: its leases are counted in this transaction
         // (one writer at a time), as a queue's global cap is.
         let leased = cap == nil ? [:] : try leasesByKey(of: index)
+        /// Claims up to `turn` jobs of `key`, within what this claim and the key's cap leave; returns how many
+        /// it asked for and how many it got.
+        func take(_ key: String, upTo turn: Int) throws -> (asked: Int, taken: Int) {
+            var asked = min(remaining, turn)
+            if let cap { asked = min(asked, cap - (leased[key] ?? 0) - (claimedKeys[key] ?? 0)) }
+            guard asked > 0 else { return (0, 0) }
+            let flow: ClaimFlow = binding.pattern != nil ? .queue(key) : .key(key)
+            let taken = try claimJobs(queue: index, count: asked, now: now, into: &claimed, flow: flow)
+            claimedKeys[key, default: 0] += taken
+            remaining -= taken
+            return (asked, taken)
+        }
         // The key whose turn the last claim left unfinished goes on first: a claim of one job (one credit
         // freed) must not end a weighted key's turn, or keys would arrive 1:1 whatever their weights.
-        if let current = cursor, keyTurnLeft[index] > 0, remaining > 0 {
-            var take = min(remaining, keyTurnLeft[index])
-            if let cap { take = min(take, cap - (leased[current] ?? 0)) }
-            let taken =
-                take > 0
-                ? try claimJobs(
-                    queue: index, count: take, now: now, into: &claimed,
-                    flow: binding.pattern != nil ? .queue(current) : .key(current)) : 0
-            claimedKeys[current, default: 0] += taken
-            remaining -= taken
-            keyTurnLeft[index] = taken < take || take <= 0 ? 0 : keyTurnLeft[index] - taken
+        if let current = cursor, keyTurnLeft[index] > 0 {
+            let (asked, taken) = try take(current, upTo: keyTurnLeft[index])
+            keyTurnLeft[index] = asked == 0 || taken < asked ? 0 : keyTurnLeft[index] - taken
         }
         while remaining > 0 {
             guard let key = try nextKey(of: index, after: cursor) else {
@@ -74,19 +78,10 @@ extension SQLiteSource {
             // A name the pattern matches but another queue serves, by name or by an earlier pattern.
             if binding.pattern != nil && bindingIndex(named: key) != index { continue }
             let turn = jobsPerTurn[index][key] ?? jobsPerTurn[index][""] ?? 1
-            var take = min(remaining, turn)
-            if let cap {
-                take = min(take, cap - (leased[key] ?? 0) - (claimedKeys[key] ?? 0))
-            }
-            keyTurnLeft[index] = 0
-            guard take > 0 else { continue }
-            let flow: ClaimFlow = binding.pattern != nil ? .queue(key) : .key(key)
-            let taken = try claimJobs(queue: index, count: take, now: now, into: &claimed, flow: flow)
-            claimedKeys[key, default: 0] += taken
-            remaining -= taken
+            let (asked, taken) = try take(key, upTo: turn)
             claimedSinceWrap += taken
             // Cut short by the claim's size, not by the key: the rest of its turn opens the next claim.
-            if taken == take && take < turn { keyTurnLeft[index] = turn - take }
+            keyTurnLeft[index] = asked > 0 && taken == asked && taken < turn ? turn - taken : 0
         }
         keyCursor[index] = cursor
     }
