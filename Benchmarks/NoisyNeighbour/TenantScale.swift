@@ -95,3 +95,76 @@ func runScale() throws {
 }
 
 @inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
+
+/// A restart against a deep backlog of many tenants: 10,000 tenants × 10 no-op jobs already in the file,
+/// then a consumer opens it (a new `SQLiteSource`, as a restarted process would) with 4 workers and the
+/// default prefetch. Times from opening the file to the first job started and to the last, for tenants as
+/// keys of one queue, as queues of a pattern, and, as the reference, the same jobs in one plain queue.
+/// `fairway run`'s own start (about 50 ms before it opens the file, docs/benchmarks.md) is the same for all.
+func runRestart(rounds: Int = 3) throws {
+    print("\nrestart against 10,000 tenants × 10 jobs (4 workers, prefetch 32), medians of \(rounds)\n")
+    print("| tenants as | first job after opening the file | all 100,000 done | jobs/s | vs plain |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    var plainRate = 0.0
+    for layout in [Layout.plain, .keys, .pattern] {
+        var firsts: [Double] = []
+        var dones: [Double] = []
+        for _ in 0..<rounds {
+            let (first, done) = try restartOnce(layout)
+            firsts.append(first)
+            dones.append(done)
+        }
+        let first = firsts.sorted()[rounds / 2]
+        let done = dones.sorted()[rounds / 2]
+        let rate = 100_000 / done
+        if layout == .plain { plainRate = rate }
+        print(
+            String(
+                format: "| %@ | %.0f ms | %.2f s | %.0f | %.2f |", layout.rawValue, first * 1000, done, rate,
+                rate / plainRate))
+    }
+}
+
+private func restartOnce(_ layout: Layout) throws -> (first: Double, done: Double) {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("restart-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let path = folder.appendingPathComponent("q.db").path
+    let definition: QueueDefinition
+    switch layout {
+    case .keys: definition = QueueDefinition(name: "tenants", keys: KeyFairness())
+    case .pattern: definition = QueueDefinition(name: "tenant-*")
+    case .plain: definition = QueueDefinition(name: "tenants")
+    }
+    // The backlog, written and declared by an earlier run; the round-robin order of a busy producer.
+    let file = try SQLiteQueue(path: path, create: true)
+    try file.declareQueues([
+        QueueDeclaration(queue: definition.name, jobTypes: nil, keyed: definition.keys != nil)
+    ])
+    let jobs = (0..<10).flatMap { _ in
+        (0..<10_000).map { tenant in
+            NewJob(
+                queue: layout == .pattern ? "tenant-\(tenant)" : "tenants", type: "noop",
+                fairnessKey: layout == .keys ? "t\(tenant)" : nil)
+        }
+    }
+    _ = try file.enqueue(contentsOf: jobs)
+    var logger = Logger(label: "restart")
+    logger.logLevel = .critical
+    let started = MonotonicClock.now
+    let source = try SQLiteSource(path: path, logger: logger)
+    var registry = JobRegistry()
+    BuiltinJobs.register(in: &registry)
+    let engine = try Engine(
+        configuration: EngineConfiguration(workers: 4, queues: [definition]), registry: registry,
+        sources: [source], logger: logger)
+    try engine.start()
+    var first: UInt64?
+    while engine.snapshot().queues[0].succeeded < 100_000 {
+        if first == nil && engine.snapshot().queues[0].succeeded > 0 { first = MonotonicClock.now }
+        usleep(500)
+    }
+    let done = MonotonicClock.now
+    engine.shutdown(drainTimeout: .seconds(2))
+    return (Double((first ?? done) - started) / 1e9, Double(done - started) / 1e9)
+}

@@ -18,6 +18,7 @@ import NIOConcurrencyHelpers
 
 if CommandLine.arguments.dropFirst().first == "scale" {
     try runScale()
+    try runRestart()
     exit(0)
 }
 
