@@ -53,30 +53,27 @@ struct AMQPFairnessKeyTests {
             + (1...20).map { NewJob(queue: queue, type: "keyed", fairnessKey: "quiet-\($0)") }
     }
 
-    static func quietPositions(_ starts: [Start]) -> [Int] {
-        starts.enumerated().filter { $0.element.key?.hasPrefix("quiet") == true }.map(\.offset)
+    /// Where the 20 quiet keys started among all starts, after the flood, with this prefetch.
+    static func quietPositions(prefetch: Int) throws -> [Int] {
+        try #require(Broker.ready, "the RabbitMQ broker could not be started")
+        let names = TestQueues()
+        let queue = names.name("keyed")
+        let starts = try run(prefetch: prefetch, jobs: flood(queue), queue: queue)
+        let positions = starts.enumerated().filter { $0.element.key?.hasPrefix("quiet") == true }.map(\.offset)
+        #expect(positions.count == 20)
+        return positions
     }
 
     @Test("keys share what the prefetch holds: a prefetch larger than the backlog ahead serves quiet keys at once")
     func largePrefetch() throws {
-        guard Broker.ready else { return }
-        let names = TestQueues()
-        let queue = names.name("keyed")
-        let starts = try Self.run(prefetch: 2000, jobs: Self.flood(queue), queue: queue)
-        let positions = Self.quietPositions(starts)
-        #expect(positions.count == 20)
+        let positions = try Self.quietPositions(prefetch: 2000)
         let last = positions.max() ?? .max
         #expect(last < 45, "quiet keys started at \(positions)")
     }
 
     @Test("with a prefetch smaller than the backlog ahead, a quiet key waits for that backlog (the broker's order)")
     func smallPrefetch() throws {
-        guard Broker.ready else { return }
-        let names = TestQueues()
-        let queue = names.name("keyed")
-        let starts = try Self.run(prefetch: 64, jobs: Self.flood(queue), queue: queue)
-        let positions = Self.quietPositions(starts)
-        #expect(positions.count == 20)
+        let positions = try Self.quietPositions(prefetch: 64)
         // They reach the consumer only once the 1,500 ahead of them are within 64 of the head.
         let first = positions.min() ?? 0
         #expect(first >= 1500 - 64 - 1, "quiet keys started at \(positions)")
@@ -84,7 +81,7 @@ struct AMQPFairnessKeyTests {
 
     @Test("a retry keeps its key; a malformed key header is dropped and the job still runs")
     func retriesAndBadHeaders() throws {
-        guard Broker.ready else { return }
+        try #require(Broker.ready, "the RabbitMQ broker could not be started")
         let names = TestQueues()
         let queue = names.name("keyed")
         let connection = try Broker.connection()
