@@ -29,8 +29,14 @@ final class SQLiteConnection {
         case readOnly
     }
 
+    /// SQLite counts every allocation under a process-wide mutex unless told not to before its first use;
+    /// Fairway never reads the counts (the mutex was 3–5 % of a deep drain's store thread). When the host
+    /// application used SQLite first, the call is refused and nothing changes.
+    private static let allocationCountingOff: Void = { _ = csqlite_disable_memstatus() }()
+
     init(path: String, mode: Mode, busyTimeout: Duration = .seconds(5)) throws {
         self.path = path
+        Self.allocationCountingOff
         var flags = SQLITE_OPEN_NOMUTEX
         switch mode {
         case .readWrite: flags |= SQLITE_OPEN_READWRITE

@@ -12,11 +12,9 @@ extension SQLiteSource {
     func storeLoop() {
         while true {
             monitor.lock()
+            if idleLocked && !watchArmed { armWatchLocked() }
             let wakeAt = nextWake()
-            while pending.isEmpty && enqueues.isEmpty && hinted.isEmpty && !fileChanged && storeState != .closing
-                && !claimsUnfinished
-                && MonotonicClock.now < wakeAt
-            {
+            while idleLocked && MonotonicClock.now < wakeAt {
                 monitor.wait(untilMonotonic: wakeAt)
             }
             let noticed = fileChanged
@@ -83,12 +81,31 @@ extension SQLiteSource {
         }
     }
 
+    /// Nothing to do until something wakes the store thread. Called with `monitor` held.
+    var idleLocked: Bool {
+        pending.isEmpty && enqueues.isEmpty && hinted.isEmpty && !fileChanged && storeState != .closing
+            && !claimsUnfinished
+    }
+
+    /// Arms the file watch before the store thread waits, then looks for a commit that came before the
+    /// watch was armed, which it would not report. Called with `monitor` held; releases it meanwhile.
+    func armWatchLocked() {
+        guard let watcher else { return }
+        watchArmed = true
+        monitor.unlock()
+        let armed = watcher.arm()
+        let version = try? connection?.dataVersion()
+        monitor.lock()
+        if !armed { watchArmed = false }
+        if version != lastDataVersion { fileChanged = true }
+    }
+
     /// When the store thread must look again even if nothing wakes it, on the monotonic clock. The plan
     /// is made in wall-clock time (due times are stored in the file, shared with other processes) and
     /// turned into a monotonic deadline here, so a stepped system clock cannot stall or spin the wait.
     func nextWake() -> UInt64 {
         let now = Milliseconds.now
-        let tick = watcher == nil ? options.changeCheckInterval : options.watchedCheckInterval
+        let tick = watcher == nil || !watchArmed ? options.changeCheckInterval : options.watchedCheckInterval
         var wake = now + max(1, Int64(tick.seconds * 1000))
         if let due = nextDelayedDue { wake = min(wake, due) }
         wake = min(wake, nextLeaseRenewal)

@@ -67,6 +67,8 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var fileChanged = true
     /// Set before the store thread starts and cleared after it stopped; the store thread reads it.
     var watcher: FileChangeWatcher?
+    /// Whether the watch is armed and has not fired since: the store thread arms it again before it waits.
+    var watchArmed = true
     var storeState = StoreThreadState.notStarted
 
     // Owned by the store thread once started.
@@ -251,6 +253,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     func noticeFileChange() {
         monitor.withLock {
             fileChanged = true
+            watchArmed = false
             monitor.signal()
         }
     }

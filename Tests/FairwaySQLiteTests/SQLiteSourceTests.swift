@@ -199,6 +199,27 @@ struct SQLiteSourceTests {
         #expect(try eventually(timeout: 3) { try harness.stats("q").completed == 1 })
     }
 
+    @Test("the one-shot file watch is armed again before every wait: 40 jobs from another connection, no tick")
+    func watchRearmedBeforeEveryWait() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        let producer = try SQLiteQueue(path: path)
+        var options = SQLiteSource.Options()
+        options.watchedCheckInterval = .seconds(60)
+        let harness = try SQLiteHarness(path: path, queues: [QueueDefinition(name: "q")], options: options)
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(2)) }
+        // Each job comes while the store thread waits, or just as it goes to wait (no pause): a watch that
+        // fired on the last commit and was not armed again would leave the job for the 60 s tick.
+        for round in 1...40 {
+            if round % 2 == 0 { Thread.sleep(forTimeInterval: Double(round % 7) / 200) }
+            try producer.enqueue(NewJob(queue: "q", type: "noop"))
+            try #require(
+                try eventually(timeout: 5) { try harness.stats("q").completed == round },
+                "job \(round) was not noticed")
+        }
+    }
+
     @Test("a restarted process on the same host reclaims the leases of its dead predecessor at once")
     func deadPredecessorReclaimedAtOnce() throws {
         let folder = TemporaryFolder()
