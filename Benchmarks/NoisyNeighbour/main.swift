@@ -15,9 +15,15 @@ import NIOConcurrencyHelpers
 // and measures each one's share of the starts against its ideal.
 //
 //   FAIRWAY_BENCHMARKS=1 swift run -c release --scratch-path .build-benchmarks NoisyNeighbour [seconds]
+//   … NoisyNeighbour scale      (100,000 tenants in waves, then the restart below)
+//   … NoisyNeighbour restart    (a restart against 10,000 tenants' backlog, alone)
 
 if CommandLine.arguments.dropFirst().first == "scale" {
     try runScale()
+    try runRestart()
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "restart" {
     try runRestart()
     exit(0)
 }

@@ -222,12 +222,22 @@ extension SQLiteSource {
         try connection.cached("DELETE FROM jobs WHERE id = ?1").run([.int(id)])
     }
 
-    /// Claims up to `count` ready jobs of a queue, or of one of its keys; returns how many it handed on.
+    /// What one claim statement did.
+    struct ClaimResult {
+        /// Jobs handed on to the engine (not those that had used every attempt and were dead-lettered).
+        var handed = 0
+        /// Jobs leased, handed on or not.
+        var leased = 0
+        /// The greatest fairness key among them, in the file's order (bytes), when they have keys.
+        var greatestKey: String?
+    }
+
+    /// Claims up to `count` ready jobs of a queue, or of one or more of its keys.
     @discardableResult
     func claimJobs(
         queue index: Int, count: Int, now: Int64, into claimed: inout [Delivery], flow: ClaimFlow? = nil
-    ) throws -> Int {
-        guard let connection else { return 0 }
+    ) throws -> ClaimResult {
+        guard let connection else { return ClaimResult() }
         let binding = bindings[index]
         let statement: Statement
         var bound: [SQLiteValue] = [
@@ -249,26 +259,43 @@ extension SQLiteSource {
                 RETURNING id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key
                 """)
             bound.append(.text(key))
+        case .eachKey(let after):
+            statement = try connection.cached(Self.claimEachKey(after: after != nil))
+            if let after { bound.append(.text(after)) }
+        case .eachQueue(let after, let prefix):
+            statement = try connection.cached(Self.claimEachQueue(after: after != nil))
+            bound.append(.text(after ?? prefix))
+            bound.append(.text(prefix + "\u{10FFFF}"))
         }
         defer { statement.reset() }
         try statement.bind(bound)
         var rows:
             [(
                 id: Int64, type: String, payload: [UInt8], attempts: Int, enqueuedAt: Int64, priority: Int,
-                error: String?, key: String?
+                error: String?, key: String?, queue: String?
             )] =
                 []
+        // Where one statement claims across a pattern's queues, each job says its own.
+        var ownQueue = false
+        if case .eachQueue = flow { ownQueue = true }
         while try statement.step() {
             rows.append(
                 (
                     statement.int64(0), statement.text(1) ?? "", statement.blob(2), statement.int(3),
-                    statement.int64(4), statement.int(5), statement.text(6), statement.text(7)
+                    statement.int64(4), statement.int(5), statement.text(6), statement.text(7),
+                    ownQueue ? statement.text(8) : nil
                 )
             )
         }
         if rows.count < count && flow == nil { mayHaveWork[index] = false }
+        var result = ClaimResult(leased: rows.count)
+        for row in rows {
+            guard let key = ownQueue ? row.queue : row.key else { continue }
+            if result.greatestKey.map({ $0.utf8.lexicographicallyPrecedes(key.utf8) }) ?? true {
+                result.greatestKey = key
+            }
+        }
         rows.sort { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
-        var handed = 0
         for row in rows {
             let runs = max(0, row.attempts)
             if runs >= maxAttempts[index] {
@@ -296,12 +323,12 @@ extension SQLiteSource {
                     receipt: UInt64(row.id),
                     suspect: row.error == RunCharge.reason,
                     fairnessKey: row.key.flatMap { $0.isEmpty ? nil : $0 },
-                    queueName: flow.flatMap(\.queueName)
+                    queueName: row.queue ?? flow.flatMap(\.queueName)
                 )
             )
-            handed += 1
+            result.handed += 1
         }
-        return handed
+        return result
     }
 
     func promoteDelayed(now: Int64) throws {

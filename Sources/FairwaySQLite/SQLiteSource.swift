@@ -89,6 +89,9 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var keyTurnLeft: [Int] = []
     /// Per binding: jobs per turn by key, '' for the keys not listed (``jobsPerTurn(_:)``).
     var jobsPerTurn: [[String: Int]] = []
+    /// Per binding that shares by key: whether one statement may claim a job of each of its next keys
+    /// (``claimEachKeyInTurn(queue:count:now:into:)``; store thread only).
+    var claimsEachKeyAtOnce: [Bool] = []
 
     var maxAttempts: [Int] = []
     var outstanding: [Int] = []
@@ -160,6 +163,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         keyCursor = Array(repeating: nil, count: queues.count)
         keyTurnLeft = Array(repeating: 0, count: queues.count)
         jobsPerTurn = queues.map { Self.jobsPerTurn($0.keys) }
+        claimsEachKeyAtOnce = queues.indices.map { claimsEachKeyAtOnce(queues, $0) }
 
         maxAttempts = queues.map { attempts[$0.name] ?? .max }
         outstanding = Array(repeating: 0, count: queues.count)

@@ -202,6 +202,53 @@ struct TenantFairnessTests {
         #expect(positions.max() ?? .max < 60, "quiet queues started at \(positions)")
     }
 
+    /// Claims of one job at a time (credit 1, one worker), so that the order of starts is the order of the
+    /// claims: a turn over the keys (or a pattern's queues) in the file's order, each key once a pass.
+    @Test(
+        "keys and a pattern's queues are claimed in turn, one each, whether one statement claims several or one each",
+        arguments: [(pattern: false, oneStatement: true), (false, false), (true, true), (true, false)])
+    func claimsInTurn(pattern: Bool, oneStatement: Bool) throws {
+        let folder = TemporaryFolder()
+        // A weight on a key with no jobs, or a listed queue the pattern would match, with no jobs either,
+        // sends the claims key by key; the turn must come out the same.
+        var queues = [
+            pattern
+                ? QueueDefinition(name: "t-*", credit: 1)
+                : QueueDefinition(
+                    name: "mail", credit: 1, keys: KeyFairness(weights: oneStatement ? [:] : ["unused": 2]))
+        ]
+        if pattern && !oneStatement { queues.append(QueueDefinition(name: "t-unused", credit: 1)) }
+        let (harness, starts) = try Self.harness(folder, queues: queues)
+        var generator = SystemRandomNumberGenerator()
+        let tenants = ["!a", "b", "c", "d-1", "d-2", "e", "f", "g", "h", "z"]
+        var jobs: [NewJob] = []
+        var left: [String: Int] = [:]
+        for tenant in tenants {
+            let count = Int.random(in: 1...5, using: &generator)
+            left[tenant] = count
+            for _ in 0..<count {
+                jobs.append(pattern ? Self.job("t-" + tenant, tenant) : Self.job("mail", tenant, key: tenant))
+            }
+        }
+        try harness.file.enqueue(contentsOf: jobs.shuffled(using: &generator))
+        // The model: passes over the tenants in byte order, each with jobs left taking one.
+        var expected: [String] = []
+        while expected.count < jobs.count {
+            for tenant in tenants.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+            where left[tenant]! > 0 {
+                expected.append(tenant)
+                left[tenant]! -= 1
+            }
+        }
+        try harness.engine.start()
+        #expect(eventually { starts.read().count == jobs.count })
+        harness.engine.shutdown(drainTimeout: .seconds(5))
+        #expect(starts.read().map(\.tenant) == expected)
+        if pattern {
+            #expect(starts.read().allSatisfy { $0.queue == "t-" + $0.tenant }, "a job was told another queue")
+        }
+    }
+
     @Test("producers may enqueue to any queue a declared pattern admits, and only to those")
     func producerChecksPatterns() throws {
         let folder = TemporaryFolder()
