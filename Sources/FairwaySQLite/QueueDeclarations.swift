@@ -55,12 +55,18 @@ extension SQLiteQueue {
                         .text(declaration.queue), types.map(SQLiteValue.text) ?? .null,
                         .int(declaration.keyed ? 1 : 0),
                     ])
-                    if declaration.keyed {
-                        // Jobs enqueued before the queue was declared keyed join the jobs without a key.
-                        try connection.cached(
-                            "UPDATE jobs SET fairness_key = '' WHERE queue = ? AND fairness_key IS NULL"
-                        ).run([.text(declaration.queue)])
-                    }
+                }
+                // Jobs enqueued before their queue was declared keyed join the jobs without a key: one walk
+                // of the jobs for every keyed queue (a statement per queue walked them once per queue: 120
+                // keyed queues over 120,000 jobs held the first transaction 0.45 s).
+                let keyed = declarations.filter(\.keyed).map(\.queue)
+                if !keyed.isEmpty {
+                    try connection.cached(
+                        """
+                        UPDATE jobs SET fairness_key = ''
+                        WHERE fairness_key IS NULL AND queue IN (SELECT value FROM json_each(?))
+                        """
+                    ).run([.text(String(decoding: try encoder.encode(keyed), as: UTF8.self))])
                 }
                 try connection.cached("INSERT OR REPLACE INTO fairway_meta(key, value) VALUES ('queues_declared', ?)")
                     .run([.text(String(Milliseconds.now))])

