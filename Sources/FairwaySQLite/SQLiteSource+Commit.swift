@@ -96,6 +96,9 @@ extension SQLiteSource {
         return claimed
     }
 
+    /// What every claim statement returns of a job, in the order `claimJobs` reads it.
+    static let claimedColumns = "id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key"
+
     struct JobStatements {
         /// Deletes a completed job this process holds; the owner is bound once, the id per job.
         let ack: Statement
@@ -112,7 +115,7 @@ extension SQLiteSource {
             """
             UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
             WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?1 ORDER BY priority DESC, id LIMIT ?4)
-            RETURNING id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key
+            RETURNING \(Self.claimedColumns)
             """,
             persistent: true
         )
@@ -256,14 +259,14 @@ extension SQLiteSource {
                 WHERE id IN (
                     SELECT id FROM jobs WHERE state = 0 AND queue = ?1 AND fairness_key = ?5
                     ORDER BY priority DESC, id LIMIT ?4)
-                RETURNING id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key
+                RETURNING \(Self.claimedColumns)
                 """)
             bound.append(.text(key))
         case .eachKey(let after):
-            statement = try connection.cached(Self.claimEachKey(after: after != nil))
+            statement = try connection.cached(Self.claimEachKey(patternQueues: false, after: after != nil))
             if let after { bound.append(.text(after)) }
         case .eachQueue(let after, let prefix):
-            statement = try connection.cached(Self.claimEachQueue(after: after != nil))
+            statement = try connection.cached(Self.claimEachKey(patternQueues: true, after: after != nil))
             bound.append(.text(after ?? prefix))
             bound.append(.text(prefix + "\u{10FFFF}"))
         }
@@ -275,9 +278,15 @@ extension SQLiteSource {
                 error: String?, key: String?, queue: String?
             )] =
                 []
-        // Where one statement claims across a pattern's queues, each job says its own.
+        // Where one statement claims across a pattern's queues, each job says its own; where it claims
+        // across keys, the walk goes on after the greatest.
         var ownQueue = false
-        if case .eachQueue = flow { ownQueue = true }
+        var acrossKeys = false
+        switch flow {
+        case .eachQueue: (ownQueue, acrossKeys) = (true, true)
+        case .eachKey: acrossKeys = true
+        default: break
+        }
         while try statement.step() {
             rows.append(
                 (
@@ -289,7 +298,7 @@ extension SQLiteSource {
         }
         if rows.count < count && flow == nil { mayHaveWork[index] = false }
         var result = ClaimResult(leased: rows.count)
-        for row in rows {
+        for row in rows where acrossKeys {
             guard let key = ownQueue ? row.queue : row.key else { continue }
             if result.greatestKey.map({ $0.utf8.lexicographicallyPrecedes(key.utf8) }) ?? true {
                 result.greatestKey = key

@@ -125,7 +125,7 @@ extension SQLiteSource {
     /// is one job and no key is capped; for a pattern, it must be a prefix (`tenant-*`) and no other binding
     /// may serve a name it matches (`tenant-vip` listed by name, an overlapping pattern), since the statement
     /// cannot skip such names as the walk key by key does.
-    func claimsEachKeyAtOnce(_ queues: [QueueBinding], _ index: Int) -> Bool {
+    func mayClaimEachKeyAtOnce(_ queues: [QueueBinding], _ index: Int) -> Bool {
         let binding = queues[index]
         guard let keys = binding.keys, keys.concurrency == nil, jobsPerTurn[index].values.allSatisfy({ $0 == 1 })
         else { return false }
@@ -139,47 +139,28 @@ extension SQLiteSource {
         }
     }
 
-    /// Claims one job of each of the next queues a prefix pattern admits (at most ?4) after queue ?5 (from
-    /// prefix ?5 without `after`), below ?6, walking `jobs_ready` one seek a queue, in one statement.
-    static func claimEachQueue(after: Bool) -> String {
-        """
-        WITH RECURSIVE walk(key, n) AS (
-            SELECT (SELECT queue FROM jobs WHERE state = 0 AND queue \(after ? ">" : ">=") ?5 AND queue < ?6
-                    ORDER BY queue LIMIT 1), 1
-            UNION ALL
-            SELECT (SELECT queue FROM jobs WHERE state = 0 AND queue > walk.key AND queue < ?6
-                    ORDER BY queue LIMIT 1), n + 1
-            FROM walk WHERE walk.key IS NOT NULL AND n < ?4)
-        UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
-        WHERE id IN (
-            SELECT (SELECT id FROM jobs WHERE state = 0 AND queue = walk.key ORDER BY priority DESC, id LIMIT 1)
-            FROM walk WHERE walk.key IS NOT NULL)
-        RETURNING id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key, queue
-        """
-    }
-
-    /// Claims one job of each of the next keys (at most ?4) after key ?5 (from the first without `after`),
-    /// walking `jobs_keyed` one seek a key, as ``nextKey(of:after:)`` does, in one statement.
-    static func claimEachKey(after: Bool) -> String {
-        let first =
-            after
-            ? "fairness_key IS NOT NULL AND fairness_key > ?5"
-            : "fairness_key IS NOT NULL"
+    /// Claims one job of each of the next keys (at most ?4) after ?5 (from the first without `after`), in
+    /// the index's order, one seek a key, as ``nextKey(of:after:)`` walks them: the keys of queue ?1 in
+    /// `jobs_keyed`, or (`patternQueues`) the queue names from prefix ?5 below ?6 in `jobs_ready`, whose
+    /// jobs then also return their queue.
+    static func claimEachKey(patternQueues: Bool, after: Bool) -> String {
+        let column = patternQueues ? "queue" : "fairness_key"
+        let scope = patternQueues ? "queue < ?6" : "queue = ?1 AND fairness_key IS NOT NULL"
+        let start = after ? "AND \(column) > ?5" : patternQueues ? "AND queue >= ?5" : ""
         return """
             WITH RECURSIVE walk(key, n) AS (
-                SELECT (SELECT fairness_key FROM jobs WHERE state = 0 AND queue = ?1 AND \(first)
-                        ORDER BY fairness_key LIMIT 1), 1
+                SELECT (SELECT \(column) FROM jobs WHERE state = 0 AND \(scope) \(start)
+                        ORDER BY \(column) LIMIT 1), 1
                 UNION ALL
-                SELECT (SELECT fairness_key FROM jobs
-                        WHERE state = 0 AND queue = ?1 AND fairness_key IS NOT NULL AND fairness_key > walk.key
-                        ORDER BY fairness_key LIMIT 1), n + 1
+                SELECT (SELECT \(column) FROM jobs WHERE state = 0 AND \(scope) AND \(column) > walk.key
+                        ORDER BY \(column) LIMIT 1), n + 1
                 FROM walk WHERE walk.key IS NOT NULL AND n < ?4)
             UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
             WHERE id IN (
-                SELECT (SELECT id FROM jobs WHERE state = 0 AND queue = ?1 AND fairness_key = walk.key
+                SELECT (SELECT id FROM jobs WHERE state = 0 AND \(scope) AND \(column) = walk.key
                         ORDER BY priority DESC, id LIMIT 1)
                 FROM walk WHERE walk.key IS NOT NULL)
-            RETURNING id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key
+            RETURNING \(claimedColumns)\(patternQueues ? ", queue" : "")
             """
     }
 
@@ -230,18 +211,9 @@ extension SQLiteSource {
     /// Gives the jobs without a key of a keyed queue, written since job `id`, the key '' under which the
     /// walk finds them. Producers do that themselves for a queue declared keyed in the file; this covers
     /// the others (a file whose declarations some other program wrote, jobs enqueued before any).
-    ///
-    /// One statement for every keyed queue: one walk of the jobs after `id`, where a statement per queue
-    /// walked them once per queue (at start, `id` is 0: 120 keyed queues over 200,000 jobs took 0.73 s in
-    /// the first transaction; one statement, 8 ms).
     func adoptUnkeyedJobs(after id: Int64) throws {
-        guard let connection, !keyedQueues.isEmpty else { return }
-        try connection.cached(
-            """
-            UPDATE jobs SET fairness_key = ''
-            WHERE id > ?1 AND fairness_key IS NULL AND queue IN (SELECT value FROM json_each(?2))
-            """
-        ).run([.int(id), .text(keyedQueueNames)])
+        guard let connection else { return }
+        try SQLiteQueue.giveUnkeyedJobsAKey(queues: keyedQueueNames, after: id, in: connection)
     }
 
     /// Jobs of each key of a queue leased by any consumer of the file (held or running), read inside the

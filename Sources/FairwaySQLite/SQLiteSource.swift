@@ -162,13 +162,11 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
         queueIndex = Dictionary(uniqueKeysWithValues: queues.enumerated().map { ($1.name, $0) })
         patternIndices = queues.indices.filter { queues[$0].pattern != nil }
         keyedQueues = queues.indices.filter { queues[$0].keys != nil && queues[$0].pattern == nil }
-        keyedQueueNames = String(
-            decoding: (try? JSONEncoder().encode(keyedQueues.map { queues[$0].name })) ?? Data("[]".utf8), as: UTF8.self
-        )
+        keyedQueueNames = SQLiteQueue.jsonList(keyedQueues.map { queues[$0].name })
         keyCursor = Array(repeating: nil, count: queues.count)
         keyTurnLeft = Array(repeating: 0, count: queues.count)
         jobsPerTurn = queues.map { Self.jobsPerTurn($0.keys) }
-        claimsEachKeyAtOnce = queues.indices.map { claimsEachKeyAtOnce(queues, $0) }
+        claimsEachKeyAtOnce = queues.indices.map { mayClaimEachKeyAtOnce(queues, $0) }
 
         maxAttempts = queues.map { attempts[$0.name] ?? .max }
         outstanding = Array(repeating: 0, count: queues.count)
