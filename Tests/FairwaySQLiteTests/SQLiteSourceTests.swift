@@ -140,18 +140,31 @@ struct SQLiteSourceTests {
         #expect(order.read() == ["high-1", "high-2", "low-1", "low-2"])
     }
 
-    @Test("the source claims only what the queue's credit allows, however deep the file's backlog")
-    func claimsBoundedByCredit() throws {
+    /// Also for queues shared by key and queues of a pattern, whose claims take one job of each of many
+    /// keys in one statement: 500 keys with jobs, a credit of 10.
+    @Test(
+        "the source claims only what the queue's credit allows, however deep the file's backlog",
+        arguments: ["plain", "keys", "pattern"])
+    func claimsBoundedByCredit(layout: String) throws {
         let folder = TemporaryFolder()
         let path = folder.path("q.db")
-        let harness = try SQLiteHarness(path: path, queues: [QueueDefinition(name: "deep", credit: 10)])
+        let definition =
+            switch layout {
+            case "keys": QueueDefinition(name: "deep", credit: 10, keys: KeyFairness())
+            case "pattern": QueueDefinition(name: "deep-*", credit: 10)
+            default: QueueDefinition(name: "deep", credit: 10)
+            }
+        let harness = try SQLiteHarness(path: path, queues: [definition])
         try harness.file.enqueue(
-            contentsOf: (0..<3000).map { _ in NewJob(queue: "deep", type: "sleep", payload: Array(#"{"ms":0.5}"#.utf8))
+            contentsOf: (0..<3000).map {
+                NewJob(
+                    queue: layout == "pattern" ? "deep-\($0 % 500)" : "deep", type: "sleep",
+                    payload: Array(#"{"ms":0.5}"#.utf8), fairnessKey: layout == "keys" ? "t\($0 % 500)" : nil)
             })
         try harness.engine.start()
         defer { harness.engine.shutdown(drainTimeout: .seconds(2)) }
         var samples = 0
-        while try harness.stats("deep").completed < 500 {
+        while try harness.stats(definition.name).completed < 500 {
             let leased = try sqlInt(path, "SELECT count(*) FROM jobs WHERE state = 2")
             #expect(leased <= 10)
             #expect(harness.engine.snapshot().queues[0].held <= 10)
