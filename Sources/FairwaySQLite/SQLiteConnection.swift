@@ -144,6 +144,14 @@ final class SQLiteConnection {
         }
     }
 
+    /// Runs `body` in one read transaction (BEGIN DEFERRED, no write lock), so that several queries see
+    /// the same snapshot of the file.
+    func snapshot<T>(_ body: () throws -> T) throws -> T {
+        try cached("BEGIN").run()
+        defer { try? cached("COMMIT").run() }
+        return try body()
+    }
+
     var changes: Int { Int(sqlite3_changes(handle)) }
 
     /// Changes when another connection commits to the file; our own commits leave it as it is.

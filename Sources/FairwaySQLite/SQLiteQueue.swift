@@ -219,50 +219,76 @@ public final class SQLiteQueue: @unchecked Sendable {
     // MARK: - Counts
 
     /// Counts for every queue that has jobs, dead letters or history in the file.
+    ///
+    /// Every count is read from an index that holds only the jobs it counts (ready, delayed, leased),
+    /// never from the whole table: the depth sampler asks once a second, and a walk of every row of a
+    /// deep backlog took 0.39 s at 1.2 million jobs, on a core the drain needs. The oldest ready job is
+    /// the one enqueued first (the smallest id, from the same index walk); a job retried later may have
+    /// waited less than it.
     public func stats() throws -> [String: QueueFileStats] {
         let now = Milliseconds.now
         return try lock.withLock {
-            var result: [String: QueueFileStats] = [:]
-            let rows = try connection.query(
-                """
-                SELECT queue, state, available_at <= ?1 AS due, count(*), min(available_at)
-                FROM jobs GROUP BY queue, state, due
-                """,
-                [.int(now)]
-            ) { ($0.text(0) ?? "", $0.int(1), $0.int(2) == 1, $0.int(3), $0.int64(4)) }
-            var oldest: [String: Int64] = [:]
-            for (queue, state, due, count, earliest) in rows {
-                switch (state, due) {
-                case (2, _): result[queue, default: QueueFileStats()].leased += count
-                case (0, _), (1, true):
+            try connection.snapshot {
+                var result: [String: QueueFileStats] = [:]
+                var oldest: [String: Int64] = [:]
+                let ready = try connection.query(Self.readyCounts) { ($0.text(0) ?? "", $0.int(1), $0.int64(2)) }
+                for (queue, count, firstID) in ready {
                     result[queue, default: QueueFileStats()].ready += count
-                    oldest[queue] = min(oldest[queue] ?? .max, earliest)
-                default: result[queue, default: QueueFileStats()].delayed += count
+                    if let waiting = try connection.query(
+                        "SELECT available_at FROM jobs WHERE id = ?1", [.int(firstID)], row: { $0.int64(0) }
+                    ).first {
+                        oldest[queue] = min(oldest[queue] ?? .max, waiting)
+                    }
                 }
+                // Delayed jobs whose time has come count as ready: the next claim promotes them.
+                let delayed = try connection.query(Self.delayedCounts, [.int(now)]) {
+                    ($0.text(0) ?? "", $0.int(1) == 1, $0.int(2), $0.int64(3))
+                }
+                for (queue, due, count, earliest) in delayed {
+                    if due {
+                        result[queue, default: QueueFileStats()].ready += count
+                        oldest[queue] = min(oldest[queue] ?? .max, earliest)
+                    } else {
+                        result[queue, default: QueueFileStats()].delayed += count
+                    }
+                }
+                for (queue, count) in try connection.query(Self.leasedCounts, row: { ($0.text(0) ?? "", $0.int(1)) }) {
+                    result[queue, default: QueueFileStats()].leased = count
+                }
+                for (queue, earliest) in oldest {
+                    result[queue]?.oldestAgeSeconds = max(0, Double(now - earliest) / 1000)
+                }
+                for (queue, count) in try connection.query(
+                    "SELECT queue, count(*) FROM dead_jobs GROUP BY queue",
+                    row: {
+                        ($0.text(0) ?? "", $0.int(1))
+                    })
+                {
+                    result[queue, default: QueueFileStats()].dead = count
+                }
+                for (queue, completed, failed) in try connection.query(
+                    "SELECT queue, completed, failed FROM queue_stats",
+                    row: {
+                        ($0.text(0) ?? "", $0.int(1), $0.int(2))
+                    })
+                {
+                    result[queue, default: QueueFileStats()].completed = completed
+                    result[queue, default: QueueFileStats()].failed = failed
+                }
+                return result
             }
-            for (queue, earliest) in oldest {
-                result[queue]?.oldestAgeSeconds = max(0, Double(now - earliest) / 1000)
-            }
-            for (queue, count) in try connection.query(
-                "SELECT queue, count(*) FROM dead_jobs GROUP BY queue",
-                row: {
-                    ($0.text(0) ?? "", $0.int(1))
-                })
-            {
-                result[queue, default: QueueFileStats()].dead = count
-            }
-            for (queue, completed, failed) in try connection.query(
-                "SELECT queue, completed, failed FROM queue_stats",
-                row: {
-                    ($0.text(0) ?? "", $0.int(1), $0.int(2))
-                })
-            {
-                result[queue, default: QueueFileStats()].completed = completed
-                result[queue, default: QueueFileStats()].failed = failed
-            }
-            return result
         }
     }
+
+    /// Ready jobs per queue and the first enqueued, from the ready index alone.
+    static let readyCounts = "SELECT queue, count(*), min(id) FROM jobs WHERE state = 0 GROUP BY queue"
+    /// Delayed jobs per queue, those due and those not, from the delayed index.
+    static let delayedCounts = """
+        SELECT queue, available_at <= ?1 AS due, count(*), min(available_at) FROM jobs
+        WHERE state = 1 GROUP BY queue, due
+        """
+    /// Leased jobs per queue, from the leased index.
+    static let leasedCounts = "SELECT queue, count(*) FROM jobs WHERE state = 2 GROUP BY queue"
 
     // MARK: - Dead letters
 
