@@ -7,7 +7,7 @@ import Logging
 extension SQLiteSource {
     /// Applies settlements, promotes due delayed jobs and claims new ones, in one transaction.
     /// Returns the claimed deliveries, to be handed over once the transaction committed.
-    func commit(_ settlements: [(Delivery, Settlement)], _ requests: [EnqueueRequest], claim: Bool) throws
+    func commit(_ settlements: [SettledJob], _ requests: [EnqueueRequest], claim: Bool) throws
         -> [Delivery]
     {
         guard let connection else { return [] }
@@ -36,9 +36,9 @@ extension SQLiteSource {
             if let after = unkeyedAfter {
                 try adoptUnkeyedJobs(after: after)
             }
-            for (delivery, settlement) in settlements {
-                let outcome = try apply(settlement, to: delivery, now: now)
-                tally.add(queue: delivery.queue.index, completed: outcome.completed, failed: outcome.failed)
+            for job in settlements {
+                let outcome = try apply(job, now: now)
+                tally.add(queue: job.queue, completed: outcome.completed, failed: outcome.failed)
             }
             // queue_stats gets one update per queue per transaction, not one per job.
             for index in tally.touched where tally.completed[index] + tally.failed[index] > 0 {
@@ -52,6 +52,9 @@ extension SQLiteSource {
                 // stopped: the first of 10,000 queues' jobs are handed on after one short transaction, not
                 // after a claim in every queue.
                 var queries = 0
+                // When the engine holds nothing of this file (at start, say), its workers wait for this
+                // commit: hand them a first few batches now and claim the rest in the next transaction.
+                let starving = outstanding.allSatisfy { $0 == 0 } && settlements.isEmpty
                 for step in 0..<bindings.count {
                     let index = (claimCursor + step) % bindings.count
                     // Credit returns only as settlements commit, in this same transaction.
@@ -69,7 +72,9 @@ extension SQLiteSource {
                         try claimJobs(queue: index, count: free, now: now, into: &claimed)
                     }
                     queries += 1
-                    if queries == Self.claimQueriesPerCommit {
+                    if queries == Self.claimQueriesPerCommit
+                        || (starving && claimed.count >= Self.firstHandOver && step + 1 < bindings.count)
+                    {
                         claimCursor = (index + 1) % bindings.count
                         claimsUnfinished = true
                         break
@@ -88,7 +93,7 @@ extension SQLiteSource {
             outstanding[delivery.queue.index] += 1
         }
         unkeyedAfter = nil
-        let retried = settlements.contains { if case .retry = $0.1 { true } else { false } }
+        let retried = settlements.contains { if case .retry = $0.settlement { true } else { false } }
         if delayedAdded || retried || promote {
             // When the read fails, a promotion a second from now reads it again.
             nextDelayedDue = (try? earliestDelayed()) ?? min(nextDelayedDue ?? .max, now + 1000)
@@ -150,17 +155,15 @@ extension SQLiteSource {
     }
 
     /// Writes one settlement; returns what it adds to the queue's completed and failed counts.
-    func apply(_ settlement: Settlement, to delivery: Delivery, now: Int64) throws -> (
-        completed: Int, failed: Int
-    ) {
+    func apply(_ job: SettledJob, now: Int64) throws -> (completed: Int, failed: Int) {
         guard let connection else { return (0, 0) }
-        let id = Int64(delivery.receipt)
-        switch settlement {
+        let id = job.id
+        switch job.settlement {
         case .ack:
             let delete = try statements(connection).ack
             try delete.bind(id, at: 1)
             try delete.execute()
-            guard connection.changes == 1 else { return lostLease(delivery) }
+            guard connection.changes == 1 else { return lostLease(job) }
             return (1, 0)
         case .retry(let after, let reason):
             try connection.cached(
@@ -171,13 +174,13 @@ extension SQLiteSource {
                 """
             ).run([
                 .int(id), .text(identity), .int(now + Int64((min(after.seconds, 1e9) * 1000).rounded(.up))),
-                .text(reason), .int(Int64(delivery.attempt)),
+                .text(reason), .int(Int64(job.attempt)),
             ])
-            guard connection.changes == 1 else { return lostLease(delivery) }
+            guard connection.changes == 1 else { return lostLease(job) }
             return (0, 1)
         case .deadLetter(let reason):
-            try moveToDeadLetters(id: id, reason: reason, now: now, ownedBy: identity, attempts: delivery.attempt)
-            guard connection.changes == 1 else { return lostLease(delivery) }
+            try moveToDeadLetters(id: id, reason: reason, now: now, ownedBy: identity, attempts: job.attempt)
+            guard connection.changes == 1 else { return lostLease(job) }
             return (0, 1)
         case .release:
             try connection.cached(
@@ -186,15 +189,15 @@ extension SQLiteSource {
                 WHERE id = ?1 AND lease_owner = ?2 AND state = 2
                 """
             ).run([.int(id), .text(identity)])
-            if connection.changes == 1 { mayHaveWork[delivery.queue.index] = true }
+            if connection.changes == 1 { mayHaveWork[job.queue] = true }
             return (0, 0)
         }
     }
 
-    func lostLease(_ delivery: Delivery) -> (completed: Int, failed: Int) {
+    func lostLease(_ job: SettledJob) -> (completed: Int, failed: Int) {
         logger.warning(
             "a job's lease was lost before it was settled; another process may run it again",
-            metadata: ["queue": "\(bindings[delivery.queue.index].name)", "job": "\(delivery.receipt)"]
+            metadata: ["queue": "\(bindings[job.queue].name)", "job": "\(job.id)"]
         )
         return (0, 0)
     }

@@ -60,7 +60,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
 
     let monitor = MonotonicCondition()
     // Guarded by `monitor`.
-    var pending: [(Delivery, Settlement)] = []
+    var pending: [SettledJob] = []
     var enqueues: [EnqueueRequest] = []
     var hinted: Set<String> = []
     /// Set when the file may hold work nobody has looked at yet: at start, and when it changed.
@@ -111,6 +111,8 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     var lastFullProbe: Double = 0
     /// The most queues one transaction claims from.
     static let claimQueriesPerCommit = 256
+    /// Jobs after which a transaction that claims for an engine holding nothing commits and hands them on.
+    static let firstHandOver = 64
     /// Where the next transaction's claims start (store thread only).
     var claimCursor = 0
     /// True when the last transaction stopped claiming before it had visited every queue (store thread only).
@@ -207,7 +209,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
 
     public func settle(_ delivery: Delivery, _ settlement: Settlement) {
         monitor.lock()
-        pending.append((delivery, settlement))
+        pending.append(SettledJob(delivery, settlement))
         if pending.count == 1 { monitor.signal() }
         monitor.unlock()
     }
