@@ -45,4 +45,29 @@ struct SQLiteSourceStartTests {
         let held = Dictionary(grouping: batches.joined(), by: \.queue.index).mapValues(\.count)
         #expect(held.count == queues && held.values.allSatisfy { $0 == 16 }, "no queue holds more than its credit")
     }
+
+    @Test("a consumer's leases carry a short random name; its host and pid are in the consumers table")
+    func shortLeaseOwner() throws {
+        let names = (0..<1_000).map { _ in SQLiteSource.makeIdentity() }
+        #expect(Set(names).count == names.count)
+        #expect(names.allSatisfy { $0.utf8.count == 12 })
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        try SQLiteQueue(path: path).enqueue(NewJob(queue: "q", type: "noop"))
+        let source = try SQLiteSource(path: path)
+        let sink = RecordingSink()
+        try source.start(queues: [QueueBinding(id: QueueID(0), name: "q", credit: 4)], sink: sink)
+        defer { source.close() }
+        #expect(eventually { sink.batches.withLockedValue { $0.joined().count } == 1 })
+        let connection = try SQLiteConnection(path: path, mode: .readWrite)
+        let owners = try connection.query("SELECT lease_owner FROM jobs WHERE state = 2") { $0.text(0) ?? "" }
+        #expect(owners == [source.identity])
+        let consumer = try connection.query(
+            "SELECT host, pid FROM consumers WHERE identity = ?1", [.text(source.identity)]
+        ) {
+            ($0.text(0) ?? "", $0.int(1))
+        }
+        #expect(consumer.first?.0 == ProcessInfo.processInfo.hostName)
+        #expect(consumer.first?.1 == Int(getpid()))
+    }
 }
