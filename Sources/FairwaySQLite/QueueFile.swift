@@ -26,7 +26,7 @@ public enum QueueFileError: Error, CustomStringConvertible, Equatable, Sendable 
 enum QueueFile {
     /// `PRAGMA application_id` of a Fairway queue file: "FWAY".
     static let applicationID: Int64 = 0x4657_4159
-    static let schemaVersion = 4
+    static let schemaVersion = 5
 
     static let schema = """
         CREATE TABLE jobs (
@@ -70,7 +70,7 @@ enum QueueFile {
             heartbeat_at INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE fairway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-        """ + limitsTable + declaredQueuesTable + fairnessKeys
+        """ + limitsTable + declaredQueuesTable + fairnessKeys + deadLetterKeys
 
     /// Fairness keys (tenants) within a queue: each job's key, an index to walk a queue's keys in turn, and
     /// which declared queues share by key (their jobs without a key get the key ''). The index holds only
@@ -80,6 +80,12 @@ enum QueueFile {
         CREATE INDEX jobs_keyed ON jobs(queue, fairness_key, priority DESC, id)
             WHERE state = 0 AND fairness_key IS NOT NULL;
         ALTER TABLE declared_queues ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
+        """
+
+    /// A dead letter's fairness key, so that a job put back on its queue comes back under its own key
+    /// (tenant), as a handler saw it. Added in schema version 5.
+    static let deadLetterKeys = """
+        ALTER TABLE dead_jobs ADD COLUMN fairness_key TEXT;
         """
 
     /// Load shedding: the most unfinished jobs a queue may have before enqueues are refused.
@@ -148,7 +154,10 @@ enum QueueFile {
                         try connection.execute(limitsTable)
                         try connection.execute(declaredQueuesTable)
                     }
-                    try connection.execute(fairnessKeys)
+                    if version < 4 {
+                        try connection.execute(fairnessKeys)
+                    }
+                    try connection.execute(deadLetterKeys)
                     try connection.execute("PRAGMA user_version = \(schemaVersion)")
                 }
             }

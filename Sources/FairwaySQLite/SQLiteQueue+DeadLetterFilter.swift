@@ -61,8 +61,12 @@ extension SQLiteQueue: DeadLetterInspecting {
             try connection.transaction {
                 let moved = try connection.query(
                     """
-                    INSERT INTO jobs(queue, type, payload, priority, state, available_at, attempts, last_error, enqueued_at)
-                    SELECT queue, type, payload, priority, 0, ?7, 0, reason, enqueued_at FROM dead_jobs
+                    INSERT INTO jobs(
+                        queue, type, payload, priority, state, available_at, attempts, last_error, enqueued_at,
+                        fairness_key)
+                    SELECT queue, type, payload, priority, 0, ?7, 0, reason, enqueued_at,
+                        coalesce(fairness_key, (SELECT '' FROM declared_queues d WHERE d.queue = dead_jobs.queue AND keyed = 1))
+                    FROM dead_jobs
                     WHERE \(Self.filterClause) RETURNING queue
                     """,
                     Self.bindings(filter) + [.int(now)]

@@ -62,6 +62,8 @@ public struct DeadLetter: Sendable, Hashable, Codable {
     /// When it was enqueued and when it died, in seconds since 1970.
     public var enqueuedAt: Double
     public var diedAt: Double
+    /// Its fairness key (tenant), if it had one; it keeps it when put back on its queue.
+    public var fairnessKey: String?
 }
 
 /// The queue file as a library: enqueue jobs, read counts, manage dead letters. Safe to use from any
@@ -297,7 +299,7 @@ public final class SQLiteQueue: @unchecked Sendable {
         try lock.withLock {
             try connection.query(
                 """
-                SELECT id, queue, type, payload, attempts, reason, enqueued_at, died_at FROM dead_jobs
+                SELECT id, queue, type, payload, attempts, reason, enqueued_at, died_at, fairness_key FROM dead_jobs
                 WHERE ?1 IS NULL OR queue = ?1 ORDER BY id LIMIT ?2
                 """,
                 [queue.map { .text($0) } ?? .null, .int(Int64(limit))]
@@ -305,7 +307,7 @@ public final class SQLiteQueue: @unchecked Sendable {
                 DeadLetter(
                     id: $0.int64(0), queue: $0.text(1) ?? "", type: $0.text(2) ?? "",
                     payload: String(decoding: $0.blob(3), as: UTF8.self), attempts: $0.int(4), reason: $0.text(5) ?? "",
-                    enqueuedAt: Double($0.int64(6)) / 1000, diedAt: Double($0.int64(7)) / 1000
+                    enqueuedAt: Double($0.int64(6)) / 1000, diedAt: Double($0.int64(7)) / 1000, fairnessKey: $0.text(8)
                 )
             }
         }

@@ -219,8 +219,10 @@ extension SQLiteSource {
         guard let connection else { return }
         try connection.cached(
             """
-            INSERT INTO dead_jobs(id, queue, type, payload, priority, attempts, reason, enqueued_at, died_at)
-            SELECT id, queue, type, payload, priority, coalesce(?5, attempts), ?3, enqueued_at, ?4 FROM jobs
+            INSERT INTO dead_jobs(
+                id, queue, type, payload, priority, attempts, reason, enqueued_at, died_at, fairness_key)
+            SELECT id, queue, type, payload, priority, coalesce(?5, attempts), ?3, enqueued_at, ?4, fairness_key
+            FROM jobs
             WHERE id = ?1 AND lease_owner = ?2 AND state = 2
             """
         ).run([.int(id), .text(owner), .text(reason), .int(now), attempts.map { .int(Int64($0)) } ?? .null])

@@ -136,13 +136,15 @@ struct QueueFileTests {
         try file.enqueue(NewJob(queue: "capped", type: "noop"))
     }
 
-    @Test("a file of schema version 1, 2 or 3 gains the tables and columns added since when opened, and keeps its jobs")
+    @Test("a file of schema version 1 to 4 gains the tables and columns added since when opened, and keeps its jobs")
     func upgradesOlderVersions() throws {
-        let keys = "DROP INDEX jobs_keyed; ALTER TABLE jobs DROP COLUMN fairness_key;"
+        let deadKeys = "ALTER TABLE dead_jobs DROP COLUMN fairness_key;"
+        let keys = "DROP INDEX jobs_keyed; ALTER TABLE jobs DROP COLUMN fairness_key; \(deadKeys)"
         for (version, dropped) in [
             (1, "\(keys) DROP TABLE queue_limits; DROP TABLE declared_queues;"),
             (2, "\(keys) DROP TABLE declared_queues;"),
             (3, "\(keys) ALTER TABLE declared_queues DROP COLUMN keyed;"),
+            (4, deadKeys),
         ] {
             let folder = TemporaryFolder()
             let path = folder.path("q.db")
@@ -161,6 +163,10 @@ struct QueueFileTests {
             try reopened.enqueue(NewJob(queue: "b", type: "noop", fairnessKey: "acme"))
             #expect(try sqlInt(path, "SELECT count(*) FROM jobs WHERE fairness_key = 'acme'") == 1)
             #expect(try sqlInt(path, "SELECT count(*) FROM jobs WHERE queue = 'a' AND fairness_key = ''") == 1)
+            #expect(
+                try sqlInt(path, "SELECT count(*) FROM pragma_table_info('dead_jobs') WHERE name = 'fairness_key'")
+                    == 1,
+                "version \(version): dead letters keep their key")
         }
     }
 }

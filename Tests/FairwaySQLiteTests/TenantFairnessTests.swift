@@ -77,6 +77,35 @@ struct TenantFairnessTests {
         #expect(harness.engine.snapshot().queues[0].activeKeys == 0, "key state outlived the keys' jobs")
     }
 
+    @Test("a dead letter keeps its key, and a job put back on its queue runs under the key it had")
+    func deadLetterKeepsItsKey() throws {
+        let folder = TemporaryFolder()
+        let runs = Shared<[String?]>([])
+        let flaky = JobName<[String: String]>("flaky")
+        let harness = try SQLiteHarness(
+            path: folder.path("q.db"), workers: 1,
+            queues: [QueueDefinition(name: "mail", credit: 8, keys: KeyFairness())]
+        ) { registry in
+            registry.register(flaky) { _, context in
+                // Fails for good the first time, succeeds when put back.
+                let first = runs.update { runs -> Bool in
+                    runs.append(context.fairnessKey)
+                    return runs.count == 1
+                }
+                if first { throw JobError.permanent("not yet") }
+            }
+        }
+        try harness.file.declareQueues([QueueDeclaration(queue: "mail", jobTypes: nil, keyed: true)])
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(5)) }
+        try harness.file.enqueue(NewJob(queue: "mail", type: "flaky", payload: Array("{}".utf8), fairnessKey: "acme"))
+        #expect(try eventually { try harness.stats("mail").dead == 1 })
+        #expect(try harness.file.deadLetters(queue: "mail").map(\.fairnessKey) == ["acme"])
+        #expect(try harness.file.requeueDeadLetters(queue: "mail") == 1)
+        #expect(try eventually { try harness.stats("mail").completed == 1 })
+        #expect(runs.read() == ["acme", "acme"], "the requeued job ran under \(runs.read())")
+    }
+
     @Test("jobs without a key that another program writes to a keyed queue, undeclared, still run")
     func unkeyedFromAnotherProgram() throws {
         let folder = TemporaryFolder()
