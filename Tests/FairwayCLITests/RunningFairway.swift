@@ -19,6 +19,15 @@ final class RunningFairway {
         try process.run()
     }
 
+    /// A test that ends early (a failed `#require`) must not leave its process running: it would take CPU
+    /// from every test after it.
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// The HTTP port the process said it listens on.
