@@ -56,10 +56,12 @@ public struct DeadLetterRecord: Sendable, Hashable, Codable {
     public var diedAt: Double?
     /// The source that holds it.
     public var source: String
+    /// Its fairness key (tenant), when it had one: which tenant's jobs are dying.
+    public var fairnessKey: String?
 
     public init(
         id: String, queue: String, type: String, payload: String, attempts: Int, reason: String, enqueuedAt: Double?,
-        diedAt: Double?, source: String
+        diedAt: Double?, source: String, fairnessKey: String? = nil
     ) {
         self.id = id
         self.queue = queue
@@ -70,6 +72,7 @@ public struct DeadLetterRecord: Sendable, Hashable, Codable {
         self.enqueuedAt = enqueuedAt
         self.diedAt = diedAt
         self.source = source
+        self.fairnessKey = fairnessKey
     }
 }
 

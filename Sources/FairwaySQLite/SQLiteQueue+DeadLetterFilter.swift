@@ -26,7 +26,7 @@ extension SQLiteQueue: DeadLetterInspecting {
         try lock.withLock {
             try connection.query(
                 """
-                SELECT id, queue, type, substr(payload, 1, 65536), attempts, reason, enqueued_at, died_at
+                SELECT id, queue, type, substr(payload, 1, 65536), attempts, reason, enqueued_at, died_at, fairness_key
                 FROM dead_jobs WHERE \(Self.filterClause) ORDER BY id DESC LIMIT ?7 OFFSET ?8
                 """,
                 Self.bindings(filter) + [.int(Int64(max(0, limit))), .int(Int64(max(0, offset)))]
@@ -34,7 +34,8 @@ extension SQLiteQueue: DeadLetterInspecting {
                 DeadLetterRecord(
                     id: String($0.int64(0)), queue: $0.text(1) ?? "", type: $0.text(2) ?? "",
                     payload: String(decoding: $0.blob(3), as: UTF8.self), attempts: $0.int(4), reason: $0.text(5) ?? "",
-                    enqueuedAt: Double($0.int64(6)) / 1000, diedAt: Double($0.int64(7)) / 1000, source: "sqlite")
+                    enqueuedAt: Double($0.int64(6)) / 1000, diedAt: Double($0.int64(7)) / 1000, source: "sqlite",
+                    fairnessKey: $0.text(8))
             }
         }
     }

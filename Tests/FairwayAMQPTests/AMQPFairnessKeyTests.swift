@@ -97,4 +97,34 @@ struct AMQPFairnessKeyTests {
         #expect(starts.filter { $0.key == "fails" }.map(\.attempt).sorted() == [1, 2])
         #expect(starts.filter { $0.key == nil }.count == 2)
     }
+
+    @Test("a dead letter keeps its key: the record names it, and requeued it runs under it")
+    func deadLettersKeepTheirKey() throws {
+        try #require(Broker.ready, "the RabbitMQ broker could not be started")
+        let queue = TestQueues().name("keyed")
+        let starts = Shared<[Start]>([])
+        let harness = try AMQPHarness(
+            workers: 1, queues: [QueueDefinition(name: queue, retry: quickRetry(3), credit: 8, keys: KeyFairness())],
+            register: { registry in
+                registry.register(JobName<[String: Int]>("keyed")) { _, context in
+                    let first = starts.update { starts -> Bool in
+                        starts.append(Start(key: context.fairnessKey, attempt: context.attempt))
+                        return starts.count == 1
+                    }
+                    if first { throw JobError.permanent("not yet") }
+                }
+            })
+        try Broker.publish([NewJob(queue: queue, type: "keyed", fairnessKey: "acme")])
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(5)) }
+        let filter = DeadLetterFilter(queue: queue)
+        #expect(
+            try eventually(timeout: 30) {
+                try harness.source.deadLetters(matching: filter, limit: 10, offset: 0).count == 1
+            })
+        #expect(try harness.source.deadLetters(matching: filter, limit: 10, offset: 0).map(\.fairnessKey) == ["acme"])
+        #expect(try harness.source.requeueDeadLetters(matching: filter) == 1)
+        #expect(eventually(timeout: 30) { starts.read().count == 2 })
+        #expect(starts.read().map(\.key) == ["acme", "acme"])
+    }
 }

@@ -101,6 +101,8 @@ struct TenantFairnessTests {
         try harness.file.enqueue(NewJob(queue: "mail", type: "flaky", payload: Array("{}".utf8), fairnessKey: "acme"))
         #expect(try eventually { try harness.stats("mail").dead == 1 })
         #expect(try harness.file.deadLetters(queue: "mail").map(\.fairnessKey) == ["acme"])
+        let records = try harness.file.deadLetters(matching: DeadLetterFilter(queue: "mail"), limit: 10, offset: 0)
+        #expect(records.map(\.fairnessKey) == ["acme"], "the HTTP record names the tenant too")
         #expect(try harness.file.requeueDeadLetters(queue: "mail") == 1)
         #expect(try eventually { try harness.stats("mail").completed == 1 })
         #expect(runs.read() == ["acme", "acme"], "the requeued job ran under \(runs.read())")
