@@ -33,6 +33,7 @@ extension SQLiteSource {
                 if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
             }
             if !hints.isEmpty { nextDelayedDue = (try? earliestDelayed()) ?? nextDelayedDue }
+            checkFileIdentity()
             do {
                 let changed = try checkForOtherWriters()
                 runFullProbeIfDue()
@@ -105,7 +106,9 @@ extension SQLiteSource {
     /// turned into a monotonic deadline here, so a stepped system clock cannot stall or spin the wait.
     func nextWake() -> UInt64 {
         let now = Milliseconds.now
-        let tick = watcher == nil || !watchArmed ? options.changeCheckInterval : options.watchedCheckInterval
+        // A lost file cannot be watched, and nobody else can write to it: no short tick for it.
+        let tick =
+            (watcher == nil || !watchArmed) && !fileLost ? options.changeCheckInterval : options.watchedCheckInterval
         var wake = now + max(1, Int64(tick.seconds * 1000))
         if let due = nextDelayedDue { wake = min(wake, due) }
         wake = min(wake, nextLeaseRenewal)

@@ -23,7 +23,7 @@ import NIOConcurrencyHelpers
 /// `SQLiteSource+StoreLoop.swift`, the transaction it commits (settlements and claims) in
 /// `SQLiteSource+Commit.swift`, leases and dead consumers in `SQLiteSource+Leases.swift`. Members are
 /// internal so that those files can share them; the comment on each says which thread may touch it.
-public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Sendable {
+public final class SQLiteSource: JobSource, QueueDepthReporting, ConnectionReporting, @unchecked Sendable {
     // Unchecked Sendable: members shared between threads are guarded by `monitor`; the others belong to the store thread (each comment says which).
     /// How the source runs.
     public struct Options: Sendable {
@@ -71,6 +71,15 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
     /// Whether the watch is armed and has not fired since: the store thread arms it again before it waits.
     var watchArmed = true
     var storeState = StoreThreadState.notStarted
+    /// Set while the path no longer names the file this source opened (deleted or replaced).
+    var fileLost = false
+    /// The file the path named when the source started (store thread only).
+    var openedFile: QueueFileIdentity?
+    /// When the store thread next looks at the path (seconds since 1970; store thread only).
+    var nextIdentityCheck: Double = 0
+
+    /// False while the queue file this source opened is no longer at its path: `/readyz` then says so.
+    public var isConnected: Bool { monitor.withLock { !fileLost } }
 
     // Owned by the store thread once started.
     var connection: SQLiteConnection?
@@ -208,6 +217,7 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, @unchecked Send
             guard let self else { throw EnqueueError(index: nil, message: "the queue file's source has stopped") }
             return try self.enqueueThroughStore(jobs)
         }
+        openedFile = QueueFileIdentity(path: path)
         watcher = FileChangeWatcher(paths: [path, path + "-wal"]) { [weak self] in self?.noticeFileChange() }
         if watcher == nil {
             logger.info("cannot watch the queue file; checking it for other writers on a tick instead")

@@ -70,4 +70,24 @@ struct SQLiteSourceStartTests {
         #expect(consumer.first?.0 == ProcessInfo.processInfo.hostName)
         #expect(consumer.first?.1 == Int(getpid()))
     }
+
+    @Test("a queue file deleted or replaced under a running source makes it not ready, and back when it returns")
+    func fileDeletedOrReplaced() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        _ = try SQLiteQueue(path: path)
+        let source = try SQLiteSource(path: path)
+        try source.start(queues: [QueueBinding(id: QueueID(0), name: "q", credit: 4)], sink: RecordingSink())
+        defer { source.close() }
+        #expect(source.isConnected)
+        let aside = folder.path("aside.db")
+        try FileManager.default.moveItem(atPath: path, toPath: aside)
+        #expect(eventually(timeout: 10) { !source.isConnected }, "a deleted file")
+        try FileManager.default.moveItem(atPath: aside, toPath: path)
+        #expect(eventually(timeout: 10) { source.isConnected }, "the same file back")
+        // Replaced: another file at the path, as a restore from a backup copied over it would leave.
+        try FileManager.default.moveItem(atPath: path, toPath: aside)
+        try FileManager.default.copyItem(atPath: aside, toPath: path)
+        #expect(eventually(timeout: 10) { !source.isConnected }, "another file at the path")
+    }
 }
