@@ -95,8 +95,7 @@ extension SQLiteSource {
         unkeyedAfter = nil
         let retried = settlements.contains { if case .retry = $0.settlement { true } else { false } }
         if delayedAdded || retried || promote {
-            // When the read fails, a promotion a second from now reads it again.
-            nextDelayedDue = (try? earliestDelayed()) ?? min(nextDelayedDue ?? .max, now + 1000)
+            refreshNextDelayedDue(now: now)
         }
         return claimed
     }
@@ -353,6 +352,17 @@ extension SQLiteSource {
         ) { $0.text(0) ?? "" }
         for name in Set(queues) {
             if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
+        }
+    }
+
+    /// Reads when the next delayed job is due: nil when none is. When the read fails, a promotion a second
+    /// from now reads it again; never a time already past, which would make the store thread promote
+    /// without waiting, over and over (it did, at a whole core, once every retried job had run).
+    func refreshNextDelayedDue(now: Int64) {
+        do {
+            nextDelayedDue = try earliestDelayed()
+        } catch {
+            nextDelayedDue = now + 1000
         }
     }
 

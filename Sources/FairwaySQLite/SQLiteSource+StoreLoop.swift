@@ -12,6 +12,7 @@ extension SQLiteSource {
     func storeLoop() {
         while true {
             monitor.lock()
+            storeTurns &+= 1
             if idleLocked && !watchArmed { armWatchLocked() }
             let wakeAt = nextWake()
             while idleLocked && MonotonicClock.now < wakeAt {
@@ -32,7 +33,7 @@ extension SQLiteSource {
             for name in hints {
                 if let index = bindingIndex(named: name) { mayHaveWork[index] = true }
             }
-            if !hints.isEmpty { nextDelayedDue = (try? earliestDelayed()) ?? nextDelayedDue }
+            if !hints.isEmpty { refreshNextDelayedDue(now: Milliseconds.now) }
             checkFileIdentity()
             do {
                 let changed = try checkForOtherWriters()

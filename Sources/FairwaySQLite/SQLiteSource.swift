@@ -71,6 +71,8 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, ConnectionRepor
     /// Whether the watch is armed and has not fired since: the store thread arms it again before it waits.
     var watchArmed = true
     var storeState = StoreThreadState.notStarted
+    /// Turns of the store thread's loop: tests read it to see that an idle source waits.
+    var storeTurns = 0
     /// Set while the path no longer names the file this source opened (deleted or replaced).
     var fileLost = false
     /// The file the path named when the source started (store thread only).
