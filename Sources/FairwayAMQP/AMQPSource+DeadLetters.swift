@@ -96,9 +96,7 @@ extension AMQPSource: DeadLetterInspecting {
                     type: message.type ?? "", payload: String(decoding: message.body.prefix(65_536), as: UTF8.self),
                     attempts: message.attempts ?? 0, reason: message.reason ?? "",
                     enqueuedAt: message.timestamp.map(Double.init), diedAt: nil, source: name,
-                    fairnessKey: message.fairnessKey.flatMap {
-                        $0.isEmpty || $0.utf8.count > FairnessKeyHeader.maxBytes ? nil : $0
-                    })
+                    fairnessKey: FairnessKeyHeader.valid(message.fairnessKey))
                 guard Self.matches(record, filter), served.contains(record.queue) else { continue }
                 if try visit(connection, channel, message, record) { return }
             }

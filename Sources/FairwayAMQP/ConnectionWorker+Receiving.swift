@@ -83,13 +83,13 @@ extension ConnectionWorker {
     /// with a warning, and the job runs without a key: a key only orders jobs, it is never worth losing one.
     func validatedFairnessKey(_ message: ReceivedMessage, queue: String) -> String? {
         guard let key = message.fairnessKey, !key.isEmpty else { return nil }
-        guard key.utf8.count <= FairnessKeyHeader.maxBytes, !key.contains("\u{FFFD}") else {
+        guard let valid = FairnessKeyHeader.valid(key) else {
             logger.warning(
                 "ignored an x-fairway-key header: a key is UTF-8 text of at most 255 bytes; the job runs without one",
                 metadata: ["queue": "\(queue)", "bytes": "\(key.utf8.count)"])
             return nil
         }
-        return key
+        return valid
     }
 
     /// The attempts a retry copy says were made before it (`x-fairway-attempt`), when Fairway wrote them: an

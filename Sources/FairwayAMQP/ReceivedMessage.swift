@@ -39,6 +39,12 @@ enum FairnessKeyHeader {
     /// The longest key kept; a longer one is dropped (the job runs without a key) and the drop is logged.
     static let maxBytes = 255
 
+    /// `key` when it is one: non-empty UTF-8 text of at most ``maxBytes``; nil otherwise.
+    static func valid(_ key: String?) -> String? {
+        guard let key, !key.isEmpty, key.utf8.count <= maxBytes, !key.contains("\u{FFFD}") else { return nil }
+        return key
+    }
+
     /// The header for a key, to put on a message (nothing for no key).
     static func headers(_ key: String?) -> [(String, AMQPConnection.QueueArgument)] {
         key.map { [(name, .string($0))] } ?? []
