@@ -79,6 +79,12 @@ extension SQLiteQueue {
         ).run([.int(id), .text(queues)])
     }
 
+    /// The SQL for the key a job of `queue` is written with: `key`, or '' when it has none and the queue is
+    /// declared keyed (the key the claim's walk of keys finds unkeyed jobs under). Both are SQL expressions.
+    static func fairnessKey(_ key: String, queue: String) -> String {
+        "coalesce(\(key), (SELECT '' FROM declared_queues WHERE declared_queues.queue = \(queue) AND keyed = 1))"
+    }
+
     /// Names as the JSON list ``giveUnkeyedJobsAKey(queues:after:in:)`` binds.
     static func jsonList(_ names: [String]) -> String {
         String(decoding: (try? JSONEncoder().encode(names)) ?? Data("[]".utf8), as: UTF8.self)

@@ -66,7 +66,7 @@ extension SQLiteQueue: DeadLetterInspecting {
                         queue, type, payload, priority, state, available_at, attempts, last_error, enqueued_at,
                         fairness_key)
                     SELECT queue, type, payload, priority, 0, ?7, 0, reason, enqueued_at,
-                        coalesce(fairness_key, (SELECT '' FROM declared_queues d WHERE d.queue = dead_jobs.queue AND keyed = 1))
+                        \(Self.fairnessKey("dead_jobs.fairness_key", queue: "dead_jobs.queue"))
                     FROM dead_jobs
                     WHERE \(Self.filterClause) RETURNING queue
                     """,

@@ -132,8 +132,7 @@ public final class SQLiteQueue: @unchecked Sendable {
         let insert = try connection.cached(
             """
             INSERT INTO jobs(queue, type, payload, priority, state, available_at, attempts, enqueued_at, fairness_key)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7,
-                coalesce(?8, (SELECT '' FROM declared_queues WHERE queue = ?1 AND keyed = 1)))
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, \(Self.fairnessKey("?8", queue: "?1")))
             RETURNING id
             """
         )
@@ -234,13 +233,9 @@ public final class SQLiteQueue: @unchecked Sendable {
                 var result: [String: QueueFileStats] = [:]
                 var oldest: [String: Int64] = [:]
                 let ready = try connection.query(Self.readyCounts) { ($0.text(0) ?? "", $0.int(1), $0.int64(2)) }
-                for (queue, count, firstID) in ready {
+                for (queue, count, waitingSince) in ready {
                     result[queue, default: QueueFileStats()].ready += count
-                    if let waiting = try connection.query(
-                        "SELECT available_at FROM jobs WHERE id = ?1", [.int(firstID)], row: { $0.int64(0) }
-                    ).first {
-                        oldest[queue] = min(oldest[queue] ?? .max, waiting)
-                    }
+                    oldest[queue] = min(oldest[queue] ?? .max, waitingSince)
                 }
                 // Delayed jobs whose time has come count as ready: the next claim promotes them.
                 let delayed = try connection.query(Self.delayedCounts, [.int(now)]) {
@@ -282,8 +277,13 @@ public final class SQLiteQueue: @unchecked Sendable {
         }
     }
 
-    /// Ready jobs per queue and the first enqueued, from the ready index alone.
-    static let readyCounts = "SELECT queue, count(*), min(id) FROM jobs WHERE state = 0 GROUP BY queue"
+    /// Ready jobs per queue from the ready index alone, and since when the first enqueued has waited (one
+    /// row looked up per queue).
+    static let readyCounts = """
+        SELECT ready.queue, ready.count, first.available_at
+        FROM (SELECT queue, count(*) AS count, min(id) AS id FROM jobs WHERE state = 0 GROUP BY queue) AS ready
+        JOIN jobs AS first ON first.id = ready.id
+        """
     /// Delayed jobs per queue, those due and those not, from the delayed index.
     static let delayedCounts = """
         SELECT queue, available_at <= ?1 AS due, count(*), min(available_at) FROM jobs
