@@ -1,3 +1,5 @@
+import Foundation
+
 /// Writes and reads the JSON header of a worker message.
 ///
 /// Headers are flat JSON objects of strings and numbers, four per job. `JSONEncoder` and `JSONDecoder`
@@ -11,6 +13,12 @@ enum WorkerHeaderCodec {
     static func encode(_ message: WorkerMessage) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(192)
+        encode(message, to: &out)
+        return out
+    }
+
+    /// Appends the header of `message` to `out`.
+    static func encode(_ message: WorkerMessage, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
         appendKey("kind", first: true, to: &out)
         appendString(message.kind.rawValue, to: &out)
@@ -24,12 +32,13 @@ enum WorkerHeaderCodec {
         if let value = message.attempt { appendNumber("attempt", String(value), to: &out) }
         if let value = message.maxAttempts { appendNumber("maxAttempts", String(value), to: &out) }
         if let value = message.timeoutSeconds, value.isFinite {
-            appendNumber("timeoutSeconds", String(value), to: &out)
+            // A whole number of seconds as an integer: shorter, and read without a detour through text.
+            let whole = abs(value) < 1e15 && value == value.rounded()
+            appendNumber("timeoutSeconds", whole ? String(Int(value)) : String(value), to: &out)
         }
         if let value = message.outcome { appendField("outcome", value.rawValue, to: &out) }
         if let value = message.reason { appendField("reason", value, to: &out) }
         out.append(UInt8(ascii: "}"))
-        return out
     }
 
     private static func appendKey(_ key: String, first: Bool = false, to out: inout [UInt8]) {
@@ -51,6 +60,12 @@ enum WorkerHeaderCodec {
 
     private static func appendString(_ value: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Most strings (ids, queue names, job types) need no escape: copied whole.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: value.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)
@@ -78,7 +93,51 @@ enum WorkerHeaderCodec {
         case other(String)
     }
 
+    /// The header fields this version knows; any other key is skipped.
+    private enum Field: CaseIterable {
+        case kind, `protocol`, pid, pipeline, id, queue, key, jobType, attempt, maxAttempts, timeoutSeconds, outcome
+        case reason
+
+        var name: String {
+            switch self {
+            case .kind: "kind"
+            case .protocol: "protocol"
+            case .pid: "pid"
+            case .pipeline: "pipeline"
+            case .id: "id"
+            case .queue: "queue"
+            case .key: "key"
+            case .jobType: "jobType"
+            case .attempt: "attempt"
+            case .maxAttempts: "maxAttempts"
+            case .timeoutSeconds: "timeoutSeconds"
+            case .outcome: "outcome"
+            case .reason: "reason"
+            }
+        }
+
+        /// Each field with its name's bytes: keys are matched as bytes, with no string made for them.
+        static let byName: [(field: Field, bytes: [UInt8])] = allCases.map { ($0, Array($0.name.utf8)) }
+
+        init?(_ bytes: UnsafeBufferPointer<UInt8>) {
+            for entry in Self.byName where entry.bytes.count == bytes.count {
+                if entry.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) })
+                    == 0
+                {
+                    self = entry.field
+                    return
+                }
+            }
+            return nil
+        }
+    }
+
     static func decode(_ bytes: [UInt8]) throws(WorkerProtocolError) -> WorkerMessage {
+        try bytes.withUnsafeBufferPointer { (pointer) throws(WorkerProtocolError) in try decode(pointer) }
+    }
+
+    /// Reads a header in place, from the bytes the channel read.
+    static func decode(_ bytes: UnsafeBufferPointer<UInt8>) throws(WorkerProtocolError) -> WorkerMessage {
         var reader = Reader(bytes: bytes)
         var kind: WorkerMessage.Kind?
         var message = WorkerMessage(kind: .hello)
@@ -90,37 +149,13 @@ enum WorkerHeaderCodec {
         } else {
             while true {
                 reader.skipSpace()
-                let key = try reader.string()
+                let field = try reader.field()
                 reader.skipSpace()
                 try reader.expect(UInt8(ascii: ":"))
                 reader.skipSpace()
                 let value = try reader.value()
-                switch key {
-                case "kind":
-                    let text = try string(value, key)
-                    guard let known = text.flatMap(WorkerMessage.Kind.init(rawValue:)) else {
-                        throw .malformed("unknown kind '\(text ?? "null")'")
-                    }
-                    kind = known
-                case "protocol": message.protocol = try integer(value, key)
-                case "pid": message.pid = try integer(value, key).map { Int32(truncatingIfNeeded: $0) }
-                case "pipeline": message.pipeline = try integer(value, key)
-                case "id": message.id = try string(value, key)
-                case "queue": message.queue = try string(value, key)
-                case "key": message.key = try string(value, key)
-                case "jobType": message.jobType = try string(value, key)
-                case "attempt": message.attempt = try integer(value, key)
-                case "maxAttempts": message.maxAttempts = try integer(value, key)
-                case "timeoutSeconds": message.timeoutSeconds = try number(value, key)
-                case "outcome":
-                    let text = try string(value, key)
-                    guard let text else { break }
-                    guard let outcome = WorkerMessage.Outcome(rawValue: text) else {
-                        throw .malformed("unknown outcome '\(text)'")
-                    }
-                    message.outcome = outcome
-                case "reason": message.reason = try string(value, key)
-                default: break
+                if let field {
+                    try store(value, as: field, in: &message, kind: &kind)
                 }
                 reader.skipSpace()
                 if reader.peek() == UInt8(ascii: ",") {
@@ -136,6 +171,39 @@ enum WorkerHeaderCodec {
         guard let kind else { throw .malformed("header without a kind") }
         message.kind = kind
         return message
+    }
+
+    /// Sets the field a known key names, checking the value's type.
+    private static func store(
+        _ value: Value, as field: Field, in message: inout WorkerMessage, kind: inout WorkerMessage.Kind?
+    ) throws(WorkerProtocolError) {
+        let key = field.name
+        switch field {
+        case .kind:
+            let text = try string(value, key)
+            guard let known = text.flatMap(WorkerMessage.Kind.init(rawValue:)) else {
+                throw .malformed("unknown kind '\(text ?? "null")'")
+            }
+            kind = known
+        case .protocol: message.protocol = try integer(value, key)
+        case .pid: message.pid = try integer(value, key).map { Int32(truncatingIfNeeded: $0) }
+        case .pipeline: message.pipeline = try integer(value, key)
+        case .id: message.id = try string(value, key)
+        case .queue: message.queue = try string(value, key)
+        case .key: message.key = try string(value, key)
+        case .jobType: message.jobType = try string(value, key)
+        case .attempt: message.attempt = try integer(value, key)
+        case .maxAttempts: message.maxAttempts = try integer(value, key)
+        case .timeoutSeconds: message.timeoutSeconds = try number(value, key)
+        case .outcome:
+            let text = try string(value, key)
+            guard let text else { break }
+            guard let outcome = WorkerMessage.Outcome(rawValue: text) else {
+                throw .malformed("unknown outcome '\(text)'")
+            }
+            message.outcome = outcome
+        case .reason: message.reason = try string(value, key)
+        }
     }
 
     private static func string(_ value: Value, _ key: String) throws(WorkerProtocolError) -> String? {
@@ -164,7 +232,7 @@ enum WorkerHeaderCodec {
 
     /// A cursor over the header's bytes.
     private struct Reader {
-        let bytes: [UInt8]
+        let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
 
         func peek() -> UInt8? { index < bytes.count ? bytes[index] : nil }
@@ -270,6 +338,22 @@ enum WorkerHeaderCodec {
                 default: index += 1
                 }
             } while depth > 0
+        }
+
+        /// A key: the field it names, or nil for a key this version does not know.
+        mutating func field() throws(WorkerProtocolError) -> Field? {
+            let start = index + 1
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") {
+                end += 1
+            }
+            if peek() == UInt8(ascii: "\""), end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+                index = end + 1
+                return Field(UnsafeBufferPointer(rebasing: bytes[start..<end]))
+            }
+            // Escapes in a key: unusual, read the long way.
+            let text = try string()
+            return Field.allCases.first { $0.name == text }
         }
 
         mutating func string() throws(WorkerProtocolError) -> String {

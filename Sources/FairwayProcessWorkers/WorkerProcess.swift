@@ -143,6 +143,7 @@ public final class WorkerProcess: @unchecked Sendable {
             }
             process.pipeline = min(offered, ProcessWorkerSettings.maxPipelineDepth)
             process.channel.makeOutputNonBlocking()
+            process.channel.yieldsBeforeSleeping = WorkerChannel.standardYields
         } catch let error as WorkerStartError {
             throw error
         } catch {

@@ -108,9 +108,18 @@ public final class WorkerChannel: @unchecked Sendable {
     // Unchecked Sendable: one reader and one writer at a time (above): the supervisor hands the channel from thread to thread with the job, never shares it.
     /// The largest header accepted; anything bigger is a protocol error, not an allocation.
     public static let maxHeaderBytes = 1 << 20
+    /// The ``yieldsBeforeSleeping`` of Fairway's own ends of the pipes, the supervisor's and the Swift
+    /// worker's: with no-op jobs in 8 workers on 2 cores, 2 to 64 yields on both sides were 10 % faster
+    /// than none, and yielding on one side only was slower.
+    public static let standardYields = 4
     /// The largest body (payload) accepted.
     public static let maxBodyBytes = 256 << 20
 
+    /// How many times a read looks at the pipe, yielding the processor in between, before it sleeps in the
+    /// kernel until the other side writes. On a busy machine the other side usually writes within a few
+    /// yields, and a thread that never slept needs no wake-up: waking a sleeping reader was the largest
+    /// single cost of a short job in a worker process (docs/benchmarks.md). 0: sleep at once.
+    public var yieldsBeforeSleeping = 0
     public let input: Int32
     public let output: Int32
     private var buffer: [UInt8] = []
@@ -130,14 +139,13 @@ public final class WorkerChannel: @unchecked Sendable {
 
     /// Writes one message: header and body in a single write where they fit. Waits until the pipe took it.
     public func send(_ message: WorkerMessage, body: [UInt8] = []) throws(WorkerProtocolError) {
-        var frame = Self.frame(message, body: body)
-        if pendingOutput.count > pendingStart {
-            // Behind what is queued, so that messages keep their order.
-            frame.insert(contentsOf: pendingOutput[pendingStart...], at: 0)
+        // Behind what is queued, so that messages keep their order.
+        Self.appendFrame(message, body: body, to: &pendingOutput)
+        defer {
             pendingOutput.removeAll(keepingCapacity: true)
             pendingStart = 0
         }
-        try writeAll(frame)
+        try writeAll(pendingOutput, from: pendingStart)
     }
 
     /// Queues one message and writes what the pipe takes now without waiting; the rest is written while
@@ -145,7 +153,7 @@ public final class WorkerChannel: @unchecked Sendable {
     /// while its worker blocks on a full pipe of results: the deadlock of two pipes both full. Needs
     /// ``makeOutputNonBlocking()``.
     public func enqueue(_ message: WorkerMessage, body: [UInt8] = []) {
-        pendingOutput.append(contentsOf: Self.frame(message, body: body))
+        Self.appendFrame(message, body: body, to: &pendingOutput)
         flushPending()
     }
 
@@ -158,7 +166,7 @@ public final class WorkerChannel: @unchecked Sendable {
     /// Queues one message without writing it: it goes out with the next flush, or before the channel waits
     /// to read. A supervisor queues the jobs it sends ahead together, so that one write carries them all.
     public func hold(_ message: WorkerMessage, body: [UInt8] = []) {
-        pendingOutput.append(contentsOf: Self.frame(message, body: body))
+        Self.appendFrame(message, body: body, to: &pendingOutput)
     }
 
     /// Makes writes to `output` return instead of waiting when the pipe is full, as ``enqueue(_:body:)``
@@ -169,14 +177,22 @@ public final class WorkerChannel: @unchecked Sendable {
 
     /// One message as it travels: lengths, header, body.
     static func frame(_ message: WorkerMessage, body: [UInt8]) -> [UInt8] {
-        let header = WorkerHeaderCodec.encode(message)
         var frame: [UInt8] = []
-        frame.reserveCapacity(8 + header.count + body.count)
-        appendLength(header.count, to: &frame)
-        frame.append(contentsOf: header)
+        appendFrame(message, body: body, to: &frame)
+        return frame
+    }
+
+    /// Appends one message as it travels, encoded in place: no copy of its own.
+    static func appendFrame(_ message: WorkerMessage, body: [UInt8], to frame: inout [UInt8]) {
+        let lengthAt = frame.count
+        appendLength(0, to: &frame)
+        WorkerHeaderCodec.encode(message, to: &frame)
+        let headerLength = UInt32(truncatingIfNeeded: frame.count - lengthAt - 4)
+        for shift in 0..<4 {
+            frame[lengthAt + shift] = UInt8(truncatingIfNeeded: headerLength >> (24 - 8 * shift))
+        }
         appendLength(body.count, to: &frame)
         frame.append(contentsOf: body)
-        return frame
     }
 
     /// Reads the next message; throws `.closed` at a clean end of input between messages. With a
@@ -190,14 +206,18 @@ public final class WorkerChannel: @unchecked Sendable {
         guard headerLength <= Self.maxHeaderBytes else {
             throw .malformed("header of \(headerLength) bytes exceeds \(Self.maxHeaderBytes)")
         }
-        let header = try readBytes(headerLength)
+        try waitAvailable(headerLength)
+        // Decoded where it was read, with no copy of its own.
         let message: WorkerMessage
         do {
-            message = try WorkerHeaderCodec.decode(header)
+            message = try buffer.withUnsafeBufferPointer { (bytes) throws(WorkerProtocolError) in
+                try WorkerHeaderCodec.decode(UnsafeBufferPointer(rebasing: bytes[start..<start + headerLength]))
+            }
         } catch {
-            let text = String(decoding: header.prefix(200), as: UTF8.self)
+            let text = String(decoding: buffer[start..<start + min(headerLength, 200)], as: UTF8.self)
             throw .malformed("header is not a worker message (\(error)): \(text)")
         }
+        consume(headerLength)
         let bodyLength = try readLength(allowEnd: false)
         guard bodyLength <= Self.maxBodyBytes else {
             throw .malformed("body of \(bodyLength) bytes exceeds \(Self.maxBodyBytes)")
@@ -226,18 +246,27 @@ public final class WorkerChannel: @unchecked Sendable {
     private var available: Int { buffer.count - start }
 
     private func readBytes(_ count: Int) throws(WorkerProtocolError) -> [UInt8] {
+        try waitAvailable(count)
+        let bytes = Array(buffer[start..<start + count])
+        consume(count)
+        return bytes
+    }
+
+    /// Reads until `count` bytes are in the buffer.
+    private func waitAvailable(_ count: Int) throws(WorkerProtocolError) {
         while available < count {
             guard try fill() else {
                 throw available == 0 && count > 0 ? .closed : .malformed("input ended inside a message")
             }
         }
-        let bytes = Array(buffer[start..<start + count])
+    }
+
+    private func consume(_ count: Int) {
         start += count
         if start == buffer.count {
             buffer.removeAll(keepingCapacity: true)
             start = 0
         }
-        return bytes
     }
 
     /// Reads what is there into the buffer; false at end of input.
@@ -251,6 +280,8 @@ public final class WorkerChannel: @unchecked Sendable {
                 try writePendingUntilReadable()
             } else if let deadline {
                 try waitReadable(until: deadline)
+            } else {
+                yieldUntilReadable()
             }
             let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if count > 0 {
@@ -260,6 +291,17 @@ public final class WorkerChannel: @unchecked Sendable {
             if count == 0 { return false }
             if errno == EINTR { continue }
             throw .io(String(cString: strerror(errno)))
+        }
+    }
+
+    /// Gives the other side ``yieldsBeforeSleeping`` turns of the processor to write before the blocking
+    /// read that follows; returns as soon as input is there. Never spins: each turn yields.
+    private func yieldUntilReadable() {
+        guard yieldsBeforeSleeping > 0 else { return }
+        var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
+        for _ in 0..<yieldsBeforeSleeping {
+            if poll(&descriptor, 1, 0) != 0 { return }
+            sched_yield()
         }
     }
 
@@ -321,8 +363,8 @@ public final class WorkerChannel: @unchecked Sendable {
         }
     }
 
-    private func writeAll(_ bytes: [UInt8]) throws(WorkerProtocolError) {
-        var offset = 0
+    private func writeAll(_ bytes: [UInt8], from start: Int) throws(WorkerProtocolError) {
+        var offset = start
         while offset < bytes.count {
             let count = bytes.withUnsafeBytes { write(output, $0.baseAddress! + offset, $0.count - offset) }
             if count > 0 {

@@ -80,6 +80,65 @@ struct WorkerProtocolTests {
         #expect(try JSONDecoder().decode(WorkerMessage.self, from: Data(raw[4..<(4 + length)])) == job)
     }
 
+    @Test("keys are matched whole, escaped or not; a whole timeout travels as an integer, a fraction as written")
+    func keysAndTimeouts() throws {
+        // An escaped key names its field; keys that only begin or end like one are unknown, and skipped.
+        let escaped = try Self.decode(#"{"k\u0069nd":"result","i\u0064":"9","ids":"x","d":"y","outcomes":"z"}"#)
+        #expect(escaped.kind == .result && escaped.id == "9" && escaped.outcome == nil)
+        #expect(try Self.decode(#"{"kind":"job","timeoutSeconds":30}"#).timeoutSeconds == 30)
+
+        let fds = try Self.pipePair()
+        defer { Self.closePair(fds) }
+        let channel = WorkerChannel(input: fds[0], output: fds[1])
+        var whole = Self.job("render", id: "1")
+        whole.timeoutSeconds = 30
+        var fraction = Self.job("render", id: "2")
+        fraction.timeoutSeconds = 0.25
+        channel.hold(whole)
+        try channel.send(fraction)
+        var raw = [UInt8](repeating: 0, count: 4096)
+        let count = read(fds[0], &raw, raw.count)
+        let text = String(decoding: raw[0..<max(count, 0)], as: UTF8.self)
+        #expect(text.contains(#""timeoutSeconds":30}"#) && text.contains(#""timeoutSeconds":0.25}"#), "\(text)")
+        #expect(text.range(of: #""id":"1""#)!.lowerBound < text.range(of: #""id":"2""#)!.lowerBound)
+        // Read back through a channel: both intact, in the order sent.
+        #expect(write(fds[1], raw, count) == count)
+        #expect(try channel.receive().0 == whole)
+        #expect(try channel.receive().0 == fraction)
+    }
+
+    @Test("a reader that yields before sleeping still sleeps: waiting costs no processor time")
+    func yieldingReaderSleeps() throws {
+        let fds = try Self.pipePair()
+        defer { Self.closePair(fds) }
+        let channel = WorkerChannel(input: fds[0], output: fds[1])
+        channel.yieldsBeforeSleeping = WorkerChannel.standardYields
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var received: WorkerMessage?
+        nonisolated(unsafe) var busy = Duration.zero
+        let reader = Thread {
+            let before = Self.threadTime()
+            received = try? channel.receive().0
+            busy = Self.threadTime() - before
+            done.signal()
+        }
+        reader.start()
+        Thread.sleep(forTimeInterval: 0.3)
+        let writer = WorkerChannel(input: fds[0], output: fds[1])
+        try writer.send(.result(id: "late", outcome: .success))
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(received?.id == "late")
+        // A reader that spun instead of sleeping would have used most of the 300 ms.
+        #expect(busy < .milliseconds(30), "the reader used \(busy) of processor time while it waited")
+    }
+
+    /// Processor time the calling thread has used.
+    static func threadTime() -> Duration {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
+    }
+
     @Test(
         "a header with a wrong type, no kind or broken JSON is a protocol error naming what is wrong",
         arguments: [
