@@ -35,6 +35,7 @@ public enum ProcessWorkerMain {
         let protocolOutput = dup(1)
         guard protocolOutput >= 0, dup2(2, 1) >= 0 else { return 70 }
         let channel = WorkerChannel(input: 0, output: protocolOutput)
+        channel.makeInputNonBlocking()
         channel.yieldsBeforeSleeping = WorkerChannel.standardYields
         let logger = Logger(label: "fairway.worker") { StreamLogHandler.standardError(label: $0) }
 

@@ -56,8 +56,13 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// Marks which queue's job the worker runs now (nil: none), for the lines its stderr relay hands on.
     func running(queue: String?) {
-        stderrRelay?.runningQueue.withLockedValue { $0 = queue }
+        // Once per job: the lock only when the queue changes (a pipeline of one queue's jobs never takes it).
+        guard let stderrRelay, queue != runningQueue else { return }
+        runningQueue = queue
+        stderrRelay.runningQueue.withLockedValue { $0 = queue }
     }
+    /// What `running(queue:)` last told the relay; touched only by the thread that has the process.
+    private var runningQueue: String?
 
     /// Starts a worker and waits for its hello. `command` empty means this program, re-executed; `directory`
     /// is the folder it starts in (nil: ours), against which a relative program path is resolved. With a
@@ -143,6 +148,7 @@ public final class WorkerProcess: @unchecked Sendable {
             }
             process.pipeline = min(offered, ProcessWorkerSettings.maxPipelineDepth)
             process.channel.makeOutputNonBlocking()
+            process.channel.makeInputNonBlocking()
             process.channel.yieldsBeforeSleeping = WorkerChannel.standardYields
         } catch let error as WorkerStartError {
             throw error

@@ -169,6 +169,14 @@ public final class WorkerChannel: @unchecked Sendable {
         Self.appendFrame(message, body: body, to: &pendingOutput)
     }
 
+    /// Makes reads of `input` return at once when the pipe is empty: a read that finds input then costs one
+    /// system call, not a poll and a read, and the channel waits with `poll` only when there is none.
+    public func makeInputNonBlocking() {
+        _ = fcntl(input, F_SETFL, fcntl(input, F_GETFL) | O_NONBLOCK)
+        inputNonBlocking = true
+    }
+    private var inputNonBlocking = false
+
     /// Makes writes to `output` return instead of waiting when the pipe is full, as ``enqueue(_:body:)``
     /// needs; ``send(_:body:)`` still waits.
     public func makeOutputNonBlocking() {
@@ -280,8 +288,9 @@ public final class WorkerChannel: @unchecked Sendable {
                 try writePendingUntilReadable()
             } else if let deadline {
                 try waitReadable(until: deadline)
-            } else {
-                yieldUntilReadable()
+            } else if !inputNonBlocking, yieldsBeforeSleeping > 0 {
+                var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
+                if poll(&descriptor, 1, 0) == 0 { _ = yieldUntilReadable() }
             }
             let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if count > 0 {
@@ -290,19 +299,30 @@ public final class WorkerChannel: @unchecked Sendable {
             }
             if count == 0 { return false }
             if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK {
+                // Nothing there yet: a few turns for the other side to write, then sleep until it does.
+                if !yieldUntilReadable() { waitReadable() }
+                continue
+            }
             throw .io(String(cString: strerror(errno)))
         }
     }
 
-    /// Gives the other side ``yieldsBeforeSleeping`` turns of the processor to write before the blocking
-    /// read that follows; returns as soon as input is there. Never spins: each turn yields.
-    private func yieldUntilReadable() {
-        guard yieldsBeforeSleeping > 0 else { return }
+    /// Sleeps until input is readable (or ends).
+    private func waitReadable() {
+        var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
+        while poll(&descriptor, 1, -1) < 0 && errno == EINTR {}
+    }
+
+    /// Gives the other side up to ``yieldsBeforeSleeping`` turns of the processor to write; true as soon as
+    /// input is there. Never spins: each turn yields.
+    private func yieldUntilReadable() -> Bool {
         var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
         for _ in 0..<yieldsBeforeSleeping {
-            if poll(&descriptor, 1, 0) != 0 { return }
             sched_yield()
+            if poll(&descriptor, 1, 0) != 0 { return true }
         }
+        return false
     }
 
     /// Writes what the pipe takes of the queued frames, without waiting. A closed pipe drops them: the

@@ -107,12 +107,15 @@ struct WorkerProtocolTests {
         #expect(try channel.receive().0 == fraction)
     }
 
-    @Test("a reader that yields before sleeping still sleeps: waiting costs no processor time")
-    func yieldingReaderSleeps() throws {
+    @Test(
+        "a reader that yields before sleeping still sleeps: waiting costs no processor time",
+        arguments: [false, true])
+    func yieldingReaderSleeps(nonBlocking: Bool) throws {
         let fds = try Self.pipePair()
         defer { Self.closePair(fds) }
         let channel = WorkerChannel(input: fds[0], output: fds[1])
         channel.yieldsBeforeSleeping = WorkerChannel.standardYields
+        if nonBlocking { channel.makeInputNonBlocking() }
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var received: WorkerMessage?
         nonisolated(unsafe) var busy = Duration.zero
