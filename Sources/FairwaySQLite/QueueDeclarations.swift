@@ -56,9 +56,12 @@ extension SQLiteQueue {
                         .int(declaration.keyed ? 1 : 0),
                     ])
                 }
-                // Jobs enqueued before their queue was declared keyed join the jobs without a key.
-                try Self.giveUnkeyedJobsAKey(
-                    queues: Self.jsonList(declarations.filter(\.keyed).map(\.queue)), after: 0, in: connection)
+                // Jobs enqueued before their queue was declared keyed join the jobs without a key: every job,
+                // or only those written since the last declaration when it already declared these queues keyed.
+                let keyed = declarations.filter(\.keyed).map(\.queue)
+                let after = try Self.keysGivenThrough(keyed, in: connection)
+                try Self.giveUnkeyedJobsAKey(queues: Self.jsonList(keyed), after: after, in: connection)
+                try Self.recordKeysGiven(keyed, in: connection)
                 try connection.cached("INSERT OR REPLACE INTO fairway_meta(key, value) VALUES ('queues_declared', ?)")
                     .run([.text(String(Milliseconds.now))])
             }
@@ -77,6 +80,37 @@ extension SQLiteQueue {
             WHERE id > ?1 AND fairness_key IS NULL AND queue IN (SELECT value FROM json_each(?2))
             """
         ).run([.int(id), .text(queues)])
+    }
+
+    /// The id through which every job of the keyed queues `queues` is known to have a key: the last
+    /// declaration's mark when it declared all of them keyed, else 0. Since that declaration every job
+    /// written to them got a key as it was written (``fairnessKey(_:queue:)``), so a start walks only the
+    /// jobs after the mark, not the whole file (0.08 s a walk at 1.2 M jobs, twice at `fairway run`).
+    static func keysGivenThrough(_ queues: [String], in connection: SQLiteConnection) throws -> Int64 {
+        guard !queues.isEmpty else { return 0 }
+        let rows = try connection.query(
+            """
+            SELECT json_extract(value, '$.through') FROM fairway_meta
+            WHERE key = 'keys_given' AND NOT EXISTS (
+                SELECT 1 FROM json_each(?1) AS wanted WHERE wanted.value NOT IN (
+                    SELECT value FROM json_each(json_extract(fairway_meta.value, '$.queues'))))
+            """,
+            [.text(jsonList(queues))]
+        ) { $0.int(0) }
+        return Int64(rows.first ?? 0)
+    }
+
+    /// Marks every job written so far to the keyed queues `queues` as having a key, with the declaration
+    /// that made them keyed (and in its transaction): the next declaration or consumer start of the same
+    /// queues walks only later jobs. A declaration that drops a queue's keying drops it from the mark, so a
+    /// job written unkeyed meanwhile is walked again when the queue is keyed once more.
+    static func recordKeysGiven(_ queues: [String], in connection: SQLiteConnection) throws {
+        try connection.cached(
+            """
+            INSERT OR REPLACE INTO fairway_meta(key, value)
+            VALUES ('keys_given', json_object('queues', json(?1), 'through', (SELECT coalesce(max(id), 0) FROM jobs)))
+            """
+        ).run([.text(jsonList(queues))])
     }
 
     /// The SQL for the key a job of `queue` is written with: `key`, or '' when it has none and the queue is

@@ -207,7 +207,8 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, ConnectionRepor
             try connection.transaction {
                 try registerConsumer(now: now)
                 try reclaimFromDeadConsumers(now: now, orphans: orphans)
-                try adoptUnkeyedJobs(after: 0)
+                try adoptUnkeyedJobs(
+                    after: SQLiteQueue.keysGivenThrough(keyedQueues.map { queues[$0].name }, in: connection))
             }
         }
         lastDataVersion = try connection.dataVersion()

@@ -169,4 +169,33 @@ struct QueueFileTests {
                 "version \(version): dead letters keep their key")
         }
     }
+
+    @Test(
+        "declaring a queue keyed marks how far its jobs have keys; a later start or declaration walks only later jobs, unless the keying lapsed meanwhile"
+    )
+    func keysGivenMark() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        let file = try SQLiteQueue(path: path)
+        try file.enqueue(NewJob(queue: "mail", type: "noop"))
+        let connection = try SQLiteConnection(path: path, mode: .readWrite)
+        let keyed = QueueDeclaration(queue: "mail", jobTypes: ["noop"], keyed: true)
+        #expect(try SQLiteQueue.keysGivenThrough(["mail"], in: connection) == 0, "nothing declared: walk everything")
+
+        try file.declareQueues([keyed, QueueDeclaration(queue: "other", jobTypes: ["noop"])])
+        #expect(try sqlInt(path, "SELECT count(*) FROM jobs WHERE fairness_key IS NULL") == 0)
+        try file.enqueue(NewJob(queue: "mail", type: "noop"))
+        #expect(try SQLiteQueue.keysGivenThrough(["mail"], in: connection) == 1, "the mark is the last id declared")
+        #expect(try SQLiteQueue.keysGivenThrough(["mail", "other"], in: connection) == 0, "'other' was not keyed")
+        #expect(try sqlInt(path, "SELECT count(*) FROM jobs WHERE fairness_key IS NULL") == 0, "written with ''")
+
+        // Keying lapses: a job written meanwhile has no key, and the next keyed declaration must find it.
+        try file.declareQueues([QueueDeclaration(queue: "mail", jobTypes: ["noop"])])
+        #expect(try SQLiteQueue.keysGivenThrough(["mail"], in: connection) == 0)
+        try file.enqueue(NewJob(queue: "mail", type: "noop"))
+        #expect(try sqlInt(path, "SELECT count(*) FROM jobs WHERE fairness_key IS NULL") == 1)
+        try file.declareQueues([keyed])
+        #expect(try sqlInt(path, "SELECT count(*) FROM jobs WHERE fairness_key IS NULL") == 0)
+        #expect(try SQLiteQueue.keysGivenThrough(["mail"], in: connection) == 3)
+    }
 }
