@@ -300,8 +300,9 @@ public final class WorkerChannel: @unchecked Sendable {
             if count == 0 { return false }
             if errno == EINTR { continue }
             if errno == EAGAIN || errno == EWOULDBLOCK {
-                // Nothing there yet: a few turns for the other side to write, then sleep until it does.
-                if !yieldUntilReadable() { waitReadable() }
+                // Nothing there yet: a few turns for the other side to write, then sleep until it does (with
+                // output queued or a deadline, the top of the loop waits, as it must, for those too).
+                if pendingOutput.count == pendingStart, deadline == nil, !yieldUntilReadable() { waitReadable() }
                 continue
             }
             throw .io(String(cString: strerror(errno)))
