@@ -56,10 +56,10 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// Marks which queue's job the worker runs now (nil: none), for the lines its stderr relay hands on.
     func running(queue: String?) {
-        // Once per job: the lock only when the queue changes (a pipeline of one queue's jobs never takes it).
+        // Once per job: the relay only when the queue changes (a pipeline of one queue's jobs never asks).
         guard let stderrRelay, queue != runningQueue else { return }
         runningQueue = queue
-        stderrRelay.runningQueue.withLockedValue { $0 = queue }
+        stderrRelay.running(queue: queue)
     }
     /// What `running(queue:)` last told the relay; touched only by the thread that has the process.
     private var runningQueue: String?

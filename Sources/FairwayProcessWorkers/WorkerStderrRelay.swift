@@ -1,8 +1,17 @@
 import Foundation
 import NIOConcurrencyHelpers
 
-/// A worker's standard error, read line by line on a thread of its own and handed on with the worker's
-/// pid and the queue of the job it is running, so that a traceback in Fairway's log says whose it is.
+/// A worker's standard error, read line by line and handed on with the worker's pid and the queue of the
+/// job that wrote it, so that a traceback in Fairway's log says whose it is.
+///
+/// A thread of its own reads the pipe as lines come. When the worker has answered every job it was sent,
+/// the supervisor first takes whatever is already in the pipe through ``running(queue:)``: a job writes
+/// its lines before its result, so they are all there by the time its result is read, and none is named
+/// by the next job's queue or none, however late the relay's thread would have woken. That is exact for a
+/// worker given one job at a time. A worker sent jobs ahead (pipelining, only for jobs expected to end
+/// within a few milliseconds) may already run the next one when a result is read, and the two pipes do
+/// not say which line came before which result: there a line may be named by a neighbouring job's queue
+/// when the jobs in the pipeline are of several queues (the pid is always exact).
 ///
 /// Untrusted output: a line longer than ``maxLineBytes`` is cut there (the rest follows as further
 /// lines), bytes that are not UTF-8 are replaced, and the relay ends at end of file (the worker and any
@@ -13,40 +22,86 @@ final class WorkerStderrRelay: Sendable {
 
     static let maxLineBytes = 16 * 1024
 
-    /// The queue of the job the worker is running; nil when idle.
-    let runningQueue = NIOLockedValueBox<String?>(nil)
+    private struct State {
+        /// The queue of the job the worker is running; nil when idle.
+        var queue: String?
+        /// The start of a line not yet ended.
+        var pending: [UInt8] = []
+        /// The pipe reached its end; the relay's thread closes it, and nothing reads it again.
+        var ended = false
+    }
+    private let state = NIOLockedValueBox(State())
+    private let descriptor: Int32
+    private let pid: pid_t
+    private let sink: Sink
 
     /// Starts reading `descriptor` (which the relay then owns and closes) for the worker `pid`.
     init(descriptor: Int32, pid: pid_t, sink: @escaping Sink) {
-        let runningQueue = runningQueue
-        let thread = Thread {
-            var pending: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            func emit(_ bytes: ArraySlice<UInt8>) {
-                var text = String(decoding: bytes, as: UTF8.self)
-                if text.hasSuffix("\r") { text.removeLast() }
-                sink(pid, runningQueue.withLockedValue { $0 }, text)
-            }
+        self.descriptor = descriptor
+        self.pid = pid
+        self.sink = sink
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        let thread = Thread { [self] in
+            var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
             while true {
-                let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-                if count < 0 && errno == EINTR { continue }
-                guard count > 0 else { break }
-                pending.append(contentsOf: buffer[0..<count])
-                var start = pending.startIndex
-                while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                    emit(pending[start..<newline])
-                    start = newline + 1
-                }
-                pending.removeSubrange(..<start)
-                while pending.count >= Self.maxLineBytes {
-                    emit(pending[..<Self.maxLineBytes])
-                    pending.removeSubrange(..<Self.maxLineBytes)
-                }
+                if poll(&ready, 1, -1) < 0 && errno == EINTR { continue }
+                if state.withLockedValue({ drainLocked(&$0) }) { break }
             }
-            if !pending.isEmpty { emit(pending[...]) }
             close(descriptor)
         }
         thread.name = "fairway-worker-stderr"
         thread.start()
+    }
+
+    /// Attributes the lines that follow to `queue`; nil, when the worker has answered every job it was
+    /// sent, first hands on every line it wrote until then (an unended last one too) under the queue of
+    /// its last job. Between jobs sent ahead the pipe is left to the relay's thread: reading it there would
+    /// cost a system call a job and could take the next job's first line for the last one's.
+    func running(queue: String?) {
+        state.withLockedValue { state in
+            if queue == nil, !state.ended {
+                _ = drainLocked(&state)
+                if !state.pending.isEmpty {
+                    emit(state.pending[...], queue: state.queue)
+                    state.pending.removeAll()
+                }
+            }
+            state.queue = queue
+        }
+    }
+
+    /// Reads what the pipe holds and hands on its whole lines; true at the pipe's end (after handing on the
+    /// rest).
+    private func drainLocked(_ state: inout State) -> Bool {
+        guard !state.ended else { return true }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return false }
+            guard count > 0 else {
+                if !state.pending.isEmpty { emit(state.pending[...], queue: state.queue) }
+                state.pending.removeAll()
+                state.ended = true
+                return true
+            }
+            state.pending.append(contentsOf: buffer[0..<count])
+            var start = state.pending.startIndex
+            while let newline = state.pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                emit(state.pending[start..<newline], queue: state.queue)
+                start = newline + 1
+            }
+            state.pending.removeSubrange(..<start)
+            while state.pending.count >= Self.maxLineBytes {
+                emit(state.pending[..<Self.maxLineBytes], queue: state.queue)
+                state.pending.removeSubrange(..<Self.maxLineBytes)
+            }
+        }
+    }
+
+    private func emit(_ bytes: ArraySlice<UInt8>, queue: String?) {
+        var text = String(decoding: bytes, as: UTF8.self)
+        if text.hasSuffix("\r") { text.removeLast() }
+        sink(pid, queue, text)
     }
 }

@@ -2,6 +2,7 @@ import FairwayProcessWorkers
 import FairwayRuntime
 import FairwayTestSupport
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// Worker processes as the supervisor sees them, with the real `fairway` binary (and other programs) as
@@ -69,6 +70,66 @@ struct WorkerProcessTests {
         #expect(pool.counts.sentAhead == 9)
         #expect(pool.counts.started == 1)
         #expect(pool.counts.recycled == 1, "ten jobs at once still get the memory check after them")
+    }
+
+    @Test("a line a job writes to stderr is logged with that job's queue, when the next job is another queue's")
+    func stderrLinesNameTheirJobsQueue() throws {
+        let folder = TestFolder()
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let script = folder.path("talking_worker.py")
+        // print() without buffering writes the text and the newline apart: lines come in pieces.
+        try """
+        import sys
+        sys.path.insert(0, "\(repository.appendingPathComponent("Workers/python").path)")
+        from fairway_worker import Worker
+
+        worker = Worker()
+
+        @worker.handler("talk")
+        def talk(payload, context):
+            print(f"job {context.id} of {context.queue}")
+
+        sys.exit(worker.run())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let lines = NIOLockedValueBox<[(queue: String?, line: String)]>([])
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["python3", script], pipelineDepth: 4)) {
+            _, queue, line in lines.withLockedValue { $0.append((queue, line)) }
+        }
+        defer { pool.shutdown() }
+        func job(_ index: Int) -> WorkerMessage {
+            .job(
+                id: "j\(index)", queue: index % 2 == 0 ? "even" : "odd", jobType: "talk", attempt: 1, maxAttempts: 1,
+                timeoutSeconds: 30)
+        }
+        // One job at a time, the queues in turn, through one worker: every line names its own job's queue.
+        let count = 300
+        for index in 0..<count {
+            #expect(pool.run(job(index), payload: []) { _ in } == .finished(.success, reason: nil))
+        }
+        #expect(eventually(timeout: 10) { lines.withLockedValue { $0.count } >= count })
+        let wrong = lines.withLockedValue { lines in
+            lines.filter { !$0.line.hasSuffix(" of \($0.queue ?? "-")") }
+        }
+        let examples = wrong.prefix(3).map { "'\($0.line)' as \($0.queue ?? "-")" }
+        #expect(wrong.count == 0, "lines named another queue's job, e.g. \(examples)")
+        #expect(lines.withLockedValue { $0.count } == count, "each line whole, once")
+
+        // Sent ahead, several at once: every line still arrives whole and once (which queue names it is
+        // exact only when the pipeline holds one queue's jobs; the relay's documentation says why).
+        lines.withLockedValue { $0.removeAll() }
+        var sent = 1
+        pool.run(
+            job(0), payload: [],
+            more: {
+                guard sent < count else { return nil }
+                sent += 1
+                return (job(sent - 1), [])
+            }, ended: { _ in }, started: { _ in })
+        #expect(eventually(timeout: 10) { lines.withLockedValue { $0.count } >= count })
+        let texts = Set(lines.withLockedValue { $0.map(\.line) })
+        #expect(texts == Set((0..<count).map { "job j\($0) of \($0 % 2 == 0 ? "even" : "odd")" }))
+        #expect(lines.withLockedValue { $0.count } == count)
     }
 
     @Test(
