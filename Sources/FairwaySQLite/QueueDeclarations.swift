@@ -88,16 +88,19 @@ extension SQLiteQueue {
     /// jobs after the mark, not the whole file (0.08 s a walk at 1.2 M jobs, twice at `fairway run`).
     static func keysGivenThrough(_ queues: [String], in connection: SQLiteConnection) throws -> Int64 {
         guard !queues.isEmpty else { return 0 }
-        let rows = try connection.query(
-            """
-            SELECT json_extract(value, '$.through') FROM fairway_meta
-            WHERE key = 'keys_given' AND NOT EXISTS (
-                SELECT 1 FROM json_each(?1) AS wanted WHERE wanted.value NOT IN (
-                    SELECT value FROM json_each(json_extract(fairway_meta.value, '$.queues'))))
-            """,
-            [.text(jsonList(queues))]
-        ) { $0.int(0) }
-        return Int64(rows.first ?? 0)
+        let rows = try connection.query("SELECT value FROM fairway_meta WHERE key = 'keys_given'") { $0.text(0) }
+        guard let text = rows.first ?? nil,
+            let mark = try? JSONDecoder().decode(KeysGivenMark.self, from: Data(text.utf8)),
+            Set(mark.queues).isSuperset(of: queues)
+        else { return 0 }
+        return mark.through
+    }
+
+    /// The `keys_given` entry of `fairway_meta`: the keyed queues of the last declaration and the last job
+    /// id it covered. Compared in Swift: a set of 10,000 names against another in SQL took seconds.
+    private struct KeysGivenMark: Decodable {
+        var queues: [String]
+        var through: Int64
     }
 
     /// Marks every job written so far to the keyed queues `queues` as having a key, with the declaration
