@@ -27,14 +27,21 @@ public enum ProcessWorkerMain {
 
     /// Serves jobs from stdin, results to stdout, until stdin ends. Returns the exit status.
     ///
-    /// Handlers' own output to stdout is sent to stderr so that it cannot corrupt the protocol. SIGTERM asks
+    /// The protocol moves to descriptors of its own that close on exec, and stdin becomes /dev/null and
+    /// stdout a copy of stderr: a handler's own output, and a program it starts (`ffmpeg` reads stdin,
+    /// `ls` writes stdout), can neither take the jobs sent ahead nor corrupt a result. SIGTERM asks
     /// the running job to stop (its context reports cancelled); the supervisor kills the process if it does
     /// not end within the grace. SIGINT is ignored: the supervisor decides when workers stop.
     public static func serve(registry: JobRegistry) -> Int32 {
         _ = fw_die_with_parent()
-        let protocolOutput = dup(1)
-        guard protocolOutput >= 0, dup2(2, 1) >= 0 else { return 70 }
-        let channel = WorkerChannel(input: 0, output: protocolOutput)
+        let protocolInput = fcntl(0, F_DUPFD_CLOEXEC, 3)
+        let protocolOutput = fcntl(1, F_DUPFD_CLOEXEC, 3)
+        let nothing = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        guard protocolInput >= 0, protocolOutput >= 0, nothing >= 0, dup2(nothing, 0) >= 0, dup2(2, 1) >= 0 else {
+            return 70
+        }
+        close(nothing)
+        let channel = WorkerChannel(input: protocolInput, output: protocolOutput)
         channel.makeInputNonBlocking()
         channel.yieldsBeforeSleeping = WorkerChannel.standardYields
         let logger = Logger(label: "fairway.worker") { StreamLogHandler.standardError(label: $0) }

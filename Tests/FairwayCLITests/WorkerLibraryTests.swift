@@ -67,7 +67,7 @@ struct WorkerLibraryTests {
         #expect(letters["fail"]?.reason == "\(library.failure) (gave up after 2 attempts)")
         #expect(letters["reject"]?.reason == "no customer" && letters["reject"]?.attempts == 1)
         #expect(letters["resize"]?.reason.contains("unknown job type 'resize' (this worker handles: append") == true)
-        #expect(letters["crash"]?.reason.contains("exited with status 3") == true)
+        #expect(letters["crash"]?.reason.contains("exited with status 3") == true, "\(letters["crash"]?.reason ?? "")")
         #expect(letters["sleep"]?.reason.contains("timed out after 2s") == true, "\(letters["sleep"]?.reason ?? "")")
         #expect(run.log.contains("failing on purpose: upstream 503"), "print() reached the log through stderr")
         #expect(run.stop().status == 0)

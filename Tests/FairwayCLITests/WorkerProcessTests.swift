@@ -72,6 +72,30 @@ struct WorkerProcessTests {
         #expect(pool.counts.recycled == 1, "ten jobs at once still get the memory check after them")
     }
 
+    @Test("a Swift worker keeps its pipes from the programs its jobs start: stdin is /dev/null, stdout is stderr")
+    func swiftWorkerDescriptors() throws {
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway)) { _, _, _ in }
+        defer { pool.shutdown() }
+        #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        let pid = try #require(pool.idleProcessIDs.first)
+        func target(_ fd: Int) -> String? {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")
+        }
+        #expect(target(0) == "/dev/null", "a child reading stdin would take the jobs sent ahead")
+        #expect(target(1) != nil && target(1) == target(2), "a child writing stdout would corrupt a result")
+        // The protocol's own pipes are still open in the worker, and close when it starts another program.
+        let others = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init)
+            .filter { $0 > 2 && target($0)?.hasPrefix("pipe:") == true }
+        #expect(others.count >= 2, "\(others)")
+        for fd in others {
+            let info = try String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8)
+            let flags =
+                info.split(separator: "\n").first { $0.hasPrefix("flags:") }
+                .flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) } ?? 0
+            #expect(flags & Int(O_CLOEXEC) != 0, "fd \(fd) (\(target(fd) ?? "?")) is inherited by children")
+        }
+    }
+
     @Test("a line a job writes to stderr is logged with that job's queue, when the next job is another queue's")
     func stderrLinesNameTheirJobsQueue() throws {
         let folder = TestFolder()

@@ -5,6 +5,7 @@
       - { name: reports, isolation: process, command: ["python3", "Workers/python/example_worker.py"] }
 """
 import os
+import subprocess
 import sys
 import time
 
@@ -45,6 +46,12 @@ def reject(payload, context):
 @worker.handler("crash")
 def crash(payload, context):
     os._exit(3)
+
+
+@worker.handler("spawn")
+def spawn(payload, context):
+    """Starts a program that reads stdin and writes stdout, as a job that shells out might (a fixed one)."""
+    subprocess.run(["sh", "-c", "cat; echo from a child of job $0", context.id], timeout=5, check=True)
 
 
 @worker.handler("echo-size")

@@ -112,8 +112,8 @@ class Worker:
 
     def run(self):
         """Serves jobs until Fairway closes stdin (exit 0) or stops a running job with SIGTERM."""
-        jobs = self._jobs or sys.stdin.buffer
-        results = self._results or sys.stdout.buffer
+        jobs = self._jobs or _private_stream(0, "rb")
+        results = self._results or _private_stream(1, "wb")
         # stdout is the protocol's: a stray print() goes to stderr, and so to Fairway's log.
         if self._results is None:
             sys.stdout = sys.stderr
@@ -207,6 +207,22 @@ def _receive(stream):
     if not isinstance(header, dict):
         raise ProtocolError("the header is not a JSON object")
     return header, body
+
+
+def _private_stream(fd, mode):
+    """Moves the protocol's pipe from `fd` (0 or 1) to a descriptor of its own, which programs the handlers
+    start do not inherit, and puts /dev/null (for 0) or stderr (for 1) in its place: a child that reads
+    stdin (ffmpeg does) cannot take the jobs sent ahead, and one that writes stdout (a plain
+    `subprocess.run(["ls"])`) cannot corrupt a result. Returns the protocol's stream."""
+    private = os.dup(fd)  # not inheritable, as every descriptor Python makes
+    if fd == 0:
+        nothing = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nothing, 0)
+        os.close(nothing)
+    else:
+        sys.stdout.flush()
+        os.dup2(2, 1)
+    return os.fdopen(private, mode)
 
 
 def _send(stream, header, body=b""):

@@ -133,6 +133,18 @@ class WorkerTests(unittest.TestCase):
         self.worker.job("fail", {"message": "x"})
         self.assertEqual(self.worker.job("sleep", {"ms": 0}, job_id="3")["id"], "3")
 
+    def test_programs_a_job_starts_cannot_touch_the_protocol(self):
+        # `cat` reads stdin and `echo` writes stdout: with the job behind already sent, neither may take it
+        # or write into the results.
+        self.worker.send({"kind": "job", "id": "1", "queue": "q", "jobType": "spawn", "attempt": 1,
+                          "maxAttempts": 1, "timeoutSeconds": 10})
+        self.worker.send({"kind": "job", "id": "2", "queue": "q", "jobType": "sleep", "attempt": 1,
+                          "maxAttempts": 1, "timeoutSeconds": 10}, json.dumps({"ms": 0}).encode())
+        self.assertEqual(self.worker.receive(), {"kind": "result", "id": "1", "outcome": "success"})
+        self.assertEqual(self.worker.receive(), {"kind": "result", "id": "2", "outcome": "success"})
+        self.assertEqual(self.worker.close(), 0)
+        self.assertIn(b"from a child of job 1", self.worker.process.stderr.read())
+
     def test_a_malformed_frame_ends_the_worker_with_a_message(self):
         self.worker.process.stdin.write(struct.pack(">I", 5) + b"nope!" + struct.pack(">I", 0))
         self.worker.process.stdin.flush()

@@ -62,4 +62,11 @@ $worker->jobs([
     'sleep' => Sleep::class,
 ]);
 $worker->handle('crash', static fn () => exit(3));
+// A job that shells out: `cat` reads stdin, so it must find /dev/null there, not the jobs sent ahead.
+$worker->handle('spawn', static function (mixed $payload, Context $context): void {
+    system('cat; echo from a child of job ' . escapeshellarg($context->id), $status);
+    if ($status !== 0) {
+        throw new RuntimeException("the child exited with $status");
+    }
+});
 exit($worker->run());

@@ -148,6 +148,26 @@ final class Worker
         return $types;
     }
 
+    /** Descriptor 0 once the protocol moved off it: /dev/null, kept open for the programs handlers start. */
+    private static $nothing = null;
+
+    /**
+     * Moves the jobs' pipe off descriptor 0 and puts /dev/null there: a program a handler starts with
+     * exec(), system() or shell_exec() inherits descriptor 0, and one that reads stdin (ffmpeg does) would
+     * take the jobs sent ahead. php://fd/0 opens a copy of the descriptor; closing STDIN then frees 0, which
+     * the next open takes.
+     */
+    private static function stdinOfItsOwn()
+    {
+        $copy = fopen('php://fd/0', 'rb');
+        if ($copy === false) {
+            return STDIN;
+        }
+        fclose(STDIN);
+        self::$nothing = fopen('/dev/null', 'rb');
+        return $copy;
+    }
+
     /** Serves jobs until Fairway closes STDIN (0) or stops a running job with SIGTERM; returns the exit code. */
     public function run(): int
     {
@@ -160,6 +180,9 @@ final class Worker
                 exit(0);
             });
             pcntl_signal(SIGINT, SIG_IGN);
+        }
+        if ($this->input === STDIN) {
+            $this->input = self::stdinOfItsOwn();
         }
         $this->send(['kind' => 'hello', 'protocol' => PROTOCOL, 'pid' => getmypid(), 'pipeline' => $this->pipeline]);
         while (true) {

@@ -56,6 +56,11 @@ final class WorkerTest extends TestCase
     {
         $data = '';
         while (strlen($data) < $count) {
+            $ready = [$this->pipes[1]];
+            $none = null;
+            if (stream_select($ready, $none, $none, 30) === 0) {
+                $this->fail('the worker sent nothing for 30 s');
+            }
             $chunk = fread($this->pipes[1], $count - strlen($data));
             if ($chunk === '' || $chunk === false) {
                 $this->assertFalse(feof($this->pipes[1]), 'the worker closed its stdout');
@@ -184,6 +189,20 @@ final class WorkerTest extends TestCase
         $this->send(['kind' => 'job', 'id' => '2', 'queue' => 'q', 'jobType' => 'crash', 'attempt' => 1,
             'maxAttempts' => 1, 'timeoutSeconds' => 5]);
         $this->assertSame(3, $this->waitForExit());
+    }
+
+    public function testAProgramAJobStartsCannotTakeTheJobsSentAhead(): void
+    {
+        $this->receive(); // hello
+        $this->send(['kind' => 'job', 'id' => '1', 'queue' => 'q', 'jobType' => 'spawn', 'attempt' => 1,
+            'maxAttempts' => 1, 'timeoutSeconds' => 10], '{}');
+        $this->send(['kind' => 'job', 'id' => '2', 'queue' => 'q', 'jobType' => 'sleep', 'attempt' => 1,
+            'maxAttempts' => 1, 'timeoutSeconds' => 10], '{"ms":0}');
+        $this->assertSame(['kind' => 'result', 'id' => '1', 'outcome' => 'success'], $this->receive());
+        $this->assertSame(['kind' => 'result', 'id' => '2', 'outcome' => 'success'], $this->receive());
+        fclose($this->pipes[0]);
+        $this->assertSame(0, $this->waitForExit());
+        $this->assertStringContainsString('from a child of job 1', $this->stderr());
     }
 
     public function testAMalformedFrameEndsTheWorkerWithAMessage(): void
