@@ -247,8 +247,14 @@ public final class WorkerChannel: @unchecked Sendable {
         if allowEnd, available == 0 {
             guard try fill() else { throw .closed }
         }
-        let bytes = try readBytes(4)
-        return Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3])
+        // Read where it lies: a length is two of every message's reads, and an array of four bytes for
+        // each was an allocation a job on each side of the pipe.
+        try waitAvailable(4)
+        let length = buffer.withUnsafeBufferPointer { bytes in
+            Int(bytes[start]) << 24 | Int(bytes[start + 1]) << 16 | Int(bytes[start + 2]) << 8 | Int(bytes[start + 3])
+        }
+        consume(4)
+        return length
     }
 
     private var available: Int { buffer.count - start }
@@ -283,6 +289,9 @@ public final class WorkerChannel: @unchecked Sendable {
             buffer.removeAll(keepingCapacity: true)
             start = 0
         }
+        // Turns given to the other side so far in this wait; each ends in a read, which takes the input
+        // the moment it is there (a look with `poll` first would cost a second system call a message).
+        var yields = 0
         while true {
             if pendingOutput.count > pendingStart {
                 try writePendingUntilReadable()
@@ -302,7 +311,14 @@ public final class WorkerChannel: @unchecked Sendable {
             if errno == EAGAIN || errno == EWOULDBLOCK {
                 // Nothing there yet: a few turns for the other side to write, then sleep until it does (with
                 // output queued or a deadline, the top of the loop waits, as it must, for those too).
-                if pendingOutput.count == pendingStart, deadline == nil, !yieldUntilReadable() { waitReadable() }
+                if pendingOutput.count == pendingStart, deadline == nil {
+                    if yields < yieldsBeforeSleeping {
+                        yields += 1
+                        sched_yield()
+                    } else {
+                        waitReadable()
+                    }
+                }
                 continue
             }
             throw .io(String(cString: strerror(errno)))
