@@ -13,7 +13,17 @@ final class Monitor: @unchecked Sendable {
     init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
-        precondition(pthread_mutex_init(mutex, nil) == 0)
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        #if os(Linux)
+            // Adaptive: a thread that finds the lock taken spins briefly before it sleeps. The monitor is
+            // held for microseconds at a time, and a sleeper costs a futex wait and a wake-up, which with
+            // more threads than cores (worker threads and the worker processes they feed) was most of the
+            // lock's cost (docs/benchmarks.md).
+            pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
+        #endif
+        precondition(pthread_mutex_init(mutex, &attributes) == 0)
+        pthread_mutexattr_destroy(&attributes)
     }
 
     deinit {
