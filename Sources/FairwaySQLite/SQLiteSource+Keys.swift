@@ -155,7 +155,7 @@ extension SQLiteSource {
                 SELECT (SELECT \(column) FROM jobs WHERE state = 0 AND \(scope) AND \(column) > walk.key
                         ORDER BY \(column) LIMIT 1), n + 1
                 FROM walk WHERE walk.key IS NOT NULL AND n < ?4)
-            UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
+            UPDATE OR IGNORE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
             WHERE id IN (
                 SELECT (SELECT id FROM jobs WHERE state = 0 AND \(scope) AND \(column) = walk.key
                         ORDER BY priority DESC, id LIMIT 1)
