@@ -94,16 +94,19 @@ def raw_run(command):
     return dict(first=first, done=time.monotonic() - began)
 
 
-def marker_jobs(queues, per, marker, name):
+def marker_jobs(queues, per, marker, name, interleaved=False):
     """JSON lines: the first job of each of the first 120 queues appends to the marker file, so the first
-    completion is seen the moment it happens; every other job is a no-op."""
+    completion is seen the moment it happens; every other job is a no-op. Queue by queue (all of q.0's
+    jobs, then q.1's: each queue's jobs side by side in the file, the order a FIFO loop reads best), or
+    interleaved (q.0, q.1, …, then round again: the order producers writing to every queue at once leave)."""
+    order = ([(q, j) for j in range(per) for q in range(queues)] if interleaved
+             else [(q, j) for q in range(queues) for j in range(per)])
     lines = []
-    for q in range(queues):
-        for j in range(per):
-            if j == 0 and q < 120:
-                lines.append('{"queue":"%s","type":"append","payload":{"path":"%s","line":"%d"}}' % (name(q), marker, q))
-            else:
-                lines.append('{"queue":"%s","type":"noop"}' % name(q))
+    for q, j in order:
+        if j == 0 and q < 120:
+            lines.append('{"queue":"%s","type":"append","payload":{"path":"%s","line":"%d"}}' % (name(q), marker, q))
+        else:
+            lines.append('{"queue":"%s","type":"noop"}' % name(q))
     return "\n".join(lines) + "\n"
 
 
@@ -185,7 +188,8 @@ def sqlite_figures(args, queues):
         base = os.path.join(work, "base.db")
         marker = os.path.join(work, "first.log")
         jsonl = os.path.join(work, "jobs.jsonl")
-        open(jsonl, "w").write(marker_jobs(queues, args.per, marker, lambda q: f"q.{q}"))
+        open(jsonl, "w").write(marker_jobs(queues, args.per, marker, lambda q: f"q.{q}",
+                                            interleaved=args.layout == "interleaved"))
         subprocess.run([args.fairway, "enqueue", "--create", "--db", base, "--jsonl", jsonl], check=True, stdout=subprocess.DEVNULL)
         sqlite3.connect(base).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
         total = queues * args.per
@@ -375,6 +379,8 @@ def main():
     parser.add_argument("--fairway", default=".build/release/fairway")
     parser.add_argument("--raw-sqlite", default=os.path.join(HERE, ".build", "raw-sqlite-drain"))
     parser.add_argument("--raw-amqp", default=os.path.join(HERE, ".build", "raw-amqp-drain"))
+    parser.add_argument("--layout", choices=["queue", "interleaved"], default="queue",
+                        help="sqlite: the backlog's order in the file, queue by queue (default) or interleaved")
     parser.add_argument("--csv")
     parser.add_argument("--restart", choices=["stop_app", "close_all_connections"], default="stop_app",
                         help="amqp-restart: how the broker drops Fairway")
