@@ -22,7 +22,7 @@ int main(int argc, char **argv) {
     sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000", 0, 0, 0);
     sqlite3_stmt *claim, *ack;
     if (sqlite3_prepare_v2(db,
-            "UPDATE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3 "
+            "UPDATE OR IGNORE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3 "
             "WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?1 ORDER BY priority DESC, id LIMIT ?4) "
             "RETURNING id, type, payload, attempts, enqueued_at, priority, last_error, fairness_key",
             -1, &claim, 0) != SQLITE_OK

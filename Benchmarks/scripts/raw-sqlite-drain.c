@@ -1,7 +1,8 @@
 /* The raw reference for draining a Fairway queue file from process start: the SQLite C API alone, no
  * engine, no threads. Queue by queue in turn, claim up to 64 ready jobs in one transaction (as Fairway's
  * claim does), delete them in another, until every queue is empty. Prints "first" when the first batch
- * is claimed and "done N" at the end.
+ * is claimed and "done N" at the end. OR IGNORE as in Fairway's claim: without it SQLite journals every page a
+ * claim changes, to a temporary file once past 64 KiB (a backlog whose queues are interleaved in the file).
  *   cc -O2 -o raw-sqlite-drain raw-sqlite-drain.c -lsqlite3
  *   raw-sqlite-drain FILE PREFIX COUNT        (queues PREFIX0 … PREFIX<COUNT-1>) */
 #include <sqlite3.h>
@@ -16,7 +17,7 @@ int main(int argc, char **argv) {
     sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000", 0, 0, 0);
     sqlite3_stmt *claim, *delete;
     if (sqlite3_prepare_v2(db,
-            "UPDATE jobs SET state = 2, lease_owner = 'raw', lease_expires_at = 0, attempts = attempts + 1 "
+            "UPDATE OR IGNORE jobs SET state = 2, lease_owner = 'raw', lease_expires_at = 0, attempts = attempts + 1 "
             "WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?1 ORDER BY priority DESC, id LIMIT 64) "
             "RETURNING id, type, payload", -1, &claim, 0) != SQLITE_OK
         || sqlite3_prepare_v2(db, "DELETE FROM jobs WHERE id = ?1", -1, &delete, 0) != SQLITE_OK) {
