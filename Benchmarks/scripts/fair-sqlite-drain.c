@@ -5,7 +5,7 @@
  * claim statement (lease owner, expiry and the eight columns it reads). Prints "done N".
  *   cc -O2 -o fair-sqlite-drain fair-sqlite-drain.c -lsqlite3
  *   fair-sqlite-drain FILE PREFIX COUNT [BATCH [OWNER]]   (queues PREFIX0 … PREFIX<COUNT-1>; BATCH 29,
- *   the mean claim of a 120-queue drain; OWNER vm:25280:2F514C6A, as long as Fairway's on this machine) */
+ *   the mean claim of a 120-queue drain; OWNER 12 characters, as long as Fairway's; FAIR_PRAGMA as below) */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +16,12 @@ int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: %s FILE PREFIX COUNT [BATCH [OWNER]]\n", argv[0]); return 2; }
     int count = atoi(argv[3]);
     int batch = argc > 4 ? atoi(argv[4]) : 29;
-    const char *owner = argc > 5 ? argv[5] : "vm:25280:2F514C6A";
+    const char *owner = argc > 5 ? argv[5] : "k3x7q2m9w4ab";
     sqlite3 *db;
     if (sqlite3_open(argv[1], &db) != SQLITE_OK) { fprintf(stderr, "open: %s\n", sqlite3_errmsg(db)); return 1; }
     sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000", 0, 0, 0);
+    /* FAIR_PRAGMA: more settings to compare, e.g. "PRAGMA cache_size = -16384" (Fairway's page cache). */
+    if (getenv("FAIR_PRAGMA")) sqlite3_exec(db, getenv("FAIR_PRAGMA"), 0, 0, 0);
     sqlite3_stmt *claim, *ack;
     if (sqlite3_prepare_v2(db,
             "UPDATE OR IGNORE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3 "
