@@ -13,16 +13,14 @@ extension Engine {
     static let pipelineBudgetSeconds = 0.01
 
     /// Runs a job of a process-isolated queue in a worker process, and the jobs sent ahead behind it, blocking
-    /// this worker thread until the last ends. Returns holding the monitor; false when this thread should
-    /// exit (as ``jobEnded(_:definition:context:outcome:mark:slot:)`` says).
+    /// this worker thread until the last ends. Returns holding the monitor.
     func runInProcess(
         _ delivery: Delivery, definition: QueueDefinition, context: JobContext, pool: any IsolatedJobPool,
         slot: WorkerSlot
-    ) -> Bool {
+    ) {
         // The jobs in the worker, in the order sent; the first is the one running (the slot's).
         var pending = Deque([(delivery: delivery, definition: definition, context: context)])
         var mark = sources[delivery.sourceIndex].runStarting(delivery)
-        var keepGoing = true
         // Set once the watchdog or the shutdown took the running job: what the worker says after is moot.
         var lost = false
         pool.run(
@@ -44,10 +42,9 @@ extension Engine {
                             "queue": "\(done.context.queue)", "job": "\(done.delivery.jobType)", "reason": "\(reason)",
                         ])
                 }
-                let (settled, keep) = jobEnded(
+                let settled = jobEnded(
                     done.delivery, definition: done.definition, context: done.context, outcome: outcome, mark: mark,
                     slot: slot)
-                keepGoing = keep
                 lost = !settled
                 // The next job sent ahead is the one the worker runs now, unless the worker died.
                 if settled, !outcome.endedItsWorker, let next = slot.ahead.popFirst() {
@@ -77,10 +74,9 @@ extension Engine {
             monitor.lock()
             counters[running.queue.index].released += 1
             finishLocked(slot, outcome: nil, settlement: .release, cost: 0)
-            return keepGoing
+            return
         }
         monitor.lock()
-        return keepGoing
     }
 
     /// The next job to send ahead to the worker process `slot` holds, taken from the scheduler, or nil:

@@ -28,9 +28,12 @@ extension Engine {
         while let (delivery, definition) = takeNextLocked(slot) {
             monitor.unlock()
             let context = jobContext(delivery, definition, slot: slot)
-            let keepGoing: Bool
+            // A thread whose job the watchdog took comes back here like any other: whether the pool now has
+            // one thread too many is decided in `takeNextLocked`, under the same hold of the monitor as the
+            // count that follows. Deciding it when the job ended, and counting only later, once let both
+            // this thread and its replacement leave, and no thread ran the queue's jobs again.
             if let pool = processPools[delivery.queue.index] {
-                keepGoing = runInProcess(delivery, definition: definition, context: context, pool: pool, slot: slot)
+                runInProcess(delivery, definition: definition, context: context, pool: pool, slot: slot)
             } else {
                 let mark = sources[delivery.sourceIndex].runStarting(delivery)
                 let outcome = runner.run(
@@ -42,13 +45,8 @@ extension Engine {
                         if slot.state == .abandoned { task.cancel() }
                     }
                 )
-                keepGoing =
-                    jobEnded(
-                        delivery, definition: definition, context: context, outcome: outcome, mark: mark, slot: slot
-                    )
-                    .keepGoing
+                jobEnded(delivery, definition: definition, context: context, outcome: outcome, mark: mark, slot: slot)
             }
-            if !keepGoing { break }
         }
         liveThreads -= 1
         slots.removeAll { $0 === slot }
@@ -73,13 +71,13 @@ extension Engine {
     }
 
     /// Settles the job `slot` was running, which ended with `outcome`, and gives its slot back to the
-    /// scheduler. Called without the monitor; returns holding it. `settled` is false when the watchdog or
-    /// the shutdown took the job from this thread first (they settled it; this result is discarded), and
-    /// `keepGoing` false when this thread should then exit, because replacements already fill the pool.
+    /// scheduler. Called without the monitor; returns holding it. False when the watchdog or the shutdown
+    /// took the job from this thread first (they settled it; this result is discarded).
+    @discardableResult
     func jobEnded(
         _ delivery: Delivery, definition: QueueDefinition, context: JobContext, outcome: JobOutcome,
         mark: RunJournal.Mark, slot: WorkerSlot
-    ) -> (settled: Bool, keepGoing: Bool) {
+    ) -> Bool {
         sources[delivery.sourceIndex].runEnded(mark)
         let ended = MonotonicClock.now
         guard slot.claim(.finishing) else {
@@ -87,7 +85,7 @@ extension Engine {
             stuckThreads -= 1
             slot.task = nil
             slot.setState(.idle)
-            return (false, liveThreads - stuckThreads <= configuration.workers && phase != .stopped)
+            return false
         }
         // Jitter only for a failure: drawing it costs a getrandom system call (2 % of a drain).
         let settlement = definition.retry.settlement(
@@ -104,7 +102,7 @@ extension Engine {
         )
         monitor.lock()
         finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
-        return (true, true)
+        return true
     }
 
     /// Each worker-process pool once.

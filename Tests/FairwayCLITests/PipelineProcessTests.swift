@@ -113,6 +113,34 @@ struct PipelineProcessTests {
         #expect(letter.type == "sleep" && letter.reason.contains("timed out after 1s"), "\(letter.reason)")
     }
 
+    @Test("a job sent ahead behind one that times out on the only worker: the pool keeps a thread and runs it")
+    func aheadOfATimeoutOnOneWorker() throws {
+        // The Python worker answers SIGTERM with a result and exits a moment later: the thread of the timed-out
+        // job then came back while its replacement waited idle, both saw one thread too many, and both left.
+        let folder = TestFolder()
+        let log = folder.path("runs.log")
+        let worker = WorkerLibraryTests.repository.appendingPathComponent("Workers/python/example_worker.py").path
+        let config = try folder.config(
+            """
+            workers: 1
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "p", isolation: process, command: ["python3", "\(worker)"], attempts: 1, timeout: 1s, killGrace: 500ms }
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        // Short jobs first, so that the engine learns the queue's jobs are short and sends the next ahead.
+        try file.enqueue(contentsOf: Self.appends("p", log: log, prefix: "before", count: 30))
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(try eventually(timeout: 60) { try file.stats()["p"]?.completed == 30 }, "\(run.log)")
+        try file.enqueue(NewJob(queue: "p", type: "sleep", payload: Array(#"{"ms":30000}"#.utf8)))
+        try file.enqueue(contentsOf: Self.appends("p", log: log, prefix: "after", count: 3))
+        #expect(
+            try eventually(timeout: 30) { try file.stats()["p"].map { $0.completed == 33 && $0.dead == 1 } ?? false },
+            "\(String(describing: try? file.stats()))\n\(run.log)")
+        #expect(run.stop().status == 0)
+    }
+
     @Test("SIGTERM with jobs in pipelines: they finish or stay queued, and the next run does the rest, once each")
     func drainWithPipelines() throws {
         let folder = TestFolder()

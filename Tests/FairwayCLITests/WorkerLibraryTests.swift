@@ -61,7 +61,7 @@ struct WorkerLibraryTests {
         #expect(run.waitUntilRunning(), "\(run.log)")
         #expect(
             try eventually(timeout: 40) { try file.stats()["py"].map { $0.completed == 30 && $0.dead == 5 } ?? false },
-            "\(String(describing: try? file.stats()))")
+            "\(String(describing: try? file.stats()))\n\(run.log)")
         let letters = Dictionary(
             uniqueKeysWithValues: try file.deadLetters(queue: "py").map { ($0.type, $0) })
         #expect(letters["fail"]?.reason == "\(library.failure) (gave up after 2 attempts)")

@@ -121,6 +121,32 @@ struct FailureIsolationTests {
         #expect(harness.source.deadLettered.first?.reason.contains("timed out after 100ms") == true)
     }
 
+    @Test("a hung handler returning while its replacement waits: one of the two threads stays and runs the next jobs")
+    func hungHandlerReturnsBesideItsReplacement() throws {
+        let harness = try EngineHarness(
+            workers: 1,
+            queues: [
+                QueueDefinition(name: "hangs", timeout: .milliseconds(100), retry: quickRetry(1)),
+                QueueDefinition(name: "others"),
+            ]
+        )
+        try harness.start()
+        defer { harness.stop() }
+        // Ignores cancellation for 600 ms: the replacement has nothing to run and waits meanwhile.
+        harness.source.enqueue(queue: "hangs", jobType: "sleep", payload: Array(#"{"ms":600}"#.utf8))
+        #expect(eventually { harness.engine.snapshot().stuckWorkers == 1 })
+        #expect(eventually { harness.engine.snapshot().stuckWorkers == 0 })
+        // Both threads now see one too many in the pool: exactly one may leave (the process-isolated case of
+        // the same race is `aheadOfATimeoutOnOneWorker`, where both once left and nothing ran again).
+        Thread.sleep(forTimeInterval: 0.2)
+        for _ in 0..<10 {
+            harness.source.enqueue(queue: "others", jobType: "noop")
+        }
+        #expect(
+            eventually(timeout: 5) { harness.snapshot("others").succeeded == 10 },
+            "\(harness.snapshot("others"))")
+    }
+
     @Test("a timed-out async handler is cancelled")
     func asyncTimeoutCancels() throws {
         let cancelled = Shared(false)
