@@ -103,10 +103,14 @@ public final class WorkerProcess: @unchecked Sendable {
             close(fromChild[1])
             throw .init(command: arguments, reason: Self.errnoText())
         }
-        let pid = Self.withCStrings(arguments) { argv in
-            Self.withCStrings(environment.map { "\($0.key)=\($0.value)" }) { envp in
-                fw_spawn_worker(
-                    program, argv, envp, toChild[0], fromChild[1], fromStderr[1], directory, Int64(memoryLimitBytes))
+        // Forked on the spawner's thread, which outlives every engine thread (see `WorkerSpawner`).
+        let variables = environment.map { "\($0.key)=\($0.value)" }
+        let (input, output, errors) = (toChild[0], fromChild[1], fromStderr[1])
+        let pid = WorkerSpawner.run {
+            Self.withCStrings(arguments) { argv in
+                Self.withCStrings(variables) { envp in
+                    fw_spawn_worker(program, argv, envp, input, output, errors, directory, Int64(memoryLimitBytes))
+                }
             }
         }
         close(toChild[0])

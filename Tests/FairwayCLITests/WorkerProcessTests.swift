@@ -35,6 +35,26 @@ struct WorkerProcessTests {
         #expect(lines.count == 7)
     }
 
+    @Test("a worker outlives the thread that started it: the pool's workers serve every thread")
+    func workerOutlivesItsStartingThread() throws {
+        let folder = TestFolder()
+        let path = folder.path("runs.log")
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway))
+        defer { pool.shutdown() }
+        // The engine's threads come and go (a replacement for a hung job, one too many after it); the kernel's
+        // parent-death signal follows the thread that forked a child, not the process, and once killed the
+        // idle worker of a thread that had ended, charging the next job a crash "from outside".
+        let first = Shared<WorkerRunResult?>(nil)
+        let thread = Thread { first.update { $0 = Self.runAppend(pool, path, "on-a-thread") } }
+        thread.start()
+        #expect(eventually { first.read() != nil })
+        #expect(first.read() == .finished(.success, reason: nil))
+        Thread.sleep(forTimeInterval: 0.3)  // the thread has ended by now, and a signal would have landed
+        #expect(Self.runAppend(pool, path, "after-it") == .finished(.success, reason: nil))
+        #expect(pool.counts.started == 1, "the same worker ran both jobs")
+        #expect(pool.counts.crashed == 0 && pool.counts.recycled == 0)
+    }
+
     @Test("a worker above its memory limit after a job is replaced")
     func recycleOnMemory() throws {
         let folder = TestFolder()
