@@ -19,7 +19,8 @@
 /// (RLIMIT_DATA: heap and private writable mappings), so that a job that balloons fails its allocation
 /// there instead of growing until the kernel's OOM killer picks a process. The child gets default signal handling, an empty
 /// signal mask, its own process group (a terminal's Ctrl-C reaches the supervisor only), no other open
-/// descriptors, and SIGKILL when the supervisor dies. Returns the child's pid, or -errno.
+/// descriptors, and SIGKILL when the calling *thread* ends (PR_SET_PDEATHSIG follows the forking thread: call it
+/// from one that lives as long as the supervisor, as WorkerSpawner does). Returns the child's pid, or -errno.
 static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *const envp[], int stdin_fd,
                                     int stdout_fd, int stderr_fd, const char *directory, int64_t data_limit) {
     pid_t parent = getpid();

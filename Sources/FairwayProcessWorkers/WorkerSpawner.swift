@@ -9,25 +9,24 @@ import Foundation
 /// with the thread that had started it while other threads still used it, and the job just sent to it was
 /// charged a crash "killed from outside" that nobody outside caused.
 enum WorkerSpawner {
-    /// Runs `fork` (in `body`) on the spawning thread and returns its result to the caller.
+    /// Runs `body` (which forks) on the spawning thread, blocking the caller until it returns.
     static func run(_ body: @escaping @Sendable () -> pid_t) -> pid_t {
         let request = Request(body)
-        thread.condition.withLock {
-            thread.requests.append(request)
-            thread.condition.broadcast()
-        }
-        request.condition.lock()
+        let thread = self.thread
+        thread.condition.lock()
+        defer { thread.condition.unlock() }
+        thread.waiting.append(request)
+        thread.condition.broadcast()
         while request.pid == nil {
-            request.condition.wait()
+            thread.condition.wait()
         }
-        defer { request.condition.unlock() }
         return request.pid ?? -1
     }
 
+    /// One fork asked for; `pid` is set once it ran. Guarded by the spawning thread's condition.
     private final class Request: @unchecked Sendable {
-        // Unchecked Sendable: `pid` is guarded by `condition`; `body` is only read.
+        // Unchecked Sendable: `pid` is read and written only under `SpawningThread.condition`.
         let body: @Sendable () -> pid_t
-        let condition = MonotonicCondition()
         var pid: pid_t?
 
         init(_ body: @escaping @Sendable () -> pid_t) {
@@ -36,9 +35,10 @@ enum WorkerSpawner {
     }
 
     private final class SpawningThread: @unchecked Sendable {
-        // Unchecked Sendable: `requests` is guarded by `condition`.
+        // Unchecked Sendable: `waiting` is guarded by `condition`. Spawns are rare: one condition serves
+        // both the thread (new requests) and the callers (their pid).
         let condition = MonotonicCondition()
-        var requests: [Request] = []
+        var waiting: [Request] = []
 
         init() {
             let thread = Thread { [self] in serve() }
@@ -47,21 +47,17 @@ enum WorkerSpawner {
         }
 
         private func serve() {
+            condition.lock()
             while true {
-                condition.lock()
-                while requests.isEmpty {
+                while waiting.isEmpty {
                     condition.wait()
                 }
-                let batch = requests
-                requests.removeAll()
+                let request = waiting.removeFirst()
                 condition.unlock()
-                for request in batch {
-                    let pid = request.body()
-                    request.condition.withLock {
-                        request.pid = pid
-                        request.condition.broadcast()
-                    }
-                }
+                let pid = request.body()
+                condition.lock()
+                request.pid = pid
+                condition.broadcast()
             }
         }
     }
