@@ -96,8 +96,8 @@ struct FailureIsolationTests {
         }
     }
 
-    @Test("a hung handler's slot is given back at its timeout, and a replacement thread keeps the pool's size")
-    func hungHandlerIsReplaced() throws {
+    /// One worker thread, a queue `hangs` that times out after 100 ms and gives up at once, and `others`; started.
+    static func oneWorkerWithHungQueue() throws -> EngineHarness {
         let harness = try EngineHarness(
             workers: 1,
             queues: [
@@ -106,6 +106,12 @@ struct FailureIsolationTests {
             ]
         )
         try harness.start()
+        return harness
+    }
+
+    @Test("a hung handler's slot is given back at its timeout, and a replacement thread keeps the pool's size")
+    func hungHandlerIsReplaced() throws {
+        let harness = try Self.oneWorkerWithHungQueue()
         defer { harness.stop() }
         // Ignores cancellation and keeps the only worker's thread for 3 s.
         harness.source.enqueue(queue: "hangs", jobType: "sleep", payload: Array(#"{"ms":3000}"#.utf8))
@@ -123,14 +129,7 @@ struct FailureIsolationTests {
 
     @Test("a hung handler returning while its replacement waits: one of the two threads stays and runs the next jobs")
     func hungHandlerReturnsBesideItsReplacement() throws {
-        let harness = try EngineHarness(
-            workers: 1,
-            queues: [
-                QueueDefinition(name: "hangs", timeout: .milliseconds(100), retry: quickRetry(1)),
-                QueueDefinition(name: "others"),
-            ]
-        )
-        try harness.start()
+        let harness = try Self.oneWorkerWithHungQueue()
         defer { harness.stop() }
         // Ignores cancellation for 600 ms: the replacement has nothing to run and waits meanwhile.
         harness.source.enqueue(queue: "hangs", jobType: "sleep", payload: Array(#"{"ms":600}"#.utf8))
