@@ -249,6 +249,14 @@ final class Statement {
         sqlite3_reset(handle)
     }
 
+    /// Runs a query of one integer with the values bound now, and keeps them bound, as ``execute()``.
+    func scalar() throws -> Int64 {
+        _ = try step()
+        let value = sqlite3_column_int64(handle, 0)
+        sqlite3_reset(handle)
+        return value
+    }
+
     func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     func int(_ column: Int32) -> Int { Int(sqlite3_column_int64(handle, column)) }
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }

@@ -36,10 +36,16 @@ extension SQLiteSource {
             if let after = unkeyedAfter {
                 try adoptUnkeyedJobs(after: after)
             }
+            var completions: [Int64] = []
             for job in settlements {
+                if case .ack = job.settlement {
+                    completions.append(job.id)
+                    continue
+                }
                 let outcome = try apply(job, now: now)
                 tally.add(queue: job.queue, completed: outcome.completed, failed: outcome.failed)
             }
+            try deleteCompleted(settlements, ids: &completions)
             // queue_stats gets one update per queue per transaction, not one per job.
             for index in tally.touched where tally.completed[index] + tally.failed[index] > 0 {
                 try count(bindings[index].name, completed: tally.completed[index], failed: tally.failed[index])
@@ -109,14 +115,8 @@ extension SQLiteSource {
     // jobs lie on many pages (a backlog written by producers of many queues at once) wrote five times the
     // bytes of its whole drain to that file, and drained 1.5x slower (docs/benchmarks.md).
 
-    /// Leases up to ?4 ready jobs of queue ?1 to owner ?2 until ?3, returning them.
-    static let claimQueue = """
-        UPDATE OR IGNORE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
-        WHERE id IN (SELECT id FROM jobs WHERE state = 0 AND queue = ?1 ORDER BY priority DESC, id LIMIT ?4)
-        RETURNING \(claimedColumns)
-        """
-
-    /// ``claimQueue`` for the jobs of one fairness key ?5 of the queue.
+    /// Leases up to ?4 ready jobs of queue ?1 with fairness key ?5 to owner ?2 until ?3, returning them. (A
+    /// whole queue's claim, the hot one, is a ``ReadyJobClaim``.)
     static let claimKey = """
         UPDATE OR IGNORE jobs SET state = 2, lease_owner = ?2, lease_expires_at = ?3
         WHERE id IN (
@@ -130,19 +130,17 @@ extension SQLiteSource {
     static let promoteDue = "UPDATE OR IGNORE jobs SET state = 0 WHERE state = 1 AND available_at <= ?1 RETURNING queue"
 
     struct JobStatements {
-        /// Deletes a completed job this process holds; the owner is bound once, the id per job.
-        let ack: Statement
-        /// Leases up to ?4 ready jobs of queue ?1 to owner ?2 until ?3, returning them.
-        let claim: Statement
+        /// Deletes the jobs this process completed.
+        let completed: CompletedJobs
+        /// Leases the first ready jobs of one queue.
+        let ready: ReadyJobClaim
     }
 
     func statements(_ connection: SQLiteConnection) throws -> JobStatements {
         if let jobStatements { return jobStatements }
-        let ack = try connection.prepare(
-            "DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2 AND state = 2", persistent: true)
-        try ack.bind(.text(identity), at: 2)
-        let claim = try connection.prepare(Self.claimQueue, persistent: true)
-        let prepared = JobStatements(ack: ack, claim: claim)
+        let completed = try CompletedJobs(connection: connection, owner: identity)
+        let ready = try ReadyJobClaim(connection: connection, owner: identity)
+        let prepared = JobStatements(completed: completed, ready: ready)
         jobStatements = prepared
         return prepared
     }
@@ -178,10 +176,8 @@ extension SQLiteSource {
         let id = job.id
         switch job.settlement {
         case .ack:
-            let delete = try statements(connection).ack
-            try delete.bind(id, at: 1)
-            try delete.execute()
-            guard connection.changes == 1 else { return lostLease(job) }
+            var ids = [id]
+            guard try statements(connection).completed.delete(&ids).isEmpty else { return lostLease(job) }
             return (1, 0)
         case .retry(let after, let reason):
             try connection.cached(
@@ -209,6 +205,21 @@ extension SQLiteSource {
             ).run([.int(id), .text(identity)])
             if connection.changes == 1 { mayHaveWork[job.queue] = true }
             return (0, 0)
+        }
+    }
+
+    /// Deletes the completed jobs among `settlements` (their ids, `ids`, sorted here) and counts them.
+    func deleteCompleted(_ settlements: [SettledJob], ids: inout [Int64]) throws {
+        guard let connection, !ids.isEmpty else { return }
+        let lost = Set(try statements(connection).completed.delete(&ids))
+        for job in settlements {
+            guard case .ack = job.settlement else { continue }
+            if !lost.isEmpty && lost.contains(job.id) {
+                _ = lostLease(job)
+                tally.add(queue: job.queue, completed: 0, failed: 0)
+            } else {
+                tally.add(queue: job.queue, completed: 1, failed: 0)
+            }
         }
     }
 
@@ -265,35 +276,7 @@ extension SQLiteSource {
     ) throws -> ClaimResult {
         guard let connection else { return ClaimResult() }
         let binding = bindings[index]
-        let statement: Statement
-        var bound: [SQLiteValue] = [
-            .text(binding.name), .text(identity), .int(now + leaseMilliseconds), .int(Int64(count)),
-        ]
-        switch flow {
-        case nil:
-            statement = try statements(connection).claim
-        case .queue(let name):
-            statement = try statements(connection).claim
-            bound[0] = .text(name)
-        case .key(let key):
-            statement = try connection.cached(Self.claimKey)
-            bound.append(.text(key))
-        case .eachKey(let after):
-            statement = try connection.cached(Self.claimEachKey(patternQueues: false, after: after != nil))
-            if let after { bound.append(.text(after)) }
-        case .eachQueue(let after, let prefix):
-            statement = try connection.cached(Self.claimEachKey(patternQueues: true, after: after != nil))
-            bound.append(.text(after ?? prefix))
-            bound.append(.text(prefix + "\u{10FFFF}"))
-        }
-        defer { statement.reset() }
-        try statement.bind(bound)
-        var rows:
-            [(
-                id: Int64, type: String, payload: [UInt8], attempts: Int, enqueuedAt: Int64, priority: Int,
-                error: String?, key: String?, queue: String?
-            )] =
-                []
+        let expires = now + leaseMilliseconds
         // Where one statement claims across a pattern's queues, each job says its own; where it claims
         // across keys, the walk goes on after the greatest.
         var ownQueue = false
@@ -303,56 +286,94 @@ extension SQLiteSource {
         case .eachKey: acrossKeys = true
         default: break
         }
-        while try statement.step() {
-            rows.append(
-                (
-                    statement.int64(0), statement.text(1) ?? "", statement.blob(2), statement.int(3),
-                    statement.int64(4), statement.int(5), statement.text(6), statement.text(7),
-                    ownQueue ? statement.text(8) : nil
-                )
-            )
-        }
-        if rows.count < count && flow == nil { mayHaveWork[index] = false }
-        var result = ClaimResult(leased: rows.count)
-        for row in rows where acrossKeys {
-            guard let key = ownQueue ? row.queue : row.key else { continue }
-            if result.greatestKey.map({ $0.utf8.lexicographicallyPrecedes(key.utf8) }) ?? true {
-                result.greatestKey = key
+        // Read straight into `claimed`: the claim runs for every batch, on the thread that bounds a drain.
+        let first = claimed.count
+        var order: [(priority: Int, id: Int64)] = []
+        var usedUp: [(id: Int64, runs: Int, error: String?)] = []
+        var result = ClaimResult()
+        func read(_ statement: Statement) {
+            let id = statement.int64(0)
+            let runs = max(0, statement.int(3))
+            let error = statement.text(6)
+            let key = statement.text(7)
+            let queue = ownQueue ? statement.text(8) : nil
+            result.leased += 1
+            if acrossKeys, let greatest = ownQueue ? queue : key,
+                result.greatestKey.map({ $0.utf8.lexicographicallyPrecedes(greatest.utf8) }) ?? true
+            {
+                result.greatestKey = greatest
             }
-        }
-        rows.sort { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
-        for row in rows {
-            let runs = max(0, row.attempts)
-            if runs >= maxAttempts[index] {
-                // Its runs used every attempt without settling it: the last one ended with its process
-                // (retries settle with attempts left). The journal's charge wrote why.
-                let reason = row.error ?? RunCharge.reason
-                try moveToDeadLetters(
-                    id: row.id,
-                    reason: RetryPolicy.gaveUp(reason, after: runs),
-                    now: now,
-                    ownedBy: identity,
-                    attempts: runs
-                )
-                try self.count(binding.name, completed: 0, failed: 1)
-                continue
+            guard runs < maxAttempts[index] else {
+                usedUp.append((id, runs, error))
+                return
             }
-            let (nanoseconds, overflow) = UInt64(clamping: row.enqueuedAt).multipliedReportingOverflow(by: 1_000_000)
+            let (nanoseconds, overflow) = UInt64(clamping: statement.int64(4)).multipliedReportingOverflow(
+                by: 1_000_000)
             claimed.append(
                 Delivery(
                     queue: binding.id,
-                    jobType: row.type,
-                    payload: row.payload,
+                    jobType: statement.text(1) ?? "",
+                    payload: statement.blob(2),
                     attempt: runs + 1,
                     enqueuedAt: overflow ? nil : nanoseconds,
-                    receipt: UInt64(row.id),
-                    suspect: row.error == RunCharge.reason,
-                    fairnessKey: row.key.flatMap { $0.isEmpty ? nil : $0 },
-                    queueName: row.queue ?? flow.flatMap(\.queueName)
+                    receipt: UInt64(id),
+                    suspect: error == RunCharge.reason,
+                    fairnessKey: key.flatMap { $0.isEmpty ? nil : $0 },
+                    queueName: queue ?? flow.flatMap(\.queueName)
                 )
             )
-            result.handed += 1
+            order.append((statement.int(5), id))
         }
+        switch flow {
+        case nil, .queue:
+            let name = flow?.queueName ?? binding.name
+            try statements(connection).ready.claim(queue: name, count: count, expires: expires, row: read)
+        case .key, .eachKey, .eachQueue:
+            var bound: [SQLiteValue] = [.text(binding.name), .text(identity), .int(expires), .int(Int64(count))]
+            let statement: Statement
+            switch flow {
+            case .key(let key):
+                statement = try connection.cached(Self.claimKey)
+                bound.append(.text(key))
+            case .eachKey(let after):
+                statement = try connection.cached(Self.claimEachKey(patternQueues: false, after: after != nil))
+                if let after { bound.append(.text(after)) }
+            case .eachQueue(let after, let prefix):
+                statement = try connection.cached(Self.claimEachKey(patternQueues: true, after: after != nil))
+                bound.append(.text(after ?? prefix))
+                bound.append(.text(prefix + "\u{10FFFF}"))
+            case nil, .queue:
+                preconditionFailure("claimed above")
+            }
+            defer { statement.reset() }
+            try statement.bind(bound)
+            while try statement.step() { read(statement) }
+        }
+        if result.leased < count && flow == nil { mayHaveWork[index] = false }
+        for job in usedUp {
+            // Its runs used every attempt without settling it: the last one ended with its process
+            // (retries settle with attempts left). The journal's charge wrote why.
+            try moveToDeadLetters(
+                id: job.id,
+                reason: RetryPolicy.gaveUp(job.error ?? RunCharge.reason, after: job.runs),
+                now: now,
+                ownedBy: identity,
+                attempts: job.runs
+            )
+            try self.count(binding.name, completed: 0, failed: 1)
+        }
+        // Higher priority first, then enqueue order: a read returns them so; `RETURNING`, by id.
+        let inOrder = zip(order, order.dropFirst()).allSatisfy { earlier, later in
+            (earlier.priority, -earlier.id) > (later.priority, -later.id)
+        }
+        if !inOrder {
+            let ranked = order.indices.sorted {
+                (order[$0].priority, -order[$0].id) > (order[$1].priority, -order[$1].id)
+            }
+            let fresh = Array(claimed[first...])
+            claimed.replaceSubrange(first..., with: ranked.lazy.map { fresh[$0] })
+        }
+        result.handed = order.count
         return result
     }
 

@@ -19,7 +19,11 @@ struct ClaimStatementTests {
         let walks = [false, true].flatMap { pattern in
             [false, true].map { SQLiteSource.claimEachKey(patternQueues: pattern, after: $0) }
         }
-        let statements = [SQLiteSource.claimQueue, SQLiteSource.claimKey, SQLiteSource.promoteDue] + walks
+        let statements =
+            [
+                ReadyJobClaim.leaseIDs, ReadyJobClaim.leaseFirstReady, SQLiteSource.claimKey, SQLiteSource.promoteDue,
+                CompletedJobs.deleteRange, CompletedJobs.deleteOne,
+            ] + walks
         // Instructions that end the statement with an error and OE_Abort (2): each makes SQLite journal it.
         func aborts(_ sql: String) throws -> [String] {
             try connection.query("EXPLAIN " + sql) { row in (row.text(1) ?? "", row.int(2), row.int(3)) }
@@ -30,7 +34,7 @@ struct ClaimStatementTests {
             #expect(try aborts(sql).isEmpty, "this statement may stop midway, so SQLite journals it: \(sql)")
         }
         // The check sees the journal of a plain UPDATE, which stops on a NULL `state`.
-        let plain = SQLiteSource.claimQueue.replacingOccurrences(of: "UPDATE OR IGNORE", with: "UPDATE")
+        let plain = ReadyJobClaim.leaseFirstReady.replacingOccurrences(of: "UPDATE OR IGNORE", with: "UPDATE")
         #expect(try aborts(plain) == ["HaltIfNull 1299"])
     }
 }
