@@ -212,7 +212,7 @@ extension ConfigReader {
                         : "queue '\(name)': no group named '\(group)'; the groups are \(groups.sorted().joined(separator: ", "))"
                 )
             }
-            if name.contains("*") {
+            if name.utf8.contains(UInt8(ascii: "*")) {
                 // A pattern's queues are counted and limited in the file by their own names; these two
                 // settings would need a count across every name it admits.
                 if fields.globalConcurrency != nil {

@@ -49,8 +49,15 @@ extension SQLiteQueue {
                 let insert = try connection.cached(
                     "INSERT OR REPLACE INTO declared_queues(queue, job_types, keyed) VALUES (?, ?, ?)")
                 defer { insert.reset() }
+                // Queues of one configuration mostly list the same job types: each list is encoded once.
+                var encoded: [[String]: String] = [:]
                 for declaration in declarations {
-                    let types = try declaration.jobTypes.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+                    let types = try declaration.jobTypes.map { list in
+                        if let text = encoded[list] { return text }
+                        let text = String(decoding: try encoder.encode(list), as: UTF8.self)
+                        encoded[list] = text
+                        return text
+                    }
                     try insert.run([
                         .text(declaration.queue), types.map(SQLiteValue.text) ?? .null,
                         .int(declaration.keyed ? 1 : 0),
