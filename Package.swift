@@ -251,7 +251,8 @@ let package = Package(
             name: "FairwayCLITests",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayRuntime", "FairwayTestSupport",
+                "fairway", "FairwaySQLite", "FairwayAMQP", "FairwayProcessWorkers", "FairwayRuntime",
+                "FairwayTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

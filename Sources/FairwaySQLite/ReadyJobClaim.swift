@@ -41,6 +41,7 @@ struct ReadyJobClaim {
 
     /// Reads up to `count` ready jobs of `queue`, each through `row` (columns as
     /// ``SQLiteSource/claimedColumns``), then leases them until `expires`. Returns how many it leased.
+    @discardableResult
     func claim(queue: String, count: Int, expires: Int64, row: (Statement) throws -> Void) throws -> Int {
         try select.bind(.text(queue), at: 1)
         try select.bind(Int64(count), at: 2)
