@@ -30,32 +30,25 @@ struct CompletedJobs {
     }
 
     /// Deletes those of `ids` the owner still holds, inside the caller's transaction. Returns the others:
-    /// jobs whose lease was lost (another process may run them again). `ids` are sorted in place.
-    func delete(_ ids: inout [Int64]) throws -> [Int64] {
-        ids.sort()
+    /// jobs whose lease was lost (another process may run them again).
+    func delete(_ ids: [Int64]) throws -> [Int64] {
         var lost: [Int64] = []
-        var start = ids.startIndex
-        while start < ids.endIndex {
-            var end = start
-            while end + 1 < ids.endIndex && ids[end + 1] == ids[end] + 1 { end += 1 }
-            let length = Int64(end - start + 1)
-            if length > 1 {
-                try held.bind(ids[start], at: 1)
-                try held.bind(ids[end], at: 2)
-                if try held.scalar() == length {
-                    try range.bind(ids[start], at: 1)
-                    try range.bind(ids[end], at: 2)
+        for run in ConsecutiveIDRuns(ids.sorted()) {
+            if run.count > 1 {
+                try held.bind(run.lowerBound, at: 1)
+                try held.bind(run.upperBound, at: 2)
+                if try held.scalar() == Int64(run.count) {
+                    try range.bind(run.lowerBound, at: 1)
+                    try range.bind(run.upperBound, at: 2)
                     try range.execute()
-                    start = end + 1
                     continue
                 }
             }
-            for id in ids[start...end] {
+            for id in run {
                 try one.bind(id, at: 1)
                 try one.execute()
                 if connection.changes != 1 { lost.append(id) }
             }
-            start = end + 1
         }
         return lost
     }

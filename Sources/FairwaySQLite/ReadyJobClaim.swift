@@ -66,15 +66,11 @@ struct ReadyJobClaim {
             leased = connection.changes
         } else {
             try leaseRange.bind(expires, at: 4)
-            var start = 0
-            while start < ids.count {
-                var end = start
-                while end + 1 < ids.count && ids[end + 1] == ids[end] + 1 { end += 1 }
-                try leaseRange.bind(ids[start], at: 1)
-                try leaseRange.bind(ids[end], at: 2)
+            for run in ConsecutiveIDRuns(ids) {
+                try leaseRange.bind(run.lowerBound, at: 1)
+                try leaseRange.bind(run.upperBound, at: 2)
                 try leaseRange.execute()
                 leased += connection.changes
-                start = end + 1
             }
         }
         // Nothing else writes inside the transaction; a difference is a fault, and rolls the claim back.

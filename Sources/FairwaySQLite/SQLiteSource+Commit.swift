@@ -36,16 +36,13 @@ extension SQLiteSource {
             if let after = unkeyedAfter {
                 try adoptUnkeyedJobs(after: after)
             }
-            var completions: [Int64] = []
             for job in settlements {
-                if case .ack = job.settlement {
-                    completions.append(job.id)
-                    continue
-                }
+                // Completions are deleted together below, a run of consecutive ids at a time.
+                if case .ack = job.settlement { continue }
                 let outcome = try apply(job, now: now)
                 tally.add(queue: job.queue, completed: outcome.completed, failed: outcome.failed)
             }
-            try deleteCompleted(settlements, ids: &completions)
+            try deleteCompleted(settlements)
             // queue_stats gets one update per queue per transaction, not one per job.
             for index in tally.touched where tally.completed[index] + tally.failed[index] > 0 {
                 try count(bindings[index].name, completed: tally.completed[index], failed: tally.failed[index])
@@ -176,8 +173,7 @@ extension SQLiteSource {
         let id = job.id
         switch job.settlement {
         case .ack:
-            var ids = [id]
-            guard try statements(connection).completed.delete(&ids).isEmpty else { return lostLease(job) }
+            guard try statements(connection).completed.delete([id]).isEmpty else { return lostLease(job) }
             return (1, 0)
         case .retry(let after, let reason):
             try connection.cached(
@@ -208,10 +204,11 @@ extension SQLiteSource {
         }
     }
 
-    /// Deletes the completed jobs among `settlements` (their ids, `ids`, sorted here) and counts them.
-    func deleteCompleted(_ settlements: [SettledJob], ids: inout [Int64]) throws {
+    /// Deletes the completed jobs among `settlements` and counts them.
+    func deleteCompleted(_ settlements: [SettledJob]) throws {
+        let ids = settlements.compactMap { if case .ack = $0.settlement { $0.id } else { nil } }
         guard let connection, !ids.isEmpty else { return }
-        let lost = Set(try statements(connection).completed.delete(&ids))
+        let lost = Set(try statements(connection).completed.delete(ids))
         for job in settlements {
             guard case .ack = job.settlement else { continue }
             if !lost.isEmpty && lost.contains(job.id) {
@@ -324,30 +321,26 @@ extension SQLiteSource {
             )
             order.append((statement.int(5), id))
         }
+        // The claims by key return what they lease (`RETURNING`); a whole queue's is a read, then a lease.
+        func claimReturning(_ sql: String, _ more: [SQLiteValue]) throws {
+            let statement = try connection.cached(sql)
+            defer { statement.reset() }
+            try statement.bind([.text(binding.name), .text(identity), .int(expires), .int(Int64(count))] + more)
+            while try statement.step() { read(statement) }
+        }
         switch flow {
         case nil, .queue:
             let name = flow?.queueName ?? binding.name
             try statements(connection).ready.claim(queue: name, count: count, expires: expires, row: read)
-        case .key, .eachKey, .eachQueue:
-            var bound: [SQLiteValue] = [.text(binding.name), .text(identity), .int(expires), .int(Int64(count))]
-            let statement: Statement
-            switch flow {
-            case .key(let key):
-                statement = try connection.cached(Self.claimKey)
-                bound.append(.text(key))
-            case .eachKey(let after):
-                statement = try connection.cached(Self.claimEachKey(patternQueues: false, after: after != nil))
-                if let after { bound.append(.text(after)) }
-            case .eachQueue(let after, let prefix):
-                statement = try connection.cached(Self.claimEachKey(patternQueues: true, after: after != nil))
-                bound.append(.text(after ?? prefix))
-                bound.append(.text(prefix + "\u{10FFFF}"))
-            case nil, .queue:
-                preconditionFailure("claimed above")
-            }
-            defer { statement.reset() }
-            try statement.bind(bound)
-            while try statement.step() { read(statement) }
+        case .key(let key):
+            try claimReturning(Self.claimKey, [.text(key)])
+        case .eachKey(let after):
+            try claimReturning(
+                Self.claimEachKey(patternQueues: false, after: after != nil), after.map { [.text($0)] } ?? [])
+        case .eachQueue(let after, let prefix):
+            try claimReturning(
+                Self.claimEachKey(patternQueues: true, after: after != nil),
+                [.text(after ?? prefix), .text(prefix + "\u{10FFFF}")])
         }
         if result.leased < count && flow == nil { mayHaveWork[index] = false }
         for job in usedUp {

@@ -325,6 +325,29 @@ struct SQLiteSourceTests {
                 == "its process ended while running it (a crash or a kill) (gave up after 3 attempts)")
     }
 
+    @Test("a completion whose lease another process took is not deleted or counted; its neighbours are")
+    func lostLeaseAmongCompletions() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        let file = try SQLiteQueue(path: path)
+        // Ids 1 … 11 in a row, so that their completions are deleted as runs; the sixth loses its lease while
+        // it runs, as when it expired and another consumer took the job.
+        try file.enqueue(
+            contentsOf: (1...11).map { NewJob(queue: "q", type: $0 == 6 ? "taken" : "noop") })
+        let harness = try SQLiteHarness(path: path, workers: 1, queues: [QueueDefinition(name: "q")]) { registry in
+            registry.register(JobName<NoParameters>("taken")) { _, _ in
+                try sql(path, "UPDATE jobs SET lease_owner = 'another' WHERE type = 'taken'")
+            }
+        }
+        try harness.engine.start()
+        defer { harness.engine.shutdown(drainTimeout: .seconds(2)) }
+        #expect(try eventually { try harness.stats("q").completed == 10 })
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(try harness.stats("q").completed == 10)
+        #expect(try sqlInt(path, "SELECT count(*) FROM jobs") == 1)
+        #expect(try sqlInt(path, "SELECT id FROM jobs WHERE lease_owner = 'another' AND state = 2") == 6)
+    }
+
     @Test("a file locked by another process past the busy timeout: the error names the file, and no job is lost")
     func lockedFileLosesNothing() throws {
         let folder = TemporaryFolder()
