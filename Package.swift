@@ -234,7 +234,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayProcessWorkersTests",
-            dependencies: ["FairwayProcessWorkers"]
+            dependencies: ["FairwayProcessWorkers", "FairwayTestSupport"]
         ),
         .testTarget(
             name: "FairwayHTTPTests",

@@ -25,6 +25,7 @@ enum WorkerHeaderCodec {
         if let value = message.protocol { appendNumber("protocol", String(value), to: &out) }
         if let value = message.pid { appendNumber("pid", String(value), to: &out) }
         if let value = message.pipeline { appendNumber("pipeline", String(value), to: &out) }
+        if let value = message.transport { appendField("transport", value, to: &out) }
         if let value = message.id { appendField("id", value, to: &out) }
         if let value = message.queue { appendField("queue", value, to: &out) }
         if let value = message.key { appendField("key", value, to: &out) }
@@ -95,8 +96,8 @@ enum WorkerHeaderCodec {
 
     /// The header fields this version knows; any other key is skipped.
     private enum Field: CaseIterable {
-        case kind, `protocol`, pid, pipeline, id, queue, key, jobType, attempt, maxAttempts, timeoutSeconds, outcome
-        case reason
+        case kind, `protocol`, pid, pipeline, transport, id, queue, key, jobType, attempt, maxAttempts, timeoutSeconds
+        case outcome, reason
 
         var name: String {
             switch self {
@@ -104,6 +105,7 @@ enum WorkerHeaderCodec {
             case .protocol: "protocol"
             case .pid: "pid"
             case .pipeline: "pipeline"
+            case .transport: "transport"
             case .id: "id"
             case .queue: "queue"
             case .key: "key"
@@ -188,6 +190,7 @@ enum WorkerHeaderCodec {
         case .protocol: message.protocol = try integer(value, key)
         case .pid: message.pid = try integer(value, key).map { Int32(truncatingIfNeeded: $0) }
         case .pipeline: message.pipeline = try integer(value, key)
+        case .transport: message.transport = try string(value, key)
         case .id: message.id = try string(value, key)
         case .queue: message.queue = try string(value, key)
         case .key: message.key = try string(value, key)
