@@ -19,51 +19,85 @@ enum WorkerHeaderCodec {
 
     /// Appends the header of `message` to `out`.
     static func encode(_ message: WorkerMessage, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "{"))
-        appendKey("kind", first: true, to: &out)
+        out.append(contentsOf: Keys.kind)
         appendString(message.kind.rawValue, to: &out)
-        if let value = message.protocol { appendNumber("protocol", String(value), to: &out) }
-        if let value = message.pid { appendNumber("pid", String(value), to: &out) }
-        if let value = message.pipeline { appendNumber("pipeline", String(value), to: &out) }
-        if let value = message.transport { appendField("transport", value, to: &out) }
-        if let value = message.id { appendField("id", value, to: &out) }
-        if let value = message.queue { appendField("queue", value, to: &out) }
-        if let value = message.key { appendField("key", value, to: &out) }
-        if let value = message.jobType { appendField("jobType", value, to: &out) }
-        if let value = message.attempt { appendNumber("attempt", String(value), to: &out) }
-        if let value = message.maxAttempts { appendNumber("maxAttempts", String(value), to: &out) }
+        if let value = message.protocol { appendInteger(value, after: Keys.protocol, to: &out) }
+        if let value = message.pid { appendInteger(Int(value), after: Keys.pid, to: &out) }
+        if let value = message.pipeline { appendInteger(value, after: Keys.pipeline, to: &out) }
+        if let value = message.transport { appendString(value, after: Keys.transport, to: &out) }
+        if let value = message.id { appendString(value, after: Keys.id, to: &out) }
+        if let value = message.queue { appendString(value, after: Keys.queue, to: &out) }
+        if let value = message.key { appendString(value, after: Keys.key, to: &out) }
+        if let value = message.jobType { appendString(value, after: Keys.jobType, to: &out) }
+        if let value = message.attempt { appendInteger(value, after: Keys.attempt, to: &out) }
+        if let value = message.maxAttempts { appendInteger(value, after: Keys.maxAttempts, to: &out) }
         if let value = message.timeoutSeconds, value.isFinite {
             // A whole number of seconds as an integer: shorter, and read without a detour through text.
-            let whole = abs(value) < 1e15 && value == value.rounded()
-            appendNumber("timeoutSeconds", whole ? String(Int(value)) : String(value), to: &out)
+            if abs(value) < 1e15 && value == value.rounded() {
+                appendInteger(Int(value), after: Keys.timeoutSeconds, to: &out)
+            } else {
+                out.append(contentsOf: Keys.timeoutSeconds)
+                out.append(contentsOf: String(value).utf8)
+            }
         }
-        if let value = message.outcome { appendField("outcome", value.rawValue, to: &out) }
-        if let value = message.reason { appendField("reason", value, to: &out) }
+        if let value = message.outcome { appendString(value.rawValue, after: Keys.outcome, to: &out) }
+        if let value = message.reason { appendString(value, after: Keys.reason, to: &out) }
         out.append(UInt8(ascii: "}"))
     }
 
-    private static func appendKey(_ key: String, first: Bool = false, to out: inout [UInt8]) {
-        if !first { out.append(UInt8(ascii: ",")) }
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: key.utf8)
-        out.append(contentsOf: "\":".utf8)
+    /// Each key as it is written, its quotes, colon and the comma before it included: copied whole, with no
+    /// string made for it (the header of every job and result is written with these).
+    private enum Keys {
+        static let kind = Array(#"{"kind":"#.utf8)
+        static let `protocol` = named("protocol")
+        static let pid = named("pid")
+        static let pipeline = named("pipeline")
+        static let transport = named("transport")
+        static let id = named("id")
+        static let queue = named("queue")
+        static let key = named("key")
+        static let jobType = named("jobType")
+        static let attempt = named("attempt")
+        static let maxAttempts = named("maxAttempts")
+        static let timeoutSeconds = named("timeoutSeconds")
+        static let outcome = named("outcome")
+        static let reason = named("reason")
+
+        static func named(_ name: String) -> [UInt8] { Array(",\"\(name)\":".utf8) }
     }
 
-    private static func appendField(_ key: String, _ value: String, to out: inout [UInt8]) {
-        appendKey(key, to: &out)
+    private static func appendString(_ value: String, after key: [UInt8], to out: inout [UInt8]) {
+        out.append(contentsOf: key)
         appendString(value, to: &out)
     }
 
-    private static func appendNumber(_ key: String, _ text: String, to out: inout [UInt8]) {
-        appendKey(key, to: &out)
-        out.append(contentsOf: text.utf8)
+    /// Writes a whole number's digits straight into `out`.
+    private static func appendInteger(_ value: Int, after key: [UInt8], to out: inout [UInt8]) {
+        out.append(contentsOf: key)
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var rest = value.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of any Int
+        let text = withUnsafeMutableBytes(of: &digits) { buffer -> Range<Int> in
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            } while rest > 0
+            return start..<buffer.count
+        }
+        withUnsafeBytes(of: &digits) { out.append(contentsOf: $0[text]) }
     }
 
     private static func appendString(_ value: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Most strings (ids, queue names, job types) need no escape: copied whole.
-        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            out.append(contentsOf: value.utf8)
+        // Most strings (ids, queue names, job types) need no escape: copied whole, from their own storage.
+        let copied = value.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            guard !bytes.contains(where: Self.needsEscape) else { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if copied == true {
             out.append(UInt8(ascii: "\""))
             return
         }
@@ -83,6 +117,10 @@ enum WorkerHeaderCodec {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
     }
 
     // MARK: - Reading

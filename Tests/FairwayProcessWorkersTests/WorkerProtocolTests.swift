@@ -107,6 +107,27 @@ struct WorkerProtocolTests {
         #expect(try channel.receive().0 == fraction)
     }
 
+    @Test("whole numbers are written digit by digit as JSON writes them, and read back exactly")
+    func wholeNumbers() throws {
+        let fds = try Self.pipePair()
+        defer { Self.closePair(fds) }
+        let channel = WorkerChannel(input: fds[0], output: fds[1])
+        for value in [0, 1, 9, 10, 99, 100, -1, -10, -987_654_321, 1_234_567_890_123, 999_999_999_999_999] {
+            var job = Self.job("t", id: "n")
+            job.attempt = value
+            job.maxAttempts = -value
+            job.timeoutSeconds = Double(value)
+            try channel.send(job)
+            var raw = [UInt8](repeating: 0, count: 4096)
+            let count = read(fds[0], &raw, raw.count)
+            let text = String(decoding: raw[0..<max(count, 0)], as: UTF8.self)
+            #expect(
+                text.contains(#""attempt":\#(value),"maxAttempts":\#(-value),"timeoutSeconds":\#(value)}"#), "\(text)")
+            #expect(write(fds[1], raw, count) == count)
+            #expect(try channel.receive().0 == job)
+        }
+    }
+
     @Test(
         "a reader that yields before sleeping still sleeps: waiting costs no processor time",
         arguments: [false, true])
