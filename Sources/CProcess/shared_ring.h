@@ -4,6 +4,7 @@
 #define FAIRWAY_CPROCESS_SHARED_RING_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -20,6 +21,11 @@ typedef struct {
 } fw_ring_header;
 
 #define FW_RING_HEADER 4096
+
+// The layout docs/worker-protocol.md gives other implementations.
+_Static_assert(offsetof(fw_ring_header, read) == 64, "read at 64");
+_Static_assert(offsetof(fw_ring_header, reader_sleeps) == 128, "reader_sleeps at 128");
+_Static_assert(offsetof(fw_ring_header, writer_waits) == 132, "writer_waits at 132");
 
 /// Copies up to `count` bytes into the ring at the writer's position `*written` and publishes them; returns
 /// how many fitted. The reader is not woken here: see `fw_ring_wake_reader`.

@@ -546,8 +546,9 @@ public final class WorkerChannel: @unchecked Sendable {
         }
     }
 
-    /// Writes all of `bytes` into the ring, ringing `output` when the reader sleeps. A full ring empties as
-    /// the reader takes its results: waits for room.
+    /// Writes all of `bytes` into the ring. The reader is woken only when the ring is full (and it sleeps);
+    /// otherwise when this side next runs out of input. A full ring empties as the reader takes what is in
+    /// it: waits for room.
     private func writeAll(_ bytes: [UInt8], from start: Int, to ring: SharedByteRing) throws(WorkerProtocolError) {
         var offset = start
         var waits = 0
