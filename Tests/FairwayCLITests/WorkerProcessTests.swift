@@ -373,5 +373,16 @@ struct WorkerProcessTests {
             return
         }
         #expect(refused.contains("its hello offers a pipeline of 0 jobs; it must be at least 1"), "\(refused)")
+
+        // A hello asking for a transport that does not exist is refused, naming it.
+        let pigeon = script.replacingOccurrences(of: #""pipeline":0"#, with: #""transport":"pigeon""#)
+        let unknown = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["/usr/bin/python3", "-c", pigeon]))
+        guard case .notStarted(let transport) = unknown.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a hello asking for an unknown transport is refused")
+            return
+        }
+        #expect(
+            transport.contains("its hello asks for the transport 'pigeon', and only 'shared-memory' exists"),
+            "\(transport)")
     }
 }
