@@ -234,7 +234,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayProcessWorkersTests",
-            dependencies: ["FairwayProcessWorkers", "FairwayTestSupport"]
+            dependencies: ["FairwayProcessWorkers"]
         ),
         .testTarget(
             name: "FairwayHTTPTests",

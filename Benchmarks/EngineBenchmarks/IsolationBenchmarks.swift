@@ -6,8 +6,6 @@ import Foundation
 /// The cost of running jobs in worker processes instead of on the pool's threads: the same jobs and 8
 /// queues, measured after a warm-up so that starting the workers is not counted. Each worker kind runs with
 /// its pipeline off (`pipeline 1`, one job at a time) and on (`pipeline 8`, the default), in the same run.
-/// The Swift worker takes the shared memory it is offered; `FAIRWAY_WORKER_SHARED_MEMORY=off` in the
-/// runner's environment keeps it on pipes, for comparison.
 func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
     struct Load {
         var name: String
@@ -48,8 +46,7 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
             let prefix = "\(load.name) jobs, \(workers) workers, 8 queues"
             let jobType = load.jobs == noop.jobs ? "noop" : "sleep"
             measure("\(prefix), thread pool", load, workers: workers, jobType: jobType) { .thread }
-            // 32: deeper than the default, for jobs well under a millisecond.
-            for pipeline in [1, 8, 32] {
+            for pipeline in [1, 8] {
                 measure(
                     "\(prefix), swift worker processes, pipeline \(pipeline)", load, workers: workers, jobType: jobType
                 ) {

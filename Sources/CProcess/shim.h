@@ -15,15 +15,14 @@
 
 /// Starts the program at `file` (a path: the caller searches PATH) with `argv` and `envp`, its stdin and stdout the
 /// given descriptors, its stderr `stderr_fd` (-1: shared with the caller), in the folder `directory` (NULL:
-/// the caller's; a relative `file` is then relative to it), `ring_fd` (-1: none) as its descriptor 3, and with `data_limit` > 0 that many bytes of data
+/// the caller's; a relative `file` is then relative to it), and with `data_limit` > 0 that many bytes of data
 /// (RLIMIT_DATA: heap and private writable mappings), so that a job that balloons fails its allocation
 /// there instead of growing until the kernel's OOM killer picks a process. The child gets default signal handling, an empty
 /// signal mask, its own process group (a terminal's Ctrl-C reaches the supervisor only), no other open
 /// descriptors, and SIGKILL when the calling *thread* ends (PR_SET_PDEATHSIG follows the forking thread: call it
 /// from one that lives as long as the supervisor, as WorkerSpawner does). Returns the child's pid, or -errno.
 static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *const envp[], int stdin_fd,
-                                    int stdout_fd, int stderr_fd, int ring_fd, const char *directory,
-                                    int64_t data_limit) {
+                                    int stdout_fd, int stderr_fd, const char *directory, int64_t data_limit) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return -errno;
@@ -42,14 +41,12 @@ static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *
     if (stdin_fd != 0 && dup2(stdin_fd, 0) < 0) _exit(126);
     if (stdout_fd != 1 && dup2(stdout_fd, 1) < 0) _exit(126);
     if (stderr_fd >= 0 && stderr_fd != 2 && dup2(stderr_fd, 2) < 0) _exit(126);
-    if (ring_fd >= 0 && (ring_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(ring_fd, 3)) < 0) _exit(126);
-    unsigned first_closed = ring_fd >= 0 ? 4U : 3U;
 #ifdef SYS_close_range
-    if (syscall(SYS_close_range, first_closed, ~0U, 0U) != 0)
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
 #endif
     {
         long max = sysconf(_SC_OPEN_MAX);
-        for (long fd = first_closed; fd < (max > 0 ? max : 65536); fd++) close((int)fd);
+        for (long fd = 3; fd < (max > 0 ? max : 65536); fd++) close((int)fd);
     }
     if (directory != NULL && chdir(directory) != 0) _exit(126);
     if (data_limit > 0) {
@@ -62,10 +59,6 @@ static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *
 
 /// pipe2(fds, O_CLOEXEC), which glibc declares only under _GNU_SOURCE. Returns 0, or -1 with errno set.
 static inline int fw_pipe_cloexec(int fds[2]) { return (int)syscall(SYS_pipe2, fds, O_CLOEXEC); }
-
-/// memfd_create(name, MFD_CLOEXEC), which glibc declares only under _GNU_SOURCE: an anonymous file to share
-/// memory with a child. Returns the descriptor, or -1 with errno set.
-static inline int fw_memfd(const char *name) { return (int)syscall(SYS_memfd_create, name, 1U /* MFD_CLOEXEC */); }
 
 /// Asks the kernel to SIGKILL the calling process when its parent dies.
 static inline int fw_die_with_parent(void) { return prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); }

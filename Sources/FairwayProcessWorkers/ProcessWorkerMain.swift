@@ -34,14 +34,6 @@ public enum ProcessWorkerMain {
     /// not end within the grace. SIGINT is ignored: the supervisor decides when workers stop.
     public static func serve(registry: JobRegistry) -> Int32 {
         _ = fw_die_with_parent()
-        // The shared memory, when the supervisor offered it; its descriptor closes at once (the mapping
-        // stays), so that no program a handler starts inherits it.
-        var shared: WorkerRings?
-        if let text = ProcessInfo.processInfo.environment[WorkerRings.environmentKey], let descriptor = Int32(text) {
-            shared = WorkerRings.attach(descriptor: descriptor)
-            close(descriptor)
-            unsetenv(WorkerRings.environmentKey)
-        }
         let protocolInput = fcntl(0, F_DUPFD_CLOEXEC, 3)
         let protocolOutput = fcntl(1, F_DUPFD_CLOEXEC, 3)
         let nothing = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -70,11 +62,7 @@ public enum ProcessWorkerMain {
 
         do {
             // Jobs are only buffered here until their turn, so any pipeline the supervisor wants is fine.
-            try channel.send(
-                .hello(
-                    pid: getpid(), pipeline: ProcessWorkerSettings.maxPipelineDepth,
-                    transport: shared.map { _ in WorkerMessage.sharedMemoryTransport }))
-            if let shared { channel.useRings(input: shared.jobs, output: shared.results) }
+            try channel.send(.hello(pid: getpid(), pipeline: ProcessWorkerSettings.maxPipelineDepth))
             while true {
                 let (job, payload) = try channel.receive()
                 guard job.kind == .job, let id = job.id, let jobType = job.jobType else {

@@ -24,7 +24,6 @@ enum WorkerHeaderCodec {
         if let value = message.protocol { appendInteger(value, after: Keys.protocol, to: &out) }
         if let value = message.pid { appendInteger(Int(value), after: Keys.pid, to: &out) }
         if let value = message.pipeline { appendInteger(value, after: Keys.pipeline, to: &out) }
-        if let value = message.transport { appendString(value, after: Keys.transport, to: &out) }
         if let value = message.id { appendString(value, after: Keys.id, to: &out) }
         if let value = message.queue { appendString(value, after: Keys.queue, to: &out) }
         if let value = message.key { appendString(value, after: Keys.key, to: &out) }
@@ -52,7 +51,6 @@ enum WorkerHeaderCodec {
         static let `protocol` = named("protocol")
         static let pid = named("pid")
         static let pipeline = named("pipeline")
-        static let transport = named("transport")
         static let id = named("id")
         static let queue = named("queue")
         static let key = named("key")
@@ -134,7 +132,7 @@ enum WorkerHeaderCodec {
 
     /// The header fields this version knows; any other key is skipped.
     private enum Field: CaseIterable {
-        case kind, `protocol`, pid, pipeline, transport, id, queue, key, jobType, attempt, maxAttempts, timeoutSeconds
+        case kind, `protocol`, pid, pipeline, id, queue, key, jobType, attempt, maxAttempts, timeoutSeconds
         case outcome, reason
 
         var name: String {
@@ -143,7 +141,6 @@ enum WorkerHeaderCodec {
             case .protocol: "protocol"
             case .pid: "pid"
             case .pipeline: "pipeline"
-            case .transport: "transport"
             case .id: "id"
             case .queue: "queue"
             case .key: "key"
@@ -228,7 +225,6 @@ enum WorkerHeaderCodec {
         case .protocol: message.protocol = try integer(value, key)
         case .pid: message.pid = try integer(value, key).map { Int32(truncatingIfNeeded: $0) }
         case .pipeline: message.pipeline = try integer(value, key)
-        case .transport: message.transport = try string(value, key)
         case .id: message.id = try string(value, key)
         case .queue: message.queue = try string(value, key)
         case .key: message.key = try string(value, key)

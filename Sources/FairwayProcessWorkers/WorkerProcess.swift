@@ -103,30 +103,19 @@ public final class WorkerProcess: @unchecked Sendable {
             close(fromChild[1])
             throw .init(command: arguments, reason: Self.errnoText())
         }
-        // Offered to every worker; one that does not take it (says nothing of it in its hello) keeps to its
-        // pipes.
-        let shared = environment[WorkerRings.switchKey] == "off" ? nil : WorkerRings.create()
-        if shared != nil {
-            environment[WorkerRings.environmentKey] = String(WorkerRings.childDescriptor)
-        }
         // Forked on the spawner's thread, which outlives every engine thread (see `WorkerSpawner`).
         let variables = environment.map { "\($0.key)=\($0.value)" }
-        let (input, output, errors, sharedDescriptor) = (
-            toChild[0], fromChild[1], fromStderr[1], shared?.descriptor ?? -1
-        )
+        let (input, output, errors) = (toChild[0], fromChild[1], fromStderr[1])
         let pid = WorkerSpawner.run {
             Self.withCStrings(arguments) { argv in
                 Self.withCStrings(variables) { envp in
-                    fw_spawn_worker(
-                        program, argv, envp, input, output, errors, sharedDescriptor, directory, Int64(memoryLimitBytes)
-                    )
+                    fw_spawn_worker(program, argv, envp, input, output, errors, directory, Int64(memoryLimitBytes))
                 }
             }
         }
         close(toChild[0])
         close(fromChild[1])
         if fromStderr[1] >= 0 { close(fromStderr[1]) }
-        if sharedDescriptor >= 0 { close(sharedDescriptor) }
         guard pid > 0 else {
             close(toChild[1])
             close(fromChild[0])
@@ -164,17 +153,7 @@ public final class WorkerProcess: @unchecked Sendable {
             process.pipeline = min(offered, ProcessWorkerSettings.maxPipelineDepth)
             process.channel.makeOutputNonBlocking()
             process.channel.makeInputNonBlocking()
-            if let transport = hello.transport {
-                guard transport == WorkerMessage.sharedMemoryTransport, let shared else {
-                    process.kill()
-                    _ = process.reap()
-                    throw WorkerStartError(
-                        command: arguments,
-                        reason: "its hello asks for the transport '\(transport)', and "
-                            + (shared == nil ? "it was offered none" : "only 'shared-memory' exists"))
-                }
-                process.channel.useRings(input: shared.rings.results, output: shared.rings.jobs)
-            }
+            process.channel.yieldsBeforeSleeping = WorkerChannel.standardYields
         } catch let error as WorkerStartError {
             throw error
         } catch {

@@ -139,9 +139,6 @@ public final class WorkerProcessPool: Sendable {
                 sentAhead.add(sent, ordering: .relaxed)
             }
             let result: WorkerMessage
-            // With jobs behind the running one, a sleeping supervisor looks at least every millisecond: a
-            // worker sharing memory announces results only when it runs out of jobs.
-            process.channel.sleepsAtMost = outstanding.count > 1 ? .milliseconds(1) : nil
             do {
                 result = try process.result(of: head.id)
             } catch {

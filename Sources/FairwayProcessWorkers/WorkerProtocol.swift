@@ -32,10 +32,6 @@ public struct WorkerMessage: Codable, Sendable, Equatable {
     /// `hello`: how many jobs the worker accepts before it answers the first (pipelining); absent means 1.
     /// It runs them one at a time, in the order sent, and answers each as it ends.
     public var pipeline: Int?
-    /// `hello`: `"shared-memory"` when the worker takes the shared memory it was handed as descriptor 3 (see
-    /// `FAIRWAY_SHARED_MEMORY_FD`): jobs and results then travel there, and the pipes only wake a side that
-    /// sleeps. Fairway's own Swift worker does; absent: the pipes carry everything.
-    public var transport: String?
     /// `job` and `result`: the job's id at its source, echoed in the result.
     public var id: String?
     public var queue: String?
@@ -70,18 +66,14 @@ public struct WorkerMessage: Codable, Sendable, Equatable {
         return job
     }
 
-    /// The `transport` of a hello that takes the shared memory offered.
-    public static let sharedMemoryTransport = "shared-memory"
-
     /// The protocol version this build speaks.
     public static let protocolVersion = 1
 
-    public static func hello(pid: Int32, pipeline: Int? = nil, transport: String? = nil) -> WorkerMessage {
+    public static func hello(pid: Int32, pipeline: Int? = nil) -> WorkerMessage {
         var message = WorkerMessage(kind: .hello)
         message.protocol = protocolVersion
         message.pid = pid
         message.pipeline = pipeline
-        message.transport = transport
         return message
     }
 
@@ -138,16 +130,6 @@ public final class WorkerChannel: @unchecked Sendable {
     /// Queued frames the pipe has not taken yet, from `pendingStart` on.
     private var pendingOutput: [UInt8] = []
     private var pendingStart = 0
-    /// Where messages come from and go to once both sides share memory (``useRings(input:output:)``); the
-    /// pipes then only wake a side that sleeps, and `input` still ends when the other side does.
-    private var inputRing: SharedByteRing?
-    private var outputRing: SharedByteRing?
-    /// The longest a reader of a ring sleeps before it looks again, though nothing rang (nil: until it
-    /// rings). A supervisor with jobs in a pipeline sets it: their worker announces results only when it
-    /// runs out of jobs, and a short job's result must not wait for a long one behind it.
-    var sleepsAtMost: Duration?
-    /// True once `input` ended while reading a ring: what the ring still holds is the last input.
-    private var inputEnded = false
 
     public init(input: Int32, output: Int32) {
         self.input = input
@@ -186,21 +168,6 @@ public final class WorkerChannel: @unchecked Sendable {
     public func hold(_ message: WorkerMessage, body: [UInt8] = []) {
         Self.appendFrame(message, body: body, to: &pendingOutput)
     }
-
-    /// Reads from the `input` ring and writes to the `output` ring from now on: after a worker's hello said
-    /// it takes the shared memory it was handed. The pipes then only wake a side that sleeps, and each side
-    /// wakes the other only when it runs out of input (or of room), not at every message: one wake-up
-    /// carries all it wrote meanwhile — a pipeline's worth of jobs, or of results. Needs
-    /// ``makeInputNonBlocking()``.
-    func useRings(input: SharedByteRing, output: SharedByteRing) {
-        inputRing = input
-        outputRing = output
-        yieldsBeforeSleeping = Self.ringYields
-    }
-
-    /// The ``yieldsBeforeSleeping`` of a channel on rings: no-op jobs in 8 workers on 2 cores ran faster with
-    /// 16 than with 4 in 5 of 6 alternating rounds, and alike with 64 (docs/benchmarks.md).
-    static let ringYields = 16
 
     /// Makes reads of `input` return at once when the pipe is empty: a read that finds input then costs one
     /// system call, not a poll and a read, and the channel waits with `poll` only when there is none.
@@ -322,7 +289,6 @@ public final class WorkerChannel: @unchecked Sendable {
             buffer.removeAll(keepingCapacity: true)
             start = 0
         }
-        if let inputRing { return try fill(from: inputRing) }
         // Turns given to the other side so far in this wait; each ends in a read, which takes the input
         // the moment it is there (a look with `poll` first would cost a second system call a message).
         var yields = 0
@@ -359,86 +325,6 @@ public final class WorkerChannel: @unchecked Sendable {
         }
     }
 
-    /// Reads what the ring holds into the buffer, waiting for it the way ``fill()`` waits on a pipe: a few
-    /// yields, then asleep until `input` rings (or ends, or the deadline passes). False once `input` ended
-    /// and the ring is empty: what a worker wrote before it died is still read.
-    private func fill(from ring: SharedByteRing) throws(WorkerProtocolError) -> Bool {
-        var yields = 0
-        while true {
-            guard let (count, wakeWriter) = ring.read(into: &chunk) else {
-                throw .malformed("the shared memory's write position is impossible (it was overwritten)")
-            }
-            // A doorbell that cannot ring: the other side is gone, which the end of `input` will tell, after
-            // what it wrote before it went is read.
-            if wakeWriter { _ = try? ringDoorbell() }
-            if count > 0 {
-                buffer.append(contentsOf: chunk[0..<count])
-                return true
-            }
-            if inputEnded { return false }
-            // Out of input: what this side wrote since the other last slept is announced now.
-            if outputRing?.wakeReader() == true { _ = try? ringDoorbell() }
-            if pendingOutput.count > pendingStart { flushPending() }
-            if deadline == nil, yields < yieldsBeforeSleeping {
-                yields += 1
-                sched_yield()
-                continue
-            }
-            // Asleep until the other side writes, or takes what is queued for it when that does not fit.
-            let waitsForRoom = pendingOutput.count > pendingStart
-            if ring.readerSleeps() || (waitsForRoom && outputRing?.writerWaits() == true) {
-                ring.readerAwake()
-                outputRing?.writerAwake()
-                continue
-            }
-            try waitForDoorbell()
-            ring.readerAwake()
-            outputRing?.writerAwake()
-            try drainDoorbell()
-        }
-    }
-
-    /// Sleeps until `input` rings or ends, or ``sleepsAtMost`` passed; throws when the deadline passes first.
-    private func waitForDoorbell() throws(WorkerProtocolError) {
-        var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
-        while true {
-            var milliseconds: Int32 = -1
-            if let deadline {
-                let left = ContinuousClock.now.duration(to: deadline)
-                milliseconds = Int32(max(0, min(left.timeInterval * 1000, Double(Int32.max))).rounded(.up))
-            }
-            if let sleepsAtMost {
-                let most = Int32(max(1, (sleepsAtMost.timeInterval * 1000).rounded(.up)))
-                milliseconds = milliseconds < 0 ? most : min(milliseconds, most)
-            }
-            let ready = poll(&descriptor, 1, milliseconds)
-            if ready > 0 { return }
-            if ready == 0 {
-                if let deadline, ContinuousClock.now >= deadline {
-                    throw .malformed("the message was not complete in time (\(available) bytes of it came)")
-                }
-                return
-            }
-            if errno != EINTR { return }
-        }
-    }
-
-    /// Reads the doorbell's bytes, which say only "look at the ring"; notes when `input` ended.
-    private func drainDoorbell() throws(WorkerProtocolError) {
-        var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        while true {
-            let count = withUnsafeMutableBytes(of: &bytes) { read(input, $0.baseAddress, $0.count) }
-            if count > 0 { continue }
-            if count == 0 {
-                inputEnded = true
-                return
-            }
-            if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK { return }
-            throw .io(String(cString: strerror(errno)))
-        }
-    }
-
     /// Sleeps until input is readable (or ends).
     private func waitReadable() {
         var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
@@ -459,15 +345,6 @@ public final class WorkerChannel: @unchecked Sendable {
     /// Writes what the pipe takes of the queued frames, without waiting. A closed pipe drops them: the
     /// other side is gone, which reading will tell.
     private func flushPending() {
-        if let outputRing {
-            pendingStart += outputRing.write(pendingOutput, from: pendingStart)
-            if pendingOutput.count > pendingStart {
-                // Full: the reader must be awake to make room. A doorbell that cannot ring: the other side is
-                // gone, which reading will tell.
-                if outputRing.wakeReader() { _ = try? ringDoorbell() }
-                return
-            }
-        }
         while pendingOutput.count > pendingStart {
             let count = pendingOutput.withUnsafeBytes {
                 write(output, $0.baseAddress! + pendingStart, $0.count - pendingStart)
@@ -524,10 +401,6 @@ public final class WorkerChannel: @unchecked Sendable {
     }
 
     private func writeAll(_ bytes: [UInt8], from start: Int) throws(WorkerProtocolError) {
-        if let outputRing {
-            try writeAll(bytes, from: start, to: outputRing)
-            return
-        }
         var offset = start
         while offset < bytes.count {
             let count = bytes.withUnsafeBytes { write(output, $0.baseAddress! + offset, $0.count - offset) }
@@ -543,36 +416,6 @@ public final class WorkerChannel: @unchecked Sendable {
             } else {
                 throw .io(String(cString: strerror(errno)))
             }
-        }
-    }
-
-    /// Writes all of `bytes` into the ring. The reader is woken only when the ring is full (and it sleeps);
-    /// otherwise when this side next runs out of input. A full ring empties as the reader takes what is in
-    /// it: waits for room.
-    private func writeAll(_ bytes: [UInt8], from start: Int, to ring: SharedByteRing) throws(WorkerProtocolError) {
-        var offset = start
-        var waits = 0
-        while true {
-            offset += ring.write(bytes, from: offset)
-            if offset == bytes.count { return }
-            // Full: the reader must be awake to make room.
-            if ring.wakeReader() { try ringDoorbell() }
-            waits += 1
-            if waits < 16 { sched_yield() } else { usleep(100) }
-        }
-    }
-
-    /// Wakes the reader of the ring: one byte on `output`.
-    private func ringDoorbell() throws(WorkerProtocolError) {
-        var byte: UInt8 = 1
-        while true {
-            let count = write(output, &byte, 1)
-            if count == 1 { return }
-            if count < 0 && errno == EINTR { continue }
-            // A pipe full of doorbells wakes the reader as well as one more would.
-            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
-            if count < 0 && errno == EPIPE { throw .closed }
-            throw .io(String(cString: strerror(errno)))
         }
     }
 }

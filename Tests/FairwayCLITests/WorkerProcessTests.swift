@@ -92,51 +92,14 @@ struct WorkerProcessTests {
         #expect(pool.counts.recycled == 1, "ten jobs at once still get the memory check after them")
     }
 
-    /// The Swift worker as the pool starts it (it takes the shared memory offered), and the same worker not
-    /// told of the offer (it keeps to its pipes, as every worker library does).
-    static let transports: [(name: String, command: [String])] = [
-        ("shared memory", fairway), ("pipes", ["/usr/bin/env", "-u", "FAIRWAY_SHARED_MEMORY_FD"] + fairway),
-    ]
-
-    /// True when the process maps the shared memory a supervisor offers its workers.
-    static func mapsSharedMemory(_ pid: pid_t) throws -> Bool {
-        // Read to its end: /proc says its files are empty, and a read by their size stops at the first page.
-        let file = try #require(FileHandle(forReadingAtPath: "/proc/\(pid)/maps"))
-        defer { try? file.close() }
-        let maps = String(decoding: try file.readToEnd() ?? Data(), as: UTF8.self)
-        return maps.contains("memfd:fairway-worker")
-    }
-
-    @Test("a Swift worker takes the shared memory offered and keeps no descriptor of it; one not told keeps to pipes")
-    func sharedMemoryTaken() throws {
-        for (name, command) in Self.transports {
-            let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: command))
-            defer { pool.shutdown() }
-            #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil), "\(name)")
-            let pid = try #require(pool.idleProcessIDs.first)
-            #expect(try Self.mapsSharedMemory(pid) == (name == "shared memory"), "\(name)")
-            if name == "shared memory" {
-                // Closed once mapped: a program a job starts cannot inherit it.
-                let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")
-                let memory = descriptors.filter {
-                    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)"))?
-                        .contains("memfd:") == true
-                }
-                #expect(memory.isEmpty, "descriptors of the shared memory left open: \(memory)")
-            }
-        }
-    }
-
     @Test(
-        "a worker that crashes in a pipeline: the jobs it finished before are results, the crash is its job's, the rest never ran",
-        arguments: transports.map(\.name))
-    func pipelinedCrashAttribution(transport: String) throws {
-        let command = try #require(Self.transports.first { $0.name == transport }).command
-        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: command, pipelineDepth: 8))
+        "a worker that crashes in a pipeline: the jobs it finished before are results, the crash is its job's, the rest never ran"
+    )
+    func pipelinedCrashAttribution() throws {
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway, pipelineDepth: 8))
         defer { pool.shutdown() }
-        // On shared memory the worker announces results only when it runs out of jobs, which this one never
-        // does: the supervisor sleeps through the first job, and the three results before the crash are
-        // read after the worker died.
+        // The supervisor sleeps through the first job; the three results before the crash come just before
+        // the worker's end.
         var types = ["noop", "noop", "crash", "noop"]
         var ended: [WorkerRunResult] = []
         pool.run(
@@ -153,10 +116,9 @@ struct WorkerProcessTests {
         #expect(pool.counts.crashed == 1)
     }
 
-    @Test("a short job's result is not held back by a long job sent behind it", arguments: transports.map(\.name))
-    func shortResultBeforeLongJob(transport: String) throws {
-        let command = try #require(Self.transports.first { $0.name == transport }).command
-        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: command, pipelineDepth: 8))
+    @Test("a short job's result is not held back by a long job sent behind it")
+    func shortResultBeforeLongJob() throws {
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway, pipelineDepth: 8))
         defer { pool.shutdown() }
         var long: [(WorkerMessage, [UInt8])] = [(Self.job("sleep", id: "long"), Array(#"{"ms":1500}"#.utf8))]
         let start = ContinuousClock.now
@@ -169,8 +131,8 @@ struct WorkerProcessTests {
                 endedAt.append(ContinuousClock.now - start)
             }, started: { _ in })
         try #require(endedAt.count == 2)
-        // Seen as it ended, not when the worker ran out of jobs 1.5 s later: else it would look as long as
-        // both, and time out behind the long one.
+        // Seen as it ended, not when the long job ended 1.5 s later: else it would look as long as both, and
+        // time out behind the long one (a worker must write each result as its job ends).
         #expect(endedAt[0] < .milliseconds(700), "the short job's result came after \(endedAt[0])")
         #expect(endedAt[1] >= .milliseconds(1500))
     }
@@ -373,16 +335,5 @@ struct WorkerProcessTests {
             return
         }
         #expect(refused.contains("its hello offers a pipeline of 0 jobs; it must be at least 1"), "\(refused)")
-
-        // A hello asking for a transport that does not exist is refused, naming it.
-        let pigeon = script.replacingOccurrences(of: #""pipeline":0"#, with: #""transport":"pigeon""#)
-        let unknown = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["/usr/bin/python3", "-c", pigeon]))
-        guard case .notStarted(let transport) = unknown.run(Self.job("noop"), payload: [], started: { _ in }) else {
-            Issue.record("a hello asking for an unknown transport is refused")
-            return
-        }
-        #expect(
-            transport.contains("its hello asks for the transport 'pigeon', and only 'shared-memory' exists"),
-            "\(transport)")
     }
 }
