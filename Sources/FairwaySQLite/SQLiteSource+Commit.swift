@@ -37,9 +37,7 @@ extension SQLiteSource {
                 try adoptUnkeyedJobs(after: after)
             }
             for job in settlements {
-                // Completions are deleted together below, a run of consecutive ids at a time.
-                if case .ack = job.settlement { continue }
-                let outcome = try apply(job, now: now)
+                guard let outcome = try apply(job, now: now) else { continue }
                 tally.add(queue: job.queue, completed: outcome.completed, failed: outcome.failed)
             }
             try deleteCompleted(settlements)
@@ -167,14 +165,14 @@ extension SQLiteSource {
         return max(0, cap - leased)
     }
 
-    /// Writes one settlement; returns what it adds to the queue's completed and failed counts.
-    func apply(_ job: SettledJob, now: Int64) throws -> (completed: Int, failed: Int) {
+    /// Writes one settlement; returns what it adds to the queue's completed and failed counts, or nil for a
+    /// completion: those are deleted together by ``deleteCompleted(_:)``, a run of consecutive ids at a time.
+    func apply(_ job: SettledJob, now: Int64) throws -> (completed: Int, failed: Int)? {
         guard let connection else { return (0, 0) }
         let id = job.id
         switch job.settlement {
         case .ack:
-            guard try statements(connection).completed.delete([id]).isEmpty else { return lostLease(job) }
-            return (1, 0)
+            return nil
         case .retry(let after, let reason):
             try connection.cached(
                 """
