@@ -19,7 +19,7 @@ enum WorkerHeaderCodec {
 
     /// Appends the header of `message` to `out`.
     static func encode(_ message: WorkerMessage, to out: inout [UInt8]) {
-        out.append(contentsOf: Keys.kind)
+        append(Keys.kind, to: &out)
         appendString(message.kind.rawValue, to: &out)
         if let value = message.protocol { appendInteger(value, after: Keys.protocol, to: &out) }
         if let value = message.pid { appendInteger(Int(value), after: Keys.pid, to: &out) }
@@ -35,7 +35,7 @@ enum WorkerHeaderCodec {
             if abs(value) < 1e15 && value == value.rounded() {
                 appendInteger(Int(value), after: Keys.timeoutSeconds, to: &out)
             } else {
-                out.append(contentsOf: Keys.timeoutSeconds)
+                append(Keys.timeoutSeconds, to: &out)
                 out.append(contentsOf: String(value).utf8)
             }
         }
@@ -44,34 +44,37 @@ enum WorkerHeaderCodec {
         out.append(UInt8(ascii: "}"))
     }
 
-    /// Each key as it is written, its quotes, colon and the comma before it included: copied whole, with no
-    /// string made for it (the header of every job and result is written with these).
+    /// Each key as it is written, its quotes, colon and the comma before it included: static text copied
+    /// whole, with no string or array made or retained for it (the header of every job and result is
+    /// written with these).
     private enum Keys {
-        static let kind = Array(#"{"kind":"#.utf8)
-        static let `protocol` = named("protocol")
-        static let pid = named("pid")
-        static let pipeline = named("pipeline")
-        static let id = named("id")
-        static let queue = named("queue")
-        static let key = named("key")
-        static let jobType = named("jobType")
-        static let attempt = named("attempt")
-        static let maxAttempts = named("maxAttempts")
-        static let timeoutSeconds = named("timeoutSeconds")
-        static let outcome = named("outcome")
-        static let reason = named("reason")
-
-        static func named(_ name: String) -> [UInt8] { Array(",\"\(name)\":".utf8) }
+        static var kind: StaticString { #"{"kind":"# }
+        static var `protocol`: StaticString { #","protocol":"# }
+        static var pid: StaticString { #","pid":"# }
+        static var pipeline: StaticString { #","pipeline":"# }
+        static var id: StaticString { #","id":"# }
+        static var queue: StaticString { #","queue":"# }
+        static var key: StaticString { #","key":"# }
+        static var jobType: StaticString { #","jobType":"# }
+        static var attempt: StaticString { #","attempt":"# }
+        static var maxAttempts: StaticString { #","maxAttempts":"# }
+        static var timeoutSeconds: StaticString { #","timeoutSeconds":"# }
+        static var outcome: StaticString { #","outcome":"# }
+        static var reason: StaticString { #","reason":"# }
     }
 
-    private static func appendString(_ value: String, after key: [UInt8], to out: inout [UInt8]) {
-        out.append(contentsOf: key)
+    private static func append(_ key: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+    }
+
+    private static func appendString(_ value: String, after key: StaticString, to out: inout [UInt8]) {
+        append(key, to: &out)
         appendString(value, to: &out)
     }
 
     /// Writes a whole number's digits straight into `out`.
-    private static func appendInteger(_ value: Int, after key: [UInt8], to out: inout [UInt8]) {
-        out.append(contentsOf: key)
+    private static func appendInteger(_ value: Int, after key: StaticString, to out: inout [UInt8]) {
+        append(key, to: &out)
         if value < 0 { out.append(UInt8(ascii: "-")) }
         var rest = value.magnitude
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of any Int
@@ -124,6 +127,8 @@ enum WorkerHeaderCodec {
     // MARK: - Reading
 
     private enum Value {
+        /// A string with no escapes, still in the header's bytes: made a `String` only when stored as one.
+        case text(UnsafeBufferPointer<UInt8>)
         case string(String)
         case number(Double, isInteger: Bool)
         case null
@@ -217,6 +222,11 @@ enum WorkerHeaderCodec {
         let key = field.name
         switch field {
         case .kind:
+            // Matched as bytes: every message has a kind, and most have an outcome.
+            if case .text(let bytes) = value, let known = WorkerMessage.Kind.named(bytes) {
+                kind = known
+                break
+            }
             let text = try string(value, key)
             guard let known = text.flatMap(WorkerMessage.Kind.init(rawValue:)) else {
                 throw .malformed("unknown kind '\(text ?? "null")'")
@@ -233,6 +243,10 @@ enum WorkerHeaderCodec {
         case .maxAttempts: message.maxAttempts = try integer(value, key)
         case .timeoutSeconds: message.timeoutSeconds = try number(value, key)
         case .outcome:
+            if case .text(let bytes) = value, let known = WorkerMessage.Outcome.named(bytes) {
+                message.outcome = known
+                break
+            }
             let text = try string(value, key)
             guard let text else { break }
             guard let outcome = WorkerMessage.Outcome(rawValue: text) else {
@@ -245,6 +259,7 @@ enum WorkerHeaderCodec {
 
     private static func string(_ value: Value, _ key: String) throws(WorkerProtocolError) -> String? {
         switch value {
+        case .text(let bytes): return String(decoding: bytes, as: UTF8.self)
         case .string(let text): return text
         case .null: return nil
         default: throw .malformed("'\(key)' must be a string")
@@ -291,6 +306,7 @@ enum WorkerHeaderCodec {
             guard let first = peek() else { throw .malformed("the header ends before a value") }
             switch first {
             case UInt8(ascii: "\""):
+                if let text = plainText() { return .text(text) }
                 return .string(try string())
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
                 if let whole = wholeNumber() { return .number(Double(whole), isInteger: true) }
@@ -393,6 +409,19 @@ enum WorkerHeaderCodec {
             return Field.allCases.first { $0.name == text }
         }
 
+        /// The bytes of a string with no escapes, in place; nil (nothing consumed) for one with escapes or
+        /// unterminated, which ``string()`` reads.
+        mutating func plainText() -> UnsafeBufferPointer<UInt8>? {
+            let start = index + 1
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") {
+                end += 1
+            }
+            guard end < bytes.count, bytes[end] == UInt8(ascii: "\"") else { return nil }
+            index = end + 1
+            return UnsafeBufferPointer(rebasing: bytes[start..<end])
+        }
+
         mutating func string() throws(WorkerProtocolError) -> String {
             try expect(UInt8(ascii: "\""))
             // Most strings (ids, queue names, job types) have no escapes: one copy, from the bytes themselves.
@@ -461,6 +490,18 @@ enum WorkerHeaderCodec {
                 value = value << 4 | UInt32(digit)
             }
             return value
+        }
+    }
+}
+
+extension CaseIterable where Self: RawRepresentable, RawValue == String {
+    /// The case whose raw value is exactly these UTF-8 bytes, found with no string made for them.
+    fileprivate static func named(_ bytes: UnsafeBufferPointer<UInt8>) -> Self? {
+        allCases.first { value in
+            var name = value.rawValue
+            return name.withUTF8 {
+                $0.count == bytes.count && memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ import Foundation
 /// On the wire a message is a 4-byte big-endian header length, the header as a UTF-8 JSON object, a 4-byte
 /// big-endian body length, and the body: the job's payload for `job`, empty otherwise.
 public struct WorkerMessage: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
         /// Worker → supervisor, once at start: the worker is ready for jobs.
         case hello
         /// Supervisor → worker: run this job; the body is its payload.
@@ -15,7 +15,7 @@ public struct WorkerMessage: Codable, Sendable, Equatable {
     }
 
     /// How a job ended, as a worker reports it.
-    public enum Outcome: String, Codable, Sendable {
+    public enum Outcome: String, Codable, Sendable, CaseIterable {
         /// Done: the job is acknowledged.
         case success
         /// A transient failure: retried with backoff while attempts remain.

@@ -80,6 +80,33 @@ struct WorkerProtocolTests {
         #expect(try JSONDecoder().decode(WorkerMessage.self, from: Data(raw[4..<(4 + length)])) == job)
     }
 
+    @Test("kinds and outcomes are matched whole, escaped or not; a null outcome is none")
+    func kindsAndOutcomes() throws {
+        for kind in WorkerMessage.Kind.allCases {
+            #expect(try Self.decode(#"{"kind":"\#(kind.rawValue)"}"#).kind == kind)
+        }
+        for outcome in WorkerMessage.Outcome.allCases {
+            #expect(try Self.decode(#"{"kind":"result","outcome":"\#(outcome.rawValue)"}"#).outcome == outcome)
+        }
+        let escaped = try Self.decode(#"{"kind":"res\u0075lt","outcome":"succ\u0065ss"}"#)
+        #expect(escaped.kind == .result && escaped.outcome == .success)
+        #expect(try Self.decode(#"{"kind":"result","outcome":null}"#).outcome == nil)
+        for (header, problem) in [
+            (#"{"kind":"jobs"}"#, "unknown kind 'jobs'"), (#"{"kind":"jo"}"#, "unknown kind 'jo'"),
+            (#"{"kind":""}"#, "unknown kind ''"), (#"{"kind":null}"#, "unknown kind 'null'"),
+            (#"{"kind":"result","outcome":"succes"}"#, "unknown outcome 'succes'"),
+            (#"{"kind":"result","outcome":"successful"}"#, "unknown outcome 'successful'"),
+            (#"{"kind":"result","outcome":1}"#, "'outcome' must be a string"),
+        ] {
+            do {
+                _ = try Self.decode(header)
+                Issue.record("accepted \(header)")
+            } catch let error as WorkerProtocolError {
+                #expect("\(error)".contains(problem), "\(error)")
+            }
+        }
+    }
+
     @Test("keys are matched whole, escaped or not; a whole timeout travels as an integer, a fraction as written")
     func keysAndTimeouts() throws {
         // An escaped key names its field; keys that only begin or end like one are unknown, and skipped.
