@@ -12,11 +12,17 @@ public final class CountingSource: JobSource, @unchecked Sendable {
     public let settled = Atomic<Int>(0)
     public let warmedAt = Atomic<UInt64>(0)
     public let done = DispatchSemaphore(value: 0)
+    /// The processor time spent when the `warmUp`-th settlement came, when asked for.
+    public let warmedMachineTime = Mutex<MachineTime?>(nil)
+    private let measuresMachineTime: Bool
 
-    public init(_ wrapped: any JobSource, target: Int, warmUp: Int = 0) {
+    /// - Parameter measuresMachineTime: read ``MachineTime`` at the warm-up too (a look through /proc, a
+    ///   millisecond or so on the settling thread).
+    public init(_ wrapped: any JobSource, target: Int, warmUp: Int = 0, measuresMachineTime: Bool = false) {
         self.wrapped = wrapped
         self.target = target
         self.warmUp = warmUp
+        self.measuresMachineTime = measuresMachineTime
     }
 
     public func start(queues: [QueueBinding], sink: any DeliverySink) throws {
@@ -26,7 +32,13 @@ public final class CountingSource: JobSource, @unchecked Sendable {
     public func settle(_ delivery: Delivery, _ settlement: Settlement) {
         wrapped.settle(delivery, settlement)
         let count = settled.add(1, ordering: .relaxed).newValue
-        if count == warmUp { warmedAt.store(MonotonicClock.now, ordering: .relaxed) }
+        if count == warmUp {
+            if measuresMachineTime {
+                let time = MachineTime.now()
+                warmedMachineTime.withLock { $0 = time }
+            }
+            warmedAt.store(MonotonicClock.now, ordering: .relaxed)
+        }
         if count == target { done.signal() }
     }
 
