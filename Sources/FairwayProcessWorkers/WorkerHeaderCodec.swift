@@ -395,23 +395,16 @@ enum WorkerHeaderCodec {
 
         /// A key: the field it names, or nil for a key this version does not know.
         mutating func field() throws(WorkerProtocolError) -> Field? {
-            let start = index + 1
-            var end = start
-            while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") {
-                end += 1
-            }
-            if peek() == UInt8(ascii: "\""), end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
-                index = end + 1
-                return Field(UnsafeBufferPointer(rebasing: bytes[start..<end]))
-            }
+            if let name = plainText() { return Field(name) }
             // Escapes in a key: unusual, read the long way.
             let text = try string()
             return Field.allCases.first { $0.name == text }
         }
 
-        /// The bytes of a string with no escapes, in place; nil (nothing consumed) for one with escapes or
-        /// unterminated, which ``string()`` reads.
+        /// The bytes of a string with no escapes, in place: most strings (keys, ids, queue names, job types)
+        /// are read with no copy. Nil, and nothing consumed, for anything else, which ``string()`` reads.
         mutating func plainText() -> UnsafeBufferPointer<UInt8>? {
+            guard peek() == UInt8(ascii: "\"") else { return nil }
             let start = index + 1
             var end = start
             while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") {
@@ -423,19 +416,9 @@ enum WorkerHeaderCodec {
         }
 
         mutating func string() throws(WorkerProtocolError) -> String {
+            if let text = plainText() { return String(decoding: text, as: UTF8.self) }
             try expect(UInt8(ascii: "\""))
-            // Most strings (ids, queue names, job types) have no escapes: one copy, from the bytes themselves.
-            let start = index
-            var end = index
-            while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") {
-                end += 1
-            }
-            if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
-                index = end + 1
-                return String(decoding: bytes[start..<end], as: UTF8.self)
-            }
-            var text = Array(bytes[start..<end])
-            index = end
+            var text: [UInt8] = []
             while true {
                 guard let byte = peek() else { throw .malformed("the header ends inside a string") }
                 index += 1
