@@ -46,7 +46,11 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
             try engine.start()
             counting.done.wait()
             let seconds = Double(MonotonicClock.now - counting.warmedAt.load(ordering: .relaxed)) / 1e9
-            let spent = MachineTime.now() - (counting.warmedMachineTime.withLock { $0 } ?? MachineTime.now())
+            // Read at the warm-up, which comes before `done` (warmUp < count).
+            guard let warmed = counting.warmedMachineTime.withLock({ $0 }) else {
+                fatalError("no processor time was read at the warm-up of \(name)")
+            }
+            let spent = MachineTime.now() - warmed
             let measured = Double(count - load.warmUp)
             benchmark.measurement(jobsPerSecond, Int(measured / seconds))
             benchmark.measurement(supervisorTime, Int(spent.supervisor * 1e9 / measured))
