@@ -5,7 +5,8 @@ import Foundation
 
 /// The cost of running jobs in worker processes instead of on the pool's threads: the same jobs and 8
 /// queues, measured after a warm-up so that starting the workers is not counted. Each worker kind runs with
-/// its pipeline off (`pipeline 1`, one job at a time) and on (`pipeline 8`, the default), in the same run.
+/// its pipeline off (`pipeline 1`, one job at a time) and on (`pipeline 8`, the default until the eighteenth
+/// session, and `pipeline 32`, the default since), in the same run.
 ///
 /// Besides jobs per second, each reports the processor time a job cost after the warm-up, in nanoseconds:
 /// the supervising process's and the worker processes' apart. Unlike jobs per second it does not swing
@@ -64,7 +65,7 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
             let prefix = "\(load.name) jobs, \(workers) workers, 8 queues"
             let jobType = load.jobs == noop.jobs ? "noop" : "sleep"
             measure("\(prefix), thread pool", load, workers: workers, jobType: jobType) { .thread }
-            for pipeline in [1, 8] {
+            for pipeline in [1, 8, 32] {
                 measure(
                     "\(prefix), swift worker processes, pipeline \(pipeline)", load, workers: workers, jobType: jobType
                 ) {
@@ -76,7 +77,7 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
     // The worker libraries' examples at 8 workers; fewer no-op jobs, since interpreters are slower.
     for language in ["python", "node", "php"] {
         for load in [noop, tenMilliseconds] {
-            for pipeline in [1, 8] {
+            for pipeline in [1, 8, 32] {
                 measure(
                     "\(load.name) jobs, 8 workers, 8 queues, \(language) worker processes, pipeline \(pipeline)", load,
                     workers: 8, jobs: load.jobs == noop.jobs ? 16_000 : nil
