@@ -8,9 +8,11 @@ import Logging
 /// to a worker that accepts a pipeline, so that it never waits on its pipe between two short jobs.
 extension Engine {
     /// The most run time the jobs already in one worker's pipeline may be expected to take for another to
-    /// be sent behind them: sending ahead pays for short jobs, where the pipe's wake-ups are most of the
-    /// cost, and would only make a job wait behind a long one.
-    static let pipelineBudgetSeconds = 0.01
+    /// be sent behind them: sending ahead pays for short jobs, where the pipe's round trip between two jobs
+    /// is a visible part of each, and would only make a job wait behind a long one. At 25 ms a 10 ms job
+    /// has one sent behind it, which hides the round trip (an interpreted worker's parse of the next job
+    /// included) behind the running job; a job of more than about 12 ms never does.
+    static let pipelineBudgetSeconds = 0.025
 
     /// Runs a job of a process-isolated queue in a worker process, and the jobs sent ahead behind it, blocking
     /// this worker thread until the last ends. Returns holding the monitor.

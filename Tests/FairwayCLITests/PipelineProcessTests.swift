@@ -65,6 +65,38 @@ struct PipelineProcessTests {
         #expect(run.stop().status == 0)
     }
 
+    @Test(
+        "only jobs expected to end within the send-ahead budget (25 ms) go ahead: a 10 ms job's next does, a 40 ms job's never",
+        arguments: [10, 40])
+    func sendAheadBudget(milliseconds: Int) throws {
+        let folder = TestFolder()
+        let config = try folder.config(
+            """
+            workers: 1
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues: [{ name: "p", isolation: process }]
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        let count = 30
+        try file.enqueue(
+            contentsOf: (0..<count).map { _ in
+                NewJob(queue: "p", type: "sleep", payload: Array(#"{"ms":\#(milliseconds)}"#.utf8))
+            })
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(try eventually(timeout: 60) { try file.stats()["p"]?.completed == count }, "\(run.log)")
+        let port = try #require(run.httpPort)
+        let sentAhead = Self.counter("fairway_worker_processes_sent_ahead_total", port: port)
+        if milliseconds == 10 {
+            // Once the first has ended the engine knows the queue's jobs take about 10 ms: each later one is
+            // sent while the one before runs, and never two (three would be expected to take 30 ms).
+            #expect(sentAhead >= Double(count / 2) && sentAhead < Double(count), "sent ahead: \(sentAhead)")
+        } else {
+            #expect(sentAhead == 0, "a 40 ms job is past the budget on its own")
+        }
+        #expect(run.stop().status == 0)
+    }
+
     /// Runs 300 short `append` jobs, `middle`, and 300 more on one worker with a pipeline of 8 (the jobs
     /// before teach the engine the queue's jobs are short, so later ones are sent ahead), and checks that
     /// every `append` ran exactly once at its first attempt: `middle`'s end cost nothing to the jobs sent
