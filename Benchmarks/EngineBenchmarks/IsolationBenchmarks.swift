@@ -5,8 +5,8 @@ import Foundation
 
 /// The cost of running jobs in worker processes instead of on the pool's threads: the same jobs and 8
 /// queues, measured after a warm-up so that starting the workers is not counted. Each worker kind runs with
-/// its pipeline off (`pipeline 1`, one job at a time) and on (`pipeline 8`, the default until the eighteenth
-/// session, and `pipeline 32`, the default since), in the same run.
+/// its pipeline off (`pipeline 1`, one job at a time) and on (`pipeline 32`, the default, and `pipeline 8`,
+/// the earlier default, for comparison with older figures), in the same run.
 ///
 /// Besides jobs per second, each reports the processor time a job cost after the warm-up, in nanoseconds:
 /// the supervising process's and the worker processes' apart. Unlike jobs per second it does not swing

@@ -19,8 +19,8 @@ public struct ProcessWorkerSettings: Sendable, Hashable {
     public var memoryLimitBytes: Int
     /// The most jobs one worker is sent before it answers the first (pipelining), when the worker offers
     /// a pipeline in its hello; the smaller of the two applies. 1: one job at a time. The default, 32, is
-    /// the fastest depth measured for short jobs (docs/benchmarks.md); how long a job may wait in a
-    /// pipeline is bounded by its expected run time, not by this depth.
+    /// the fastest depth measured for short jobs (docs/benchmarks.md). How long a job may wait in a
+    /// pipeline is bounded by the engine's send-ahead budget (25 ms of expected run time), not by this depth.
     public var pipelineDepth: Int
 
     /// The largest pipeline depth accepted.
