@@ -37,7 +37,7 @@ struct PipelineProcessTests {
 
     @Test(
         "a worker offering a pipeline is sent jobs ahead, up to the queue's pipeline; every job runs once",
-        arguments: [1, 8])
+        arguments: [1, 8, 32])
     func jobsSentAhead(pipeline: Int) throws {
         let folder = TestFolder()
         let log = folder.path("runs.log")
