@@ -4,6 +4,8 @@ jobs run on threads and in worker processes (the Swift worker), alternating roun
 
     python3 Benchmarks/scripts/isolation-from-start.py --fairway .build/release/fairway [--jobs 20000] [--rounds 3]
         [--queues 1]     (more: the jobs spread evenly over that many queues, each defined in the config)
+        [--prefetch 32]  (each queue's credit: with one queue of no-op jobs it bounds the rate, see
+                          docs/operations.md, "Prefetch bounds one queue's rate")
 
 The queue file is written once (`fairway enqueue --jsonl -`) and copied fresh for every run; `queue_stats`
 is polled every 2 ms.
@@ -23,6 +25,7 @@ parser.add_argument("--jobs", type=int, default=20000)
 parser.add_argument("--workers", type=int, default=8)
 parser.add_argument("--rounds", type=int, default=3)
 parser.add_argument("--queues", type=int, default=1)
+parser.add_argument("--prefetch", type=int, default=32)
 options = parser.parse_args()
 fairway = os.path.abspath(options.fairway)
 
@@ -44,7 +47,7 @@ def run(isolation):
     with open(os.path.join(directory, "fairway.yaml"), "w") as config:
         config.write(f"workers: {options.workers}\nsources: [{{ kind: sqlite, path: q.db }}]\n"
                      f"defaults: {{ isolation: {isolation} }}\n"
-                     "queues:\n" + "".join(f"  - {{ name: {name} }}\n" for name in names))
+                     "queues:\n" + "".join(f"  - {{ name: {name}, prefetch: {options.prefetch} }}\n" for name in names))
     start = time.monotonic()
     process = subprocess.Popen([fairway, "run", "--config", "fairway.yaml"], cwd=directory,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
