@@ -24,6 +24,9 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
     // so theirs is `sleep` with `{"ms":0}`. 10 ms: `sleep` everywhere, jobs that do some work.
     let noop = Load(name: "no-op", payload: #"{"ms":0}"#, jobs: 40_000, warmUp: 2_000)
     let tenMilliseconds = Load(name: "10 ms sleep", payload: #"{"ms":10}"#, jobs: 1_600, warmUp: 80)
+    // The same after 200 jobs in each worker: an interpreter's just-in-time compiler (Node's) is still warming
+    // up over the first hundred jobs of a worker, which live for 10,000 (`recycleAfterJobs`).
+    let tenMillisecondsWarm = Load(name: "10 ms sleep", payload: #"{"ms":10}"#, jobs: 3_200, warmUp: 1_600)
 
     func measure(
         _ name: String, _ load: Load, workers: Int, jobType: String = "sleep", jobs: Int? = nil,
@@ -72,6 +75,14 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
                     fairwayWorkerProcesses(pipeline: pipeline)
                 }
             }
+        }
+    }
+    let warm = "10 ms sleep jobs, warm workers, 8 workers, 8 queues"
+    measure("\(warm), thread pool", tenMillisecondsWarm, workers: 8) { .thread }
+    measure("\(warm), swift worker processes", tenMillisecondsWarm, workers: 8) { fairwayWorkerProcesses(pipeline: 32) }
+    for language in ["python", "node", "php"] {
+        measure("\(warm), \(language) worker processes", tenMillisecondsWarm, workers: 8) {
+            libraryWorkerProcesses(language: language, pipeline: 32)
         }
     }
     // The worker libraries' examples at 8 workers; fewer no-op jobs, since interpreters are slower.
