@@ -6,7 +6,8 @@ import Foundation
 /// The cost of running jobs in worker processes instead of on the pool's threads: the same jobs and 8
 /// queues, measured after a warm-up so that starting the workers is not counted. Each worker kind runs with
 /// its pipeline off (`pipeline 1`, one job at a time) and on (`pipeline 32`, the default, and `pipeline 8`,
-/// the earlier default, for comparison with older figures), in the same run.
+/// the earlier default, for comparison with older figures), in the same run. The 10 ms load runs again on
+/// warm workers (rows `…, warm workers, …`): the start-up and the steady state, reported apart.
 ///
 /// Besides jobs per second, each reports the processor time a job cost after the warm-up, in nanoseconds:
 /// the supervising process's and the worker processes' apart. Unlike jobs per second it does not swing
@@ -77,7 +78,7 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
             }
         }
     }
-    let warm = "10 ms sleep jobs, warm workers, 8 workers, 8 queues"
+    let warm = "\(tenMillisecondsWarm.name) jobs, warm workers, 8 workers, 8 queues"
     measure("\(warm), thread pool", tenMillisecondsWarm, workers: 8) { .thread }
     measure("\(warm), swift worker processes", tenMillisecondsWarm, workers: 8) { fairwayWorkerProcesses(pipeline: 32) }
     for language in ["python", "node", "php"] {
