@@ -31,15 +31,24 @@ public final class CountingSource: JobSource, @unchecked Sendable {
 
     public func settle(_ delivery: Delivery, _ settlement: Settlement) {
         wrapped.settle(delivery, settlement)
-        let count = settled.add(1, ordering: .relaxed).newValue
-        if count == warmUp {
+        count(1)
+    }
+
+    public func settle(contentsOf settlements: [(Delivery, Settlement)]) {
+        wrapped.settle(contentsOf: settlements)
+        count(settlements.count)
+    }
+
+    private func count(_ added: Int) {
+        let count = settled.add(added, ordering: .relaxed).newValue
+        if count - added < warmUp && count >= warmUp {
             if measuresMachineTime {
                 let time = MachineTime.now()
                 warmedMachineTime.withLock { $0 = time }
             }
             warmedAt.store(MonotonicClock.now, ordering: .relaxed)
         }
-        if count == target { done.signal() }
+        if count - added < target && count >= target { done.signal() }
     }
 
     public func stopDelivering() { wrapped.stopDelivering() }

@@ -161,6 +161,21 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
         worker.settle(delivery, settlement)
     }
 
+    /// Each connection's share in one hand-over: one wake-up of its thread, however many.
+    public func settle(contentsOf settlements: [(Delivery, Settlement)]) {
+        let workers = connectionList.withLockedValue { $0 }
+        var start = 0
+        while start < settlements.count {
+            let index = Int(settlements[start].0.receipt >> 48)
+            var end = start + 1
+            while end < settlements.count && Int(settlements[end].0.receipt >> 48) == index { end += 1 }
+            if index < workers.count {
+                workers[index].settle(contentsOf: settlements[start..<end])
+            }
+            start = end
+        }
+    }
+
     public func stopDelivering() {
         for worker in connections { worker.stopDelivering() }
     }

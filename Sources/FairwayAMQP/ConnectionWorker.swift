@@ -127,6 +127,12 @@ final class ConnectionWorker: @unchecked Sendable {
         wakeup.signal()
     }
 
+    /// Several at once: one hold of the lock and one wake-up of the connection's thread.
+    func settle(contentsOf settlements: some Collection<(Delivery, Settlement)>) {
+        lock.withLock { pendingSettlements.append(contentsOf: settlements) }
+        wakeup.signal()
+    }
+
     func stopDelivering() {
         lock.withLock { life = max(life, .draining) }
         wakeup.signal()

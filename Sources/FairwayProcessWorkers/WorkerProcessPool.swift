@@ -79,21 +79,22 @@ public final class WorkerProcessPool: Sendable {
         started: (WorkerCancel) -> Void
     ) -> WorkerRunResult {
         var outcome = WorkerRunResult.notStarted(reason: "no result")
-        run(job, payload: payload, more: { nil }, ended: { outcome = $0 }, started: started)
+        run(job, payload: payload, more: { _ in [] }, ended: { outcome = $0.last ?? outcome }, started: started)
         return outcome
     }
 
     /// Runs `first` in a worker process, on the calling thread, and keeps the worker's pipeline full: while
     /// it holds fewer jobs than it accepts (the smaller of its hello's `pipeline` and the settings'
-    /// `pipelineDepth`), `more` is asked for another, which is sent at once. `ended` receives each job's
-    /// result in the order sent, as it arrives. Returns when no job is outstanding, or when the worker died
-    /// or was stopped: the job it was running is then reported crashed and the jobs behind it are not
-    /// reported at all, because they never started.
+    /// `pipelineDepth`), `more` is asked for up to that many more, which are sent at once. `ended` receives
+    /// the jobs' results in the order sent, as they arrive: every result one read brought, together, so
+    /// that the caller settles them in one step. Returns when no job is outstanding, or when the worker died
+    /// or was stopped: the job it was running is then reported crashed (last of its batch) and the jobs
+    /// behind it are not reported at all, because they never started.
     public func run(
         _ first: WorkerMessage,
         payload: [UInt8],
-        more: () -> (WorkerMessage, [UInt8])?,
-        ended: (WorkerRunResult) -> Void,
+        more: (Int) -> [(WorkerMessage, [UInt8])],
+        ended: ([WorkerRunResult]) -> Void,
         started: (WorkerCancel) -> Void
     ) {
         var process: WorkerProcess
@@ -109,7 +110,7 @@ public final class WorkerProcessPool: Sendable {
                 tries += 1
                 guard tries < 3 else {
                     state.withLockedValue { $0.counts.crashed += 1 }
-                    ended(.crashed(reason: "worker process \(process.pid) \(death) before it could take the job"))
+                    ended([.crashed(reason: "worker process \(process.pid) \(death) before it could take the job")])
                     return
                 }
                 state.withLockedValue { $0.counts.recycled += 1 }
@@ -117,7 +118,7 @@ public final class WorkerProcessPool: Sendable {
                 process.running(queue: first.queue)
             }
         } catch {
-            ended(.notStarted(reason: error.description))
+            ended([.notStarted(reason: error.description)])
             return
         }
         let grace = settings.killGrace
@@ -126,28 +127,43 @@ public final class WorkerProcessPool: Sendable {
         let depth = min(process.pipeline, settings.pipelineDepth)
         // The jobs sent and not answered, oldest (the one running) first: id and queue.
         var outstanding = Deque([(id: first.id ?? "", queue: first.queue)])
-        while let head = outstanding.first {
-            let before = outstanding.count
-            while outstanding.count < depth, !process.stopRequested, let (job, body) = more() {
-                process.channel.hold(job, body: body)
-                outstanding.append((job.id ?? "", job.queue))
+        var results: [WorkerRunResult] = []
+        // Refilled before each read, and again after a read that answered every job sent: `more` may have
+        // others.
+        while true {
+            if outstanding.count < depth, !process.stopRequested {
+                let jobs = more(depth - outstanding.count)
+                if !jobs.isEmpty {
+                    for (job, body) in jobs {
+                        process.channel.hold(job, body: body)
+                        outstanding.append((job.id ?? "", job.queue))
+                    }
+                    // One write for all of them.
+                    process.channel.flushWithoutWaiting()
+                    sentAhead.add(jobs.count, ordering: .relaxed)
+                    // After a read that answered every job, the worker runs these now.
+                    process.running(queue: outstanding[0].queue)
+                }
             }
-            if outstanding.count > before {
-                // One write for all of them.
-                process.channel.flushWithoutWaiting()
-                let sent = outstanding.count - before
-                sentAhead.add(sent, ordering: .relaxed)
-            }
-            let result: WorkerMessage
-            do {
-                result = try process.result(of: head.id)
-            } catch {
-                ended(crashed(process, error))
-                return
-            }
-            outstanding.removeFirst()
+            guard !outstanding.isEmpty else { break }
+            // The next result, and every one after it that the same read brought, but not the last job's: that
+            // one waits in the buffer for the next turn, after the refill above. Handed on now, it would leave
+            // the caller no job running in the worker to send others behind, and the pipeline would end.
+            results.removeAll(keepingCapacity: true)
+            repeat {
+                let result: WorkerMessage
+                do {
+                    result = try process.result(of: outstanding[0].id)
+                } catch {
+                    results.append(crashed(process, error))
+                    ended(results)
+                    return
+                }
+                outstanding.removeFirst()
+                results.append(.finished(result.outcome ?? .failure, reason: result.reason))
+            } while outstanding.count > 1 && process.channel.hasBufferedMessage
             process.running(queue: outstanding.first?.queue)
-            ended(.finished(result.outcome ?? .failure, reason: result.reason))
+            ended(results)
             if !outstanding.isEmpty && process.stopRequested {
                 // Stopped on purpose with jobs still queued in it: they never start; the caller releases them.
                 process.kill()

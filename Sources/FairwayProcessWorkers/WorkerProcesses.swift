@@ -35,14 +35,14 @@ final class ProcessJobPool: IsolatedJobPool {
 
     func run(
         _ first: IsolatedJob,
-        more: () -> IsolatedJob?,
-        ended: (JobOutcome) -> Void,
+        more: (Int) -> [IsolatedJob],
+        ended: ([JobOutcome]) -> Void,
         cancellable: (@escaping @Sendable () -> Void) -> Void
     ) {
         pool.run(
             Self.message(for: first), payload: first.delivery.payload,
-            more: { more().map { (Self.message(for: $0), $0.delivery.payload) } },
-            ended: { ended(outcome(of: $0, queue: first.context.queue)) },
+            more: { more($0).map { (Self.message(for: $0), $0.delivery.payload) } },
+            ended: { ended($0.map { outcome(of: $0, queue: first.context.queue) }) },
             started: { cancel in cancellable { cancel() } })
     }
 

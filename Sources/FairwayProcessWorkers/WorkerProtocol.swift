@@ -233,6 +233,20 @@ public final class WorkerChannel: @unchecked Sendable {
         return (message, try readBytes(bodyLength))
     }
 
+    /// True when a whole message has been read already and waits in the buffer: ``receive(before:)``
+    /// returns it without a system call.
+    public var hasBufferedMessage: Bool {
+        buffer.withUnsafeBufferPointer { bytes in
+            func length(at offset: Int) -> Int? {
+                guard bytes.count - offset >= 4 else { return nil }
+                return Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8
+                    | Int(bytes[offset + 3])
+            }
+            guard let header = length(at: start), let body = length(at: start + 4 + header) else { return false }
+            return bytes.count - (start + 8 + header) >= body
+        }
+    }
+
     // MARK: - Bytes
 
     private static func appendLength(_ length: Int, to frame: inout [UInt8]) {

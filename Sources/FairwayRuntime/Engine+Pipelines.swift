@@ -21,35 +21,50 @@ extension Engine {
         slot: WorkerSlot
     ) {
         // The jobs in the worker, in the order sent; the first is the one running (the slot's).
-        var pending = Deque([(delivery: delivery, definition: definition, context: context)])
+        var pending = Deque([
+            PipelinedJob(delivery: delivery, definition: definition, context: context, waitSeconds: slot.waitSeconds)
+        ])
         var mark = sources[delivery.sourceIndex].runStarting(delivery)
         // Set once the watchdog or the shutdown took the running job: what the worker says after is moot.
         var lost = false
         pool.run(
             IsolatedJob(delivery: delivery, context: context, timeout: definition.timeout),
-            more: {
-                guard !lost, let (next, nextDefinition) = monitor.withLock({ takeAheadLocked(slot, pool: pool) })
-                else { return nil }
-                let nextContext = jobContext(next, nextDefinition, slot: slot)
-                pending.append((next, nextDefinition, nextContext))
-                return IsolatedJob(delivery: next, context: nextContext, timeout: nextDefinition.timeout)
+            more: { room in
+                // The worker answered every job it had: the slot runs none, so none is sent ahead.
+                guard !lost, slot.state == .running else { return [] }
+                let taken = monitor.withLock { () -> [AheadJob] in
+                    var taken: [AheadJob] = []
+                    while taken.count < room, let job = takeAheadLocked(slot, pool: pool) {
+                        taken.append(job)
+                    }
+                    return taken
+                }
+                return taken.map { job in
+                    let nextContext = jobContext(job.delivery, job.definition, slot: slot)
+                    pending.append(
+                        PipelinedJob(
+                            delivery: job.delivery, definition: job.definition, context: nextContext,
+                            waitSeconds: job.waitSeconds))
+                    return IsolatedJob(delivery: job.delivery, context: nextContext, timeout: job.definition.timeout)
+                }
             },
-            ended: { outcome in
-                guard !lost, let done = pending.popFirst() else { return }
+            ended: { outcomes in
+                guard !lost, outcomes.count <= pending.count, let last = outcomes.last else { return }
                 // A worker killed after its job timed out is the timeout's doing, already reported.
-                if case .crashed(let reason) = outcome, slot.state != .abandoned {
+                if case .crashed(let reason) = last, slot.state != .abandoned {
+                    let crashed = pending[outcomes.count - 1]
                     logger.warning(
                         "worker process crashed",
                         metadata: [
-                            "queue": "\(done.context.queue)", "job": "\(done.delivery.jobType)", "reason": "\(reason)",
+                            "queue": "\(crashed.context.queue)", "job": "\(crashed.delivery.jobType)",
+                            "reason": "\(reason)",
                         ])
                 }
-                let settled = jobEnded(
-                    done.delivery, definition: done.definition, context: done.context, outcome: outcome, mark: mark,
-                    slot: slot)
+                let settled = pipelinedJobsEnded(outcomes, of: pending, mark: mark, slot: slot)
+                pending.removeFirst(outcomes.count)
                 lost = !settled
                 // The next job sent ahead is the one the worker runs now, unless the worker died.
-                if settled, !outcome.endedItsWorker, let next = slot.ahead.popFirst() {
+                if settled, !last.endedItsWorker, let next = slot.ahead.popFirst() {
                     startAheadLocked(next, slot: slot)
                     monitor.unlock()
                     mark = sources[next.delivery.sourceIndex].runStarting(next.delivery)
@@ -81,11 +96,78 @@ extension Engine {
         monitor.lock()
     }
 
+    /// Settles the jobs a worker process answered in one read, the first `outcomes.count` of `jobs` (in the
+    /// order sent): the first is the slot's running job, the others ran behind it and are the first of the
+    /// slot's jobs sent ahead. Their settlements go to their sources in one call a source, and the engine
+    /// counts them all in one hold of the monitor. Called without the monitor; returns holding it. False
+    /// when the watchdog or the shutdown took the running job first: they settled it and released the jobs
+    /// behind it, and these outcomes are moot.
+    func pipelinedJobsEnded(
+        _ outcomes: [JobOutcome], of jobs: Deque<PipelinedJob>, mark: RunJournal.Mark, slot: WorkerSlot
+    ) -> Bool {
+        let first = jobs[0]
+        guard outcomes.count > 1 else {
+            return jobEnded(
+                first.delivery, definition: first.definition, context: first.context, outcome: outcomes[0],
+                mark: mark, slot: slot)
+        }
+        sources[first.delivery.sourceIndex].runEnded(mark)
+        let ended = MonotonicClock.now
+        guard slot.claim(.finishing) else {
+            lostJobLocking(slot)
+            return false
+        }
+        // The jobs sent ahead ran one after another since the first started, and the worker does not say
+        // how long each took: each is counted an equal share of the time.
+        let cost = Double(ended &- slot.startedAt) / 1e9 / Double(outcomes.count)
+        var settlements: [(Delivery, Settlement)] = []
+        settlements.reserveCapacity(outcomes.count)
+        for (index, outcome) in outcomes.enumerated() {
+            let job = jobs[index]
+            // Jitter only for a failure: drawing it costs a getrandom system call.
+            let settlement = job.definition.retry.settlement(
+                for: outcome, attempt: job.delivery.attempt,
+                random: outcome == .succeeded ? 0 : Double.random(in: 0..<1))
+            settlements.append((job.delivery, settlement))
+        }
+        var start = 0
+        while start < settlements.count {
+            let source = settlements[start].0.sourceIndex
+            var end = start + 1
+            while end < settlements.count && settlements[end].0.sourceIndex == source { end += 1 }
+            sources[source].settle(
+                contentsOf: start == 0 && end == settlements.count ? settlements : Array(settlements[start..<end]))
+            start = end
+        }
+        for (index, outcome) in outcomes.enumerated() {
+            let job = jobs[index]
+            let settlement = settlements[index].1
+            logJob(job.delivery, context: job.context, outcome: outcome, settlement: settlement, seconds: cost)
+            observer?.jobEnded(
+                queue: job.definition.name, outcome: outcome, settlement: settlement, runSeconds: cost,
+                waitSeconds: job.waitSeconds)
+        }
+        monitor.lock()
+        finishLocked(slot, outcome: outcomes[0], settlement: settlements[0].1, cost: cost)
+        for index in 1..<outcomes.count {
+            // It ran and ended behind the one before: the slot holds it only to count it out. No one else
+            // takes a slot's jobs sent ahead while its state is not `running`.
+            let ahead = slot.ahead.removeFirst()
+            assert(ahead.delivery.receipt == jobs[index].delivery.receipt, "answers out of order")
+            slot.delivery = ahead.delivery
+            slot.dispatch = ahead.dispatch
+            slot.setState(.finishing)
+            busyWorkers += 1
+            finishLocked(slot, outcome: outcomes[index], settlement: settlements[index].1, cost: cost)
+        }
+        return true
+    }
+
     /// The next job to send ahead to the worker process `slot` holds, taken from the scheduler, or nil:
     /// only the job the scheduler would pick next anyway, only when it is for the same pool, and only when
     /// no thread is idle (one would start it at once), no job must run alone, and the jobs already in the
     /// worker are expected to end within ``pipelineBudgetSeconds``.
-    func takeAheadLocked(_ slot: WorkerSlot, pool: any IsolatedJobPool) -> (Delivery, QueueDefinition)? {
+    func takeAheadLocked(_ slot: WorkerSlot, pool: any IsolatedJobPool) -> AheadJob? {
         guard slot.state == .running, phase.acceptsWork, exclusiveSlot == nil, idleWorkers == 0,
             liveThreads - stuckThreads <= configuration.workers, let running = slot.dispatch
         else { return nil }
@@ -100,10 +182,10 @@ extension Engine {
             let dispatch = scheduler.next(now: now)
         else { return nil }
         let (delivery, waitSeconds) = takeDeliveryLocked(dispatch)
-        let definition = definitions[queue.index]
-        slot.ahead.append(
-            AheadJob(delivery: delivery, dispatch: dispatch, definition: definition, waitSeconds: waitSeconds))
-        return (delivery, definition)
+        let job = AheadJob(
+            delivery: delivery, dispatch: dispatch, definition: definitions[queue.index], waitSeconds: waitSeconds)
+        slot.ahead.append(job)
+        return job
     }
 
     /// Makes a job sent ahead the slot's running job: the worker started it when it answered the one before.
@@ -157,6 +239,14 @@ extension JobOutcome {
         if case .crashed = self { return true }
         return false
     }
+}
+
+/// A job in a worker process's pipeline, as its supervising thread keeps it until the worker answers.
+struct PipelinedJob {
+    var delivery: Delivery
+    var definition: QueueDefinition
+    var context: JobContext
+    var waitSeconds: Double?
 }
 
 /// A job sent ahead to a worker process behind the one it runs (pipelining): taken from the scheduler, not

@@ -81,10 +81,7 @@ extension Engine {
         sources[delivery.sourceIndex].runEnded(mark)
         let ended = MonotonicClock.now
         guard slot.claim(.finishing) else {
-            monitor.lock()
-            stuckThreads -= 1
-            slot.task = nil
-            slot.setState(.idle)
+            lostJobLocking(slot)
             return false
         }
         // Jitter only for a failure: drawing it costs a getrandom system call (2 % of a drain).
@@ -103,6 +100,16 @@ extension Engine {
         monitor.lock()
         finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
         return true
+    }
+
+    /// The watchdog or the shutdown took the job `slot` ran (and settled it) while its thread was busy with
+    /// it: the thread is free again, and no longer counted stuck. Called without the monitor; returns
+    /// holding it.
+    func lostJobLocking(_ slot: WorkerSlot) {
+        monitor.lock()
+        stuckThreads -= 1
+        slot.task = nil
+        slot.setState(.idle)
     }
 
     /// Each worker-process pool once.

@@ -145,10 +145,53 @@ public final class InMemorySource: JobSource, @unchecked Sendable {
 
     public func settle(_ delivery: Delivery, _ settlement: Settlement) {
         lock.lock()
-        guard var job = unsettled.removeValue(forKey: delivery.receipt) else {
+        guard let (job, retryDelay) = settleLocked(delivery, settlement) else {
             lock.unlock()
             preconditionFailure("settled job \(delivery.receipt) twice or never delivered it")
         }
+        // A release comes from an engine that is stopping or refused the job: pushing it (or the next one)
+        // straight back would recurse into a refusal again, until the stack overflows. It waits instead.
+        let batch = settlement == .release ? [] : takeDeliverableLocked(queue: job.queue)
+        let sink = self.sink
+        lock.unlock()
+        if let retryDelay {
+            later(retryDelay) { self.makeReady(job) }
+        }
+        onSettle?(job, settlement)
+        push(batch, to: sink)
+    }
+
+    /// Settles them under one hold of the lock, and pushes the jobs they let through in one batch.
+    public func settle(contentsOf settlements: [(Delivery, Settlement)]) {
+        lock.lock()
+        var settled: [(job: Job, settlement: Settlement, retryDelay: Duration?)] = []
+        settled.reserveCapacity(settlements.count)
+        var batch: [Delivery] = []
+        for (delivery, settlement) in settlements {
+            guard let (job, retryDelay) = settleLocked(delivery, settlement) else {
+                lock.unlock()
+                preconditionFailure("settled job \(delivery.receipt) twice or never delivered it")
+            }
+            settled.append((job, settlement, retryDelay))
+            if settlement != .release {
+                batch.append(contentsOf: takeDeliverableLocked(queue: job.queue))
+            }
+        }
+        let sink = self.sink
+        lock.unlock()
+        for (job, settlement, retryDelay) in settled {
+            if let retryDelay {
+                later(retryDelay) { self.makeReady(job) }
+            }
+            onSettle?(job, settlement)
+        }
+        push(batch, to: sink)
+    }
+
+    /// Records one settlement; returns the job, and how long it waits before it is ready again when retried.
+    /// Nil when the delivery is not unsettled.
+    private func settleLocked(_ delivery: Delivery, _ settlement: Settlement) -> (Job, Duration?)? {
+        guard var job = unsettled.removeValue(forKey: delivery.receipt) else { return nil }
         if recordSettlements {
             settlementLog[job.id, default: []].append(settlement)
         }
@@ -168,17 +211,7 @@ public final class InMemorySource: JobSource, @unchecked Sendable {
             job.attempts -= 1
             pending[job.queue, default: []].prepend(job)
         }
-        // A release comes from an engine that is stopping or refused the job: pushing it (or the next one)
-        // straight back would recurse into a refusal again, until the stack overflows. It waits instead.
-        let batch = settlement == .release ? [] : takeDeliverableLocked(queue: job.queue)
-        let sink = self.sink
-        lock.unlock()
-        if let retryDelay {
-            let retried = job
-            later(retryDelay) { self.makeReady(retried) }
-        }
-        onSettle?(job, settlement)
-        push(batch, to: sink)
+        return (job, retryDelay)
     }
 
     public func stopDelivering() {

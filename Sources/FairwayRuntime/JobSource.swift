@@ -131,6 +131,11 @@ public protocol JobSource: AnyObject, Sendable {
     /// Settles a delivery. May be called from any worker thread; must not wait on a worker.
     func settle(_ delivery: Delivery, _ settlement: Settlement)
 
+    /// Settles several deliveries, in order: the jobs a worker process answered together. A source that
+    /// can take them in one step (one hold of its lock, one push of the next jobs) should; the default
+    /// settles each in turn.
+    func settle(contentsOf settlements: [(Delivery, Settlement)])
+
     /// Stops handing out deliveries: after it returns the source pushes nothing more. Settlements are
     /// still accepted, so that jobs already running can finish.
     func stopDelivering()
@@ -149,6 +154,12 @@ public protocol JobSource: AnyObject, Sendable {
 }
 
 extension JobSource {
+    public func settle(contentsOf settlements: [(Delivery, Settlement)]) {
+        for (delivery, settlement) in settlements {
+            settle(delivery, settlement)
+        }
+    }
+
     /// Records nothing: a source that cannot outlive its process has no crash to charge.
     public func runStarting(_ delivery: Delivery) -> RunJournal.Mark { .none }
     public func runEnded(_ mark: RunJournal.Mark) {}

@@ -32,15 +32,17 @@ public protocol IsolatedJobPool: AnyObject, Sendable {
     ///
     /// A worker that accepts a pipeline (it said so in its hello) is sent more jobs while it runs one, so
     /// that it never waits on a pipe between two: while fewer than its pipeline's depth are outstanding the
-    /// pool asks `more` for another, which returns nil when the engine has none to send ahead. The worker
-    /// runs them one at a time in order, and `ended` receives each one's outcome in that order, the moment
-    /// it is known. When the worker dies, the job it was running is reported crashed and the jobs behind it
-    /// are not reported: they never started, and the caller releases them. `cancellable` receives, once
-    /// the first job is on its way, the action that stops the worker (a timeout passed, or a drain ended).
+    /// pool asks `more` for up to that many more, and it returns those the engine has to send ahead (none
+    /// at all, often). The worker runs them one at a time in order, and `ended` receives their outcomes in
+    /// that order, the moment they are known: each call the outcomes of every answer that one read of the
+    /// worker's output brought, so that the engine settles them together. When the worker dies, the job
+    /// it was running is reported crashed (last in its call) and the jobs behind it are not reported: they
+    /// never started, and the caller releases them. `cancellable` receives, once the first job is on its
+    /// way, the action that stops the worker (a timeout passed, or a drain ended).
     func run(
         _ first: IsolatedJob,
-        more: () -> IsolatedJob?,
-        ended: (JobOutcome) -> Void,
+        more: (Int) -> [IsolatedJob],
+        ended: ([JobOutcome]) -> Void,
         cancellable: (@escaping @Sendable () -> Void) -> Void
     )
 

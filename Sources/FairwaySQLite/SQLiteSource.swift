@@ -237,6 +237,15 @@ public final class SQLiteSource: JobSource, QueueDepthReporting, ConnectionRepor
         monitor.unlock()
     }
 
+    /// Hands them to the store thread together: one hold of the lock, at most one wake-up.
+    public func settle(contentsOf settlements: [(Delivery, Settlement)]) {
+        monitor.lock()
+        let wasEmpty = pending.isEmpty
+        pending.append(contentsOf: settlements.lazy.map { SettledJob($0.0, $0.1) })
+        if wasEmpty && !pending.isEmpty { monitor.signal() }
+        monitor.unlock()
+    }
+
     public func stopDelivering() {
         monitor.withLock {
             if storeState == .delivering { storeState = .holding }

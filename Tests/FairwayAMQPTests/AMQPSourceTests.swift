@@ -249,6 +249,45 @@ struct AMQPSourceTests {
         #expect(eventually(timeout: 30) { harness.engine.snapshot().queues.allSatisfy { $0.succeeded == 1 } })
     }
 
+    @Test(
+        "settlements handed over together reach each message's own connection: acks, and a dead letter with its reason")
+    func settlementsTogether() throws {
+        final class RecordingSink: DeliverySink {
+            let deliveries = NIOLockedValueBox<[Delivery]>([])
+            func deliver(_ delivery: Delivery) { deliveries.withLockedValue { $0.append(delivery) } }
+            func deliver(contentsOf deliveries: [Delivery]) {
+                self.deliveries.withLockedValue { $0.append(contentsOf: deliveries) }
+            }
+            func withdrawHeld(where predicate: @escaping @Sendable (Delivery) -> Bool) -> Int { 0 }
+        }
+        let names = TestQueues()
+        let queues = [names.name("together0"), names.name("together1")]
+        try Broker.publish(queues.flatMap { queue in (0..<3).map { _ in NewJob(queue: queue, type: "noop") } })
+        var quiet = Logger(label: "fairway.test")
+        quiet.logLevel = .critical
+        var options = AMQPSource.Options(url: Broker.url)
+        // One connection a queue: the batch below mixes both connections' messages.
+        options.queuesPerConnection = 1
+        let source = try AMQPSource(options: options, crashCounter: DeliveryCounter.init(path:), logger: quiet)
+        let sink = RecordingSink()
+        try source.start(
+            queues: queues.enumerated().map { QueueBinding(id: QueueID($0.offset), name: $0.element, credit: 8) },
+            sink: sink)
+        #expect(eventually { sink.deliveries.withLockedValue { $0.count } == 6 })
+        let held = sink.deliveries.withLockedValue { $0 }
+        let byQueue = Dictionary(grouping: held, by: \.queue.index)
+        let mixed = (0..<3).flatMap { index in [byQueue[0]![index], byQueue[1]![index]] }
+        var settlements = mixed.map { ($0, Settlement.ack) }
+        settlements[3].1 = .deadLetter(reason: "bad input")
+        source.settle(contentsOf: settlements)
+        // Closing makes every settlement given durable; a message left unacknowledged would be ready again.
+        source.close()
+        #expect(try Broker.count(queues[0]) == 0)
+        #expect(try Broker.count(queues[1]) == 0)
+        #expect(eventually { (try? Broker.count(queues[1] + ".dead")) == 1 })
+        #expect(try Broker.drain(queues[1] + ".dead").map(\.reason) == ["bad input"])
+    }
+
     @Test("quorum queues: deliveries returned without running (held when a process ended) cost no attempt")
     func quorumReturnsAreNotCharged() throws {
         let names = TestQueues()

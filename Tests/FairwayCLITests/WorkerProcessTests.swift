@@ -78,12 +78,15 @@ struct WorkerProcessTests {
         var ended: [WorkerRunResult] = []
         pool.run(
             Self.job("noop", id: "j-0"), payload: [],
-            more: {
-                guard sent < 10 else { return nil }
-                sent += 1
-                return (Self.job(sent == 5 ? "fail" : "noop", id: "j-\(sent - 1)"), [])
+            more: { room in
+                var jobs: [(WorkerMessage, [UInt8])] = []
+                while jobs.count < room, sent < 10 {
+                    sent += 1
+                    jobs.append((Self.job(sent == 5 ? "fail" : "noop", id: "j-\(sent - 1)"), []))
+                }
+                return jobs
             },
-            ended: { ended.append($0) }, started: { _ in })
+            ended: { ended.append(contentsOf: $0) }, started: { _ in })
         #expect(ended.count == 10, "every job sent was answered")
         #expect(ended[4] == .finished(.failure, reason: "fail job failed on purpose"), "results in the order sent")
         #expect(ended.enumerated().allSatisfy { $0.offset == 4 || $0.element == .finished(.success, reason: nil) })
@@ -104,8 +107,12 @@ struct WorkerProcessTests {
         var ended: [WorkerRunResult] = []
         pool.run(
             Self.job("sleep", id: "first"), payload: Array(#"{"ms":300}"#.utf8),
-            more: { types.isEmpty ? nil : (Self.job(types.removeFirst()), []) },
-            ended: { ended.append($0) }, started: { _ in })
+            more: { room in
+                let taken = types.prefix(room).map { (Self.job($0), [UInt8]()) }
+                types.removeFirst(taken.count)
+                return taken
+            },
+            ended: { ended.append(contentsOf: $0) }, started: { _ in })
         try #require(ended.count == 4, "\(ended)")
         #expect(ended[0..<3].allSatisfy { $0 == .finished(.success, reason: nil) }, "\(ended)")
         guard case .crashed(let reason) = ended[3] else {
@@ -114,6 +121,37 @@ struct WorkerProcessTests {
         }
         #expect(reason.contains("while running the job"), "\(reason)")
         #expect(pool.counts.crashed == 1)
+    }
+
+    @Test("answers one read brings are handed over together, in the order sent, each once, the last job's alone")
+    func resultsReadTogether() throws {
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway, pipelineDepth: 8))
+        defer { pool.shutdown() }
+        var sent = 0
+        var batches: [[WorkerRunResult]] = []
+        pool.run(
+            Self.job("noop", id: "j-0"), payload: [],
+            more: { room in
+                // All at once, the first time: seven no-op jobs behind the first.
+                guard sent == 0 else { return [] }
+                sent = min(room, 7)
+                return (1...sent).map { (Self.job($0 == 4 ? "fail" : "noop", id: "j-\($0)"), []) }
+            },
+            ended: { results in
+                batches.append(results)
+                // While this caller settles, the worker answers every job behind: the next read takes them all.
+                if batches.count == 1 { Thread.sleep(forTimeInterval: 0.3) }
+            }, started: { _ in })
+        try #require(sent == 7)
+        let all = batches.flatMap { $0 }
+        #expect(all.count == 8, "every job answered once: \(batches)")
+        #expect(all[4] == .finished(.failure, reason: "fail job failed on purpose"), "in the order sent")
+        // The first read brings one answer or more; the rest, written while the caller slept, come in the next,
+        // all but the last job's: that one comes alone, after `more` was asked again, so that a pipeline with
+        // jobs to spare never runs dry.
+        #expect(batches.count <= 3, "the answers written while the caller was busy came in one batch: \(batches)")
+        #expect(batches.contains { $0.count > 1 }, "\(batches)")
+        #expect(batches.last?.count == 1, "\(batches)")
     }
 
     @Test("a short job's result is not held back by a long job sent behind it")
@@ -125,10 +163,12 @@ struct WorkerProcessTests {
         var endedAt: [Duration] = []
         pool.run(
             Self.job("noop", id: "short"), payload: [],
-            more: { long.popLast() },
-            ended: {
-                #expect($0 == .finished(.success, reason: nil))
-                endedAt.append(ContinuousClock.now - start)
+            more: { _ in long.popLast().map { [$0] } ?? [] },
+            ended: { results in
+                for result in results {
+                    #expect(result == .finished(.success, reason: nil))
+                    endedAt.append(ContinuousClock.now - start)
+                }
             }, started: { _ in })
         try #require(endedAt.count == 2)
         // Seen as it ended, not when the long job ended 1.5 s later: else it would look as long as both, and
@@ -210,10 +250,13 @@ struct WorkerProcessTests {
         var sent = 1
         pool.run(
             job(0), payload: [],
-            more: {
-                guard sent < count else { return nil }
-                sent += 1
-                return (job(sent - 1), [])
+            more: { room in
+                var jobs: [(WorkerMessage, [UInt8])] = []
+                while jobs.count < room, sent < count {
+                    sent += 1
+                    jobs.append((job(sent - 1), []))
+                }
+                return jobs
             }, ended: { _ in }, started: { _ in })
         #expect(eventually(timeout: 10) { lines.withLockedValue { $0.count } >= count })
         let texts = Set(lines.withLockedValue { $0.map(\.line) })

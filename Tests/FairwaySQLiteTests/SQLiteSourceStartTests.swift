@@ -46,6 +46,28 @@ struct SQLiteSourceStartTests {
         #expect(held.count == queues && held.values.allSatisfy { $0 == 16 }, "no queue holds more than its credit")
     }
 
+    @Test("settlements handed over together are each made durable: acks deleted, a retry and a dead letter kept")
+    func settlementsTogether() throws {
+        let folder = TemporaryFolder()
+        let path = folder.path("q.db")
+        let file = try SQLiteQueue(path: path)
+        try file.enqueue(contentsOf: (0..<6).map { _ in NewJob(queue: "q", type: "noop") })
+        let source = try SQLiteSource(path: path)
+        let sink = RecordingSink()
+        try source.start(queues: [QueueBinding(id: QueueID(0), name: "q", credit: 6)], sink: sink)
+        defer { source.close() }
+        #expect(eventually { sink.batches.withLockedValue { $0.joined().count } == 6 })
+        let held = sink.batches.withLockedValue { Array($0.joined()) }
+        var settlements = held.prefix(4).map { ($0, Settlement.ack) }
+        settlements.append((held[4], .retry(after: .seconds(3600), reason: "try later")))
+        settlements.append((held[5], .deadLetter(reason: "bad input")))
+        source.settle(contentsOf: settlements)
+        #expect(eventually { (try? file.stats()["q"]?.completed) == 4 })
+        let stats = try #require(try file.stats()["q"])
+        #expect(stats.dead == 1 && stats.delayed == 1, "\(stats)")
+        #expect(try file.deadLetters(queue: "q").map(\.reason) == ["bad input"])
+    }
+
     @Test("a consumer's leases carry a short random name; its host and pid are in the consumers table")
     func shortLeaseOwner() throws {
         let names = (0..<1_000).map { _ in SQLiteSource.makeIdentity() }
