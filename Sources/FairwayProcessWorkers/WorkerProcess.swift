@@ -19,6 +19,8 @@ public final class WorkerProcess: @unchecked Sendable {
     var jobsRun = 0
     /// `jobsRun` when its memory was last read (0: never), likewise.
     var jobsAtMemoryCheck = 0
+    /// Found above its pool's `recycleAboveMemoryMB` while busy: it is sent no more, and replaced.
+    var overMemoryLimit = false
     /// How many jobs it accepts before it answers the first, as its hello offered (1: one at a time). Set
     /// before the process is handed out, then read only.
     private(set) var pipeline = 1

@@ -131,8 +131,9 @@ public final class WorkerProcessPool: Sendable {
         // Refilled before each read, and again after a read that answered every job sent: `more` may have
         // others.
         while true {
-            if outstanding.count < depth, !process.stopRequested {
-                let jobs = more(depth - outstanding.count)
+            let room = room(in: process, outstanding: outstanding.count, depth: depth)
+            if room > 0 {
+                let jobs = more(room)
                 if !jobs.isEmpty {
                     for (job, body) in jobs {
                         process.channel.hold(job, body: body)
@@ -221,8 +222,30 @@ public final class WorkerProcessPool: Sendable {
         return process
     }
 
+    /// How many more jobs `process` may be sent now: up to its pipeline's depth, none once it is stopping,
+    /// and none past recycling. A worker kept busy by its pipeline is sent no more than `recycleAfterJobs`
+    /// jobs, nor any once it is above `recycleAboveMemoryMB` (looked at every 1,024 jobs, since reading /proc
+    /// costs about as much as a no-op job): its pipeline then runs out and the check-in replaces it. Else a
+    /// worker that always has a job behind the one it runs would never be recycled.
+    private func room(in process: WorkerProcess, outstanding: Int, depth: Int) -> Int {
+        guard !process.stopRequested, !process.overMemoryLimit else { return 0 }
+        let sent = process.jobsRun + outstanding
+        var room = depth - outstanding
+        if settings.recycleAfterJobs > 0 {
+            room = min(room, settings.recycleAfterJobs - sent)
+        }
+        if room > 0, settings.recycleAboveMemoryBytes > 0, process.jobsRun >= process.jobsAtMemoryCheck + 1_024 {
+            process.jobsAtMemoryCheck = process.jobsRun
+            if let resident = process.residentBytes, resident > settings.recycleAboveMemoryBytes {
+                process.overMemoryLimit = true
+                return 0
+            }
+        }
+        return max(0, room)
+    }
+
     private func checkin(_ process: WorkerProcess) {
-        var retire = process.stopRequested
+        var retire = process.stopRequested || process.overMemoryLimit
         if !retire, settings.recycleAfterJobs > 0, process.jobsRun >= settings.recycleAfterJobs {
             retire = true
         }

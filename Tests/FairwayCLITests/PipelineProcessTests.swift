@@ -65,6 +65,34 @@ struct PipelineProcessTests {
         #expect(run.stop().status == 0)
     }
 
+    @Test("a worker kept busy by its pipeline is still recycled after recycleAfterJobs; every job runs once")
+    func recycledUnderSustainedLoad() throws {
+        let folder = TestFolder()
+        let log = folder.path("runs.log")
+        // A credit far above the two workers' pipelines: each always has a job to send behind the one it runs.
+        let config = try folder.config(
+            """
+            workers: 2
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues: [{ name: "p", isolation: process, prefetch: 512, recycleAfterJobs: 200 }]
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        try file.enqueue(contentsOf: Self.appends("p", log: log, prefix: "job", count: 6_000))
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(try eventually(timeout: 60) { try file.stats()["p"]?.completed == 6_000 }, "\(run.log)")
+        let runs = try Self.runs(in: log)
+        #expect(runs.count == 6_000)
+        #expect(runs.values.allSatisfy { $0 == ["attempt=1"] }, "each job ran once, at its first attempt")
+        let port = try #require(run.httpPort)
+        #expect(Self.counter("fairway_worker_processes_sent_ahead_total", port: port) > 1_000)
+        // At most 200 jobs a worker: 30 workers retired and replaced (a few fewer when a pipeline ran out).
+        let recycled = Self.counter("fairway_worker_processes_recycled_total", port: port)
+        #expect(recycled >= 25, "recycled: \(recycled)")
+        #expect(Self.counter("fairway_worker_processes_crashed_total", port: port) == 0)
+        #expect(run.stop().status == 0)
+    }
+
     @Test(
         "only jobs expected to end within the send-ahead budget (25 ms) go ahead: a 10 ms job's next does, a 40 ms job's never",
         arguments: [10, 40])

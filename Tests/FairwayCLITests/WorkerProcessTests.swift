@@ -96,6 +96,34 @@ struct WorkerProcessTests {
     }
 
     @Test(
+        "a worker whose pipeline never runs out is sent no more once due for recycling, and replaced",
+        arguments: [(100, 0, 100...100), (0, 1 << 20, 1_024...1_024 + 8)])
+    func recycledWhileBusy(afterJobs: Int, aboveBytes: Int, expectedSent: ClosedRange<Int>) throws {
+        let pool = WorkerProcessPool(
+            settings: ProcessWorkerSettings(
+                command: Self.fairway, recycleAfterJobs: afterJobs, recycleAboveMemoryBytes: aboveBytes,
+                pipelineDepth: 8))
+        defer { pool.shutdown() }
+        var sent = 1
+        var ended = 0
+        pool.run(
+            Self.job("noop", id: "j-0"), payload: [],
+            more: { room in
+                // Always more: 5,000 jobs are waiting.
+                let jobs = (0..<min(room, 5_000 - sent)).map { (Self.job("noop", id: "j-\(sent + $0)"), [UInt8]()) }
+                sent += jobs.count
+                return jobs
+            },
+            ended: { ended += $0.count }, started: { _ in })
+        // After 100 jobs, or at the first look at its memory (every 1,024 jobs; every worker is above 1 MiB)
+        // with a pipeline of 8 behind it.
+        #expect(expectedSent.contains(sent), "jobs sent to one worker: \(sent)")
+        #expect(ended == sent, "every job sent was answered")
+        #expect(pool.counts.recycled == 1)
+        #expect(pool.counts.idle == 0)
+    }
+
+    @Test(
         "a worker that crashes in a pipeline: the jobs it finished before are results, the crash is its job's, the rest never ran"
     )
     func pipelinedCrashAttribution() throws {
