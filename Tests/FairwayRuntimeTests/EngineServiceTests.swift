@@ -52,8 +52,9 @@ struct EngineServiceTests {
             #expect(await eventuallyAsync(timeout: 600) { harness.snapshot("q").inFlight == 1 })
             await services.triggerGracefulShutdown()
             #expect(await eventuallyAsync(timeout: 600) { harness.engine.snapshot().draining })
-            // Held jobs go back at once; the running one is still running, inside its drain.
-            #expect(harness.snapshot("q").released == 2)
+            // Held jobs go back at once (the drain is flagged just before they are handed back, so wait for
+            // them); the running one is still running, inside its drain: its gate is closed.
+            #expect(await eventuallyAsync(timeout: 600) { harness.snapshot("q").released == 2 })
             #expect(harness.snapshot("q").inFlight == 1)
             gate.update { $0 = true }
             try await running.value
