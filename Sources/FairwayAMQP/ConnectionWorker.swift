@@ -123,8 +123,7 @@ final class ConnectionWorker: @unchecked Sendable {
     }
 
     func settle(_ delivery: Delivery, _ settlement: Settlement) {
-        lock.withLock { pendingSettlements.append((delivery, settlement)) }
-        wakeup.signal()
+        settle(contentsOf: CollectionOfOne((delivery, settlement)))
     }
 
     /// Several at once: one hold of the lock and one wake-up of the connection's thread.

@@ -237,13 +237,11 @@ public final class WorkerChannel: @unchecked Sendable {
     /// returns it without a system call.
     public var hasBufferedMessage: Bool {
         buffer.withUnsafeBufferPointer { bytes in
-            func length(at offset: Int) -> Int? {
-                guard bytes.count - offset >= 4 else { return nil }
-                return Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8
-                    | Int(bytes[offset + 3])
-            }
-            guard let header = length(at: start), let body = length(at: start + 4 + header) else { return false }
-            return bytes.count - (start + 8 + header) >= body
+            guard bytes.count - start >= 4 else { return false }
+            let header = Self.length(in: bytes, at: start)
+            let bodyAt = start + 4 + header
+            guard bytes.count - bodyAt >= 4 else { return false }
+            return bytes.count - (bodyAt + 4) >= Self.length(in: bytes, at: bodyAt)
         }
     }
 
@@ -264,11 +262,14 @@ public final class WorkerChannel: @unchecked Sendable {
         // Read where it lies: a length is two of every message's reads, and an array of four bytes for
         // each was an allocation a job on each side of the pipe.
         try waitAvailable(4)
-        let length = buffer.withUnsafeBufferPointer { bytes in
-            Int(bytes[start]) << 24 | Int(bytes[start + 1]) << 16 | Int(bytes[start + 2]) << 8 | Int(bytes[start + 3])
-        }
+        let length = buffer.withUnsafeBufferPointer { Self.length(in: $0, at: start) }
         consume(4)
         return length
+    }
+
+    /// The big-endian length of four bytes at `offset`, which the caller checked are there.
+    private static func length(in bytes: UnsafeBufferPointer<UInt8>, at offset: Int) -> Int {
+        Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
     }
 
     private var available: Int { buffer.count - start }

@@ -124,11 +124,8 @@ extension Engine {
         settlements.reserveCapacity(outcomes.count)
         for (index, outcome) in outcomes.enumerated() {
             let job = jobs[index]
-            // Jitter only for a failure: drawing it costs a getrandom system call.
-            let settlement = job.definition.retry.settlement(
-                for: outcome, attempt: job.delivery.attempt,
-                random: outcome == .succeeded ? 0 : Double.random(in: 0..<1))
-            settlements.append((job.delivery, settlement))
+            settlements.append(
+                (job.delivery, Self.settlement(of: job.delivery, definition: job.definition, outcome: outcome)))
         }
         var start = 0
         while start < settlements.count {

@@ -84,12 +84,7 @@ extension Engine {
             lostJobLocking(slot)
             return false
         }
-        // Jitter only for a failure: drawing it costs a getrandom system call (2 % of a drain).
-        let settlement = definition.retry.settlement(
-            for: outcome,
-            attempt: delivery.attempt,
-            random: outcome == .succeeded ? 0 : Double.random(in: 0..<1)
-        )
+        let settlement = Self.settlement(of: delivery, definition: definition, outcome: outcome)
         sources[delivery.sourceIndex].settle(delivery, settlement)
         let cost = Double(ended &- slot.startedAt) / 1e9
         logJob(delivery, context: context, outcome: outcome, settlement: settlement, seconds: cost)
@@ -100,6 +95,13 @@ extension Engine {
         monitor.lock()
         finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
         return true
+    }
+
+    /// What becomes of a job that ended with `outcome`, by its queue's retry policy.
+    static func settlement(of delivery: Delivery, definition: QueueDefinition, outcome: JobOutcome) -> Settlement {
+        // Jitter only for a failure: drawing it costs a getrandom system call (2 % of a drain).
+        definition.retry.settlement(
+            for: outcome, attempt: delivery.attempt, random: outcome == .succeeded ? 0 : Double.random(in: 0..<1))
     }
 
     /// The watchdog or the shutdown took the job `slot` ran (and settled it) while its thread was busy with

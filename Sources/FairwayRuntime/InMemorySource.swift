@@ -143,6 +143,8 @@ public final class InMemorySource: JobSource, @unchecked Sendable {
         }
     }
 
+    /// One at a time, without the batch's arrays: the thread pool settles every job this way, and the
+    /// benchmarks compare that path with worker processes.
     public func settle(_ delivery: Delivery, _ settlement: Settlement) {
         lock.lock()
         guard let (job, retryDelay) = settleLocked(delivery, settlement) else {
