@@ -21,6 +21,8 @@ public final class WorkerProcess: @unchecked Sendable {
     var jobsAtMemoryCheck = 0
     /// Found above its pool's `recycleAboveMemoryMB` while busy: it is sent no more, and replaced.
     var overMemoryLimit = false
+    /// Its replacement is starting, or started, in the background: it nears `recycleAfterJobs`. Likewise.
+    var replacementStarted = false
     /// How many jobs it accepts before it answers the first, as its hello offered (1: one at a time). Set
     /// before the process is handed out, then read only.
     private(set) var pipeline = 1

@@ -32,7 +32,17 @@ public final class WorkerProcessPool: Sendable {
 
     private struct State {
         var idle: [WorkerProcess] = []
+        /// Replacements starting in the background for workers near `recycleAfterJobs`, oldest first. A
+        /// checkout that finds no worker idle takes one of these and waits for it, rather than start another.
+        var starting: [PendingStart] = []
         var closed = false
+        /// The replacements in `starting` that are up, waiting for a checkout.
+        var ready: [WorkerProcess] {
+            starting.compactMap { pending in
+                guard case .success(let process)? = pending.outcome else { return nil }
+                return process
+            }
+        }
         /// Started, crashed and recycled so far; `idle` is read from `idle` itself.
         var counts = WorkerProcessCounts()
     }
@@ -59,7 +69,7 @@ public final class WorkerProcessPool: Sendable {
     public var counts: WorkerProcessCounts {
         var counts = state.withLockedValue { state in
             var counts = state.counts
-            counts.idle = state.idle.count
+            counts.idle = state.idle.count + state.ready.count
             return counts
         }
         counts.sentAhead = sentAhead.load(ordering: .relaxed)
@@ -68,7 +78,7 @@ public final class WorkerProcessPool: Sendable {
 
     /// The process ids of the workers waiting for a job, for diagnostics.
     public var idleProcessIDs: [pid_t] {
-        state.withLockedValue { $0.idle.map(\.pid) }
+        state.withLockedValue { $0.idle.map(\.pid) + $0.ready.map(\.pid) }
     }
 
     /// Runs one job in a worker process, on the calling thread, blocking it until the job ends.
@@ -131,6 +141,7 @@ public final class WorkerProcessPool: Sendable {
         // Refilled before each read, and again after a read that answered every job sent: `more` may have
         // others.
         while true {
+            startReplacementIfDue(process, sent: process.jobsRun + outstanding.count, depth: depth)
             let room = room(in: process, outstanding: outstanding.count, depth: depth)
             if room > 0 {
                 let jobs = more(room)
@@ -199,8 +210,12 @@ public final class WorkerProcessPool: Sendable {
     public func shutdown() {
         let idle = state.withLockedValue { state -> [WorkerProcess] in
             state.closed = true
-            defer { state.idle.removeAll() }
-            return state.idle
+            // Replacements still starting are retired by their own thread when they are up.
+            defer {
+                state.idle.removeAll()
+                state.starting.removeAll { $0.outcome != nil }
+            }
+            return state.idle + state.ready
         }
         for process in idle {
             process.retire(grace: settings.killGrace)
@@ -208,10 +223,73 @@ public final class WorkerProcessPool: Sendable {
     }
 
     private func checkout() throws(WorkerStartError) -> WorkerProcess {
-        if let process = state.withLockedValue({ $0.idle.popLast() }) {
+        // An idle worker first; a replacement started ahead of need only when none is idle, so that the
+        // worker it replaces is the one taken until it reaches its limit (else it could wait idle at its
+        // limit while its replacement works, and start its own replacement in turn).
+        let found = state.withLockedValue { state -> (idle: WorkerProcess?, starting: PendingStart?) in
+            if let process = state.idle.popLast() { return (process, nil) }
+            guard !state.starting.isEmpty else { return (nil, nil) }
+            // One that is up already, else the oldest.
+            let pending = state.starting.remove(at: state.starting.firstIndex { $0.outcome != nil } ?? 0)
+            pending.claimed = true
+            return (nil, pending)
+        }
+        if let process = found.idle {
+            return process
+        }
+        // Ready, or sooner ready than a new start. If it failed, a start here says why, to the job that needs it.
+        if let pending = found.starting, case .success(let process) = pending.handover.wait() {
             return process
         }
         return try spawn()
+    }
+
+    /// Starts the worker that will replace `process`, in the background, once `process` has been sent
+    /// nearly `recycleAfterJobs` jobs (all but a tenth, or its pipeline's depth if more): when it is retired
+    /// the replacement is ready, and the thread that needs it does not wait for a start (tens of
+    /// milliseconds for the Swift worker, seconds for a framework's boot). A worker retired for its memory
+    /// cannot be foreseen: its replacement starts when it is needed.
+    private func startReplacementIfDue(_ process: WorkerProcess, sent: Int, depth: Int) {
+        let limit = settings.recycleAfterJobs
+        guard limit > 0, !process.replacementStarted, sent >= limit - max(depth, limit / 10) else { return }
+        process.replacementStarted = true
+        let pending = PendingStart()
+        let open = state.withLockedValue { state -> Bool in
+            guard !state.closed else { return false }
+            state.starting.append(pending)
+            return true
+        }
+        guard open else { return }
+        let thread = Thread { [self] in
+            let result: Result<WorkerProcess, WorkerStartError>
+            do throws(WorkerStartError) {
+                result = .success(try spawn())
+            } catch {
+                result = .failure(error)
+            }
+            let (handOver, retire) = state.withLockedValue { state -> (Bool, WorkerProcess?) in
+                pending.outcome = result
+                if pending.claimed { return (true, nil) }
+                switch result {
+                case .success(let process) where state.closed:
+                    state.starting.removeAll { $0 === pending }
+                    return (false, process)
+                case .success:
+                    // Ready in `starting` until a checkout finds no worker idle.
+                    return (true, nil)
+                case .failure:
+                    // Nobody waits for it: the checkout that needs a worker starts one and reports why not.
+                    state.starting.removeAll { $0 === pending }
+                    return (false, nil)
+                }
+            }
+            if handOver {
+                pending.handover.fulfil(result)
+            }
+            retire?.retire(grace: settings.killGrace)
+        }
+        thread.name = "fairway-worker-start"
+        thread.start()
     }
 
     private func spawn() throws(WorkerStartError) -> WorkerProcess {
@@ -271,4 +349,15 @@ public final class WorkerProcessPool: Sendable {
             process.retire(grace: settings.killGrace)
         }
     }
+}
+
+/// A worker started in the background ahead of need: starting, or ready and not yet taken.
+private final class PendingStart: @unchecked Sendable {
+    // Unchecked Sendable: `outcome` and `claimed` are read and written only under the pool's `state` lock;
+    // `handover` is a OneShot.
+    /// How the start ended; nil while it runs.
+    var outcome: Result<WorkerProcess, WorkerStartError>?
+    /// A checkout took it from `starting` and waits on `handover`.
+    var claimed = false
+    let handover = OneShot<Result<WorkerProcess, WorkerStartError>>()
 }

@@ -120,7 +120,96 @@ struct WorkerProcessTests {
         #expect(expectedSent.contains(sent), "jobs sent to one worker: \(sent)")
         #expect(ended == sent, "every job sent was answered")
         #expect(pool.counts.recycled == 1)
-        #expect(pool.counts.idle == 0)
+        if afterJobs > 0 {
+            // Its replacement was started ahead (below), and waits idle.
+            #expect(eventually { pool.counts.started == 2 && pool.counts.idle == 1 })
+        } else {
+            #expect(pool.counts.started == 1 && pool.counts.idle == 0, "a memory limit is not foreseen")
+        }
+    }
+
+    @Test("a worker near recycleAfterJobs has its replacement started while it still works; the next job takes it")
+    func replacementStartedAhead() throws {
+        let pool = WorkerProcessPool(
+            settings: ProcessWorkerSettings(command: Self.fairway, recycleAfterJobs: 100, pipelineDepth: 8))
+        defer { pool.shutdown() }
+        var sent = 1
+        var startedBeforeRetiring = false
+        pool.run(
+            Self.job("noop", id: "j-0"), payload: [],
+            more: { room in
+                // Due at 100 jobs, the replacement starts once 90 are sent (all but a tenth): asked for
+                // more after that, and so before the last of its 100 jobs is sent, this waits for it to be up.
+                if sent >= 90, !startedBeforeRetiring {
+                    startedBeforeRetiring = eventually(timeout: 10) {
+                        pool.counts.started == 2 && pool.idleProcessIDs.count == 1
+                    }
+                }
+                let jobs = (0..<min(room, 1_000 - sent)).map { (Self.job("noop", id: "j-\(sent + $0)"), [UInt8]()) }
+                sent += jobs.count
+                return jobs
+            },
+            ended: { _ in }, started: { _ in })
+        #expect(sent == 100, "the first worker was sent its 100 jobs and no more")
+        #expect(startedBeforeRetiring, "the replacement was up while the first worker still had jobs to run")
+        let replacement = pool.idleProcessIDs
+        #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        #expect(pool.counts.started == 2, "the next job took the replacement: no worker started for it")
+        #expect(pool.idleProcessIDs == replacement)
+    }
+
+    @Test("a job that needs a worker while the replacement is still starting waits for it: one start a recycle")
+    func checkoutWaitsForReplacement() throws {
+        let folder = TestFolder()
+        let path = folder.path("runs.log")
+        // One job a worker: each worker's replacement starts as its only job is sent, and the next job
+        // comes at once, usually before the replacement is up.
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway, recycleAfterJobs: 1))
+        defer { pool.shutdown() }
+        for index in 0..<6 {
+            #expect(Self.runAppend(pool, path, "job-\(index)") == .finished(.success, reason: nil))
+        }
+        #expect(pool.counts.recycled == 6)
+        // Six workers ran a job each, and the sixth's replacement waits idle. A job that started a worker of
+        // its own instead of waiting would leave more.
+        #expect(eventually(timeout: 10) { pool.counts.started == 7 && pool.counts.idle == 1 })
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(pool.counts.started == 7)
+        #expect(try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").count == 6)
+    }
+
+    @Test("a worker idle below its limit is taken before its replacement, so it reaches the limit and retires")
+    func idleBeforeReplacement() throws {
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: Self.fairway, recycleAfterJobs: 10))
+        defer { pool.shutdown() }
+        for _ in 0..<9 {
+            #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        }
+        // Its replacement started as its ninth job was sent (all but a tenth of 10), and is up.
+        #expect(eventually(timeout: 10) { pool.counts.started == 2 && pool.counts.idle == 2 })
+        #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        #expect(pool.counts.recycled == 1, "the tenth job went to the first worker, which then retired")
+        #expect(pool.counts.started == 2 && pool.counts.idle == 1)
+    }
+
+    @Test("a replacement still starting at shutdown is stopped when it is up, not left behind")
+    func replacementAtShutdown() throws {
+        let folder = TestFolder()
+        let pids = folder.path("pids")
+        // Each worker writes its pid before it becomes the Fairway worker.
+        let command = ["/bin/sh", "-c", "echo $$ >> '\(pids)'; exec '\(Self.fairway[0])'"]
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: command, recycleAfterJobs: 1))
+        #expect(pool.run(Self.job("noop"), payload: []) { _ in } == .finished(.success, reason: nil))
+        pool.shutdown()
+        // The first worker was retired; its replacement, started as the job was sent, is up now or soon.
+        #expect(eventually(timeout: 10) { pool.counts.started == 2 })
+        #expect(pool.counts.idle == 0 && pool.idleProcessIDs.isEmpty)
+        let started = try String(contentsOfFile: pids, encoding: .utf8).split(separator: "\n").compactMap {
+            pid_t($0)
+        }
+        #expect(started.count == 2)
+        #expect(
+            eventually(timeout: 10) { started.allSatisfy { kill($0, 0) != 0 } }, "worker processes left of \(started)")
     }
 
     @Test(
