@@ -38,7 +38,9 @@ public func benchmarkEngine(
 /// Worker processes that run the `fairway` binary built beside the benchmarks (or `FAIRWAY_WORKER_BINARY`):
 /// build it first with `swift build -c release --scratch-path .build-benchmarks --product fairway`.
 /// `pipeline` is the queue's pipeline depth (1: one job at a time).
-public func fairwayWorkerProcesses(pipeline: Int = ProcessWorkerSettings().pipelineDepth) -> Isolation {
+public func fairwayWorkerProcesses(
+    pipeline: Int = ProcessWorkerSettings().pipelineDepth, recycleAfterJobs: Int = 0
+) -> Isolation {
     let environment = ProcessInfo.processInfo.environment
     let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
     let beside = URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("fairway").path
@@ -51,7 +53,8 @@ public func fairwayWorkerProcesses(pipeline: Int = ProcessWorkerSettings().pipel
     // Without the runner's malloc interposer (LD_PRELOAD), which the workers would otherwise inherit.
     return .process(
         ProcessWorkerSettings(
-            command: ["/usr/bin/env", "-u", "LD_PRELOAD", binary], recycleAfterJobs: 0, pipelineDepth: pipeline))
+            command: ["/usr/bin/env", "-u", "LD_PRELOAD", binary], recycleAfterJobs: recycleAfterJobs,
+            pipelineDepth: pipeline))
 }
 
 /// Worker processes running a bundled worker library's example (`Workers/<language>/…`): `python`, `node`

@@ -78,6 +78,20 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
             }
         }
     }
+    // Workers recycled often (about 5 times each here): what replacing a worker costs the jobs around it, in
+    // processor time (no-op jobs) and in waiting for a start (10 ms jobs).
+    measure(
+        "no-op jobs, 8 workers, 8 queues, swift worker processes, recycled every 1,000 jobs", noop, workers: 8,
+        jobType: "noop"
+    ) {
+        fairwayWorkerProcesses(recycleAfterJobs: 1_000)
+    }
+    measure(
+        "10 ms sleep jobs, 8 workers, 8 queues, swift worker processes, recycled every 40 jobs", tenMilliseconds,
+        workers: 8
+    ) {
+        fairwayWorkerProcesses(recycleAfterJobs: 40)
+    }
     let warm = "\(tenMillisecondsWarm.name) jobs, warm workers, 8 workers, 8 queues"
     measure("\(warm), thread pool", tenMillisecondsWarm, workers: 8) { .thread }
     measure("\(warm), swift worker processes", tenMillisecondsWarm, workers: 8) { fairwayWorkerProcesses(pipeline: 32) }
