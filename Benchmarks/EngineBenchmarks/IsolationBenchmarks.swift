@@ -100,6 +100,14 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
             libraryWorkerProcesses(language: language, pipeline: 32)
         }
     }
+    // Node's `sleep` is a timer, which fires late (libuv keeps time in whole milliseconds); its `block` waits
+    // the way the other languages' `sleep` does: the library's cost apart from the timer's.
+    for (name, load) in [
+        ("10 ms block jobs", tenMilliseconds), ("10 ms block jobs, warm workers", tenMillisecondsWarm),
+    ] {
+        let row = "\(name), 8 workers, 8 queues, node worker processes, pipeline 32"
+        measure(row, load, workers: 8, jobType: "block") { libraryWorkerProcesses(language: "node", pipeline: 32) }
+    }
     // The worker libraries' examples at 8 workers; fewer no-op jobs, since interpreters are slower.
     for language in ["python", "node", "php"] {
         for load in [noop, tenMilliseconds] {

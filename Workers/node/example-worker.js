@@ -20,6 +20,13 @@ worker.handle('sleep', (payload, context) => {
     context.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
   });
 });
+// Blocks the worker for {"ms": N} without returning to the event loop, as `sleep` does in the other languages'
+// examples (and Fairway's built-in): as exact as a thread's sleep, where a timer (`sleep` above) fires up to a
+// millisecond late. SIGTERM waits until it returns; Fairway's SIGKILL after the grace does not.
+worker.handle('block', (payload) => {
+  const ms = Number((payload || {}).ms || 0);
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+});
 worker.handle('fail', async (payload) => {
   const message = (payload || {}).message || 'failed on purpose';
   console.log(`failing on purpose: ${message}`); // to stderr: stdout is the protocol's

@@ -48,6 +48,16 @@ test('hello, then a success with its context, and exit 0 when stdin closes', asy
   assert.strictEqual(await worker.exited, 0);
 });
 
+test("the example's block holds the worker for the time asked, off the event loop, and succeeds", async () => {
+  const worker = start();
+  await worker.receive();
+  const started = process.hrtime.bigint();
+  assert.deepStrictEqual(await worker.job('block', { ms: 100 }, { id: 'b' }), { kind: 'result', id: 'b', outcome: 'success' });
+  assert.ok(Number(process.hrtime.bigint() - started) / 1e6 >= 100, 'answered before its 100 ms were up');
+  worker.child.stdin.end();
+  assert.strictEqual(await worker.exited, 0);
+});
+
 test('the fairness key reaches the handler', async () => {
   const worker = start();
   await worker.receive();
