@@ -23,6 +23,8 @@ public final class WorkerProcess: @unchecked Sendable {
     var overMemoryLimit = false
     /// Its replacement is starting, or started, in the background: it nears `recycleAfterJobs`. Likewise.
     var replacementStarted = false
+    /// Jobs sent to it so far, with `outstanding` of them not answered yet: what recycling counts.
+    func jobsSent(_ outstanding: Int) -> Int { jobsRun + outstanding }
     /// How many jobs it accepts before it answers the first, as its hello offered (1: one at a time). Set
     /// before the process is handed out, then read only.
     private(set) var pipeline = 1

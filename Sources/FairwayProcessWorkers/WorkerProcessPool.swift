@@ -141,7 +141,7 @@ public final class WorkerProcessPool: Sendable {
         // Refilled before each read, and again after a read that answered every job sent: `more` may have
         // others.
         while true {
-            startReplacementIfDue(process, sent: process.jobsRun + outstanding.count, depth: depth)
+            startReplacementIfDue(process, outstanding: outstanding.count, depth: depth)
             let room = room(in: process, outstanding: outstanding.count, depth: depth)
             if room > 0 {
                 let jobs = more(room)
@@ -249,9 +249,10 @@ public final class WorkerProcessPool: Sendable {
     /// the replacement is ready, and the thread that needs it does not wait for a start (tens of
     /// milliseconds for the Swift worker, seconds for a framework's boot). A worker retired for its memory
     /// cannot be foreseen: its replacement starts when it is needed.
-    private func startReplacementIfDue(_ process: WorkerProcess, sent: Int, depth: Int) {
+    private func startReplacementIfDue(_ process: WorkerProcess, outstanding: Int, depth: Int) {
         let limit = settings.recycleAfterJobs
-        guard limit > 0, !process.replacementStarted, sent >= limit - max(depth, limit / 10) else { return }
+        guard limit > 0, !process.replacementStarted, process.jobsSent(outstanding) >= limit - max(depth, limit / 10)
+        else { return }
         process.replacementStarted = true
         let pending = PendingStart()
         let open = state.withLockedValue { state -> Bool in
@@ -307,10 +308,9 @@ public final class WorkerProcessPool: Sendable {
     /// worker that always has a job behind the one it runs would never be recycled.
     private func room(in process: WorkerProcess, outstanding: Int, depth: Int) -> Int {
         guard !process.stopRequested, !process.overMemoryLimit else { return 0 }
-        let sent = process.jobsRun + outstanding
         var room = depth - outstanding
         if settings.recycleAfterJobs > 0 {
-            room = min(room, settings.recycleAfterJobs - sent)
+            room = min(room, settings.recycleAfterJobs - process.jobsSent(outstanding))
         }
         if room > 0, settings.recycleAboveMemoryBytes > 0, process.jobsRun >= process.jobsAtMemoryCheck + 1_024 {
             process.jobsAtMemoryCheck = process.jobsRun
