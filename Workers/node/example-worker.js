@@ -12,13 +12,11 @@ worker.handle('append', (payload, context) => {
   const key = context.key === null ? '' : ` key=${context.key}`;
   fs.appendFileSync(payload.path, `${payload.line} pid=${process.pid} attempt=${context.attempt}${key}\n`);
 });
-worker.handle('sleep', (payload, context) => {
+worker.handle('sleep', (payload) => {
   const ms = Number((payload || {}).ms || 0);
   if (ms <= 0) return undefined; // setTimeout(0) would still wait a timer turn (about 1 ms)
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    context.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
-  });
+  // At SIGTERM the library reports the job stopped and the worker exits: the timer needs no clearing.
+  return new Promise((resolve) => setTimeout(resolve, ms));
 });
 // Blocks the worker for {"ms": N} without returning to the event loop, as `sleep` does in the other languages'
 // examples (and Fairway's built-in): as exact as a thread's sleep, where a timer (`sleep` above) fires up to a

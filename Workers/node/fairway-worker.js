@@ -29,7 +29,8 @@ class PermanentError extends Error {
 
 /** What a handler knows of its job besides the payload. `signal` aborts when Fairway sends SIGTERM. */
 class Context {
-  constructor(header, signal) {
+  #job;
+  constructor(header, job = new RunningJob()) {
     this.id = String(header.id ?? '');
     this.queue = String(header.queue ?? '');
     /** The job's fairness key (its tenant), or null. */
@@ -40,10 +41,32 @@ class Context {
     this.timeoutSeconds = Number(header.timeoutSeconds ?? 0);
     /** Date.now() value past which Fairway counts the job as timed out (Infinity without a timeout). */
     this.deadline = this.timeoutSeconds > 0 ? Date.now() + this.timeoutSeconds * 1000 : Infinity;
-    this.signal = signal;
+    this.#job = job;
   }
+  /** An AbortSignal that aborts at Fairway's SIGTERM (made when first asked for: most jobs never look). */
+  get signal() { return this.#job.signal; }
   get remainingMs() { return Math.max(0, this.deadline - Date.now()); }
   get lastAttempt() { return this.attempt >= this.maxAttempts; }
+}
+
+/** The job a worker is running: what SIGTERM stops. */
+class RunningJob {
+  #controller = null;
+  #stopped = false;
+  /** Set while an asynchronous handler is awaited: reports the job stopped. */
+  onStop = null;
+  get signal() {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#stopped) this.#controller.abort();
+    }
+    return this.#controller.signal;
+  }
+  stop() {
+    this.#stopped = true;
+    if (this.#controller) this.#controller.abort();
+    if (this.onStop) this.onStop();
+  }
 }
 
 /** Frames from a byte stream: 4-byte big-endian header length, JSON header, 4-byte body length, body. */
@@ -75,13 +98,35 @@ class FrameReader {
   }
 }
 
-function frame(header, body = Buffer.alloc(0)) {
-  const encoded = Buffer.from(JSON.stringify(header), 'utf8');
-  const lengths = Buffer.alloc(8);
-  lengths.writeUInt32BE(encoded.length, 0);
-  const bodyLength = Buffer.alloc(4);
-  bodyLength.writeUInt32BE(body.length, 0);
-  return Buffer.concat([lengths.subarray(0, 4), encoded, bodyLength, body]);
+function frame(header, body) {
+  const json = JSON.stringify(header);
+  const headerLength = Buffer.byteLength(json, 'utf8');
+  const bodyLength = body ? body.length : 0;
+  const encoded = Buffer.allocUnsafe(8 + headerLength + bodyLength);
+  encoded.writeUInt32BE(headerLength, 0);
+  encoded.write(json, 4, 'utf8');
+  encoded.writeUInt32BE(bodyLength, 4 + headerLength);
+  if (bodyLength) encoded.set(body, 8 + headerLength);
+  return encoded;
+}
+
+/**
+ * Resolves once the event loop has polled for I/O and signals. One `setImmediate` can run before the next poll
+ * (when it is set from an I/O callback); the second runs after one.
+ */
+function afterNextPoll() {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
+const SUCCESS = Object.freeze({ outcome: 'success' });
+const STOPPED = Object.freeze({
+  outcome: 'failure', reason: "stopped by SIGTERM (the job's timeout or the drain deadline)", stopped: true,
+});
+
+function failure(error) {
+  if (error instanceof PermanentError) return { outcome: 'rejected', reason: error.message || 'PermanentError' };
+  const name = error && error.name ? error.name : 'Error';
+  return { outcome: 'failure', reason: `${name}: ${error && error.message !== undefined ? error.message : String(error)}` };
 }
 
 class Worker {
@@ -109,17 +154,18 @@ class Worker {
 
   /** Serves jobs until Fairway closes stdin (exit 0) or stops a running job with SIGTERM. */
   run() {
-    const write = (header) => this.output.write(frame(header));
     if (this.output === process.stdout) {
       // stdout is the protocol's: console output goes to stderr, and so to Fairway's log.
       for (const name of ['log', 'info', 'debug']) console[name] = (...args) => console.error(...args);
     }
     let running = null;
+    let terminated = false;
     process.on('SIGTERM', () => {
-      if (running) running.abort(); else process.exit(0);
+      terminated = true;
+      if (running) running.stop(); else process.exit(0);
     });
     process.on('SIGINT', () => {});
-    write({ kind: 'hello', protocol: PROTOCOL, pid: process.pid, pipeline: this.pipeline });
+    this.output.write(frame({ kind: 'hello', protocol: PROTOCOL, pid: process.pid, pipeline: this.pipeline }));
     const reader = new FrameReader();
     const queue = [];
     let busy = false;
@@ -132,13 +178,21 @@ class Worker {
           console.error(`fairway-worker: expected a job, got ${JSON.stringify(header.kind)}; exiting`);
           process.exit(2);
         }
-        running = new AbortController();
-        const { outcome, reason, stopped } = await this.runOne(header, body, running.signal);
+        running = new RunningJob();
+        let ended = this.runOne(header, body, running);
+        if (typeof ended.then === 'function') ended = await ended;
         running = null;
-        const result = { kind: 'result', id: header.id, outcome };
-        if (reason) result.reason = String(reason).slice(0, 4096);
-        await new Promise((resolve) => this.output.write(frame(result), resolve));
-        if (stopped) process.exit(0);
+        const result = { kind: 'result', id: header.id, outcome: ended.outcome };
+        if (ended.reason) result.reason = String(ended.reason).slice(0, 4096);
+        const written = this.output.write(frame(result));
+        if (ended.stopped || terminated) {
+          await new Promise((resolve) => (written ? resolve() : this.output.once('drain', resolve)));
+          process.exit(0);
+        }
+        if (!written) await new Promise((resolve) => this.output.once('drain', resolve));
+        // The event loop polls before the next job starts: a SIGTERM that came while a handler held the thread
+        // is seen there, and no job sent behind the stopped one starts.
+        if (queue.length) await afterNextPoll();
       }
       busy = false;
     };
@@ -158,8 +212,9 @@ class Worker {
     });
   }
 
-  async runOne(header, body, signal) {
-    const context = new Context(header, signal);
+  /** The job's outcome, or a promise of it when its handler returns one. */
+  runOne(header, body, running = new RunningJob()) {
+    const context = new Context(header, running);
     const fn = this.handlers.get(context.jobType);
     if (!fn) {
       return { outcome: 'rejected', reason: `unknown job type '${context.jobType}' (this worker handles: ${this.jobTypes.join(', ') || 'none'})` };
@@ -170,18 +225,15 @@ class Worker {
         return { outcome: 'rejected', reason: `the payload is not JSON: ${error.message}` };
       }
     }
-    const stopped = new Promise((resolve) => signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
-    try {
-      const ended = await Promise.race([Promise.resolve().then(() => fn(payload, context)), stopped]);
-      if (ended === 'stopped') {
-        return { outcome: 'failure', reason: "stopped by SIGTERM (the job's timeout or the drain deadline)", stopped: true };
-      }
-      return { outcome: 'success' };
-    } catch (error) {
-      if (error instanceof PermanentError) return { outcome: 'rejected', reason: error.message || 'PermanentError' };
-      const name = error && error.name ? error.name : 'Error';
-      return { outcome: 'failure', reason: `${name}: ${error && error.message !== undefined ? error.message : String(error)}` };
+    let returned;
+    try { returned = fn(payload, context); } catch (error) { return failure(error); }
+    if (returned === null || (typeof returned !== 'object' && typeof returned !== 'function') || typeof returned.then !== 'function') {
+      return SUCCESS;
     }
+    return new Promise((resolve) => {
+      running.onStop = () => resolve(STOPPED);
+      Promise.resolve(returned).then(() => resolve(SUCCESS), (error) => resolve(failure(error)));
+    });
   }
 }
 
