@@ -111,11 +111,12 @@ function frame(header, body) {
 }
 
 /**
- * Resolves once the event loop has polled for I/O and signals. One `setImmediate` can run before the next poll
- * (when it is set from an I/O callback); the second runs after one.
+ * Resolves once the event loop has polled for I/O and signals. A `setImmediate` set from the loop's check phase
+ * (from another immediate) runs after the next poll; one set from elsewhere (an I/O callback) can run before
+ * it, so that one waits for a second.
  */
-function afterNextPoll() {
-  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+function afterNextPoll(inCheckPhase) {
+  return new Promise((resolve) => setImmediate(inCheckPhase ? resolve : () => setImmediate(resolve)));
 }
 
 const SUCCESS = Object.freeze({ outcome: 'success' });
@@ -172,6 +173,10 @@ class Worker {
     const pump = async () => {
       if (busy) return;
       busy = true;
+      // Jobs start in the loop's check phase, once the poll that brought them has delivered all it found: a
+      // SIGTERM that came with them is seen first.
+      await new Promise(setImmediate);
+      let inCheckPhase = true;
       while (queue.length) {
         const { header, body } = queue.shift();
         if (header.kind !== 'job') {
@@ -180,7 +185,10 @@ class Worker {
         }
         running = new RunningJob();
         let ended = this.runOne(header, body, running);
-        if (typeof ended.then === 'function') ended = await ended;
+        if (typeof ended.then === 'function') {
+          ended = await ended;
+          inCheckPhase = false; // resumed from whatever settled the handler's promise
+        }
         running = null;
         const result = { kind: 'result', id: header.id, outcome: ended.outcome };
         if (ended.reason) result.reason = String(ended.reason).slice(0, 4096);
@@ -189,10 +197,16 @@ class Worker {
           await new Promise((resolve) => (written ? resolve() : this.output.once('drain', resolve)));
           process.exit(0);
         }
-        if (!written) await new Promise((resolve) => this.output.once('drain', resolve));
+        if (!written) {
+          await new Promise((resolve) => this.output.once('drain', resolve));
+          inCheckPhase = false;
+        }
         // The event loop polls before the next job starts: a SIGTERM that came while a handler held the thread
         // is seen there, and no job sent behind the stopped one starts.
-        if (queue.length) await afterNextPoll();
+        if (queue.length) {
+          await afterNextPoll(inCheckPhase);
+          inCheckPhase = true;
+        }
       }
       busy = false;
     };

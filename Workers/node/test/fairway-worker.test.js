@@ -108,17 +108,23 @@ test('SIGTERM stops the running job at once, reports it, and the worker exits', 
   assert.ok(Date.now() - started < 2000);
 });
 
-test('a SIGTERM while a handler holds the thread: its job is answered, none sent behind it starts, exit 0', async () => {
-  const worker = start();
-  await worker.receive();
-  worker.send({ kind: 'job', id: 'b', queue: 'q', jobType: 'block', attempt: 1, maxAttempts: 1, timeoutSeconds: 30 }, '{"ms":400}');
-  worker.send({ kind: 'job', id: 'c', queue: 'q', jobType: 'crash', attempt: 1, maxAttempts: 1, timeoutSeconds: 30 });
-  await new Promise((resolve) => setTimeout(resolve, 150));
-  worker.child.kill('SIGTERM');
-  // The block ran to its end, so it succeeded; the crash behind it would have ended the worker with status 3.
-  assert.deepStrictEqual(await worker.receive(), { kind: 'result', id: 'b', outcome: 'success' });
-  assert.strictEqual(await worker.exited, 0);
-});
+for (const [when, sendCrashLate] of [['sent with it', false], ['sent while it runs', true]]) {
+  test(`a SIGTERM while a handler holds the thread: its job is answered, none ${when} starts, exit 0`, async () => {
+    const worker = start();
+    await worker.receive();
+    const crash = () => worker.send({ kind: 'job', id: 'c', queue: 'q', jobType: 'crash', attempt: 1, maxAttempts: 1, timeoutSeconds: 30 });
+    worker.send({ kind: 'job', id: 'b', queue: 'q', jobType: 'block', attempt: 1, maxAttempts: 1, timeoutSeconds: 30 }, '{"ms":400}');
+    if (!sendCrashLate) crash();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Sent while the block runs, the crash's frame and the signal are found by one poll when the block ends.
+    if (sendCrashLate) crash();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    worker.child.kill('SIGTERM');
+    // The block ran to its end, so it succeeded; the crash behind it would end the worker with status 3.
+    assert.deepStrictEqual(await worker.receive(), { kind: 'result', id: 'b', outcome: 'success' });
+    assert.strictEqual(await worker.exited, 0);
+  });
+}
 
 test('a large body arrives whole; a crash is the process ending; a malformed frame ends it with a message', async () => {
   const worker = start();
