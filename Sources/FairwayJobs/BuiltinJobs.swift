@@ -134,6 +134,8 @@ public enum BuiltinJobs {
 
     /// Sleeps the calling OS thread, resuming after signals.
     public static func blockThread(nanoseconds: UInt64) {
+        // nanosleep for 0 still waits out the kernel's timer slack (about 0.1 ms on a VM): return at once.
+        guard nanoseconds > 0 else { return }
         var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         var remaining = timespec()
         while nanosleep(&request, &remaining) != 0 && errno == EINTR {

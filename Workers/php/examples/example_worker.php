@@ -23,7 +23,13 @@ $worker->handle('append', static function (mixed $payload, Context $context): vo
     $key = $context->key === null ? '' : " key={$context->key}";
     file_put_contents($payload['path'], "{$payload['line']} pid=" . getmypid() . " attempt={$context->attempt}{$key}\n", FILE_APPEND);
 });
-$worker->handle('sleep', static fn (mixed $payload) => usleep((int) (($payload['ms'] ?? 0) * 1000)));
+// usleep(0) still waits out the kernel's timer slack (about 0.1 ms here): a 0 ms sleep returns at once.
+$worker->handle('sleep', static function (mixed $payload): void {
+    $microseconds = (int) (($payload['ms'] ?? 0) * 1000);
+    if ($microseconds > 0) {
+        usleep($microseconds);
+    }
+});
 $worker->handle('fail', static function (mixed $payload): void {
     $message = $payload['message'] ?? 'failed on purpose';
     echo "failing on purpose: $message\n"; // to stderr: stdout is the protocol's
