@@ -240,9 +240,14 @@ class Worker {
       }
     }
     let returned;
-    try { returned = fn(payload, context); } catch (error) { return failure(error); }
-    if (returned === null || (typeof returned !== 'object' && typeof returned !== 'function') || typeof returned.then !== 'function') {
-      return SUCCESS;
+    try {
+      returned = fn(payload, context);
+      // A returned value's `then` is read here, inside the try: a getter that throws fails the job, not the worker.
+      if (returned === null || (typeof returned !== 'object' && typeof returned !== 'function') || typeof returned.then !== 'function') {
+        return SUCCESS;
+      }
+    } catch (error) {
+      return failure(error);
     }
     return new Promise((resolve) => {
       running.onStop = () => resolve(STOPPED);

@@ -6,7 +6,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { FrameReader, frame } = require('../fairway-worker');
+const { FrameReader, Worker, frame } = require('../fairway-worker');
 
 function start() {
   const child = spawn(process.execPath, [path.join(__dirname, '..', 'example-worker.js')], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -160,4 +160,15 @@ test('jobs sent ahead (pipelining) run one at a time in order, each answered as 
   assert.deepStrictEqual(fs.readFileSync(file, 'utf8').split('\n').map((line) => line.split(' ')[0]), ['b', 'd', '']);
   worker.child.stdin.end();
   assert.strictEqual(await worker.exited, 0);
+});
+
+test("a handler's return value: a thenable is awaited; one whose then throws fails its job, not the worker", async () => {
+  const worker = new Worker();
+  worker.handle('plain', () => 42);
+  worker.handle('thenable', () => ({ then(resolve, reject) { setTimeout(() => reject(new TypeError('late')), 5); } }));
+  worker.handle('broken', () => ({ get then() { throw new RangeError('no then'); } }));
+  const empty = Buffer.alloc(0);
+  assert.deepStrictEqual(worker.runOne({ jobType: 'plain' }, empty), { outcome: 'success' });
+  assert.deepStrictEqual(await worker.runOne({ jobType: 'thenable' }, empty), { outcome: 'failure', reason: 'TypeError: late' });
+  assert.deepStrictEqual(worker.runOne({ jobType: 'broken' }, empty), { outcome: 'failure', reason: 'RangeError: no then' });
 });
