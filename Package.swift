@@ -234,7 +234,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayProcessWorkersTests",
-            dependencies: ["FairwayProcessWorkers"]
+            dependencies: [
+                "FairwayProcessWorkers", "FairwayTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         .testTarget(
             name: "FairwayHTTPTests",

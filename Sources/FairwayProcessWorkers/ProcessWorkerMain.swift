@@ -63,6 +63,9 @@ public enum ProcessWorkerMain {
         do {
             // Jobs are only buffered here until their turn, so any pipeline the supervisor wants is fine.
             try channel.send(.hello(pid: getpid(), pipeline: ProcessWorkerSettings.maxPipelineDepth))
+            // The last job type's handler: a worker mostly runs one type after another, and comparing two
+            // short strings costs less than hashing one.
+            var last: (jobType: String, body: JobBody?)?
             while true {
                 let (job, payload) = try channel.receive()
                 guard job.kind == .job, let id = job.id, let jobType = job.jobType else {
@@ -87,7 +90,14 @@ public enum ProcessWorkerMain {
                     logger: logger
                 )
                 context.fairnessKey = job.key
-                let (outcome, reason) = run(registry.body(for: jobType), jobType: jobType, payload, context)
+                let body: JobBody?
+                if let last, last.jobType == jobType {
+                    body = last.body
+                } else {
+                    body = registry.body(for: jobType)
+                    last = (jobType, body)
+                }
+                let (outcome, reason) = run(body, jobType: jobType, payload, context)
                 current.withLockedValue { $0.flag = nil }
                 // At once, even when the next job already waits: holding the result back until that job
                 // ended would make this one look as long as both, and time it out behind a long one.

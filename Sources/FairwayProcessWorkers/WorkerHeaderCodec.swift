@@ -20,7 +20,7 @@ enum WorkerHeaderCodec {
     /// Appends the header of `message` to `out`.
     static func encode(_ message: WorkerMessage, to out: inout [UInt8]) {
         append(Keys.kind, to: &out)
-        appendString(message.kind.rawValue, to: &out)
+        append(quoted(message.kind), to: &out)
         if let value = message.protocol { appendInteger(value, after: Keys.protocol, to: &out) }
         if let value = message.pid { appendInteger(Int(value), after: Keys.pid, to: &out) }
         if let value = message.pipeline { appendInteger(value, after: Keys.pipeline, to: &out) }
@@ -39,7 +39,10 @@ enum WorkerHeaderCodec {
                 out.append(contentsOf: String(value).utf8)
             }
         }
-        if let value = message.outcome { appendString(value.rawValue, after: Keys.outcome, to: &out) }
+        if let value = message.outcome {
+            append(Keys.outcome, to: &out)
+            append(quoted(value), to: &out)
+        }
         if let value = message.reason { appendString(value, after: Keys.reason, to: &out) }
         out.append(UInt8(ascii: "}"))
     }
@@ -61,6 +64,23 @@ enum WorkerHeaderCodec {
         static var timeoutSeconds: StaticString { #","timeoutSeconds":"# }
         static var outcome: StaticString { #","outcome":"# }
         static var reason: StaticString { #","reason":"# }
+    }
+
+    /// A kind as it is written, quotes included: static text, like the keys.
+    private static func quoted(_ kind: WorkerMessage.Kind) -> StaticString {
+        switch kind {
+        case .hello: #""hello""#
+        case .job: #""job""#
+        case .result: #""result""#
+        }
+    }
+
+    private static func quoted(_ outcome: WorkerMessage.Outcome) -> StaticString {
+        switch outcome {
+        case .success: #""success""#
+        case .failure: #""failure""#
+        case .rejected: #""rejected""#
+        }
     }
 
     private static func append(_ key: StaticString, to out: inout [UInt8]) {
@@ -132,7 +152,8 @@ enum WorkerHeaderCodec {
         case string(String)
         case number(Double, isInteger: Bool)
         case null
-        case other(String)
+        /// A boolean, object or array: no known field holds one.
+        case other
     }
 
     /// The header fields this version knows; any other key is skipped.
@@ -140,7 +161,10 @@ enum WorkerHeaderCodec {
         case kind, `protocol`, pid, pipeline, id, queue, key, jobType, attempt, maxAttempts, timeoutSeconds
         case outcome, reason
 
-        var name: String {
+        var name: String { spelling.description }
+
+        /// The key as it is spelled in a header, as static text: compared with no string made.
+        var spelling: StaticString {
             switch self {
             case .kind: "kind"
             case .protocol: "protocol"
@@ -158,19 +182,30 @@ enum WorkerHeaderCodec {
             }
         }
 
-        /// Each field with its name's bytes: keys are matched as bytes, with no string made for them.
-        static let byName: [(field: Field, bytes: [UInt8])] = allCases.map { ($0, Array($0.name.utf8)) }
-
+        /// The field a key names, or nil. Told apart by length and a byte or two, then checked whole: one
+        /// comparison a key, since every header is read with this (seven keys a job).
         init?(_ bytes: UnsafeBufferPointer<UInt8>) {
-            for entry in Self.byName where entry.bytes.count == bytes.count {
-                if entry.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) })
-                    == 0
-                {
-                    self = entry.field
-                    return
+            let candidate: Field
+            switch bytes.count {
+            case 2: candidate = .id
+            case 3: candidate = bytes[0] == UInt8(ascii: "p") ? .pid : .key
+            case 4: candidate = .kind
+            case 5: candidate = .queue
+            case 6: candidate = .reason
+            case 7:
+                switch bytes[0] {
+                case UInt8(ascii: "j"): candidate = .jobType
+                case UInt8(ascii: "a"): candidate = .attempt
+                default: candidate = .outcome
                 }
+            case 8: candidate = bytes[1] == UInt8(ascii: "r") ? .protocol : .pipeline
+            case 11: candidate = .maxAttempts
+            case 14: candidate = .timeoutSeconds
+            default: return nil
             }
-            return nil
+            let spelling = candidate.spelling
+            guard memcmp(spelling.utf8Start, bytes.baseAddress!, bytes.count) == 0 else { return nil }
+            self = candidate
         }
     }
 
@@ -180,6 +215,12 @@ enum WorkerHeaderCodec {
 
     /// Reads a header in place, from the bytes the channel read.
     static func decode(_ bytes: UnsafeBufferPointer<UInt8>) throws(WorkerProtocolError) -> WorkerMessage {
+        if let message = decodeCanonical(bytes) { return message }
+        return try decodeFields(bytes)
+    }
+
+    /// Reads a header field by field: any order, spacing, escapes and unknown fields.
+    static func decodeFields(_ bytes: UnsafeBufferPointer<UInt8>) throws(WorkerProtocolError) -> WorkerMessage {
         var reader = Reader(bytes: bytes)
         var kind: WorkerMessage.Kind?
         var message = WorkerMessage(kind: .hello)
@@ -219,7 +260,6 @@ enum WorkerHeaderCodec {
     private static func store(
         _ value: Value, as field: Field, in message: inout WorkerMessage, kind: inout WorkerMessage.Kind?
     ) throws(WorkerProtocolError) {
-        let key = field.name
         switch field {
         case .kind:
             // Matched as bytes: every message has a kind, and most have an outcome.
@@ -227,58 +267,58 @@ enum WorkerHeaderCodec {
                 kind = known
                 break
             }
-            let text = try string(value, key)
+            let text = try string(value, field)
             guard let known = text.flatMap(WorkerMessage.Kind.init(rawValue:)) else {
                 throw .malformed("unknown kind '\(text ?? "null")'")
             }
             kind = known
-        case .protocol: message.protocol = try integer(value, key)
-        case .pid: message.pid = try integer(value, key).map { Int32(truncatingIfNeeded: $0) }
-        case .pipeline: message.pipeline = try integer(value, key)
-        case .id: message.id = try string(value, key)
-        case .queue: message.queue = try string(value, key)
-        case .key: message.key = try string(value, key)
-        case .jobType: message.jobType = try string(value, key)
-        case .attempt: message.attempt = try integer(value, key)
-        case .maxAttempts: message.maxAttempts = try integer(value, key)
-        case .timeoutSeconds: message.timeoutSeconds = try number(value, key)
+        case .protocol: message.protocol = try integer(value, field)
+        case .pid: message.pid = try integer(value, field).map { Int32(truncatingIfNeeded: $0) }
+        case .pipeline: message.pipeline = try integer(value, field)
+        case .id: message.id = try string(value, field)
+        case .queue: message.queue = try string(value, field)
+        case .key: message.key = try string(value, field)
+        case .jobType: message.jobType = try string(value, field)
+        case .attempt: message.attempt = try integer(value, field)
+        case .maxAttempts: message.maxAttempts = try integer(value, field)
+        case .timeoutSeconds: message.timeoutSeconds = try number(value, field)
         case .outcome:
             if case .text(let bytes) = value, let known = WorkerMessage.Outcome.named(bytes) {
                 message.outcome = known
                 break
             }
-            let text = try string(value, key)
+            let text = try string(value, field)
             guard let text else { break }
             guard let outcome = WorkerMessage.Outcome(rawValue: text) else {
                 throw .malformed("unknown outcome '\(text)'")
             }
             message.outcome = outcome
-        case .reason: message.reason = try string(value, key)
+        case .reason: message.reason = try string(value, field)
         }
     }
 
-    private static func string(_ value: Value, _ key: String) throws(WorkerProtocolError) -> String? {
+    private static func string(_ value: Value, _ key: Field) throws(WorkerProtocolError) -> String? {
         switch value {
         case .text(let bytes): return String(decoding: bytes, as: UTF8.self)
         case .string(let text): return text
         case .null: return nil
-        default: throw .malformed("'\(key)' must be a string")
+        default: throw .malformed("'\(key.name)' must be a string")
         }
     }
 
-    private static func number(_ value: Value, _ key: String) throws(WorkerProtocolError) -> Double? {
+    private static func number(_ value: Value, _ key: Field) throws(WorkerProtocolError) -> Double? {
         switch value {
         case .number(let number, _): return number
         case .null: return nil
-        default: throw .malformed("'\(key)' must be a number")
+        default: throw .malformed("'\(key.name)' must be a number")
         }
     }
 
-    private static func integer(_ value: Value, _ key: String) throws(WorkerProtocolError) -> Int? {
+    private static func integer(_ value: Value, _ key: Field) throws(WorkerProtocolError) -> Int? {
         switch value {
         case .number(let number, true) where abs(number) < 9e15: return Int(number)
         case .null: return nil
-        default: throw .malformed("'\(key)' must be a whole number")
+        default: throw .malformed("'\(key.name)' must be a whole number")
         }
     }
 
@@ -287,14 +327,17 @@ enum WorkerHeaderCodec {
         let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
 
+        @inline(__always)
         func peek() -> UInt8? { index < bytes.count ? bytes[index] : nil }
 
+        @inline(__always)
         mutating func skipSpace() {
             while let byte = peek(), byte == 0x20 || byte == 0x0a || byte == 0x0d || byte == 0x09 {
                 index += 1
             }
         }
 
+        @inline(__always)
         mutating func expect(_ byte: UInt8) throws(WorkerProtocolError) {
             guard peek() == byte else {
                 throw .malformed("expected '\(Character(Unicode.Scalar(byte)))' at byte \(index) of the header")
@@ -330,13 +373,13 @@ enum WorkerHeaderCodec {
                 return .null
             case UInt8(ascii: "t"):
                 try literal("true")
-                return .other("true")
+                return .other
             case UInt8(ascii: "f"):
                 try literal("false")
-                return .other("false")
+                return .other
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 try skipNested()
-                return .other("nested")
+                return .other
             default:
                 throw .malformed("unexpected byte at \(index) of the header")
             }
@@ -344,6 +387,7 @@ enum WorkerHeaderCodec {
 
         /// A number of up to 15 digits with no fraction or exponent, read without a detour through text;
         /// nil (and nothing consumed) for anything else, which the general path reads.
+        @inline(__always)
         mutating func wholeNumber() -> Int? {
             var cursor = index
             let negative = bytes[cursor] == UInt8(ascii: "-")
@@ -394,6 +438,7 @@ enum WorkerHeaderCodec {
         }
 
         /// A key: the field it names, or nil for a key this version does not know.
+        @inline(__always)
         mutating func field() throws(WorkerProtocolError) -> Field? {
             if let name = plainText() { return Field(name) }
             // Escapes in a key: unusual, read the long way.
@@ -403,6 +448,7 @@ enum WorkerHeaderCodec {
 
         /// The bytes of a string with no escapes, in place: most strings (keys, ids, queue names, job types)
         /// are read with no copy. Nil, and nothing consumed, for anything else, which ``string()`` reads.
+        @inline(__always)
         mutating func plainText() -> UnsafeBufferPointer<UInt8>? {
             guard peek() == UInt8(ascii: "\"") else { return nil }
             let start = index + 1
@@ -479,7 +525,7 @@ enum WorkerHeaderCodec {
 
 extension CaseIterable where Self: RawRepresentable, RawValue == String {
     /// The case whose raw value is exactly these UTF-8 bytes, found with no string made for them.
-    fileprivate static func named(_ bytes: UnsafeBufferPointer<UInt8>) -> Self? {
+    static func named(_ bytes: UnsafeBufferPointer<UInt8>) -> Self? {
         allCases.first { value in
             var name = value.rawValue
             return name.withUTF8 {

@@ -106,6 +106,8 @@ public enum WorkerProtocolError: Error, CustomStringConvertible, Equatable {
 /// one writer at a time, which is how supervisors and workers use it.
 public final class WorkerChannel: @unchecked Sendable {
     // Unchecked Sendable: one reader and one writer at a time (above): the supervisor hands the channel from thread to thread with the job, never shares it.
+    // For the same reason its state is marked `@exclusivity(unchecked)`: the runtime's check of each access
+    // cost some 700 instructions a message (callgrind), with no overlapping access possible to find.
     /// The largest header accepted; anything bigger is a protocol error, not an allocation.
     public static let maxHeaderBytes = 1 << 20
     /// The ``yieldsBeforeSleeping`` of Fairway's own ends of the pipes, the supervisor's and the Swift
@@ -119,17 +121,17 @@ public final class WorkerChannel: @unchecked Sendable {
     /// kernel until the other side writes. On a busy machine the other side usually writes within a few
     /// yields, and a thread that never slept needs no wake-up: waking a sleeping reader was the largest
     /// single cost of a short job in a worker process (docs/benchmarks.md). 0: sleep at once.
-    public var yieldsBeforeSleeping = 0
+    @exclusivity(unchecked) public var yieldsBeforeSleeping = 0
     public let input: Int32
     public let output: Int32
-    private var buffer: [UInt8] = []
-    private var start = 0
-    private var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    @exclusivity(unchecked) private var buffer: [UInt8] = []
+    @exclusivity(unchecked) private var start = 0
+    @exclusivity(unchecked) private var chunk = [UInt8](repeating: 0, count: 64 << 10)
     /// When the message being read must be complete, if ever.
-    private var deadline: ContinuousClock.Instant?
+    @exclusivity(unchecked) private var deadline: ContinuousClock.Instant?
     /// Queued frames the pipe has not taken yet, from `pendingStart` on.
-    private var pendingOutput: [UInt8] = []
-    private var pendingStart = 0
+    @exclusivity(unchecked) private var pendingOutput: [UInt8] = []
+    @exclusivity(unchecked) private var pendingStart = 0
 
     public init(input: Int32, output: Int32) {
         self.input = input
@@ -175,7 +177,7 @@ public final class WorkerChannel: @unchecked Sendable {
         _ = fcntl(input, F_SETFL, fcntl(input, F_GETFL) | O_NONBLOCK)
         inputNonBlocking = true
     }
-    private var inputNonBlocking = false
+    @exclusivity(unchecked) private var inputNonBlocking = false
 
     /// Makes writes to `output` return instead of waiting when the pipe is full, as ``enqueue(_:body:)``
     /// needs; ``send(_:body:)`` still waits.
@@ -248,11 +250,8 @@ public final class WorkerChannel: @unchecked Sendable {
     // MARK: - Bytes
 
     private static func appendLength(_ length: Int, to frame: inout [UInt8]) {
-        let value = UInt32(truncatingIfNeeded: length)
-        frame.append(UInt8(value >> 24))
-        frame.append(UInt8((value >> 16) & 0xff))
-        frame.append(UInt8((value >> 8) & 0xff))
-        frame.append(UInt8(value & 0xff))
+        // Its four bytes in one append: four appends each checked capacity and uniqueness, twice a message.
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: length).bigEndian) { frame.append(contentsOf: $0) }
     }
 
     private func readLength(allowEnd: Bool) throws(WorkerProtocolError) -> Int {

@@ -226,6 +226,7 @@ def _private_stream(fd, mode):
 
 
 def _send(stream, header, body=b""):
-    encoded = json.dumps(header).encode()
+    # Compact, as Fairway writes its own headers: the supervisor reads that layout without parsing it field by field.
+    encoded = json.dumps(header, separators=(",", ":")).encode()
     stream.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(body)) + body)
     stream.flush()
