@@ -3,7 +3,11 @@ import Foundation
 import Synchronization
 
 /// Wraps a source and counts the settlements handed to it: a benchmark waits on `done` for the last one,
-/// and reads when the `warmUp`-th one came to measure the steady state after it.
+/// and reads when the warm-up ended to measure the steady state after it: `target - warmUp` settlements.
+///
+/// The warm-up ends at the `warmUp`-th settlement, or later, at the first one after ``isReady`` turns true:
+/// worker processes start one by one while the first ones already run jobs, and a window that opened
+/// before the last started would count its start-up as steady state.
 public final class CountingSource: JobSource, @unchecked Sendable {
     public let name = "counting"
     public let wrapped: any JobSource
@@ -11,6 +15,11 @@ public final class CountingSource: JobSource, @unchecked Sendable {
     public let warmUp: Int
     public let settled = Atomic<Int>(0)
     public let warmedAt = Atomic<UInt64>(0)
+    /// Settlements counted when the warm-up ended; -1 until then.
+    public let warmedCount = Atomic<Int>(-1)
+    /// Whether the warm-up may end, asked at each settlement from the `warmUp`-th until it is true. Set
+    /// before the engine starts.
+    public let isReady = Mutex<@Sendable () -> Bool>({ true })
     public let done = DispatchSemaphore(value: 0)
     /// The processor time spent when the `warmUp`-th settlement came, when asked for.
     public let warmedMachineTime = Mutex<MachineTime?>(nil)
@@ -23,6 +32,7 @@ public final class CountingSource: JobSource, @unchecked Sendable {
         self.target = target
         self.warmUp = warmUp
         self.measuresMachineTime = measuresMachineTime
+        if warmUp == 0 { warmedCount.store(0, ordering: .relaxed) }
     }
 
     public func start(queues: [QueueBinding], sink: any DeliverySink) throws {
@@ -41,14 +51,20 @@ public final class CountingSource: JobSource, @unchecked Sendable {
 
     private func count(_ added: Int) {
         let count = settled.add(added, ordering: .relaxed).newValue
-        if count - added < warmUp && count >= warmUp {
-            if measuresMachineTime {
-                let time = MachineTime.now()
-                warmedMachineTime.withLock { $0 = time }
+        var warmed = warmedCount.load(ordering: .acquiring)
+        if warmed < 0, count >= warmUp, isReady.withLock({ $0 })() {
+            if warmedCount.compareExchange(expected: -1, desired: count, ordering: .acquiringAndReleasing).exchanged {
+                if measuresMachineTime {
+                    let time = MachineTime.now()
+                    warmedMachineTime.withLock { $0 = time }
+                }
+                warmedAt.store(MonotonicClock.now, ordering: .relaxed)
             }
-            warmedAt.store(MonotonicClock.now, ordering: .relaxed)
+            warmed = warmedCount.load(ordering: .acquiring)
         }
-        if count - added < target && count >= target { done.signal() }
+        guard warmed >= 0 else { return }
+        let end = warmed + target - warmUp
+        if count - added < end && count >= end { done.signal() }
     }
 
     public func stopDelivering() { wrapped.stopDelivering() }
