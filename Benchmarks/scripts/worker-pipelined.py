@@ -17,6 +17,9 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--type", default="sleep", help="the job type (the examples' sleep, block, noop)")
 parser.add_argument("--ms", default="0", help='the payload\'s "ms"')
 parser.add_argument("--jobs", type=int, default=1000)
+parser.add_argument("--ahead", type=int, default=None,
+                    help="keep this many jobs sent behind the running one, one more sent as each result comes "
+                         "(as Fairway does for jobs near its 25 ms pipeline budget); default: batches of 200")
 parser.add_argument("command", nargs=argparse.REMAINDER)
 arguments = parser.parse_args()
 command = arguments.command[1:] if arguments.command[:1] == ["--"] else arguments.command
@@ -61,19 +64,40 @@ def processor_seconds():
 
 receive()  # hello
 body = b'{"ms":%s}' % arguments.ms.encode()
+
+
+def send(index):
+    header = {"kind": "job", "id": str(index), "queue": "q", "jobType": arguments.type, "attempt": 1,
+              "maxAttempts": 1, "timeoutSeconds": 30}
+    worker.stdin.write(frame(header, body))
+
+
+def check(result):
+    if result.get("outcome") != "success":
+        raise SystemExit(f"job {result.get('id')}: {result.get('outcome')} {result.get('reason', '')}")
+
+
 for measured in (False, True):
     processor, started = processor_seconds(), time.perf_counter()
-    for first in range(0, arguments.jobs, BATCH):
-        count = min(BATCH, arguments.jobs - first)
-        for index in range(first, first + count):
-            header = {"kind": "job", "id": str(index), "queue": "q", "jobType": arguments.type, "attempt": 1,
-                      "maxAttempts": 1, "timeoutSeconds": 30}
-            worker.stdin.write(frame(header, body))
+    if arguments.ahead is None:
+        for first in range(0, arguments.jobs, BATCH):
+            count = min(BATCH, arguments.jobs - first)
+            for index in range(first, first + count):
+                send(index)
+            worker.stdin.flush()
+            for _ in range(count):
+                check(receive())
+    else:
+        sent = min(arguments.ahead + 1, arguments.jobs)
+        for index in range(sent):
+            send(index)
         worker.stdin.flush()
-        for _ in range(count):
-            result = receive()
-            if result.get("outcome") != "success":
-                raise SystemExit(f"job {result.get('id')}: {result.get('outcome')} {result.get('reason', '')}")
+        for _ in range(arguments.jobs):
+            check(receive())
+            if sent < arguments.jobs:
+                send(sent)
+                worker.stdin.flush()
+                sent += 1
     if measured:
         elapsed = (time.perf_counter() - started) / arguments.jobs
         spent = (processor_seconds() - processor) / arguments.jobs
