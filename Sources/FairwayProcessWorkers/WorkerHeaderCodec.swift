@@ -19,32 +19,45 @@ enum WorkerHeaderCodec {
 
     /// Appends the header of `message` to `out`.
     static func encode(_ message: WorkerMessage, to out: inout [UInt8]) {
-        append(Keys.kind, to: &out)
-        append(quoted(message.kind), to: &out)
-        if let value = message.protocol { appendInteger(value, after: Keys.protocol, to: &out) }
-        if let value = message.pid { appendInteger(Int(value), after: Keys.pid, to: &out) }
-        if let value = message.pipeline { appendInteger(value, after: Keys.pipeline, to: &out) }
-        if let value = message.id { appendString(value, after: Keys.id, to: &out) }
-        if let value = message.queue { appendString(value, after: Keys.queue, to: &out) }
-        if let value = message.key { appendString(value, after: Keys.key, to: &out) }
-        if let value = message.jobType { appendString(value, after: Keys.jobType, to: &out) }
-        if let value = message.attempt { appendInteger(value, after: Keys.attempt, to: &out) }
-        if let value = message.maxAttempts { appendInteger(value, after: Keys.maxAttempts, to: &out) }
+        let stringBytes =
+            (message.id?.utf8.count ?? 0) + (message.queue?.utf8.count ?? 0) + (message.key?.utf8.count ?? 0)
+            + (message.jobType?.utf8.count ?? 0) + (message.reason?.utf8.count ?? 0)
+        withUnsafeTemporaryAllocation(
+            of: UInt8.self, capacity: WorkerHeaderWriter.bound(stringBytes: stringBytes)
+        ) { buffer in
+            var writer = WorkerHeaderWriter(buffer)
+            write(message, to: &writer)
+            out.append(contentsOf: writer.written)
+        }
+    }
+
+    private static func write(_ message: WorkerMessage, to writer: inout WorkerHeaderWriter) {
+        writer.write(Keys.kind)
+        writer.write(quoted(message.kind))
+        if let value = message.protocol { writer.write(integer: value, after: Keys.protocol) }
+        if let value = message.pid { writer.write(integer: Int(value), after: Keys.pid) }
+        if let value = message.pipeline { writer.write(integer: value, after: Keys.pipeline) }
+        if let value = message.id { writer.write(string: value, after: Keys.id) }
+        if let value = message.queue { writer.write(string: value, after: Keys.queue) }
+        if let value = message.key { writer.write(string: value, after: Keys.key) }
+        if let value = message.jobType { writer.write(string: value, after: Keys.jobType) }
+        if let value = message.attempt { writer.write(integer: value, after: Keys.attempt) }
+        if let value = message.maxAttempts { writer.write(integer: value, after: Keys.maxAttempts) }
         if let value = message.timeoutSeconds, value.isFinite {
             // A whole number of seconds as an integer: shorter, and read without a detour through text.
             if abs(value) < 1e15 && value == value.rounded() {
-                appendInteger(Int(value), after: Keys.timeoutSeconds, to: &out)
+                writer.write(integer: Int(value), after: Keys.timeoutSeconds)
             } else {
-                append(Keys.timeoutSeconds, to: &out)
-                out.append(contentsOf: String(value).utf8)
+                writer.write(Keys.timeoutSeconds)
+                writer.write(raw: String(value).utf8)
             }
         }
         if let value = message.outcome {
-            append(Keys.outcome, to: &out)
-            append(quoted(value), to: &out)
+            writer.write(Keys.outcome)
+            writer.write(quoted(value))
         }
-        if let value = message.reason { appendString(value, after: Keys.reason, to: &out) }
-        out.append(UInt8(ascii: "}"))
+        if let value = message.reason { writer.write(string: value, after: Keys.reason) }
+        writer.write(byte: UInt8(ascii: "}"))
     }
 
     /// Each key as it is written, its quotes, colon and the comma before it included: static text copied
@@ -83,67 +96,9 @@ enum WorkerHeaderCodec {
         }
     }
 
-    private static func append(_ key: StaticString, to out: inout [UInt8]) {
-        out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
-    }
+}
 
-    private static func appendString(_ value: String, after key: StaticString, to out: inout [UInt8]) {
-        append(key, to: &out)
-        appendString(value, to: &out)
-    }
-
-    /// Writes a whole number's digits straight into `out`.
-    private static func appendInteger(_ value: Int, after key: StaticString, to out: inout [UInt8]) {
-        append(key, to: &out)
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        var rest = value.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of any Int
-        let text = withUnsafeMutableBytes(of: &digits) { buffer -> Range<Int> in
-            var start = buffer.count
-            repeat {
-                start -= 1
-                buffer[start] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-            } while rest > 0
-            return start..<buffer.count
-        }
-        withUnsafeBytes(of: &digits) { out.append(contentsOf: $0[text]) }
-    }
-
-    private static func appendString(_ value: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        // Most strings (ids, queue names, job types) need no escape: copied whole, from their own storage.
-        let copied = value.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
-            guard !bytes.contains(where: Self.needsEscape) else { return false }
-            out.append(contentsOf: bytes)
-            return true
-        }
-        if copied == true {
-            out.append(UInt8(ascii: "\""))
-            return
-        }
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)
-            case UInt8(ascii: "\\"): out.append(contentsOf: "\\\\".utf8)
-            case UInt8(ascii: "\n"): out.append(contentsOf: "\\n".utf8)
-            case UInt8(ascii: "\r"): out.append(contentsOf: "\\r".utf8)
-            case UInt8(ascii: "\t"): out.append(contentsOf: "\\t".utf8)
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: "\\u00".utf8)
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xf)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-
-    private static func needsEscape(_ byte: UInt8) -> Bool {
-        byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
-    }
-
+extension WorkerHeaderCodec {
     // MARK: - Reading
 
     private enum Value {
