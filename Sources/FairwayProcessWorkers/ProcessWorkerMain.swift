@@ -101,7 +101,7 @@ public enum ProcessWorkerMain {
                 current.withLockedValue { $0.flag = nil }
                 // At once, even when the next job already waits: holding the result back until that job
                 // ended would make this one look as long as both, and time it out behind a long one.
-                try channel.send(.result(id: id, outcome: outcome, reason: reason))
+                try channel.sendResult(id: id, outcome: outcome, reason: reason)
             }
         } catch .closed {
             return 0

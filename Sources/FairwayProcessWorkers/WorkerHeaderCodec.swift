@@ -31,6 +31,25 @@ enum WorkerHeaderCodec {
         }
     }
 
+    /// Appends a result's header, as ``encode(_:to:)`` writes `.result(id:outcome:reason:)`, without a
+    /// message made for it: a worker writes one after every job.
+    static func encodeResult(id: String, outcome: WorkerMessage.Outcome, reason: String?, to out: inout [UInt8]) {
+        let stringBytes = id.utf8.count + (reason?.utf8.count ?? 0)
+        withUnsafeTemporaryAllocation(
+            of: UInt8.self, capacity: WorkerHeaderWriter.bound(stringBytes: stringBytes)
+        ) { buffer in
+            var writer = WorkerHeaderWriter(buffer)
+            writer.write(Keys.kind)
+            writer.write(quoted(WorkerMessage.Kind.result))
+            writer.write(string: id, after: Keys.id)
+            writer.write(Keys.outcome)
+            writer.write(quoted(outcome))
+            if let reason { writer.write(string: reason, after: Keys.reason) }
+            writer.write(byte: UInt8(ascii: "}"))
+            out.append(contentsOf: writer.written)
+        }
+    }
+
     private static func write(_ message: WorkerMessage, to writer: inout WorkerHeaderWriter) {
         writer.write(Keys.kind)
         writer.write(quoted(message.kind))

@@ -143,6 +143,22 @@ public final class WorkerChannel: @unchecked Sendable {
     public func send(_ message: WorkerMessage, body: [UInt8] = []) throws(WorkerProtocolError) {
         // Behind what is queued, so that messages keep their order.
         Self.appendFrame(message, body: body, to: &pendingOutput)
+        try writePending()
+    }
+
+    /// Writes one result, as ``send(_:body:)`` writes `.result(id:outcome:reason:)`, with no message made for
+    /// it: what a worker sends after every job. Waits until the pipe took it.
+    public func sendResult(
+        id: String, outcome: WorkerMessage.Outcome, reason: String? = nil
+    ) throws(WorkerProtocolError) {
+        Self.appendFrame(body: [], to: &pendingOutput) {
+            WorkerHeaderCodec.encodeResult(id: id, outcome: outcome, reason: reason, to: &$0)
+        }
+        try writePending()
+    }
+
+    /// Writes everything queued, waiting until the pipe took it.
+    private func writePending() throws(WorkerProtocolError) {
         defer {
             pendingOutput.removeAll(keepingCapacity: true)
             pendingStart = 0
@@ -194,9 +210,16 @@ public final class WorkerChannel: @unchecked Sendable {
 
     /// Appends one message as it travels, encoded in place: no copy of its own.
     static func appendFrame(_ message: WorkerMessage, body: [UInt8], to frame: inout [UInt8]) {
+        appendFrame(body: body, to: &frame) { WorkerHeaderCodec.encode(message, to: &$0) }
+    }
+
+    /// Appends one message whose header `header` appends.
+    private static func appendFrame(
+        body: [UInt8], to frame: inout [UInt8], header: (inout [UInt8]) -> Void
+    ) {
         let lengthAt = frame.count
         appendLength(0, to: &frame)
-        WorkerHeaderCodec.encode(message, to: &frame)
+        header(&frame)
         let headerLength = UInt32(truncatingIfNeeded: frame.count - lengthAt - 4)
         for shift in 0..<4 {
             frame[lengthAt + shift] = UInt8(truncatingIfNeeded: headerLength >> (24 - 8 * shift))

@@ -11,7 +11,7 @@ import Testing
 struct WorkerHeaderLayoutTests {
     /// A random job or result, its strings sometimes needing escapes, its numbers sometimes too long or
     /// fractional for the matched layout.
-    static func message(seed: UInt64) -> WorkerMessage {
+    static func message(seed: UInt64, kind: WorkerMessage.Kind? = nil) -> WorkerMessage {
         var random = SplitMix64(seed: seed)
         func text() -> String {
             let pieces = [
@@ -24,7 +24,7 @@ struct WorkerHeaderLayoutTests {
             [0, 1, -1, 42, 999_999_999_999_999, -999_999_999_999_999, 1_234_567_890_123_456].randomElement(
                 using: &random)!
         }
-        if Bool.random(using: &random) {
+        if kind.map({ $0 == .job }) ?? Bool.random(using: &random) {
             let timeout: Double = [30, 0, 1800, 0.25, -3, 1e15, 12.5].randomElement(using: &random)!
             return .job(
                 id: text(), queue: text(), jobType: text(), attempt: number(), maxAttempts: number(),
@@ -59,6 +59,17 @@ struct WorkerHeaderLayoutTests {
                 [message.attempt, message.maxAttempts].allSatisfy { abs($0 ?? 0) < 1_000_000_000_000_000 }
                 && (message.timeoutSeconds.map { $0 == $0.rounded() && abs($0) < 1e15 } ?? true)
             #expect((canonical != nil) == (plain && whole), "\(message)")
+        }
+    }
+
+    @Test("a worker's result is written as the message would be, byte for byte")
+    func resultsWrittenDirectly() async {
+        await propertyCheck(count: 1_000, input: Gen.uint64()) { seed in
+            let message = Self.message(seed: seed, kind: .result)
+            var direct: [UInt8] = []
+            WorkerHeaderCodec.encodeResult(
+                id: message.id ?? "", outcome: message.outcome ?? .success, reason: message.reason, to: &direct)
+            #expect(direct == WorkerHeaderCodec.encode(message), "\(message)")
         }
     }
 
