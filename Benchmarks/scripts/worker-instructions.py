@@ -7,6 +7,7 @@ start-up cancels out. The system calls' kernel time is not counted.
     python3 Benchmarks/scripts/worker-instructions.py --jobs 20000 -- .build-benchmarks/release/fairway
     python3 Benchmarks/scripts/worker-instructions.py --type sleep --payload '{"ms":0}' -- python3 Workers/python/example_worker.py
 
+Needs valgrind (`apt-get install valgrind`; not installed by .ci/install, since no test uses it).
 A program with debug information is copied without it first (valgrind 3.19 cannot read Swift 6.3's DWARF 5).
 --top prints the functions with the most instructions a job (callgrind_annotate, inclusive).
 """
