@@ -20,6 +20,46 @@ struct WorkerProcessEndTests {
         """,
     ]
 
+    /// Says hello, then exits a fifth of a second after its input ends, as every worker should.
+    static let polite = [
+        "/usr/bin/python3", "-c",
+        """
+        import json, os, struct, sys, time
+        header = json.dumps({"kind": "hello", "protocol": 1, "pid": os.getpid()}).encode()
+        sys.stdout.buffer.write(struct.pack(">I", len(header)) + header + struct.pack(">I", 0))
+        sys.stdout.buffer.flush()
+        sys.stdin.buffer.read()
+        time.sleep(0.2)
+        """,
+    ]
+
+    /// This process's threads with the given name.
+    static func threads(named name: String) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter { task in
+            let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)
+            return comm?.trimmingCharacters(in: .whitespacesAndNewlines) == name
+        }.count
+    }
+
+    @Test("a worker that ends at once frees the thread that would have killed it, not after the whole grace")
+    func killThreadEndsWithTheWorker() throws {
+        let process = try WorkerProcess.spawn(command: Self.polite, directory: nil, startTimeout: .seconds(30))
+        process.retire(grace: .seconds(30))
+        let asked = ContinuousClock.now
+        var seen = false
+        while !seen && ContinuousClock.now - asked < .seconds(1) {
+            seen = Self.threads(named: "fairway-kill") > 0
+            Thread.sleep(forTimeInterval: 0.001)
+        }
+        #expect(seen, "the kill is timed on a thread of its own")
+        while Self.threads(named: "fairway-kill") > 0 && ContinuousClock.now - asked < .seconds(10) {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        #expect(Self.threads(named: "fairway-kill") == 0, "the kill's thread outlived the worker")
+        #expect(ContinuousClock.now - asked < .seconds(2))
+    }
+
     @Test(
         "a worker that ignores SIGTERM or its closed input is killed at the end of its grace, with Dispatch busy",
         arguments: ["terminate", "retire"])
