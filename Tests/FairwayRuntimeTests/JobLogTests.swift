@@ -23,7 +23,12 @@ struct JobLogTests {
         harness.source.enqueue(queue: "q", jobType: "fail", payloads: [Array(#"{"message":"smtp down"}"#.utf8)])
         harness.source.enqueue(queue: "q", jobType: "no-such-type")
         harness.source.enqueue(queue: "q", jobType: "noop")
-        #expect(eventually { harness.source.deadLettered.count == 2 && harness.snapshot("q").succeeded == 1 })
+        // The log line of a job comes after its settlement: wait for the lines too, not only the counts.
+        #expect(
+            eventually {
+                harness.source.deadLettered.count == 2 && harness.snapshot("q").succeeded == 1
+                    && messages.all.filter { $0.contains("job ") }.count >= 4
+            })
         let lines = messages.all.filter { $0.contains("job ") }
         let retried = lines.filter { $0.hasPrefix("warning job will be retried") }
         let dead = lines.filter { $0.hasPrefix("error job dead-lettered") }
