@@ -20,7 +20,7 @@ struct WorkerProcessEndTests {
         """,
     ]
 
-    /// Says hello, then exits a fifth of a second after its input ends, as every worker should.
+    /// Says hello, then exits a second after its input ends, as every worker should.
     static let polite = [
         "/usr/bin/python3", "-c",
         """
@@ -29,7 +29,7 @@ struct WorkerProcessEndTests {
         sys.stdout.buffer.write(struct.pack(">I", len(header)) + header + struct.pack(">I", 0))
         sys.stdout.buffer.flush()
         sys.stdin.buffer.read()
-        time.sleep(0.2)
+        time.sleep(1)
         """,
     ]
 
@@ -48,7 +48,8 @@ struct WorkerProcessEndTests {
         process.retire(grace: .seconds(30))
         let asked = ContinuousClock.now
         var seen = false
-        while !seen && ContinuousClock.now - asked < .seconds(1) {
+        // Slow under ThreadSanitizer on a busy machine: the thread may take a while to show.
+        while !seen && ContinuousClock.now - asked < .seconds(5) {
             seen = Self.threads(named: "fairway-kill") > 0
             Thread.sleep(forTimeInterval: 0.001)
         }
@@ -57,7 +58,7 @@ struct WorkerProcessEndTests {
             Thread.sleep(forTimeInterval: 0.005)
         }
         #expect(Self.threads(named: "fairway-kill") == 0, "the kill's thread outlived the worker")
-        #expect(ContinuousClock.now - asked < .seconds(2))
+        #expect(ContinuousClock.now - asked < .seconds(8), "not the whole 30 s grace")
     }
 
     @Test(
