@@ -223,9 +223,8 @@ public final class WorkerProcess: @unchecked Sendable {
     }
 
     /// SIGKILL after `grace`, timed on a thread of its own. Not on Dispatch's global queue: its few threads
-    /// can all be held by blocking work (a reap waits for an exit), and a kill queued behind them came up
-    /// to a second late, when Dispatch noticed and added a thread (a hung job's worker outlived its grace
-    /// by 0.9 s in a test run beside others).
+    /// can all be held by blocking work (a reap waits for an exit): a kill queued behind them came 0.9 s
+    /// late in a CI run, and never at all while every one of those threads was blocked (WorkerProcessEndTests).
     /// The thread looks every 10 ms whether the worker was reaped meanwhile and ends with it: a worker recycled
     /// every few seconds must not leave a thread asleep for each whole grace.
     private func killAfter(_ grace: Duration) {
@@ -242,7 +241,7 @@ public final class WorkerProcess: @unchecked Sendable {
     /// Runs `body` on a new thread: for the rare waits of a worker's end (a timeout, a recycle, a shutdown).
     private static func onThreadOfItsOwn(_ name: String, _ body: @escaping @Sendable () -> Void) {
         let thread = Thread {
-            // Named from the thread itself: the kernel's name, which `ps` and /proc show.
+            // Named from the thread itself, for `ps` and /proc (not seen there under ThreadSanitizer).
             Thread.current.name = name
             body()
         }
