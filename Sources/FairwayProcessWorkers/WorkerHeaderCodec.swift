@@ -120,7 +120,7 @@ enum WorkerHeaderCodec {
 extension WorkerHeaderCodec {
     // MARK: - Reading
 
-    private enum Value {
+    fileprivate enum Value {
         /// A string with no escapes, still in the header's bytes: made a `String` only when stored as one.
         case text(UnsafeBufferPointer<UInt8>)
         case string(String)
@@ -131,7 +131,7 @@ extension WorkerHeaderCodec {
     }
 
     /// The header fields this version knows; any other key is skipped.
-    private enum Field: CaseIterable {
+    fileprivate enum Field: CaseIterable {
         case kind, `protocol`, pid, pipeline, id, queue, key, jobType, attempt, maxAttempts, timeoutSeconds
         case outcome, reason
 
@@ -296,8 +296,8 @@ extension WorkerHeaderCodec {
         }
     }
 
-    /// A cursor over the header's bytes.
-    private struct Reader {
+    /// A cursor over the header's bytes, for the general reader and the matching one alike.
+    struct Reader {
         let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
 
@@ -319,7 +319,7 @@ extension WorkerHeaderCodec {
             index += 1
         }
 
-        mutating func value() throws(WorkerProtocolError) -> Value {
+        fileprivate mutating func value() throws(WorkerProtocolError) -> Value {
             guard let first = peek() else { throw .malformed("the header ends before a value") }
             switch first {
             case UInt8(ascii: "\""):
@@ -363,6 +363,7 @@ extension WorkerHeaderCodec {
         /// nil (and nothing consumed) for anything else, which the general path reads.
         @inline(__always)
         mutating func wholeNumber() -> Int? {
+            guard index < bytes.count else { return nil }
             var cursor = index
             let negative = bytes[cursor] == UInt8(ascii: "-")
             if negative { cursor += 1 }
@@ -385,6 +386,16 @@ extension WorkerHeaderCodec {
             }
             index = cursor
             return negative ? -value : value
+        }
+
+        /// True, and past it, when the text at the cursor is `expected`; false, and nothing consumed, if not.
+        @inline(__always)
+        mutating func matches(_ expected: StaticString) -> Bool {
+            let count = expected.utf8CodeUnitCount
+            guard bytes.count - index >= count, memcmp(bytes.baseAddress! + index, expected.utf8Start, count) == 0
+            else { return false }
+            index += count
+            return true
         }
 
         mutating func literal(_ word: String) throws(WorkerProtocolError) {
@@ -413,7 +424,7 @@ extension WorkerHeaderCodec {
 
         /// A key: the field it names, or nil for a key this version does not know.
         @inline(__always)
-        mutating func field() throws(WorkerProtocolError) -> Field? {
+        fileprivate mutating func field() throws(WorkerProtocolError) -> Field? {
             if let name = plainText() { return Field(name) }
             // Escapes in a key: unusual, read the long way.
             let text = try string()
