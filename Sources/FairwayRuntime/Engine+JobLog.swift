@@ -6,11 +6,13 @@ extension Engine {
     /// crashed, rejected) and what becomes of it (retried after a delay, dead-lettered), with the queue,
     /// type, id and attempt. Successes at debug level, so an operator can see every job when asked.
     func logJob(
-        _ delivery: Delivery, context: JobContext, outcome: JobOutcome, settlement: Settlement, seconds: Double
+        _ delivery: Delivery, context makeContext: @autoclosure () -> JobContext, outcome: JobOutcome,
+        settlement: Settlement, seconds: Double
     ) {
         // A success is logged at debug only: skip building its metadata (a dictionary of five strings, 3 %
-        // of a no-op job in a worker process) when nothing would print it.
+        // of a no-op job in a worker process), and the context it is read from, when nothing would print it.
         if outcome == .succeeded && logger.logLevel > .debug { return }
+        let context = makeContext()
         var metadata: Logger.Metadata = [
             "queue": "\(context.queue)", "type": "\(context.jobType)", "id": "\(context.jobID)",
             "attempt": "\(context.attempt)", "outcome": "\(outcome.label)",

@@ -16,36 +16,30 @@ extension Engine {
 
     /// Runs a job of a process-isolated queue in a worker process, and the jobs sent ahead behind it, blocking
     /// this worker thread until the last ends. Returns holding the monitor.
-    func runInProcess(
-        _ delivery: Delivery, definition: QueueDefinition, context: JobContext, pool: any IsolatedJobPool,
-        slot: WorkerSlot
-    ) {
-        // The jobs in the worker, in the order sent; the first is the one running (the slot's).
-        var pending = Deque([
-            PipelinedJob(delivery: delivery, definition: definition, context: context, waitSeconds: slot.waitSeconds)
-        ])
-        var mark = sources[delivery.sourceIndex].runStarting(delivery)
+    func runInProcess(_ first: PipelinedJob, context: JobContext, pool: any IsolatedJobPool, slot: WorkerSlot) {
+        // The jobs in the worker, in the order sent; the first is the one running (the slot's), the others
+        // are the slot's `ahead`, the same objects.
+        var pending: Deque<PipelinedJob> = [first]
+        var mark = sources[first.delivery.sourceIndex].runStarting(first.delivery)
         // Set once the watchdog or the shutdown took the running job: what the worker says after is moot.
         var lost = false
         pool.run(
-            IsolatedJob(delivery: delivery, context: context, timeout: definition.timeout),
+            IsolatedJob(delivery: first.delivery, context: context, timeout: first.definition.timeout),
             more: { room in
                 // The worker answered every job it had: the slot runs none, so none is sent ahead.
                 guard !lost, slot.state == .running else { return [] }
-                let taken = monitor.withLock { () -> [AheadJob] in
-                    var taken: [AheadJob] = []
+                let taken = monitor.withLock { () -> [PipelinedJob] in
+                    var taken: [PipelinedJob] = []
                     while taken.count < room, let job = takeAheadLocked(slot, pool: pool) {
                         taken.append(job)
                     }
                     return taken
                 }
                 return taken.map { job in
-                    let nextContext = jobContext(job.delivery, job.definition, slot: slot)
-                    pending.append(
-                        PipelinedJob(
-                            delivery: job.delivery, definition: job.definition, context: nextContext,
-                            waitSeconds: job.waitSeconds))
-                    return IsolatedJob(delivery: job.delivery, context: nextContext, timeout: job.definition.timeout)
+                    pending.append(job)
+                    return IsolatedJob(
+                        delivery: job.delivery, context: jobContext(job.delivery, job.definition, slot: slot),
+                        timeout: job.definition.timeout)
                 }
             },
             ended: { outcomes in
@@ -56,8 +50,8 @@ extension Engine {
                     logger.warning(
                         "worker process crashed",
                         metadata: [
-                            "queue": "\(crashed.context.queue)", "job": "\(crashed.delivery.jobType)",
-                            "reason": "\(reason)",
+                            "queue": "\(crashed.delivery.queueName ?? crashed.definition.name)",
+                            "job": "\(crashed.delivery.jobType)", "reason": "\(reason)",
                         ])
                 }
                 let settled = pipelinedJobsEnded(outcomes, of: pending, mark: mark, slot: slot)
@@ -108,8 +102,9 @@ extension Engine {
         let first = jobs[0]
         guard outcomes.count > 1 else {
             return jobEnded(
-                first.delivery, definition: first.definition, context: first.context, outcome: outcomes[0],
-                mark: mark, slot: slot)
+                first.delivery, definition: first.definition,
+                context: jobContext(first.delivery, first.definition, slot: slot), outcome: outcomes[0], mark: mark,
+                slot: slot)
         }
         sources[first.delivery.sourceIndex].runEnded(mark)
         let ended = MonotonicClock.now
@@ -139,7 +134,9 @@ extension Engine {
         for (index, outcome) in outcomes.enumerated() {
             let job = jobs[index]
             let settlement = settlements[index].1
-            logJob(job.delivery, context: job.context, outcome: outcome, settlement: settlement, seconds: cost)
+            logJob(
+                job.delivery, context: jobContext(job.delivery, job.definition, slot: slot), outcome: outcome,
+                settlement: settlement, seconds: cost)
             observer?.jobEnded(
                 queue: job.definition.name, outcome: outcome, settlement: settlement, runSeconds: cost,
                 waitSeconds: job.waitSeconds)
@@ -150,7 +147,7 @@ extension Engine {
             // It ran and ended behind the one before: the slot holds it only to count it out. No one else
             // takes a slot's jobs sent ahead while its state is not `running`.
             let ahead = slot.ahead.removeFirst()
-            assert(ahead.delivery.receipt == jobs[index].delivery.receipt, "answers out of order")
+            assert(ahead === jobs[index], "answers out of order")
             slot.delivery = ahead.delivery
             slot.dispatch = ahead.dispatch
             slot.setState(.finishing)
@@ -164,7 +161,7 @@ extension Engine {
     /// only the job the scheduler would pick next anyway, only when it is for the same pool, and only when
     /// no thread is idle (one would start it at once), no job must run alone, and the jobs already in the
     /// worker are expected to end within ``pipelineBudgetSeconds``.
-    func takeAheadLocked(_ slot: WorkerSlot, pool: any IsolatedJobPool) -> AheadJob? {
+    func takeAheadLocked(_ slot: WorkerSlot, pool: any IsolatedJobPool) -> PipelinedJob? {
         guard slot.state == .running, phase.acceptsWork, exclusiveSlot == nil, idleWorkers == 0,
             liveThreads - stuckThreads <= configuration.workers, let running = slot.dispatch
         else { return nil }
@@ -179,14 +176,14 @@ extension Engine {
             let dispatch = scheduler.next(now: now)
         else { return nil }
         let (delivery, waitSeconds) = takeDeliveryLocked(dispatch)
-        let job = AheadJob(
+        let job = PipelinedJob(
             delivery: delivery, dispatch: dispatch, definition: definitions[queue.index], waitSeconds: waitSeconds)
         slot.ahead.append(job)
         return job
     }
 
     /// Makes a job sent ahead the slot's running job: the worker started it when it answered the one before.
-    func startAheadLocked(_ job: AheadJob, slot: WorkerSlot) {
+    func startAheadLocked(_ job: PipelinedJob, slot: WorkerSlot) {
         let now = MonotonicClock.now
         slot.delivery = job.delivery
         slot.dispatch = job.dispatch
@@ -203,7 +200,7 @@ extension Engine {
 
     /// Releases jobs that were sent ahead to a worker and never started: back to their sources with no
     /// attempt counted, and their slots back to the scheduler. Called without the monitor.
-    func releaseUnstarted(_ jobs: [AheadJob]) {
+    func releaseUnstarted(_ jobs: [PipelinedJob]) {
         guard !jobs.isEmpty else { return }
         for job in jobs {
             sources[job.delivery.sourceIndex].settle(job.delivery, .release)
@@ -238,19 +235,21 @@ extension JobOutcome {
     }
 }
 
-/// A job in a worker process's pipeline, as its supervising thread keeps it until the worker answers.
-struct PipelinedJob {
-    var delivery: Delivery
-    var definition: QueueDefinition
-    var context: JobContext
-    var waitSeconds: Double?
-}
+/// A job in a worker process's pipeline: the one it runs, or one sent ahead behind it, taken from the scheduler
+/// and not yet started. A class, so that the slot's `ahead` (which the watchdog and the shutdown release
+/// when they take the running job) and the thread supervising the worker share one: copies of a job's
+/// delivery and queue definition, and their reference counting, were the largest part of what a pipelined
+/// job cost the supervisor beyond a job on a thread (`perf`, no-op jobs).
+final class PipelinedJob: Sendable {
+    let delivery: Delivery
+    let dispatch: Dispatch
+    let definition: QueueDefinition
+    let waitSeconds: Double?
 
-/// A job sent ahead to a worker process behind the one it runs (pipelining): taken from the scheduler, not
-/// started. Whoever takes the slot's running job from its thread (the watchdog, the shutdown) releases these.
-struct AheadJob {
-    var delivery: Delivery
-    var dispatch: Dispatch
-    var definition: QueueDefinition
-    var waitSeconds: Double?
+    init(delivery: Delivery, dispatch: Dispatch, definition: QueueDefinition, waitSeconds: Double?) {
+        self.delivery = delivery
+        self.dispatch = dispatch
+        self.definition = definition
+        self.waitSeconds = waitSeconds
+    }
 }

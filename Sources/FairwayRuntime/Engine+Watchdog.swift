@@ -16,7 +16,7 @@ extension Engine {
             let now = MonotonicClock.now
             var expired: [(Delivery, WorkerSlot, QueueDefinition)] = []
             // Jobs sent ahead to the worker processes of expired jobs: they will not start there.
-            var unstarted: [AheadJob] = []
+            var unstarted: [PipelinedJob] = []
             var earliest = UInt64.max
             for slot in slots where slot.state == .running {
                 if slot.deadline <= now {

@@ -25,7 +25,7 @@ extension Engine {
 
     func workerMain(_ slot: WorkerSlot) {
         monitor.lock()
-        while let (delivery, definition) = takeNextLocked(slot) {
+        while let (delivery, definition, dispatch) = takeNextLocked(slot) {
             monitor.unlock()
             let context = jobContext(delivery, definition, slot: slot)
             // A thread whose job the watchdog took comes back here like any other: whether the pool now has
@@ -33,7 +33,9 @@ extension Engine {
             // count that follows. Deciding it when the job ended, and counting only later, once let both
             // this thread and its replacement leave, and no thread ran the queue's jobs again.
             if let pool = processPools[delivery.queue.index] {
-                runInProcess(delivery, definition: definition, context: context, pool: pool, slot: slot)
+                let first = PipelinedJob(
+                    delivery: delivery, dispatch: dispatch, definition: definition, waitSeconds: slot.waitSeconds)
+                runInProcess(first, context: context, pool: pool, slot: slot)
             } else {
                 let mark = sources[delivery.sourceIndex].runStarting(delivery)
                 let outcome = runner.run(
@@ -75,8 +77,8 @@ extension Engine {
     /// took the job from this thread first (they settled it; this result is discarded).
     @discardableResult
     func jobEnded(
-        _ delivery: Delivery, definition: QueueDefinition, context: JobContext, outcome: JobOutcome,
-        mark: RunJournal.Mark, slot: WorkerSlot
+        _ delivery: Delivery, definition: QueueDefinition, context: @autoclosure () -> JobContext,
+        outcome: JobOutcome, mark: RunJournal.Mark, slot: WorkerSlot
     ) -> Bool {
         sources[delivery.sourceIndex].runEnded(mark)
         let ended = MonotonicClock.now
@@ -87,7 +89,7 @@ extension Engine {
         let settlement = Self.settlement(of: delivery, definition: definition, outcome: outcome)
         sources[delivery.sourceIndex].settle(delivery, settlement)
         let cost = Double(ended &- slot.startedAt) / 1e9
-        logJob(delivery, context: context, outcome: outcome, settlement: settlement, seconds: cost)
+        logJob(delivery, context: context(), outcome: outcome, settlement: settlement, seconds: cost)
         observer?.jobEnded(
             queue: definition.name, outcome: outcome, settlement: settlement, runSeconds: cost,
             waitSeconds: slot.waitSeconds
@@ -121,7 +123,7 @@ extension Engine {
     }
 
     /// Waits for the next job the scheduler picks, or returns nil when the worker should exit.
-    func takeNextLocked(_ slot: WorkerSlot) -> (Delivery, QueueDefinition)? {
+    func takeNextLocked(_ slot: WorkerSlot) -> (Delivery, QueueDefinition, Dispatch)? {
         while true {
             guard phase.acceptsWork else { return nil }
             if liveThreads - stuckThreads > configuration.workers { return nil }
@@ -163,7 +165,7 @@ extension Engine {
                 } else if idleWorkers > 0 && scheduler.hasEligibleQueue {
                     workAvailable.signal()
                 }
-                return (delivery, definition)
+                return (delivery, definition, dispatch)
             }
             idleWorkers += 1
             if let wake = scheduler.nextTokenTime {

@@ -184,7 +184,7 @@ public final class Engine: @unchecked Sendable {
         var summary = DrainSummary()
         summary.heldReleased = releaseHeld()
         var abandoned: [(Delivery, WorkerSlot)] = []
-        var unstarted: [AheadJob] = []
+        var unstarted: [PipelinedJob] = []
         monitor.withLock {
             summary.runningAtStart = busyWorkers
             while busyWorkers > 0 && MonotonicClock.now < drainDeadline {

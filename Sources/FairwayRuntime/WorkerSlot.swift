@@ -31,7 +31,7 @@ final class WorkerSlot: @unchecked Sendable {
     /// Stops the worker process running this slot's job, when it runs in one.
     var cancelProcess: (@Sendable () -> Void)?
     /// Jobs sent ahead to that worker process behind the running one, oldest first (pipelining).
-    var ahead: Deque<AheadJob> = []
+    var ahead: Deque<PipelinedJob> = []
 
     // Touched only by the slot's own thread.
     private var ownExecutor: WorkerThreadExecutor?
