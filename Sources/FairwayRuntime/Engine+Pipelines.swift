@@ -30,7 +30,8 @@ extension Engine {
                 guard !lost, slot.state == .running else { return [] }
                 let taken = monitor.withLock { () -> [PipelinedJob] in
                     var taken: [PipelinedJob] = []
-                    while taken.count < room, let job = takeAheadLocked(slot, pool: pool) {
+                    var expected = expectedSecondsLocked(slot)
+                    while taken.count < room, let job = takeAheadLocked(slot, pool: pool, expected: &expected) {
                         taken.append(job)
                     }
                     return taken
@@ -160,15 +161,12 @@ extension Engine {
     /// The next job to send ahead to the worker process `slot` holds, taken from the scheduler, or nil:
     /// only the job the scheduler would pick next anyway, only when it is for the same pool, and only when
     /// no thread is idle (one would start it at once), no job must run alone, and the jobs already in the
-    /// worker are expected to end within ``pipelineBudgetSeconds``.
-    func takeAheadLocked(_ slot: WorkerSlot, pool: any IsolatedJobPool) -> PipelinedJob? {
-        guard slot.state == .running, phase.acceptsWork, exclusiveSlot == nil, idleWorkers == 0,
-            liveThreads - stuckThreads <= configuration.workers, let running = slot.dispatch
+    /// worker are expected to end within ``pipelineBudgetSeconds``. `expected` is how long those are expected
+    /// to run (``expectedSecondsLocked(_:)``), counted on by each job taken.
+    func takeAheadLocked(_ slot: WorkerSlot, pool: any IsolatedJobPool, expected: inout Double) -> PipelinedJob? {
+        guard slot.state == .running, slot.dispatch != nil, phase.acceptsWork, exclusiveSlot == nil,
+            idleWorkers == 0, liveThreads - stuckThreads <= configuration.workers
         else { return nil }
-        var expected = runSeconds[running.queue.index]
-        for job in slot.ahead {
-            expected += runSeconds[job.dispatch.queue.index]
-        }
         let now = MonotonicClock.now
         guard let queue = scheduler.peek(now: now), processPools[queue.index] === pool,
             expected + runSeconds[queue.index] < Self.pipelineBudgetSeconds,
@@ -179,7 +177,20 @@ extension Engine {
         let job = PipelinedJob(
             delivery: delivery, dispatch: dispatch, definition: definitions[queue.index], waitSeconds: waitSeconds)
         slot.ahead.append(job)
+        expected += runSeconds[queue.index]
         return job
+    }
+
+    /// How long the jobs in the worker process `slot` holds are expected to run: the running one's and those
+    /// sent ahead, by their queues' recent run times. Summed once a refill, not once a job taken, since a
+    /// pipeline holds up to 64.
+    func expectedSecondsLocked(_ slot: WorkerSlot) -> Double {
+        guard let running = slot.dispatch else { return 0 }
+        var expected = runSeconds[running.queue.index]
+        for job in slot.ahead {
+            expected += runSeconds[job.dispatch.queue.index]
+        }
+        return expected
     }
 
     /// Makes a job sent ahead the slot's running job: the worker started it when it answered the one before.
