@@ -66,17 +66,18 @@ public enum ProcessWorkerMain {
             // The last job type's handler: a worker mostly runs one type after another, and comparing two
             // short strings costs less than hashing one.
             var last: (jobType: String, body: JobBody?)?
+            // One flag for every job, reset before each, as the engine's threads keep one: SIGTERM between two
+            // jobs cancels it, and `terminated` then stops the next from starting.
+            let flag = CancellationFlag()
+            current.withLockedValue { $0.flag = flag }
             while true {
                 let (job, payload) = try channel.receive()
                 guard job.kind == .job, let id = job.id, let jobType = job.jobType else {
                     logger.error("expected a job message", metadata: ["kind": "\(job.kind.rawValue)"])
                     return 65
                 }
-                let flag = CancellationFlag()
-                let terminated = current.withLockedValue { current -> Bool in
-                    current.flag = flag
-                    return current.terminated
-                }
+                flag.reset()
+                let terminated = current.withLockedValue { $0.terminated }
                 // Asked to stop: jobs sent ahead are not started; the supervisor releases them.
                 if terminated { return 0 }
                 var context = JobContext(
@@ -98,7 +99,6 @@ public enum ProcessWorkerMain {
                     last = (jobType, body)
                 }
                 let (outcome, reason) = run(body, jobType: jobType, payload, context)
-                current.withLockedValue { $0.flag = nil }
                 // At once, even when the next job already waits: holding the result back until that job
                 // ended would make this one look as long as both, and time it out behind a long one.
                 try channel.sendResult(id: id, outcome: outcome, reason: reason)
