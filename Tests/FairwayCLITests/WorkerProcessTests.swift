@@ -443,6 +443,49 @@ struct WorkerProcessTests {
         #expect(pool.counts.started == 1 && pool.counts.crashed == 0)
     }
 
+    @Test("a Swift worker stopped by SIGTERM ends the job it runs and starts none of the jobs sent behind it")
+    func swiftWorkerStartsNothingAfterSIGTERM() throws {
+        // Spoken to over its pipes directly: a pool would kill the worker itself once it answered the stopped
+        // job, and so hide whether the worker would have started the next.
+        let folder = TestFolder()
+        let path = folder.path("behind.log")
+        let worker = Process()
+        worker.executableURL = FairwayProcess.executable
+        worker.environment = ProcessInfo.processInfo.environment.merging([WorkerProcess.environmentKey: "1"]) { $1 }
+        let input = Pipe()
+        let output = Pipe()
+        worker.standardInput = input
+        worker.standardOutput = output
+        try worker.run()
+        func frame(_ header: String, _ body: String) -> Data {
+            var data = Data()
+            for part in [header, body] {
+                withUnsafeBytes(of: UInt32(part.utf8.count).bigEndian) { data.append(contentsOf: $0) }
+                data.append(contentsOf: Array(part.utf8))
+            }
+            return data
+        }
+        // `sleep` ignores cancellation: it runs its 600 ms and answers; the job behind it must not start.
+        func header(_ id: String, _ type: String) -> String {
+            #"{"kind":"job","id":"\#(id)","queue":"q","jobType":"\#(type)","attempt":1,"maxAttempts":1,"#
+                + #""timeoutSeconds":30}"#
+        }
+        input.fileHandleForWriting.write(
+            frame(header("running", "sleep"), #"{"ms":600}"#)
+                + frame(header("behind", "append"), #"{"path":"\#(path)","line":"started"}"#))
+        Thread.sleep(forTimeInterval: 0.2)
+        kill(worker.processIdentifier, SIGTERM)
+        // Its input ends too, so that a worker that does start the job behind exits after it instead of waiting.
+        try input.fileHandleForWriting.close()
+        let answered = output.fileHandleForReading.readDataToEndOfFile()
+        worker.waitUntilExit()
+        #expect(worker.terminationStatus == 0)
+        let text = String(decoding: answered, as: UTF8.self)
+        #expect(text.contains(#""id":"running","outcome":"success""#), "\(text)")
+        #expect(!text.contains(#""id":"behind""#), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: path), "the job sent behind the stopped one ran")
+    }
+
     @Test("cancel asks the worker to stop and kills it after the grace")
     func cancelKillsAfterGrace() throws {
         let pool = WorkerProcessPool(
