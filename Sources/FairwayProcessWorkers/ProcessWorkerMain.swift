@@ -3,7 +3,6 @@ import FairwayJobs
 import FairwayRuntime
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 
 /// The worker-process side of the protocol, for programs that register Swift handlers: the supervisor
 /// re-executes the program with `FAIRWAY_PROCESS_WORKER=1`, and the program, first thing in `main`, calls
@@ -46,17 +45,13 @@ public enum ProcessWorkerMain {
         channel.yieldsBeforeSleeping = WorkerChannel.standardYields
         let logger = Logger(label: "fairway.worker") { StreamLogHandler.standardError(label: $0) }
 
-        // The running job's flag, and whether SIGTERM came: then no job sent ahead is started.
-        let current = NIOLockedValueBox<(flag: CancellationFlag?, terminated: Bool)>((nil, false))
+        // Every job's cancellation flag, set by SIGTERM and never cleared: the job running then sees it, and no
+        // job sent ahead starts after it.
+        let stop = CancellationFlag()
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
-        terminate.setEventHandler {
-            current.withLockedValue {
-                $0.flag?.cancel()
-                $0.terminated = true
-            }
-        }
+        terminate.setEventHandler { stop.cancel() }
         terminate.resume()
         defer { terminate.cancel() }
 
@@ -66,20 +61,14 @@ public enum ProcessWorkerMain {
             // The last job type's handler: a worker mostly runs one type after another, and comparing two
             // short strings costs less than hashing one.
             var last: (jobType: String, body: JobBody?)?
-            // One flag for every job, reset before each, as the engine's threads keep one: SIGTERM between two
-            // jobs cancels it, and `terminated` then stops the next from starting.
-            let flag = CancellationFlag()
-            current.withLockedValue { $0.flag = flag }
             while true {
                 let (job, payload) = try channel.receive()
                 guard job.kind == .job, let id = job.id, let jobType = job.jobType else {
                     logger.error("expected a job message", metadata: ["kind": "\(job.kind.rawValue)"])
                     return 65
                 }
-                flag.reset()
-                let terminated = current.withLockedValue { $0.terminated }
                 // Asked to stop: jobs sent ahead are not started; the supervisor releases them.
-                if terminated { return 0 }
+                if stop.isCancelled { return 0 }
                 var context = JobContext(
                     queue: job.queue ?? "",
                     jobType: jobType,
@@ -87,7 +76,7 @@ public enum ProcessWorkerMain {
                     attempt: job.attempt ?? 1,
                     maxAttempts: job.maxAttempts ?? 1,
                     deadline: .now + .milliseconds(Int64(min(max(job.timeoutSeconds ?? 1800, 0), 1e9) * 1000)),
-                    cancellation: flag,
+                    cancellation: stop,
                     logger: logger
                 )
                 context.fairnessKey = job.key
