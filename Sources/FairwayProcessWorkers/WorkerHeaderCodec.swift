@@ -398,10 +398,8 @@ extension WorkerHeaderCodec {
             return true
         }
 
-        mutating func literal(_ word: String) throws(WorkerProtocolError) {
-            for byte in word.utf8 {
-                try expect(byte)
-            }
+        mutating func literal(_ word: StaticString) throws(WorkerProtocolError) {
+            guard matches(word) else { throw .malformed("expected '\(word)' at byte \(index) of the header") }
         }
 
         /// Skips an object or array, strings inside included.
