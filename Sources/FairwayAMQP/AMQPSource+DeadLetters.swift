@@ -64,43 +64,59 @@ extension AMQPSource: DeadLetterInspecting {
 
     /// Reads the dead-letter queues of the served queues (or of `filter.queue`) and calls `visit` with each
     /// message that matches, until it returns true. Whatever `visit` does not acknowledge goes back.
+    /// One call at a time (``deadLetterLock``): a call hides the messages it holds from any other.
     private func visitDeadLetters(
         matching filter: DeadLetterFilter,
         _ visit: (AMQPConnection, UInt16, ReceivedMessage, DeadLetterRecord) throws -> Bool
     ) throws {
-        let served = depthLock.withLock { queueNames }
-        let queues = filter.queue.map { queue in served.contains(queue) ? [queue] : [] } ?? served
-        var connection: AMQPConnection?
-        defer { connection?.close() }
-        for (index, queue) in queues.enumerated() {
-            let channel = UInt16(index % Self.channelsPerConnection + 1)
-            if channel == 1 {
-                connection?.close()
-                connection = try AMQPConnection(url: options.url, heartbeat: 0, caCertificate: options.caCertificate)
-            }
-            guard let connection else { return }
-            try connection.openChannel(channel)
-            let dead = queue + options.deadLetterSuffix
-            let ready: Int
-            do {
-                ready = try connection.declareQueue(channel, dead, passive: true)
-            } catch {
-                // No dead letters yet: the queue was never declared. The broker closed the channel.
-                connection.acknowledgeChannelClose(channel)
-                continue
-            }
-            for position in 0..<min(ready, Self.deadLetterScanLimit) {
-                guard let message = try connection.get(channel, queue: dead, acknowledge: false) else { break }
-                let record = DeadLetterRecord(
-                    id: message.messageID ?? "\(dead)#\(position)", queue: message.originalQueue ?? queue,
-                    type: message.type ?? "", payload: String(decoding: message.body.prefix(65_536), as: UTF8.self),
-                    attempts: message.attempts ?? 0, reason: message.reason ?? "",
-                    enqueuedAt: message.timestamp.map(Double.init), diedAt: nil, source: name,
-                    fairnessKey: FairnessKeyHeader.valid(message.fairnessKey))
-                guard Self.matches(record, filter), served.contains(record.queue) else { continue }
-                if try visit(connection, channel, message, record) { return }
+        try deadLetterLock.withLock {
+            let served = depthLock.withLock { queueNames }
+            let queues = filter.queue.map { queue in served.contains(queue) ? [queue] : [] } ?? served
+            var connection: AMQPConnection?
+            defer { connection?.close() }
+            for (index, queue) in queues.enumerated() {
+                let channel = UInt16(index % Self.channelsPerConnection + 1)
+                if channel == 1 {
+                    connection?.close()
+                    connection = try AMQPConnection(
+                        url: options.url, heartbeat: 0, caCertificate: options.caCertificate)
+                }
+                guard let connection else { return }
+                try connection.openChannel(channel)
+                let dead = queue + options.deadLetterSuffix
+                let ready: Int
+                do {
+                    ready = try connection.declareQueue(channel, dead, passive: true)
+                } catch {
+                    // No dead letters yet: the queue was never declared. The broker closed the channel.
+                    connection.acknowledgeChannelClose(channel)
+                    continue
+                }
+                if try visitQueue(dead, of: queue, ready: ready, served: served, filter, connection, channel, visit) {
+                    return
+                }
             }
         }
+    }
+
+    /// Reads one dead-letter queue; true when `visit` asked to stop.
+    private func visitQueue(
+        _ dead: String, of queue: String, ready: Int, served: [String], _ filter: DeadLetterFilter,
+        _ connection: AMQPConnection, _ channel: UInt16,
+        _ visit: (AMQPConnection, UInt16, ReceivedMessage, DeadLetterRecord) throws -> Bool
+    ) throws -> Bool {
+        for position in 0..<min(ready, Self.deadLetterScanLimit) {
+            guard let message = try connection.get(channel, queue: dead, acknowledge: false) else { break }
+            let record = DeadLetterRecord(
+                id: message.messageID ?? "\(dead)#\(position)", queue: message.originalQueue ?? queue,
+                type: message.type ?? "", payload: String(decoding: message.body.prefix(65_536), as: UTF8.self),
+                attempts: message.attempts ?? 0, reason: message.reason ?? "",
+                enqueuedAt: message.timestamp.map(Double.init), diedAt: nil, source: name,
+                fairnessKey: FairnessKeyHeader.valid(message.fairnessKey))
+            guard Self.matches(record, filter), served.contains(record.queue) else { continue }
+            if try visit(connection, channel, message, record) { return true }
+        }
+        return false
     }
 
     static func matches(_ record: DeadLetterRecord, _ filter: DeadLetterFilter) -> Bool {

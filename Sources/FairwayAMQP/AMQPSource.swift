@@ -132,6 +132,9 @@ public final class AMQPSource: JobSource, ConnectionReporting, QueueDepthReporti
     }
 
     let depthLock = NIOLock()
+    /// Held while dead letters are read, requeued or deleted: each of those takes the messages it reads,
+    /// so two at once (the page's refresh and a click on requeue) would hide messages from each other.
+    let deadLetterLock = NIOLock()
     // Guarded by `depthLock`.
     private var lastDepths: [String: QueueDepth] = [:]
     private var inspector: AMQPInspector?
