@@ -85,7 +85,7 @@ struct AMQPJobProducerTests {
 }
 
 /// Closing every connection of the broker disturbs any other test that talks to it: alone.
-@Suite("AMQP job producer, reconnecting", .serialized, .restartsBroker, .timeLimit(.minutes(5)))
+@Suite("AMQP job producer, reconnecting", .serialized, .restartsBroker, .timeLimit(.minutes(10)))
 struct AMQPJobProducerReconnectTests {
     init() { #expect(Broker.ready, "the broker at 127.0.0.1:5672 did not start") }
 

@@ -10,7 +10,7 @@ import Testing
 /// amqps:// end to end against the broker's TLS listener on 127.0.0.1:5671 (`.ci/start-broker`), with a
 /// throw-away CA made here with openssl: messages consumed and published with peer and hostname
 /// verification, and a clear refusal for a certificate from another CA, for another host name, or expired.
-@Suite("TLS (amqps://)", .serialized, .restartsBroker, .timeLimit(.minutes(3)))
+@Suite("TLS (amqps://)", .serialized, .restartsBroker, .timeLimit(.minutes(10)))
 struct TLSTests {
     let certificates: TestCertificates
 

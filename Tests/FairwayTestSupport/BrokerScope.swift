@@ -32,17 +32,50 @@ public struct BrokerScope: TestTrait, SuiteTrait, TestScoping {
             try await function()
             return
         }
+        try await Self.withLock(path: path, exclusive: exclusive, function)
+    }
+
+    /// Runs `body` holding the lock file at `path`, shared or exclusive.
+    public static func withLock(
+        path: String, exclusive: Bool, _ body: @Sendable () async throws -> Void
+    ) async throws {
         let descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o666)
-        guard descriptor >= 0 else {
-            try await function()
+        let turnstile = open(path + ".turnstile", O_CREAT | O_RDWR | O_CLOEXEC, 0o666)
+        defer {
+            if descriptor >= 0 { close(descriptor) }
+            if turnstile >= 0 { close(turnstile) }
+        }
+        guard descriptor >= 0, turnstile >= 0 else {
+            try await body()
             return
         }
-        defer { close(descriptor) }
-        while flock(descriptor, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
+        if exclusive {
+            // Holding the turnstile while waiting: tests that want the lock shared after this one wait behind
+            // it, so a steady stream of them cannot keep it waiting (it once waited out its time limit so).
+            try await acquire(turnstile, LOCK_EX)
+            try await acquire(descriptor, LOCK_EX)
+        } else {
+            // A test that holds another of these locks (the machine's) goes past the turnstile: a test that
+            // holds this lock shared may be waiting for that one, and a restart waiting at the turnstile for
+            // it to end would close the circle.
+            if held.isEmpty { try await acquire(turnstile, LOCK_SH) }
+            try await acquire(descriptor, LOCK_SH)
+        }
+        flock(turnstile, LOCK_UN)
+        defer { flock(descriptor, LOCK_UN) }
+        try await $held.withValue(held + [path]) {
+            try await body()
+        }
+    }
+
+    /// The lock files the current task holds.
+    @TaskLocal static var held: [String] = []
+
+    /// Takes `lock` in `mode`, polling.
+    static func acquire(_ lock: Int32, _ mode: Int32) async throws {
+        while flock(lock, mode | LOCK_NB) != 0 {
             try await Task.sleep(for: .milliseconds(20))
         }
-        defer { flock(descriptor, LOCK_UN) }
-        try await function()
     }
 }
 

@@ -1,0 +1,93 @@
+import FairwayTestSupport
+import Foundation
+import Testing
+
+/// The lock that keeps tests which restart the broker apart from tests which use it (`.restartsBroker`,
+/// `.usesBroker`): a restart must not wait for as long as tests that use the broker keep overlapping.
+@Suite("Broker test lock")
+struct BrokerScopeTests {
+    @Test("a restart is not kept waiting by a steady stream of overlapping users: later users wait behind it")
+    func restartIsNotStarved() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("broker-scope-\(UUID()).lock").path
+        defer {
+            try? FileManager.default.removeItem(atPath: path)
+            try? FileManager.default.removeItem(atPath: path + ".turnstile")
+        }
+        let users = Shared(0)
+        let stop = Shared(false)
+        let restartedWhileUsersKeptComing = Shared<Bool?>(nil)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Two users, each taking the lock again at once for 100 ms: at every moment one of them holds it.
+            for offset in 0..<2 {
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(50 * offset))
+                    while !stop.read() {
+                        try await BrokerScope.withLock(path: path, exclusive: false) {
+                            users.update { $0 += 1 }
+                            try await Task.sleep(for: .milliseconds(100))
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(300))
+                try await BrokerScope.withLock(path: path, exclusive: true) {
+                    restartedWhileUsersKeptComing.update { $0 = !stop.read() }
+                }
+            }
+            // The users stop after 5 s: a restart that only got the lock then was starved.
+            group.addTask {
+                try await Task.sleep(for: .seconds(5))
+                stop.update { $0 = true }
+            }
+            try await group.waitForAll()
+        }
+        #expect(restartedWhileUsersKeptComing.read() == true)
+        #expect(users.read() > 10, "the users took the lock \(users.read()) times")
+    }
+
+    @Test("a waiting restart closes no circle: a user that holds the machine's lock goes past it to the broker")
+    func noCircleWithTheMachineLock() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("broker-scope-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let broker = folder + "/broker.lock"
+        let machine = folder + "/machine.lock"
+        let finished = Shared<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Uses the broker, then wants the machine.
+            group.addTask {
+                try await BrokerScope.withLock(path: broker, exclusive: false) {
+                    try await Task.sleep(for: .milliseconds(300))
+                    try await BrokerScope.withLock(path: machine, exclusive: true) {}
+                }
+                finished.update { $0.append("broker, then machine") }
+            }
+            // Holds the machine, then wants the broker (shared) while a restart waits for it.
+            group.addTask {
+                try await BrokerScope.withLock(path: machine, exclusive: true) {
+                    try await Task.sleep(for: .milliseconds(300))
+                    try await BrokerScope.withLock(path: broker, exclusive: false) {}
+                }
+                finished.update { $0.append("machine, then broker") }
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(100))
+                try await BrokerScope.withLock(path: broker, exclusive: true) {}
+                finished.update { $0.append("restart") }
+            }
+            // A circle never ends: give up after 10 s.
+            group.addTask {
+                try await Task.sleep(for: .seconds(10))
+                finished.update { $0.append("gave up") }
+            }
+            while finished.read().count < 3 && !finished.read().contains("gave up") {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            group.cancelAll()
+        }
+        #expect(
+            Set(finished.read().prefix(3)) == ["broker, then machine", "machine, then broker", "restart"],
+            "\(finished.read())")
+    }
+}
