@@ -55,29 +55,42 @@ struct AMQPSourceTests {
             settings.paused = false
             try harness.engine.updateQueue(named: queue.name, settings: settings)
         }
-        let start = harness.engine.snapshot()
+        var previous = harness.engine.snapshot()
         var peakHeld = 0
+        // Fairness is a claim about queues with work at hand: jobs are counted over the intervals between
+        // samples in which every queue held messages at both ends. When the broker link falls behind (a loaded
+        // machine, other tests publishing) a heavy queue's local buffer can run dry for a moment, and a dry
+        // queue cannot take its share: that is the link's pace, not the scheduler's choice, and is left out.
+        var served: [Double: Int] = [:]
+        var intervals = 0
+        var dryIntervals = 0
         // Measure until the heaviest tier has done two thirds of its messages, so that every queue still
         // has a backlog throughout.
         let heaviest = queues.filter { $0.settings.weight == 8 }.map(\.name)
         var measured: EngineSnapshot
         while true {
+            Thread.sleep(forTimeInterval: 0.01)
             let snapshot = harness.engine.snapshot()
             measured = snapshot
             for queue in snapshot.queues {
                 peakHeld = max(peakHeld, queue.held)
                 #expect(queue.held <= credit)
             }
+            intervals += 1
+            if (previous.queues + snapshot.queues).allSatisfy({ $0.held > 0 }) {
+                for (definition, (first, last)) in zip(queues, zip(previous.queues, snapshot.queues)) {
+                    served[definition.settings.weight, default: 0] += last.succeeded - first.succeeded
+                }
+            } else {
+                dryIntervals += 1
+            }
+            previous = snapshot
             let done = snapshot.queues.filter { heaviest.contains($0.name) }.map(\.succeeded).min() ?? 0
             if done >= perQueue * 2 / 3 { break }
-            Thread.sleep(forTimeInterval: 0.01)
         }
-        // Fairness is a claim about queues with a backlog, and every queue still has one.
+        print("120 queues: \(dryIntervals) of \(intervals) intervals left out, a queue's local buffer dry")
+        // Every queue still has a backlog at the broker.
         #expect(measured.queues.allSatisfy { $0.succeeded < perQueue }, "a queue ran out of messages")
-        var served: [Double: Int] = [:]
-        for (definition, (first, last)) in zip(queues, zip(start.queues, measured.queues)) {
-            served[definition.settings.weight, default: 0] += last.succeeded - first.succeeded
-        }
         let total = Double(served.values.reduce(0, +))
         #expect(total >= 1_000, "measured over \(total) jobs")
         for weight in weights {
