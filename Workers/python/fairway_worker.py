@@ -29,6 +29,7 @@ __all__ = ["Worker", "Context", "PermanentError", "Stopped", "PROTOCOL"]
 PROTOCOL = 1
 MAX_HEADER = 1 << 20
 MAX_BODY = 256 << 20
+_NO_DEADLINE = float("inf")
 
 
 class PermanentError(Exception):
@@ -48,16 +49,18 @@ class Context:
     __slots__ = ("id", "queue", "key", "job_type", "attempt", "max_attempts", "timeout_seconds", "deadline")
 
     def __init__(self, header):
-        self.id = str(header.get("id", ""))
-        self.queue = str(header.get("queue", ""))
+        get = header.get
+        self.id = str(get("id", ""))
+        self.queue = str(get("queue", ""))
         # The job's fairness key (its tenant), or None.
-        self.key = header.get("key") if isinstance(header.get("key"), str) else None
-        self.job_type = str(header.get("jobType", ""))
-        self.attempt = int(header.get("attempt") or 1)
-        self.max_attempts = int(header.get("maxAttempts") or 1)
-        self.timeout_seconds = float(header.get("timeoutSeconds") or 0)
+        key = get("key")
+        self.key = key if isinstance(key, str) else None
+        self.job_type = str(get("jobType", ""))
+        self.attempt = int(get("attempt") or 1)
+        self.max_attempts = int(get("maxAttempts") or 1)
+        self.timeout_seconds = timeout = float(get("timeoutSeconds") or 0)
         # time.monotonic() value past which Fairway counts the job as timed out (inf without a timeout).
-        self.deadline = time.monotonic() + self.timeout_seconds if self.timeout_seconds > 0 else float("inf")
+        self.deadline = time.monotonic() + timeout if timeout > 0 else _NO_DEADLINE
 
     @property
     def remaining(self):
@@ -133,10 +136,7 @@ class Worker:
                 print(f"fairway_worker: expected a job, got {header.get('kind')!r}; exiting", file=sys.stderr)
                 return 2
             outcome, reason, stopped = self._run_one(header, body)
-            result = {"kind": "result", "id": header.get("id"), "outcome": outcome}
-            if reason:
-                result["reason"] = reason[:4096]
-            _send(results, result)
+            _send_result(results, header.get("id"), outcome, reason)
             if stopped:
                 return 0
 
@@ -153,7 +153,7 @@ class Worker:
             known = ", ".join(self.job_types) or "none"
             return "rejected", f"unknown job type '{context.job_type}' (this worker handles: {known})", False
         try:
-            payload = json.loads(body) if body else None
+            payload = _decode_json(body) if body else None
         except ValueError as error:
             return "rejected", f"the payload is not JSON: {error}", False
         self._running = True
@@ -171,8 +171,14 @@ class Worker:
 
 
 def _read_exactly(stream, count):
-    chunks = []
-    remaining = count
+    # A buffered read returns all `count` bytes unless the pipe closed first: one call in the usual case.
+    data = stream.read(count)
+    if len(data) == count:
+        return data
+    if not data:
+        return None
+    chunks = [data]
+    remaining = count - len(data)
     while remaining > 0:
         chunk = stream.read(remaining)
         if not chunk:
@@ -201,7 +207,7 @@ def _receive(stream):
     if body is None:
         raise ProtocolError("the pipe closed in the middle of a body")
     try:
-        header = json.loads(raw)
+        header = _decode_json(raw)
     except ValueError as error:
         raise ProtocolError(f"the header is not JSON: {error}")
     if not isinstance(header, dict):
@@ -225,8 +231,32 @@ def _private_stream(fd, mode):
     return os.fdopen(private, mode)
 
 
+# Compact, as Fairway writes its own headers: the supervisor reads that layout without parsing it field by field.
+# One encoder and one decoder for every message: json.dumps with `separators` would make a new encoder each
+# time, and json.loads of bytes first guesses their encoding (Fairway's are UTF-8).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
+_string = json.encoder.encode_basestring_ascii
+
+
+def _decode_json(data):
+    return _decode(data.decode())
+
+
+def _send_result(stream, job_id, outcome, reason):
+    if isinstance(job_id, str) and not reason:
+        # The usual result, written directly: the same bytes the encoder would make, without its general path.
+        encoded = f'{{"kind":"result","id":{_string(job_id)},"outcome":"{outcome}"}}'.encode()
+        stream.write(struct.pack(">I", len(encoded)) + encoded + b"\0\0\0\0")
+        stream.flush()
+        return
+    result = {"kind": "result", "id": job_id, "outcome": outcome}
+    if reason:
+        result["reason"] = reason[:4096]
+    _send(stream, result)
+
+
 def _send(stream, header, body=b""):
-    # Compact, as Fairway writes its own headers: the supervisor reads that layout without parsing it field by field.
-    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded = _encode(header).encode()
     stream.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(body)) + body)
     stream.flush()

@@ -70,6 +70,18 @@ class WorkerTests(unittest.TestCase):
                 self.assertEqual(file.read(), f"hi pid={self.worker.process.pid} attempt=2\n")
         self.assertEqual(self.worker.close(), 0, "stdin closed: exit 0")
 
+    def test_a_success_is_written_in_the_compact_layout_whatever_the_id(self):
+        # Fairway reads a result's header by its layout: compact, in this order, the id escaped as JSON does.
+        for job_id in ["42", 'quote " and \\ backslash', "caf\u00e9 \u2028 \U0001F600", "tab\tnewline\n"]:
+            self.worker.send({"kind": "job", "id": job_id, "queue": "q", "jobType": "sleep", "attempt": 1,
+                              "maxAttempts": 3, "timeoutSeconds": 30}, b'{"ms":0}')
+            length = struct.unpack(">I", self.worker.process.stdout.read(4))[0]
+            raw = self.worker.process.stdout.read(length)
+            self.assertEqual(self.worker.process.stdout.read(4), b"\0\0\0\0")
+            expected = json.dumps({"kind": "result", "id": job_id, "outcome": "success"}, separators=(",", ":"))
+            self.assertEqual(raw, expected.encode())
+            self.assertEqual(json.loads(raw)["id"], job_id)
+
     def test_the_fairness_key_reaches_the_handler(self):
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "out")
