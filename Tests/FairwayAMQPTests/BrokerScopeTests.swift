@@ -13,37 +13,36 @@ struct BrokerScopeTests {
             try? FileManager.default.removeItem(atPath: path)
             try? FileManager.default.removeItem(atPath: path + ".turnstile")
         }
-        let users = Shared(0)
-        let stop = Shared(false)
-        let restartedWhileUsersKeptComing = Shared<Bool?>(nil)
+        // Counted in turns, not seconds: the test runs beside others that keep the threads busy.
+        let turns = Shared(0)
+        let restarted = Shared(false)
+        let enough = 100
+        let stop: @Sendable () -> Bool = { restarted.read() || turns.read() >= enough }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            // Two users, each taking the lock again at once for 100 ms: at every moment one of them holds it.
-            for offset in 0..<2 {
+            // Two users, each taking the lock again at once: one of them holds it whenever the other lets go.
+            for user in 0..<2 {
                 group.addTask {
-                    try await Task.sleep(for: .milliseconds(50 * offset))
-                    while !stop.read() {
+                    if user == 1 {
+                        while turns.read() == 0 { try await Task.sleep(for: .milliseconds(5)) }
+                    }
+                    while !stop() {
                         try await BrokerScope.withLock(path: path, exclusive: false) {
-                            users.update { $0 += 1 }
-                            try await Task.sleep(for: .milliseconds(100))
+                            turns.update { $0 += 1 }
+                            try await Task.sleep(for: .milliseconds(50))
                         }
                     }
                 }
             }
             group.addTask {
-                try await Task.sleep(for: .milliseconds(300))
+                while turns.read() < 2 { try await Task.sleep(for: .milliseconds(5)) }
                 try await BrokerScope.withLock(path: path, exclusive: true) {
-                    restartedWhileUsersKeptComing.update { $0 = !stop.read() }
+                    restarted.update { $0 = true }
                 }
-            }
-            // The users stop after 5 s: a restart that only got the lock then was starved.
-            group.addTask {
-                try await Task.sleep(for: .seconds(5))
-                stop.update { $0 = true }
             }
             try await group.waitForAll()
         }
-        #expect(restartedWhileUsersKeptComing.read() == true)
-        #expect(users.read() > 10, "the users took the lock \(users.read()) times")
+        // Without the turnstile the restart gets in only once the users give up, after `enough` turns.
+        #expect(restarted.read() && turns.read() < enough, "the restart got in after \(turns.read()) turns")
     }
 
     @Test("a waiting restart closes no circle: a user that holds the machine's lock goes past it to the broker")
@@ -76,9 +75,9 @@ struct BrokerScopeTests {
                 try await BrokerScope.withLock(path: broker, exclusive: true) {}
                 finished.update { $0.append("restart") }
             }
-            // A circle never ends: give up after 10 s.
+            // A circle never ends: give up after 60 s (the test shares the threads with others).
             group.addTask {
-                try await Task.sleep(for: .seconds(10))
+                try await Task.sleep(for: .seconds(60))
                 finished.update { $0.append("gave up") }
             }
             while finished.read().count < 3 && !finished.read().contains("gave up") {
