@@ -126,6 +126,20 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
         let row = "\(name), 8 workers, 8 queues, node worker processes, pipeline 32"
         measure(row, load, workers: 8, jobType: "block") { libraryWorkerProcesses(language: "node", pipeline: 32) }
     }
+    // No-op jobs again after 4,000 jobs in each worker: V8 still compiles a Node worker's hot code over its
+    // first thousands of jobs, on threads of its own, and a worker lives for 10,000 (`recycleAfterJobs`).
+    // The rows above measure a worker's first 2,000 jobs, these its steady state.
+    let noopWarm = Load(name: "no-op", payload: #"{"ms":0}"#, jobs: 48_000, warmUp: 32_000)
+    let warmNoop = "no-op jobs, warm workers, 8 workers, 8 queues"
+    measure("\(warmNoop), thread pool", noopWarm, workers: 8, jobType: "noop") { .thread }
+    measure("\(warmNoop), swift worker processes, pipeline 32", noopWarm, workers: 8, jobType: "noop") {
+        fairwayWorkerProcesses(pipeline: 32)
+    }
+    for language in ["python", "node", "php"] {
+        measure("\(warmNoop), \(language) worker processes, pipeline 32", noopWarm, workers: 8) {
+            libraryWorkerProcesses(language: language, pipeline: 32)
+        }
+    }
     // The worker libraries' examples at 8 workers; fewer no-op jobs, since interpreters are slower.
     for language in ["python", "node", "php"] {
         for load in [noop, tenMilliseconds] {
