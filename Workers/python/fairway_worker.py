@@ -233,14 +233,16 @@ def _private_stream(fd, mode):
 
 # Compact, as Fairway writes its own headers: the supervisor reads that layout without parsing it field by field.
 # One encoder and one decoder for every message: json.dumps with `separators` would make a new encoder each
-# time, and json.loads of bytes first guesses their encoding (Fairway's are UTF-8).
+# time, and json.loads of bytes first guesses their encoding (JSON between programs is UTF-8, RFC 8259; a
+# byte-order mark is skipped and a lone surrogate let through, as json.loads does for UTF-8).
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _decode = json.JSONDecoder().decode
 _string = json.encoder.encode_basestring_ascii
 
 
 def _decode_json(data):
-    return _decode(data.decode())
+    text = data.decode("utf-8", "surrogatepass")
+    return _decode(text[1:] if text[:1] == "\ufeff" else text)
 
 
 def _send_result(stream, job_id, outcome, reason):

@@ -82,6 +82,10 @@ class WorkerTests(unittest.TestCase):
             self.assertEqual(raw, expected.encode())
             self.assertEqual(json.loads(raw)["id"], job_id)
 
+    def test_a_payload_with_a_byte_order_mark_is_json_still(self):
+        result = self.worker.job("sleep", b'\xef\xbb\xbf{"ms":0}')
+        self.assertEqual(result, {"kind": "result", "id": "1", "outcome": "success"})
+
     def test_the_fairness_key_reaches_the_handler(self):
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "out")
