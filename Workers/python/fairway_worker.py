@@ -247,10 +247,8 @@ def _decode_json(data):
 
 def _send_result(stream, job_id, outcome, reason):
     if isinstance(job_id, str) and not reason:
-        # The usual result, written directly: the same bytes the encoder would make, without its general path.
-        encoded = f'{{"kind":"result","id":{_string(job_id)},"outcome":"{outcome}"}}'.encode()
-        stream.write(struct.pack(">I", len(encoded)) + encoded + b"\0\0\0\0")
-        stream.flush()
+        # The usual result, encoded directly: the same bytes the encoder would make, without its general path.
+        _write(stream, f'{{"kind":"result","id":{_string(job_id)},"outcome":"{outcome}"}}'.encode())
         return
     result = {"kind": "result", "id": job_id, "outcome": outcome}
     if reason:
@@ -259,6 +257,10 @@ def _send_result(stream, job_id, outcome, reason):
 
 
 def _send(stream, header, body=b""):
-    encoded = _encode(header).encode()
-    stream.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(body)) + body)
+    _write(stream, _encode(header).encode(), body)
+
+
+def _write(stream, header, body=b""):
+    """One frame: header length, header, body length, body; flushed, so Fairway reads it at once."""
+    stream.write(struct.pack(">I", len(header)) + header + struct.pack(">I", len(body)) + body)
     stream.flush()
