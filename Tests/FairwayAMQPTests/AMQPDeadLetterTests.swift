@@ -8,7 +8,7 @@ import Testing
 
 /// The `<queue>.dead` queues read as dead letters: a broker queue is read by taking its messages, so a read
 /// and a requeue at the same moment must not hide messages from each other.
-@Suite("AMQP dead letters", .serialized, .usesBroker, .timeLimit(.minutes(3)))
+@Suite("AMQP dead letters", .serialized, .usesBroker, .timeLimit(.minutes(10)))
 struct AMQPDeadLetterTests {
     @Test("a requeue while the page reads the dead letters finds every one it was asked for, round after round")
     func requeueWhileReading() throws {

@@ -8,7 +8,7 @@ import Testing
 
 /// Typed producers for RabbitMQ: confirms, a passive check of every queue before anything is published,
 /// delays through the delay tiers, and a connection that is opened again after it is lost.
-@Suite("AMQP job producer", .serialized, .usesBroker, .timeLimit(.minutes(5)))
+@Suite("AMQP job producer", .serialized, .usesBroker, .timeLimit(.minutes(10)))
 struct AMQPJobProducerTests {
     struct Invoice: Codable, Sendable, Equatable {
         var customer: String

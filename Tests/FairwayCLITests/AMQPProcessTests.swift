@@ -6,7 +6,7 @@ import Foundation
 import Testing
 
 /// `fairway run` against a real broker, as a real process: kill -9 under load, a crash message.
-@Suite("fairway run on RabbitMQ", .serialized, .usesBroker, .timeLimit(.minutes(5)))
+@Suite("fairway run on RabbitMQ", .serialized, .usesBroker, .timeLimit(.minutes(10)))
 struct AMQPProcessTests {
     static let address = "amqp://guest:guest@127.0.0.1:5672/%2f"
 

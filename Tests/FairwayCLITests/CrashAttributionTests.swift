@@ -8,7 +8,7 @@ import Testing
 /// A poison job crash-loops `fairway run` under a supervisor (this test, restarting it after each crash)
 /// beside 120 queues of good jobs with their full credit held. The crash must be charged to the job that
 /// was running, never to the thousands merely held.
-@Suite("Crash attribution", .serialized, .timeLimit(.minutes(5)))
+@Suite("Crash attribution", .serialized, .timeLimit(.minutes(10)))
 struct CrashAttributionTests {
     static let queues = 120
     static let jobsPerQueue = 40

@@ -7,7 +7,7 @@ import Testing
 
 /// The broker password must never appear in anything a run writes: its log, its HTTP answers, the
 /// messages it publishes (retries, dead letters), the files it keeps, or the errors of `fairway enqueue`.
-@Suite("Credentials stay secret", .serialized, .usesBroker, .timeLimit(.minutes(3)))
+@Suite("Credentials stay secret", .serialized, .usesBroker, .timeLimit(.minutes(10)))
 struct CredentialLeakTests {
     static let user = "fairway-leak-check"
     static let password = "pw-\(UUID().uuidString.prefix(12))-never-shown"

@@ -8,7 +8,7 @@ import Testing
 /// The dashboard in a real headless Chromium against a running `fairway run`: the page loads, a click on
 /// pause changes the queue's state, and (SQLite) a click on requeue puts a dead job back
 /// (`Tests/Dashboard/dashboard_check.py` drives the browser over the DevTools protocol).
-@Suite("Dashboard in headless Chromium", .serialized, .timeLimit(.minutes(5)))
+@Suite("Dashboard in headless Chromium", .serialized, .timeLimit(.minutes(10)))
 struct DashboardTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()

@@ -189,7 +189,7 @@ struct RunTimeline {
 }
 
 /// What an operator meets when a queue's arguments and its `globalConcurrency` disagree on the broker.
-@Suite("global concurrency on an existing RabbitMQ queue", .usesBroker, .timeLimit(.minutes(2)))
+@Suite("global concurrency on an existing RabbitMQ queue", .usesBroker, .timeLimit(.minutes(10)))
 struct GlobalConcurrencyDeclarationTests {
     @Test("a queue declared without a single active consumer is refused by name; publishers never clash")
     func existingQueueWithoutSingleActiveConsumer() throws {

@@ -52,7 +52,7 @@ enum HTTP {
     }
 }
 
-@Suite("HTTP: metrics, autoscaling, admin", .serialized, .timeLimit(.minutes(5)))
+@Suite("HTTP: metrics, autoscaling, admin", .serialized, .timeLimit(.minutes(10)))
 struct HTTPProcessTests {
     func start(_ folder: TestFolder, _ yaml: String, token: String? = nil) throws -> (RunningFairway, Int) {
         let config = try folder.config(yaml)
