@@ -14,7 +14,7 @@ import NIOConcurrencyHelpers
 /// when the jobs in the pipeline are of several queues (the pid is always exact).
 ///
 /// Untrusted output: a line longer than ``maxLineBytes`` is cut there (the rest follows as further
-/// lines), bytes that are not UTF-8 are replaced, and the relay ends at end of file (the worker and any
+/// lines), bytes that are not UTF-8 are replaced, blank lines are dropped, and the relay ends at end of file (the worker and any
 /// child holding the pipe are gone).
 final class WorkerStderrRelay: Sendable {
     /// One line of a worker's stderr: its pid, the queue of the job it ran then (nil between jobs), the text.
@@ -99,9 +99,15 @@ final class WorkerStderrRelay: Sendable {
         }
     }
 
+    /// Hands on a line, unless it is blank: a record with no text (PHP writes one before and after each of
+    /// its fatal errors) says nothing in a log read line by line.
     private func emit(_ bytes: ArraySlice<UInt8>, queue: String?) {
+        guard bytes.contains(where: { !Self.blanks.contains($0) }) else { return }
         var text = String(decoding: bytes, as: UTF8.self)
         if text.hasSuffix("\r") { text.removeLast() }
         sink(pid, queue, text)
     }
+
+    /// Space, tab, carriage return, vertical tab and form feed: what a blank line holds.
+    private static let blanks: Set<UInt8> = [0x20, 0x09, 0x0D, 0x0B, 0x0C]
 }

@@ -42,14 +42,7 @@ struct WorkerStderrRelayTests {
 
     @Test("a line longer than the limit is cut, and the relay ends with the pipe")
     func longLinesAndTheEnd() throws {
-        var fds: [Int32] = [0, 0]
-        try #require(pipe(&fds) == 0)
-        let lines = NIOLockedValueBox<[String]>([])
-        let relay = WorkerStderrRelay(descriptor: fds[0], pid: 1) { _, _, line in
-            lines.withLockedValue { $0.append(line) }
-        }
-        relay.running(queue: "q")
-        let writer = FileHandle(fileDescriptor: fds[1], closeOnDealloc: true)
+        let (relay, writer, lines) = try relayOfAPipe()
         writer.write(
             Data(repeating: UInt8(ascii: "x"), count: WorkerStderrRelay.maxLineBytes + 10) + Data("\nlast".utf8))
         try writer.close()
@@ -57,6 +50,30 @@ struct WorkerStderrRelayTests {
         #expect(lines.withLockedValue { $0.map(\.count) } == [WorkerStderrRelay.maxLineBytes, 10, 4])
         relay.running(queue: nil)
         #expect(lines.withLockedValue { $0.count } == 3, "nothing read after the end")
+    }
+
+    @Test("blank lines are not handed on; a line with any other character is, spaces and all")
+    func blankLines() throws {
+        let (relay, writer, lines) = try relayOfAPipe()
+        // What PHP writes for a fatal error, between blank lines, and blanks of every kind.
+        let text = "\nPHP Fatal error:  Allowed memory size exhausted\n\n \t\r\n\u{0B}\u{0C}\n  indented\n\r\n.\n"
+        writer.write(Data(text.utf8))
+        try writer.close()
+        relay.running(queue: nil)
+        #expect(eventually { lines.withLockedValue { $0.count } >= 3 })
+        #expect(lines.withLockedValue { $0 } == ["PHP Fatal error:  Allowed memory size exhausted", "  indented", "."])
+    }
+
+    /// A relay reading a new pipe for a job of queue `q`, the pipe's writing end, and the lines handed on.
+    func relayOfAPipe() throws -> (WorkerStderrRelay, FileHandle, NIOLockedValueBox<[String]>) {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        let lines = NIOLockedValueBox<[String]>([])
+        let relay = WorkerStderrRelay(descriptor: fds[0], pid: 1) { _, _, line in
+            lines.withLockedValue { $0.append(line) }
+        }
+        relay.running(queue: "q")
+        return (relay, FileHandle(fileDescriptor: fds[1], closeOnDealloc: true), lines)
     }
 
     /// True once `condition` holds, within 10 s.
