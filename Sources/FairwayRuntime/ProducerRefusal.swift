@@ -23,10 +23,12 @@ public enum ProducerRefusal: Error, Sendable, Hashable, CustomStringConvertible 
             if !known.isEmpty { text += " Known types: \(Self.list(known))." }
             return text
         case .missingFile(let path):
-            return "no queue file at \(path); create it on purpose (--create, or create: true) if that is meant"
+            return "no queue file at \(path); create it on purpose if that is meant"
+                + " (fairway enqueue --create; in Swift, SQLiteJobProducer(path:create: true))"
         case .nothingDeclared(let path):
             return "no consumer has declared its queues in \(path) yet: start `fairway run` on it first, or"
-                + " allow any queue on purpose (--any-queue, or allowUndeclaredQueues)"
+                + " allow any queue on purpose (fairway enqueue --any-queue; in Swift,"
+                + " ProducerChecks(allowUndeclaredQueues: true))"
         }
     }
 

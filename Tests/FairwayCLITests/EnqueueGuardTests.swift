@@ -15,6 +15,7 @@ struct EnqueueGuardTests {
             "enqueue", "--db", folder.path("jbo.db"), "--queue", "gold", "--type", "noop",
         ])
         #expect(missing.status == 2 && missing.stderr.contains("no queue file at"), "\(missing.stderr)")
+        #expect(missing.stderr.contains("fairway enqueue --create"), "names the flag: \(missing.stderr)")
         #expect(!FileManager.default.fileExists(atPath: folder.path("jbo.db")), "the typo was not created")
 
         let config = try folder.config(
