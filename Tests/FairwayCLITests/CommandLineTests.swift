@@ -81,15 +81,27 @@ struct CommandLineTests {
         #expect((fileSummary?["tiers"] as? [[String: Any]])?.count == 4)
         #expect((fileSummary?["throughput"] as? Double ?? 0) > 100)
 
-        let result = try FairwayProcess.run(["demo", "--seconds", "3", "--json", "--store", "memory"])
-        #expect(result.status == 0, "\(result.stderr)")
-        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-        let summary = try #require(object)
+        // Jain's index is over each queue's count of completed jobs, which is whole and misses the jobs still
+        // running: with 1,900 jobs over the 120 queues it is 0.96 for a perfectly fair run (a weight-1 queue
+        // has run 4), with 8,000 it is 0.999. A run that a loaded machine slowed below that is run again,
+        // longer, so the index measures fairness and not the sample.
+        func demo(seconds: Int) throws -> [String: Any] {
+            let result = try FairwayProcess.run(["demo", "--seconds", "\(seconds)", "--json", "--store", "memory"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            return try #require(object)
+        }
+        let enough = 8_000
+        var summary = try demo(seconds: 3)
+        if let completed = summary["completed"] as? Int, completed < enough {
+            summary = try demo(seconds: min(20, Int((3.0 * Double(enough) / Double(max(completed, 1))).rounded(.up))))
+        }
         let throughput = try #require(summary["throughput"] as? Double)
         let jain = try #require(summary["jain"] as? Double)
         let tiers = try #require(summary["tiers"] as? [[String: Any]])
+        let completed = summary["completed"] as? Int ?? 0
         #expect(throughput > 100)
-        #expect(jain >= 0.98, "Jain's index \(jain)")
+        #expect(jain >= 0.98, "Jain's index \(jain) over \(completed) jobs at \(throughput) jobs/s")
         #expect(tiers.map { $0["weight"] as? Double } == [8, 4, 2, 1])
         #expect(tiers.map { $0["queues"] as? Int } == [30, 30, 30, 30])
         #expect(tiers.map { (($0["ideal"] as? Double ?? 0) * 1000).rounded() } == [533, 267, 133, 67])
