@@ -89,10 +89,10 @@ static inline amqp_table_t fw_table_get(fw_table *table) {
 
 /// Declares a queue with the arguments in `arguments`.
 static inline amqp_rpc_reply_t fw_queue_declare(amqp_connection_state_t state, amqp_channel_t channel,
-                                                const char *queue, int passive, int durable, fw_table *arguments,
-                                                uint32_t *message_count) {
+                                                const char *queue, int passive, int durable, int exclusive,
+                                                fw_table *arguments, uint32_t *message_count) {
     amqp_queue_declare_ok_t *ok = amqp_queue_declare(state, channel, amqp_cstring_bytes(queue), passive, durable,
-                                                     0, 0, fw_table_get(arguments));
+                                                     exclusive, 0, fw_table_get(arguments));
     amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
     if (ok && message_count) *message_count = ok->message_count;
     return reply;

@@ -121,6 +121,7 @@ final class AMQPConnection {
         _ name: String,
         passive: Bool,
         durable: Bool = true,
+        exclusive: Bool = false,
         arguments: [(String, QueueArgument)] = []
     ) throws -> Int {
         var table = fw_table()
@@ -129,7 +130,8 @@ final class AMQPConnection {
         var count: UInt32 = 0
         return try withTable(strings, &table) { table in
             try check(
-                fw_queue_declare(state, channel, name, passive ? 1 : 0, durable ? 1 : 0, table, &count),
+                fw_queue_declare(
+                    state, channel, name, passive ? 1 : 0, durable ? 1 : 0, exclusive ? 1 : 0, table, &count),
                 passive ? "checking queue '\(name)'" : "declaring queue '\(name)'"
             )
             return Int(count)

@@ -64,12 +64,15 @@ extension AMQPSource: DeadLetterInspecting {
 
     /// Reads the dead-letter queues of the served queues (or of `filter.queue`) and calls `visit` with each
     /// message that matches, until it returns true. Whatever `visit` does not acknowledge goes back.
-    /// One call at a time (``deadLetterLock``): a call hides the messages it holds from any other.
+    /// One call at a time, in this process (``deadLetterLock``) and among the processes on the broker
+    /// (``DeadLetterReaderLock``): a call hides the messages it holds from any other.
     private func visitDeadLetters(
         matching filter: DeadLetterFilter,
         _ visit: (AMQPConnection, UInt16, ReceivedMessage, DeadLetterRecord) throws -> Bool
     ) throws {
         try deadLetterLock.withLock {
+            let replicas = try DeadLetterReaderLock.acquire(url: options.url, caCertificate: options.caCertificate)
+            defer { replicas?.release() }
             let served = depthLock.withLock { queueNames }
             let queues = filter.queue.map { queue in served.contains(queue) ? [queue] : [] } ?? served
             var connection: AMQPConnection?

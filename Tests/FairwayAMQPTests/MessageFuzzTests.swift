@@ -288,7 +288,7 @@ final class RawPublisher {
     func declare(_ queue: String) throws -> Int {
         var count: UInt32 = 0
         var arguments = fw_table()
-        let reply = fw_queue_declare(state, 1, queue, 0, 1, &arguments, &count)
+        let reply = fw_queue_declare(state, 1, queue, 0, 1, 0, &arguments, &count)
         guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
             throw AMQPError(message: "declare failed: the broker refused a message", code: 0, connectionLost: true)
         }
