@@ -68,7 +68,19 @@ extension Engine {
                 }
             },
             cancellable: { cancel in
-                monitor.withLock { slot.cancelProcess = cancel }
+                monitor.withLock {
+                    slot.cancelProcess = cancel
+                    // The job is in its worker now: its timeout and its run time count from here, not from
+                    // the dispatch, which may have waited for a worker process to start.
+                    if slot.state == .running {
+                        let now = MonotonicClock.now
+                        slot.startedAt = now
+                        slot.deadline = now &+ UInt64(max(0, first.definition.timeout.seconds) * 1e9)
+                        if slot.deadline < watchdogDeadline {
+                            watchdogWake.signal()
+                        }
+                    }
+                }
                 if slot.state == .abandoned { cancel() }
             }
         )

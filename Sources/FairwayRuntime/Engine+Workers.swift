@@ -135,8 +135,11 @@ extension Engine {
                 slot.delivery = delivery
                 slot.dispatch = dispatch
                 slot.startedAt = now
-                // A suspect's clock starts once it runs alone, below.
-                slot.deadline = delivery.suspect ? .max : now &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
+                // A suspect's clock starts once it runs alone, below; a process-isolated job's once a worker
+                // process has it (`runInProcess`), so that a worker's start is not counted as the job's time.
+                let inProcess = processPools[index] != nil
+                slot.deadline =
+                    delivery.suspect || inProcess ? .max : now &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
                 slot.cancellation.reset()
                 slot.setState(.running)
                 busyWorkers += 1
@@ -158,9 +161,11 @@ extension Engine {
                     }
                     let started = MonotonicClock.now
                     slot.startedAt = started
-                    slot.deadline = started &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
-                    if slot.deadline < watchdogDeadline {
-                        watchdogWake.signal()
+                    if !inProcess {
+                        slot.deadline = started &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
+                        if slot.deadline < watchdogDeadline {
+                            watchdogWake.signal()
+                        }
                     }
                 } else if idleWorkers > 0 && scheduler.hasEligibleQueue {
                     workAvailable.signal()
