@@ -14,8 +14,8 @@ import NIOConcurrencyHelpers
 /// when the jobs in the pipeline are of several queues (the pid is always exact).
 ///
 /// Untrusted output: a line longer than ``maxLineBytes`` is cut there (the rest follows as further
-/// lines), bytes that are not UTF-8 are replaced, blank lines are dropped, and the relay ends at end of file (the worker and any
-/// child holding the pipe are gone).
+/// lines), bytes that are not UTF-8 are replaced, blank lines are dropped, and the relay ends at end of
+/// file (the worker and any child holding the pipe are gone).
 final class WorkerStderrRelay: Sendable {
     /// One line of a worker's stderr: its pid, the queue of the job it ran then (nil between jobs), the text.
     typealias Sink = @Sendable (_ pid: pid_t, _ queue: String?, _ line: String) -> Void

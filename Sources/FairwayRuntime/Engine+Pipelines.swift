@@ -73,12 +73,7 @@ extension Engine {
                     // The job is in its worker now: its timeout and its run time count from here, not from
                     // the dispatch, which may have waited for a worker process to start.
                     if slot.state == .running {
-                        let now = MonotonicClock.now
-                        slot.startedAt = now
-                        slot.deadline = now &+ UInt64(max(0, first.definition.timeout.seconds) * 1e9)
-                        if slot.deadline < watchdogDeadline {
-                            watchdogWake.signal()
-                        }
+                        startClockLocked(slot, timeout: first.definition.timeout, at: MonotonicClock.now)
                     }
                 }
                 if slot.state == .abandoned { cancel() }
@@ -207,18 +202,13 @@ extension Engine {
 
     /// Makes a job sent ahead the slot's running job: the worker started it when it answered the one before.
     func startAheadLocked(_ job: PipelinedJob, slot: WorkerSlot) {
-        let now = MonotonicClock.now
         slot.delivery = job.delivery
         slot.dispatch = job.dispatch
-        slot.startedAt = now
-        slot.deadline = now &+ UInt64(max(0, job.definition.timeout.seconds) * 1e9)
+        startClockLocked(slot, timeout: job.definition.timeout, at: MonotonicClock.now)
         slot.waitSeconds = job.waitSeconds
         slot.cancellation.reset()
         slot.setState(.running)
         busyWorkers += 1
-        if slot.deadline < watchdogDeadline {
-            watchdogWake.signal()
-        }
     }
 
     /// Releases jobs that were sent ahead to a worker and never started: back to their sources with no

@@ -8,6 +8,16 @@ import Logging
 extension Engine {
     // MARK: - Watchdog
 
+    /// Starts the running job's clock at `now`: its run time counts from here and its deadline is `timeout`
+    /// away; the watchdog is woken when that deadline is earlier than the one it waits for.
+    func startClockLocked(_ slot: WorkerSlot, timeout: Duration, at now: UInt64) {
+        slot.startedAt = now
+        slot.deadline = now &+ UInt64(max(0, timeout.seconds) * 1e9)
+        if slot.deadline < watchdogDeadline {
+            watchdogWake.signal()
+        }
+    }
+
     /// Ends jobs that run past their queue's timeout: settles them as timed out, gives their slot back to
     /// the scheduler, and starts a replacement thread while the stuck handler keeps its own.
     func watchdogMain() {

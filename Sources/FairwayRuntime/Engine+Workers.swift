@@ -134,19 +134,19 @@ extension Engine {
                 let definition = definitions[index]
                 slot.delivery = delivery
                 slot.dispatch = dispatch
-                slot.startedAt = now
                 // A suspect's clock starts once it runs alone, below; a process-isolated job's once a worker
                 // process has it (`runInProcess`), so that a worker's start is not counted as the job's time.
                 let inProcess = processPools[index] != nil
-                slot.deadline =
-                    delivery.suspect || inProcess ? .max : now &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
+                if delivery.suspect || inProcess {
+                    slot.startedAt = now
+                    slot.deadline = .max
+                } else {
+                    startClockLocked(slot, timeout: definition.timeout, at: now)
+                }
                 slot.cancellation.reset()
                 slot.setState(.running)
                 busyWorkers += 1
                 slot.waitSeconds = waitSeconds
-                if slot.deadline < watchdogDeadline {
-                    watchdogWake.signal()
-                }
                 if delivery.suspect {
                     // Alone: wait for the jobs already running to end, and start no other meanwhile.
                     exclusiveSlot = slot
@@ -159,13 +159,8 @@ extension Engine {
                         slot.setState(.idle)
                         continue
                     }
-                    let started = MonotonicClock.now
-                    slot.startedAt = started
                     if !inProcess {
-                        slot.deadline = started &+ UInt64(max(0, definition.timeout.seconds) * 1e9)
-                        if slot.deadline < watchdogDeadline {
-                            watchdogWake.signal()
-                        }
+                        startClockLocked(slot, timeout: definition.timeout, at: MonotonicClock.now)
                     }
                 } else if idleWorkers > 0 && scheduler.hasEligibleQueue {
                     workAvailable.signal()
