@@ -8,6 +8,10 @@ jobs run on threads and in worker processes (the Swift worker), alternating roun
                           docs/operations.md, "Prefetch bounds one queue's rate")
         [--amqp amqp://guest:guest@127.0.0.1:5672/]
                          (a RabbitMQ backlog instead of a SQLite file: a restart against a deep broker queue)
+        [--worker "php Workers/php/examples/example_worker.php" ...]
+                         (worker programs, one row each beside the threads: the jobs are then `sleep` with
+                          `{"ms":0}`, the no-op every bundled example has, and these rows replace the
+                          Swift worker's)
 
 SQLite: the queue file is written once (`fairway enqueue --jsonl -`) and copied fresh for every run;
 `queue_stats` is polled every 2 ms. RabbitMQ: the backlog is published before every run (`fairway enqueue
@@ -19,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -34,6 +39,8 @@ parser.add_argument("--rounds", type=int, default=3)
 parser.add_argument("--queues", type=int, default=1)
 parser.add_argument("--prefetch", type=int, default=32)
 parser.add_argument("--amqp", help="a broker URL: measure against a RabbitMQ backlog instead of SQLite")
+parser.add_argument("--worker", action="append", default=[],
+                    help="a worker program's command line (repeatable): rows for it instead of the Swift worker")
 options = parser.parse_args()
 fairway = os.path.abspath(options.fairway)
 
@@ -41,7 +48,8 @@ folder = tempfile.mkdtemp(prefix="isolation-from-start-")
 base = os.path.join(folder, "base.db")
 prefix = f"isolation-{secrets.token_hex(3)}-" if options.amqp else ""
 names = [f"{prefix}q"] if options.queues == 1 else [f"{prefix}q{index}" for index in range(options.queues)]
-lines = "".join(json.dumps({"queue": names[job % len(names)], "type": "noop"}) + "\n" for job in range(options.jobs))
+job = {"type": "sleep", "payload": {"ms": 0}} if options.worker else {"type": "noop"}
+lines = "".join(json.dumps({"queue": names[index % len(names)], **job}) + "\n" for index in range(options.jobs))
 port = 19000 + secrets.randbelow(1000)
 if not options.amqp:
     subprocess.run([fairway, "enqueue", "--db", base, "--jsonl", "-", "--create", "--any-queue", "--any-type"],
@@ -69,8 +77,8 @@ def completed_amqp(directory, state):
     return sum(float(value) for value in re.findall(pattern, text, re.MULTILINE))
 
 
-def run(isolation):
-    directory = os.path.join(folder, isolation)
+def run(isolation, command=None):
+    directory = os.path.join(folder, f"{isolation}-{secrets.token_hex(2)}")
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
     if options.amqp:
@@ -80,11 +88,16 @@ def run(isolation):
     else:
         shutil.copy(base, os.path.join(directory, "q.db"))
         source = "{ kind: sqlite, path: q.db }"
+    program = ""
+    if command:  # the program by its full path, and its files too: the worker starts in the config's folder
+        full = [shutil.which(command[0]) or command[0]] + [os.path.abspath(part) if os.path.exists(part) else part
+                                                            for part in command[1:]]
+        program = f", command: {json.dumps(full)}"
     with open(os.path.join(directory, "fairway.yaml"), "w") as config:
         config.write(f"workers: {options.workers}\nsources: [{source}]\n"
                      f"http: {{ listen: \"127.0.0.1:{port}\" }}\n"
                      f"defaults: {{ isolation: {isolation} }}\n"
-                     "queues:\n" + "".join(f"  - {{ name: {name}, prefetch: {options.prefetch} }}\n" for name in names))
+                     "queues:\n" + "".join(f"  - {{ name: {name}, prefetch: {options.prefetch}{program} }}\n" for name in names))
     completed = completed_amqp if options.amqp else completed_sqlite
     interval = 0.01 if options.amqp else 0.002
     start = time.monotonic()
@@ -108,9 +121,11 @@ def run(isolation):
 
 for _ in range(options.rounds):
     cells = []
-    for isolation in ["thread", "process"]:
-        first, total = run(isolation)
-        cells.append(f"{isolation}: first {first:.3f} s, all {total:.2f} s ({options.jobs / total:,.0f} jobs/s)")
+    variants = [("thread", None, "thread")] + (
+        [("process", shlex.split(worker), worker) for worker in options.worker] or [("process", None, "process")])
+    for isolation, command, name in variants:
+        first, total = run(isolation, command)
+        cells.append(f"{name}: first {first:.3f} s, all {total:.2f} s ({options.jobs / total:,.0f} jobs/s)")
     print(" | ".join(cells), flush=True)
 shutil.rmtree(folder, ignore_errors=True)
 if options.amqp and shutil.which("rabbitmqctl"):
