@@ -319,14 +319,16 @@ final class Worker
     /** @return array{array, string}|null */
     private function receive(): ?array
     {
-        if (!$this->fill(4)) {
+        // The fills are skipped while the buffer holds the whole frame, as it does for the jobs sent ahead.
+        $available = strlen($this->buffer) - $this->offset;
+        if ($available < 4 && !$this->fill(4)) {
             return null;
         }
         $length = unpack('N', $this->buffer, $this->offset)[1];
         if ($length > MAX_HEADER) {
             throw new ProtocolError("header of $length bytes, more than " . MAX_HEADER);
         }
-        if (!$this->fill(8 + $length)) {
+        if ($available < 8 + $length && !$this->fill(8 + $length)) {
             throw new ProtocolError('the pipe closed in the middle of a message');
         }
         $raw = substr($this->buffer, $this->offset + 4, $length);
@@ -334,7 +336,7 @@ final class Worker
         if ($bodyLength > MAX_BODY) {
             throw new ProtocolError("body of $bodyLength bytes, more than " . MAX_BODY);
         }
-        if (!$this->fill(8 + $length + $bodyLength)) {
+        if ($available < 8 + $length + $bodyLength && !$this->fill(8 + $length + $bodyLength)) {
             throw new ProtocolError('the pipe closed in the middle of a body');
         }
         $body = $bodyLength > 0 ? substr($this->buffer, $this->offset + 8 + $length, $bodyLength) : '';

@@ -86,6 +86,37 @@ final class HeaderAndOutputTest extends TestCase
         $this->assertSame(0, preg_match(Fairway\CANONICAL_JOB, $trailing), 'no newline after the closing brace');
     }
 
+    /** Frames that arrive a byte at a time, split anywhere (lengths, header, body), are read whole and in order. */
+    public function testFramesSplitAnywhereAreReadWhole(): void
+    {
+        $library = var_export(realpath(__DIR__ . '/../src/FairwayWorker.php'), true);
+        $code = "require $library;\n" . <<<'PHP'
+            $worker = new Fairway\Worker();
+            $worker->handle('say', function (mixed $payload): void { echo $payload['text'], "\n"; });
+            exit($worker->run());
+            PHP;
+        $process = proc_open([PHP_BINARY, '-r', $code], [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+        $bytes = '';
+        foreach (['one', str_repeat('x', 300), 'three'] as $index => $text) {
+            $header = '{"kind":"job","id":"' . $index . '","queue":"q","jobType":"say","attempt":1,"maxAttempts":1}';
+            $body = json_encode(['text' => $text]);
+            $bytes .= pack('N', strlen($header)) . $header . pack('N', strlen($body)) . $body;
+        }
+        foreach (str_split($bytes) as $index => $byte) {
+            fwrite($pipes[0], $byte);
+            fflush($pipes[0]);
+            if ($index % 7 === 0) {
+                usleep(200);
+            }
+        }
+        fclose($pipes[0]);
+        $stdout = stream_get_contents($pipes[1]);
+        $stderr = stream_get_contents($pipes[2]);
+        $this->assertSame(0, proc_close($process), $stderr);
+        $this->assertSame("one\n" . str_repeat('x', 300) . "\nthree\n", $stderr);
+        $this->assertSame(3, substr_count($stdout, '"outcome":"success"'), $stdout);
+    }
+
     /**
      * A handler that ends the library's output buffer, or opens one and leaves it, costs at most its own
      * output: the next jobs' `echo` still goes to stderr, and stdout carries only results.
