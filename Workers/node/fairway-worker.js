@@ -69,20 +69,41 @@ class RunningJob {
   }
 }
 
-/** Frames from a byte stream: 4-byte big-endian header length, JSON header, 4-byte body length, body. */
+/**
+ * Frames from a byte stream: 4-byte big-endian header length, JSON header, 4-byte body length, body. Chunks
+ * are kept as they arrive and joined once a frame's bytes are all in, so a large body read in many chunks is
+ * copied once, not once a chunk.
+ */
 class FrameReader {
-  constructor() { this.buffer = Buffer.alloc(0); }
-  push(chunk) { this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk; }
+  constructor() {
+    this.buffer = Buffer.alloc(0);
+    this.pending = [];
+    this.pendingLength = 0;
+  }
+  push(chunk) {
+    this.pending.push(chunk);
+    this.pendingLength += chunk.length;
+  }
+  /** Whether `count` bytes are in; if so, `buffer` holds them (and all that came after). */
+  #holds(count) {
+    if (this.buffer.length >= count) return true;
+    if (this.buffer.length + this.pendingLength < count) return false;
+    this.buffer = this.buffer.length === 0 && this.pending.length === 1
+      ? this.pending[0] : Buffer.concat([this.buffer, ...this.pending]);
+    this.pending = [];
+    this.pendingLength = 0;
+    return true;
+  }
   /** The next complete {header, body}, or null when more bytes are needed. Throws on a malformed frame. */
   next() {
-    if (this.buffer.length < 4) return null;
+    if (!this.#holds(4)) return null;
     const headerLength = this.buffer.readUInt32BE(0);
     if (headerLength > MAX_HEADER) throw new Error(`header of ${headerLength} bytes, more than ${MAX_HEADER}`);
-    if (this.buffer.length < 8 + headerLength) return null;
+    if (!this.#holds(8 + headerLength)) return null;
     const bodyLength = this.buffer.readUInt32BE(4 + headerLength);
     if (bodyLength > MAX_BODY) throw new Error(`body of ${bodyLength} bytes, more than ${MAX_BODY}`);
     const end = 8 + headerLength + bodyLength;
-    if (this.buffer.length < end) return null;
+    if (!this.#holds(end)) return null;
     let header;
     try {
       header = JSON.parse(this.buffer.subarray(4, 4 + headerLength).toString('utf8'));

@@ -172,3 +172,28 @@ test("a handler's return value: a thenable is awaited; one whose then throws fai
   assert.deepStrictEqual(await worker.runOne({ jobType: 'thenable' }, empty), { outcome: 'failure', reason: 'TypeError: late' });
   assert.deepStrictEqual(worker.runOne({ jobType: 'broken' }, empty), { outcome: 'failure', reason: 'RangeError: no then' });
 });
+
+test('a large body read in many chunks is joined once, not once a chunk', () => {
+  const header = Buffer.from('{"kind":"job","id":"1","queue":"q","jobType":"sleep","attempt":1,"maxAttempts":1}');
+  const body = Buffer.alloc(16 << 20, 0x61);
+  const lengths = (length) => { const out = Buffer.alloc(4); out.writeUInt32BE(length, 0); return out; };
+  const whole = Buffer.concat([lengths(header.length), header, lengths(body.length), body]);
+  const concat = Buffer.concat;
+  let copied = 0;
+  Buffer.concat = (list, ...rest) => { const joined = concat(list, ...rest); copied += joined.length; return joined; };
+  const reader = new FrameReader();
+  let message = null;
+  try {
+    for (let offset = 0; offset < whole.length; offset += 65536) {
+      reader.push(whole.subarray(offset, offset + 65536));
+      message = reader.next();
+      if (offset + 65536 < whole.length) assert.strictEqual(message, null, `a frame before its last byte, at ${offset}`);
+    }
+  } finally {
+    Buffer.concat = concat;
+  }
+  assert.strictEqual(message.header.jobType, 'sleep');
+  assert.ok(message.body.equals(body), 'the body arrives whole');
+  assert.ok(copied <= whole.length, `joined ${copied} bytes for a frame of ${whole.length}`);
+  assert.strictEqual(reader.next(), null);
+});
