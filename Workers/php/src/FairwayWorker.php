@@ -336,12 +336,34 @@ final class Worker
         if ($bodyLength > MAX_BODY) {
             throw new ProtocolError("body of $bodyLength bytes, more than " . MAX_BODY);
         }
-        if ($available < 8 + $length + $bodyLength && !$this->fill(8 + $length + $bodyLength)) {
-            throw new ProtocolError('the pipe closed in the middle of a body');
+        $start = $this->offset + 8 + $length;
+        if (strlen($this->buffer) >= $start + $bodyLength) {
+            $body = $bodyLength > 0 ? substr($this->buffer, $start, $bodyLength) : '';
+            $this->offset = $start + $bodyLength;
+        } else {
+            // A body still arriving is read into a string of its own, so a large one is held once, not also in
+            // the buffer.
+            $body = $this->readBody(substr($this->buffer, $start), $bodyLength);
+            $this->buffer = '';
+            $this->offset = 0;
         }
-        $body = $bodyLength > 0 ? substr($this->buffer, $this->offset + 8 + $length, $bodyLength) : '';
-        $this->offset += 8 + $length + $bodyLength;
         return [self::decodeHeader($raw), $body];
+    }
+
+    /** `$body`, the part of a body already read, completed from the pipe to `$length` bytes. */
+    private function readBody(string $body, int $length): string
+    {
+        while (strlen($body) < $length) {
+            $chunk = fread($this->input, $length - strlen($body));
+            if ($chunk === false || $chunk === '') {
+                if (feof($this->input)) {
+                    throw new ProtocolError('the pipe closed in the middle of a body');
+                }
+                continue;
+            }
+            $body .= $chunk;
+        }
+        return $body;
     }
 
     /**

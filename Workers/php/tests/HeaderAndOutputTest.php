@@ -117,6 +117,30 @@ final class HeaderAndOutputTest extends TestCase
         $this->assertSame(3, substr_count($stdout, '"outcome":"success"'), $stdout);
     }
 
+    /** A large body is held once while its job runs (and once more as the decoded payload), not also in a buffer. */
+    public function testALargeBodyIsHeldOnce(): void
+    {
+        $library = var_export(realpath(__DIR__ . '/../src/FairwayWorker.php'), true);
+        $code = "require $library;\n" . <<<'PHP'
+            $worker = new Fairway\Worker();
+            $worker->handle('peak', function (): void {
+                throw new Fairway\PermanentError((string) memory_get_peak_usage());
+            });
+            exit($worker->run());
+            PHP;
+        $process = proc_open([PHP_BINARY, '-r', $code], [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+        $size = 16 << 20;
+        $header = '{"kind":"job","id":"1","queue":"q","jobType":"peak","attempt":1,"maxAttempts":1}';
+        $body = json_encode(['data' => str_repeat('x', $size)]);
+        fwrite($pipes[0], pack('N', strlen($header)) . $header . pack('N', strlen($body)) . $body);
+        fclose($pipes[0]);
+        $stdout = stream_get_contents($pipes[1]);
+        $stderr = stream_get_contents($pipes[2]);
+        $this->assertSame(0, proc_close($process), $stderr);
+        $this->assertSame(1, preg_match('/"reason":"(\d+)"/', $stdout, $peak), $stdout);
+        $this->assertLessThan(2.5 * $size, (int) $peak[1], 'the body and its decoded payload, and little more');
+    }
+
     /**
      * A handler that ends the library's output buffer, or opens one and leaves it, costs at most its own
      * output: the next jobs' `echo` still goes to stderr, and stdout carries only results.
