@@ -79,7 +79,6 @@ def completed_amqp(directory, state):
 
 def run(isolation, command=None):
     directory = os.path.join(folder, f"{isolation}-{secrets.token_hex(2)}")
-    shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
     if options.amqp:
         subprocess.run([fairway, "enqueue", "--amqp", options.amqp, "--jsonl", "-", "--any-queue"],
