@@ -241,7 +241,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FairwayHTTPTests",
-            dependencies: ["FairwayHTTP", "FairwayConfig", "FairwayRuntime", "FairwayScheduling"]
+            dependencies: ["FairwayHTTP", "FairwayConfig", "FairwayRuntime", "FairwayScheduling", "FairwayTestSupport"]
         ),
         .testTarget(
             name: "FairwayTests",

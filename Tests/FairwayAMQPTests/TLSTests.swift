@@ -144,14 +144,8 @@ struct TestCertificates {
     }
 
     private func openssl(_ arguments: String...) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: folder)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "openssl \(arguments.joined(separator: " ")) failed")
+        let openssl = try ChildProcess.run("/usr/bin/openssl", arguments, directory: folder)
+        try #require(
+            openssl.exit == .exited(0), "openssl \(arguments.joined(separator: " ")) failed: \(openssl.errorText)")
     }
 }

@@ -28,23 +28,19 @@ struct DrainProcessTests {
             eventually(timeout: 10) { HTTP.call("GET", port: port, "/scale").body.contains("\"busy_workers\":2") })
         #expect(HTTP.call("POST", port: port, "/drain").status == 401, "drain needs the admin token")
 
-        let drain = Process()
-        drain.executableURL = FairwayProcess.executable
-        drain.arguments = ["drain", "--url", "http://127.0.0.1:\(port)", "--token", "t0k", "--actor", "prestop"]
-        let output = Pipe()
-        drain.standardOutput = output
-        drain.standardError = FileHandle.nullDevice
         let started = Date()
-        try drain.run()
+        let drain = try ChildProcess(
+            FairwayProcess.executable.path,
+            ["drain", "--url", "http://127.0.0.1:\(port)", "--token", "t0k", "--actor", "prestop"],
+            output: .pipe, error: .null)
         #expect(
             eventually(timeout: 2) { HTTP.call("GET", port: port, "/readyz").status == 503 },
             "readiness turns 503 as soon as the drain begins")
         #expect(drain.isRunning, "the drain answers only once running jobs are done")
-        drain.waitUntilExit()
-        #expect(drain.terminationStatus == 0)
+        let answered = try #require(drain.output).readDataToEndOfFile()
+        #expect(drain.waitUntilExit() == .exited(0))
         #expect(Date().timeIntervalSince(started) < 8)
-        let answer =
-            try JSONSerialization.jsonObject(with: output.fileHandleForReading.readDataToEndOfFile()) as? [String: Any]
+        let answer = try JSONSerialization.jsonObject(with: answered) as? [String: Any]
         #expect(answer?["drained"] as? Bool == true)
         #expect(answer?["runningAtStart"] as? Int == 2)
         #expect(answer?["runningFinished"] as? Int == 2, "running jobs were let finish, not killed")

@@ -80,16 +80,8 @@ struct HTTPProcessTests {
         #expect(first.status == 200)
         let scrape = folder.path("scrape.txt")
         try first.body.write(toFile: scrape, atomically: true, encoding: .utf8)
-        let promtool = Process()
-        promtool.executableURL = URL(fileURLWithPath: "/bin/sh")
-        promtool.arguments = ["-c", "promtool check metrics < \(scrape)"]
-        let output = Pipe()
-        promtool.standardOutput = output
-        promtool.standardError = output
-        try promtool.run()
-        promtool.waitUntilExit()
-        let lint = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(promtool.terminationStatus == 0, "promtool: \(lint)")
+        let promtool = try ChildProcess.run("/bin/sh", ["-c", "promtool check metrics < \(scrape) 2>&1"])
+        #expect(promtool.exit == .exited(0), "promtool: \(promtool.outputText)")
         let age = try #require(HTTP.sample(first.body, #"fairway_queue_oldest_ready_age_seconds{queue="a"}"#))
         #expect(abs(age - Date().timeIntervalSince(enqueued)) < 1.5, "oldest age \(age)")
         let readyBefore = try #require(HTTP.sample(first.body, #"fairway_queue_ready_jobs{queue="a"}"#))
@@ -274,7 +266,7 @@ struct HTTPProcessTests {
         let folder = TestFolder()
         let (run, port, _) = try startRunningOneSleep(folder, milliseconds: 2000)
         Thread.sleep(forTimeInterval: 0.1)
-        kill(run.process.processIdentifier, SIGTERM)
+        kill(run.process.pid, SIGTERM)
         #expect(eventually(timeout: 2) { HTTP.call("GET", port: port, "/readyz").status == 503 })
         let answer = HTTP.call("GET", port: port, "/readyz")
         #expect(answer.body.contains("draining"))

@@ -137,7 +137,7 @@ struct IsolationProcessTests {
         func lines() -> Int { Self.lineCount(log) }
         #expect(eventually(timeout: 10) { lines() >= 1 })
         let firstStarted = Date()
-        let firstChild = Self.children(of: runs[0].process.processIdentifier)
+        let firstChild = Self.children(of: runs[0].process.pid)
         #expect(isolation == "thread" || firstChild.count == 1, "one worker process runs the slow job")
 
         // Watch the first worker process while the fast queues are measured.
@@ -290,7 +290,7 @@ struct IsolationProcessTests {
             records.first { ($0["message"] as? String)?.contains("trapped on purpose") == true }, "\(run.log)")
         #expect(trap["queue"] as? String == "traps")
         let pid = try #require(Int32(trap["worker"] as? String ?? ""))
-        #expect(pid > 0 && pid != run.process.processIdentifier)
+        #expect(pid > 0 && pid != run.process.pid)
         let letter = try #require(try file.deadLetters(queue: "traps").first)
         #expect(letter.reason.contains("worker process \(pid) "), "the log's pid is the one the reason names")
         let boot = try #require(records.first { $0["message"] as? String == "booting up" }, "\(run.log)")
@@ -421,7 +421,7 @@ struct IsolationProcessTests {
         #expect(lines() == 2, "the second process has nothing to run while the first holds every job")
 
         let signalled = Date()
-        kill(first.process.processIdentifier, SIGTERM)
+        kill(first.process.pid, SIGTERM)
         #expect(eventually(timeout: 5) { lines() >= 3 })
         let handedOver = Date().timeIntervalSince(signalled)
         print("SIGTERM: a held job started in another process \(handedOver) s after the signal")

@@ -24,7 +24,7 @@ struct ReloadProcessTests {
         // A live change and a change that needs a restart.
         try (Self.base + "workers: 3\nqueues: [{ name: a, weight: 5 }, { name: b, paused: true }]\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
-        kill(run.process.processIdentifier, SIGHUP)
+        kill(run.process.pid, SIGHUP)
         #expect(eventually(timeout: 10) { weight(port, "a") == 5 }, "\(run.log)")
         #expect(
             eventually(timeout: 10) {
@@ -44,7 +44,7 @@ struct ReloadProcessTests {
         // A file that became invalid: refused, the field named, the process runs on as it was.
         try (Self.base + "workers: 3\nqueues: [{ name: a, weight: -1 }, { name: b }]\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
-        kill(run.process.processIdentifier, SIGHUP)
+        kill(run.process.pid, SIGHUP)
         #expect(eventually(timeout: 10) { run.log.contains("reload refused") }, "\(run.log)")
         #expect(run.log.contains("weight"), "the refusal should name the field: \(run.log)")
         #expect(run.process.isRunning)
@@ -62,7 +62,7 @@ struct ReloadProcessTests {
         defer { _ = run.stop() }
         #expect(run.waitUntilRunning(), "\(run.log)")
         let port = try #require(run.httpPort)
-        let pid = "\(run.process.processIdentifier)"
+        let pid = "\(run.process.pid)"
 
         try (Self.base + "workers: 1\nqueues: [{ name: a, maxConcurrency: 0 }]\n")
             .write(toFile: config, atomically: true, encoding: .utf8)

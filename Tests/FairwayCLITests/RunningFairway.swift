@@ -1,31 +1,20 @@
 import FairwayRuntime
+import FairwayTestSupport
 import Foundation
 
 /// A `fairway run` process started by a test, with its output in a log file.
 final class RunningFairway {
-    let process = Process()
+    let process: ChildProcess
     let logPath: String
 
     init(config: String, folder: URL, environment: [String: String] = [:], arguments: [String] = []) throws {
         logPath = folder.appendingPathComponent("run-\(UUID().uuidString.prefix(6)).log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.executableURL = FairwayProcess.executable
-        process.arguments = ["run", "--config", config] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    /// A test that ends early (a failed `#require`) must not leave its process running: it would take CPU
-    /// from every test after it.
-    deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        // A test that ends early (a failed `#require`) does not leave the process running: `ChildProcess` kills
+        // it when released.
+        process = try ChildProcess(
+            FairwayProcess.executable.path, ["run", "--config", config] + arguments, environment: environment,
+            output: .append(logPath), error: .sameAsOutput)
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
@@ -50,7 +39,7 @@ final class RunningFairway {
     /// Sends a signal and waits for the process to end.
     @discardableResult
     func stop(signal: Int32 = SIGTERM, timeout: Double = 30) -> (status: Int32, bySignal: Bool) {
-        kill(process.processIdentifier, signal)
+        kill(process.pid, signal)
         return waitForExit(timeout: timeout)
     }
 
@@ -60,16 +49,14 @@ final class RunningFairway {
         while process.isRunning && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.005)
         }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        return (process.terminationStatus, process.terminationReason == .uncaughtSignal)
+        if process.isRunning { kill(process.pid, SIGKILL) }
+        let exit = process.waitUntilExit()
+        return (exit.status, exit.bySignal)
     }
 
     /// CPU seconds (user + system) the process has used so far, from /proc.
     var cpuSeconds: Double? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
         else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")

@@ -165,17 +165,8 @@ struct SQLiteProcessTests {
         // process had lost its locks on the file, the shell would think itself the last user, checkpoint
         // and delete the WAL, and from then on see none of the process's commits.
         func remaining() -> Int? {
-            let shell = Process()
-            shell.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-            shell.arguments = [path, "SELECT count(*) FROM jobs"]
-            let output = Pipe()
-            shell.standardOutput = output
-            shell.standardError = FileHandle.nullDevice
-            try? shell.run()
-            shell.waitUntilExit()
-            return Int(
-                String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(
-                    in: .whitespacesAndNewlines))
+            let shell = try? ChildProcess.run("/usr/bin/sqlite3", [path, "SELECT count(*) FROM jobs"])
+            return shell.flatMap { Int($0.outputText.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
         #expect(eventually(timeout: 60) { remaining() == 0 }, "the shell never saw the process's commits")
         #expect(FileManager.default.fileExists(atPath: path + "-wal"))
@@ -194,9 +185,9 @@ struct SQLiteProcessTests {
         #expect(try eventually { try file.stats()["q"]?.leased == 1 })
         Thread.sleep(forTimeInterval: 0.2)
         let began = Date()
-        kill(run.process.processIdentifier, SIGTERM)
+        kill(run.process.pid, SIGTERM)
         #expect(eventually(timeout: 5) { run.log.contains("shutting down") })
-        kill(run.process.processIdentifier, SIGTERM)
+        kill(run.process.pid, SIGTERM)
         let exit = run.waitForExit(timeout: 10)
         #expect(exit.status == 0 && !exit.bySignal, "\(run.log)")
         #expect(Date().timeIntervalSince(began) < 3, "the second signal should not wait for the 5 s job")

@@ -449,14 +449,11 @@ struct WorkerProcessTests {
         // job, and so hide whether the worker would have started the next.
         let folder = TestFolder()
         let path = folder.path("behind.log")
-        let worker = Process()
-        worker.executableURL = FairwayProcess.executable
-        worker.environment = ProcessInfo.processInfo.environment.merging([WorkerProcess.environmentKey: "1"]) { $1 }
-        let input = Pipe()
-        let output = Pipe()
-        worker.standardInput = input
-        worker.standardOutput = output
-        try worker.run()
+        let worker = try ChildProcess(
+            FairwayProcess.executable.path, [], environment: [WorkerProcess.environmentKey: "1"], input: .pipe,
+            output: .pipe)
+        let input = try #require(worker.input)
+        let output = try #require(worker.output)
         func frame(_ header: String, _ body: String) -> Data {
             var data = Data()
             for part in [header, body] {
@@ -470,16 +467,15 @@ struct WorkerProcessTests {
             #"{"kind":"job","id":"\#(id)","queue":"q","jobType":"\#(type)","attempt":1,"maxAttempts":1,"#
                 + #""timeoutSeconds":30}"#
         }
-        input.fileHandleForWriting.write(
+        input.write(
             frame(header("running", "sleep"), #"{"ms":600}"#)
                 + frame(header("behind", "append"), #"{"path":"\#(path)","line":"started"}"#))
         Thread.sleep(forTimeInterval: 0.2)
-        kill(worker.processIdentifier, SIGTERM)
+        kill(worker.pid, SIGTERM)
         // Its input ends too, so that a worker that does start the job behind exits after it instead of waiting.
-        try input.fileHandleForWriting.close()
-        let answered = output.fileHandleForReading.readDataToEndOfFile()
-        worker.waitUntilExit()
-        #expect(worker.terminationStatus == 0)
+        try input.close()
+        let answered = output.readDataToEndOfFile()
+        #expect(worker.waitUntilExit() == .exited(0))
         let text = String(decoding: answered, as: UTF8.self)
         #expect(text.contains(#""id":"running","outcome":"success""#), "\(text)")
         #expect(!text.contains(#""id":"behind""#), "\(text)")

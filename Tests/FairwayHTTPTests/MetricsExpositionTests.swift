@@ -1,5 +1,6 @@
 import FairwayConfig
 import FairwayScheduling
+import FairwayTestSupport
 import Foundation
 import Testing
 
@@ -33,15 +34,8 @@ struct MetricsExpositionTests {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(UUID().uuidString).txt")
         try Data(text.utf8).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "promtool check metrics < '\(file.path)' 2>&1"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let complaints = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return process.terminationStatus == 0 ? "" : complaints
+        let check = try ChildProcess.run("/bin/sh", ["-c", "promtool check metrics < '\(file.path)' 2>&1"])
+        return check.exit == .exited(0) ? "" : check.outputText
     }
 
     @Test("120 queues keep every per-queue family and series, and pass promtool")

@@ -241,11 +241,9 @@ struct SQLiteSourceTests {
         let path = folder.path("q.db")
         let file = try SQLiteQueue(path: path)
         try file.enqueue(NewJob(queue: "q", type: "noop"))
-        let finished = Process()
-        finished.executableURL = URL(fileURLWithPath: "/bin/true")
-        try finished.run()
+        let finished = try ChildProcess("/bin/true", [])
         finished.waitUntilExit()
-        let deadPID = finished.processIdentifier
+        let deadPID = finished.pid
         let host = ProcessInfo.processInfo.hostName
         let hourAhead = Milliseconds.now + 3_600_000
         let ghost = "\(host):\(deadPID):ghost"
@@ -268,18 +266,16 @@ struct SQLiteSourceTests {
         let path = folder.path("q.db")
         let file = try SQLiteQueue(path: path)
         let id = try file.enqueue(NewJob(queue: "q", type: "attempt"))
-        let finished = Process()
-        finished.executableURL = URL(fileURLWithPath: "/bin/true")
-        try finished.run()
+        let finished = try ChildProcess("/bin/true", [])
         finished.waitUntilExit()
         let host = ProcessInfo.processInfo.hostName
-        let ghost = "\(host):\(finished.processIdentifier):ghost"
+        let ghost = "\(host):\(finished.pid):ghost"
         try sql(
             path,
             "UPDATE jobs SET state = 2, lease_owner = '\(ghost)', lease_expires_at = \(Milliseconds.now + 3_600_000)")
         try sql(
             path,
-            "INSERT INTO consumers(identity, host, pid, heartbeat_at) VALUES ('\(ghost)', '\(host)', \(finished.processIdentifier), 0)"
+            "INSERT INTO consumers(identity, host, pid, heartbeat_at) VALUES ('\(ghost)', '\(host)', \(finished.pid), 0)"
         )
         // The dead consumer was running the job; its journal is locked, as while another survivor charges it.
         var journal: RunJournal? = try RunJournal(prefix: SQLiteSource.journalPrefix(path), owner: ghost)
