@@ -80,6 +80,8 @@ final class Worker
 {
     /** @var array<string, callable> */
     private array $handlers = [];
+    /** @var array<string, bool> Whether each job type's handler takes the Context (one is built only then). */
+    private array $takesContext = [];
     private bool $running = false;
     /** The output buffer level of the diversion of handlers' output to STDERR. */
     private int $outputLevel = 0;
@@ -105,7 +107,10 @@ final class Worker
         $this->output = $output ?? STDOUT;
     }
 
-    /** Registers `fn(mixed $payload, Context $context): void` for a job type. */
+    /**
+     * Registers `fn(mixed $payload, Context $context): void` for a job type. A handler that declares no second
+     * parameter (nor a variadic one) is called with the payload alone, and no Context is built for its jobs.
+     */
     public function handle(string $jobType, callable $handler): self
     {
         if ($jobType === '') {
@@ -115,6 +120,8 @@ final class Worker
             throw new \InvalidArgumentException("job type '$jobType' already has a handler");
         }
         $this->handlers[$jobType] = $handler;
+        $function = new \ReflectionFunction(\Closure::fromCallable($handler));
+        $this->takesContext[$jobType] = $function->isVariadic() || $function->getNumberOfParameters() >= 2;
         return $this;
     }
 
@@ -132,10 +139,10 @@ final class Worker
             if (!method_exists($class, 'handle')) {
                 throw new \InvalidArgumentException("$class has no handle() method");
             }
-            $this->handle((string) $jobType, static function (mixed $payload, Context $context) use ($class): void {
+            $build = static function (mixed $payload) use ($class): object {
                 $arguments = is_array($payload) ? $payload : ($payload === null ? [] : [$payload]);
                 try {
-                    $job = new $class(...$arguments);
+                    return new $class(...$arguments);
                 } catch (\ArgumentCountError | \TypeError | \Error $error) {
                     if ($error instanceof \ArgumentCountError || $error instanceof \TypeError
                         || str_contains($error->getMessage(), 'Unknown named parameter')) {
@@ -143,9 +150,15 @@ final class Worker
                     }
                     throw $error;
                 }
-                $method = new \ReflectionMethod($job, 'handle');
-                $method->getNumberOfParameters() > 0 ? $job->handle($context) : $job->handle();
-            });
+            };
+            // Asked once per class, not per job.
+            $this->handle((string) $jobType, (new \ReflectionMethod($class, 'handle'))->getNumberOfParameters() > 0
+                ? static function (mixed $payload, Context $context) use ($build): void {
+                    $build($payload)->handle($context);
+                }
+                : static function (mixed $payload) use ($build): void {
+                    $build($payload)->handle();
+                });
         }
         return $this;
     }
@@ -238,12 +251,14 @@ final class Worker
     /** @return array{string, ?string, bool} */
     private function runOne(array $header, string $body): array
     {
-        $context = new Context($header);
-        $handler = $this->handlers[$context->jobType] ?? null;
+        $jobType = (string) ($header['jobType'] ?? '');
+        $handler = $this->handlers[$jobType] ?? null;
         if ($handler === null) {
             $known = implode(', ', $this->jobTypes()) ?: 'none';
-            return ['rejected', "unknown job type '{$context->jobType}' (this worker handles: $known)", false];
+            return ['rejected', "unknown job type '$jobType' (this worker handles: $known)", false];
         }
+        // Built before the payload is decoded: its deadline counts from the job's start.
+        $context = $this->takesContext[$jobType] ? new Context($header) : null;
         $payload = null;
         if ($body !== '') {
             try {
@@ -254,7 +269,7 @@ final class Worker
         }
         $this->running = true;
         try {
-            $handler($payload, $context);
+            $context === null ? $handler($payload) : $handler($payload, $context);
             return ['success', null, false];
         } catch (Stopped) {
             return ['failure', "stopped by SIGTERM (the job's timeout or the drain deadline)", true];
