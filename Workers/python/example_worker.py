@@ -26,7 +26,7 @@ def append(payload, context):
 
 
 @worker.handler("sleep")
-def sleep(payload, context):
+def sleep(payload):
     """Sleeps {"ms": N}; Fairway's SIGTERM at the timeout interrupts it."""
     ms = float((payload or {}).get("ms", 0))
     if ms > 0:  # time.sleep(0) still waits out the kernel's timer slack (about 0.1 ms here)

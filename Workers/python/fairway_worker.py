@@ -17,6 +17,7 @@ worker's stdin and reads results from its stdout, so handlers must not print to 
 to stderr while a worker runs, and Fairway puts stderr lines in its log with the queue and pid.
 """
 
+import inspect
 import json
 import os
 import signal
@@ -101,11 +102,13 @@ class Worker:
         return register
 
     def register(self, job_type, function):
+        """`function(payload, context)`, or `function(payload)`: a function that takes no second positional
+        argument is called with the payload alone, and no Context is built for its jobs."""
         if not isinstance(job_type, str) or not job_type:
             raise ValueError("a job type is a non-empty string")
         if job_type in self._handlers:
             raise ValueError(f"job type '{job_type}' already has a handler")
-        self._handlers[job_type] = function
+        self._handlers[job_type] = (function, _takes_context(function))
 
     @property
     def job_types(self):
@@ -147,18 +150,24 @@ class Worker:
         sys.exit(0)
 
     def _run_one(self, header, body):
-        context = Context(header)
-        function = self._handlers.get(context.job_type)
-        if function is None:
+        job_type = str(header.get("jobType", ""))
+        handler = self._handlers.get(job_type)
+        if handler is None:
             known = ", ".join(self.job_types) or "none"
-            return "rejected", f"unknown job type '{context.job_type}' (this worker handles: {known})", False
+            return "rejected", f"unknown job type '{job_type}' (this worker handles: {known})", False
+        function, takes_context = handler
+        # Built before the payload is decoded: its deadline counts from the job's start.
+        context = Context(header) if takes_context else None
         try:
             payload = _decode_json(body) if body else None
         except ValueError as error:
             return "rejected", f"the payload is not JSON: {error}", False
         self._running = True
         try:
-            function(payload, context)
+            if context is None:
+                function(payload)
+            else:
+                function(payload, context)
             return "success", None, False
         except Stopped:
             return "failure", "stopped by SIGTERM (the job's timeout or the drain deadline)", True
@@ -168,6 +177,21 @@ class Worker:
             return "failure", f"{type(error).__name__}: {error}", False
         finally:
             self._running = False
+
+
+def _takes_context(function):
+    """Whether `function` accepts a second positional argument (or any number of them)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a callable without a signature Python can read: pass it everything
+        return True
+    positional = 0
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return True
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
 
 
 def _read_exactly(stream, count):

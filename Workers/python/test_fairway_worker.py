@@ -180,6 +180,68 @@ class RegistryTests(unittest.TestCase):
             worker.register("", lambda payload, context: None)
         self.assertEqual(worker.job_types, ["a"])
 
+    def test_the_context_is_passed_only_to_handlers_that_take_it(self):
+        sys.path.insert(0, HERE)
+        import functools
+        import io
+        from fairway_worker import PermanentError, Worker
+
+        def report(*arguments):
+            kinds = [type(argument).__name__ for argument in arguments]
+            raise PermanentError(" ".join(kinds) + (f" {arguments[1].queue}" if len(arguments) > 1 else ""))
+
+        class Jobs:
+            def method(self, payload, context):
+                report(payload, context)
+
+            def __call__(self, payload):
+                report(payload)
+
+        handlers = {
+            "payload-only": lambda payload: report(payload),
+            "both": lambda payload, context: report(payload, context),
+            "defaulted": lambda payload, context=None: report(payload, context),
+            "rest": lambda *arguments: report(*arguments),
+            "keyword-only": lambda payload, *, extra=1: report(payload),
+            "bound-method": Jobs().method,
+            "callable-object": Jobs(),
+            "partial": functools.partial(lambda prefix, payload, context: report(payload, context), "p"),
+            "builtin": max,  # no signature Python can read: given both, and fails comparing them
+        }
+        frames = b""
+        for job_type in handlers:
+            header = json.dumps({"kind": "job", "id": job_type, "queue": f"q-{job_type}", "jobType": job_type,
+                                 "attempt": 1, "maxAttempts": 1}).encode()
+            frames += struct.pack(">I", len(header)) + header + struct.pack(">I", 2) + b"{}"
+        results = io.BytesIO()
+        worker = Worker(jobs=io.BytesIO(frames), results=results)
+        for job_type, function in handlers.items():
+            worker.register(job_type, function)
+        previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        try:
+            self.assertEqual(worker.run(), 0)
+        finally:
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
+        output, offset, reasons = results.getvalue(), 0, {}
+        while offset < len(output):
+            length = struct.unpack_from(">I", output, offset)[0]
+            header = json.loads(output[offset + 4:offset + 4 + length])
+            offset += 8 + length + struct.unpack_from(">I", output, offset + 4 + length)[0]
+            if header["kind"] == "result":
+                reasons[header["id"]] = header.get("reason", header["outcome"])
+        self.assertEqual(reasons, {
+            "payload-only": "dict",
+            "both": "dict Context q-both",
+            "defaulted": "dict Context q-defaulted",
+            "rest": "dict Context q-rest",
+            "keyword-only": "dict",
+            "bound-method": "dict Context q-bound-method",
+            "callable-object": "dict",
+            "partial": "dict Context q-partial",
+            "builtin": "TypeError: '>' not supported between instances of 'Context' and 'dict'",
+        })
+
 
 if __name__ == "__main__":
     unittest.main()
