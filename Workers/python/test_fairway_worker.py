@@ -190,6 +190,13 @@ class RegistryTests(unittest.TestCase):
             kinds = [type(argument).__name__ for argument in arguments]
             raise PermanentError(" ".join(kinds) + (f" {arguments[1].queue}" if len(arguments) > 1 else ""))
 
+        def logged(function):
+            @functools.wraps(function)
+            def wrapper(*arguments):
+                return function(*arguments)
+
+            return wrapper
+
         class Jobs:
             def method(self, payload, context):
                 report(payload, context)
@@ -206,6 +213,7 @@ class RegistryTests(unittest.TestCase):
             "bound-method": Jobs().method,
             "callable-object": Jobs(),
             "partial": functools.partial(lambda prefix, payload, context: report(payload, context), "p"),
+            "decorated": logged(lambda payload: report(payload)),
             "builtin": max,  # no signature Python can read: given both, and fails comparing them
         }
         frames = b""
@@ -239,6 +247,7 @@ class RegistryTests(unittest.TestCase):
             "bound-method": "dict Context q-bound-method",
             "callable-object": "dict",
             "partial": "dict Context q-partial",
+            "decorated": "dict",
             "builtin": "TypeError: '>' not supported between instances of 'Context' and 'dict'",
         })
 
