@@ -22,6 +22,7 @@ public enum WorkerConformance {
             ("permanent failure: dead-lettered at once with its message", permanent),
             ("unknown job type: rejected, naming the type", unknownType),
             ("a large body (8 MiB) arrives whole", largeBody),
+            ("hostile payloads: not JSON is rejected, 100,000 levels deep is answered, the worker serves on", hostile),
             ("timeout: SIGTERM stops the running job, it is reported, the worker exits", sigterm),
             ("crash mid-job: the process ends without a result", crash),
             ("stdin closed between jobs: the worker exits with status 0", closeStdin),
@@ -119,6 +120,27 @@ public enum WorkerConformance {
         if let problem = expect(message, .rejected) { return problem }
         return message.reason == "size \(data.count)"
             ? nil : "expected 'size \(data.count)', got \(message.reason ?? "nil")"
+    }
+
+    /// Payloads come from outside: one the worker cannot decode costs that job, never the worker.
+    static func hostile(_ process: WorkerProcess) throws -> String? {
+        if let problem = expect(try answer(process, "sleep", #"{"ms":"#, id: "h-1"), id: "h-1", .rejected) {
+            return "a payload that is not JSON: \(problem)"
+        }
+        let depth = 100_000
+        let deep = String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+        let answered: WorkerMessage
+        do {
+            answered = try answer(process, "sleep", deep, id: "h-2")
+        } catch {
+            return "a payload of arrays nested \(depth) deep: no result (\(error)); the worker \(process.reap())"
+        }
+        guard answered.kind == .result, answered.id == "h-2" else {
+            return "a payload of arrays nested \(depth) deep: expected its result, got \(answered.kind.rawValue)"
+        }
+        return expect(try answer(process, "sleep", #"{"ms":0}"#, id: "h-3"), id: "h-3", .success).map {
+            "the job after them: \($0)"
+        }
     }
 
     static func sigterm(_ process: WorkerProcess) throws -> String? {

@@ -161,6 +161,8 @@ class Worker:
             payload = _decode_json(body) if body else None
         except ValueError as error:
             return "rejected", f"the payload is not JSON: {error}", False
+        except RecursionError:
+            return "rejected", "the payload's arrays and objects are nested too deeply for Python's JSON decoder", False
         self._running = True
         try:
             if context is None:
@@ -243,6 +245,8 @@ def _receive(stream):
         header = _decode_json(raw)
     except ValueError as error:
         raise ProtocolError(f"the header is not JSON: {error}")
+    except RecursionError:
+        raise ProtocolError("the header's arrays and objects are nested too deeply")
     if not isinstance(header, dict):
         raise ProtocolError("the header is not a JSON object")
     return header, body

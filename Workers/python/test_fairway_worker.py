@@ -122,6 +122,14 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(bad["outcome"], "rejected")
         self.assertIn("not JSON", bad["reason"])
 
+    def test_a_payload_nested_past_pythons_recursion_limit_is_rejected_and_the_worker_serves_on(self):
+        # Valid JSON Python's decoder cannot take: it raised RecursionError, which ended the worker.
+        for depth in (5_000, 1_000_000):
+            deep = self.worker.job("sleep", b"[" * depth + b"]" * depth, job_id=str(depth))
+            self.assertEqual(deep["outcome"], "rejected", deep)
+            self.assertIn("nested too deeply", deep["reason"])
+        self.assertEqual(self.worker.job("sleep", {"ms": 0})["outcome"], "success")
+
     def test_sigterm_stops_the_running_job_then_the_worker_exits(self):
         self.worker.send({"kind": "job", "id": "9", "queue": "q", "jobType": "sleep", "attempt": 1,
                           "maxAttempts": 1, "timeoutSeconds": 0.1}, b'{"ms": 20000}')
