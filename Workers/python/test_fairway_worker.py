@@ -188,6 +188,37 @@ class RegistryTests(unittest.TestCase):
             worker.register("", lambda payload, context: None)
         self.assertEqual(worker.job_types, ["a"])
 
+    def test_json_is_read_as_the_decoder_reads_it_whatever_surrounds_or_breaks_it(self):
+        # The scanner called directly for the usual case, decode() for everything else: the same values and
+        # the same errors either way.
+        sys.path.insert(0, HERE)
+        import random
+        from fairway_worker import _decode_json
+
+        decoder = json.JSONDecoder()
+        values = [{}, [], {"ms": 0}, {"a": [1, 2.5, -3e2, None, True, False], "b": {"c": "d\u00e9\n\"x"}}, "text",
+                  12, [[[]]], {"kind": "job", "id": "7", "queue": "q", "attempt": 1}]
+        pieces = ["", " ", "\n", "\ufeff", "x", "]", "}", ",", "\ud800", "NaN"]
+        rng = random.Random(13)
+        for _ in range(3000):
+            text = json.dumps(rng.choice(values), separators=rng.choice([(",", ":"), (", ", ": ")]))
+            if rng.random() < 0.5:
+                cut = rng.randrange(len(text) + 1)
+                text = text[:cut] + rng.choice(pieces) + text[cut:]
+            if rng.random() < 0.3:
+                text = rng.choice(pieces) + text + rng.choice(pieces)
+            data = text.encode("utf-8", "surrogatepass")
+            reference = text[1:] if text[:1] == "\ufeff" else text
+            try:
+                expected = ("value", decoder.decode(reference))
+            except ValueError as error:
+                expected = ("error", str(error))
+            try:
+                actual = ("value", _decode_json(data))
+            except ValueError as error:
+                actual = ("error", str(error))
+            self.assertEqual(actual, expected, repr(text))
+
     def test_the_context_is_passed_only_to_handlers_that_take_it(self):
         sys.path.insert(0, HERE)
         import functools
