@@ -133,7 +133,11 @@ public enum WorkerConformance {
         do {
             answered = try answer(process, "sleep", deep, id: "h-2")
         } catch {
-            return "a payload of arrays nested \(depth) deep: no result (\(error)); the worker \(process.reap())"
+            // The pipe closes as a worker dies: give its exit a moment to show, and never wait on a live one.
+            let deadline = ContinuousClock.now + .seconds(1)
+            while !process.hasExited && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            let fate = process.hasExited ? "; the worker \(process.reap())" : ""
+            return "a payload of arrays nested \(depth) deep: no result (\(error))\(fate)"
         }
         guard answered.kind == .result, answered.id == "h-2" else {
             return "a payload of arrays nested \(depth) deep: expected its result, got \(answered.kind.rawValue)"
