@@ -211,17 +211,23 @@ public final class ChildProcess: Sendable {
         @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
 
     /// glibc declares these two (2.34 and 2.29) only under _GNU_SOURCE, which Swift's Glibc module does not
-    /// define; they are looked up by name instead.
+    /// define; they are looked up by name, once.
+    private static let addCloseFrom = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: FileActionWithDescriptor.self)
+    }
+    private static let addChangeDirectory = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addchdir_np").map {
+        unsafeBitCast($0, to: FileActionWithPath.self)
+    }
+
     private static func closeFrom(_ actions: inout posix_spawn_file_actions_t, _ lowest: Int32) {
-        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return }
-        _ = unsafeBitCast(symbol, to: FileActionWithDescriptor.self)(&actions, lowest)
+        _ = addCloseFrom?(&actions, lowest)
     }
 
     private static func changeDirectory(_ actions: inout posix_spawn_file_actions_t, _ directory: String) {
-        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addchdir_np") else {
+        guard let addChangeDirectory else {
             preconditionFailure("this C library cannot start a child in another folder")
         }
-        _ = unsafeBitCast(symbol, to: FileActionWithPath.self)(&actions, directory)
+        _ = addChangeDirectory(&actions, directory)
     }
 }
 
