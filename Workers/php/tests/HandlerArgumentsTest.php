@@ -3,6 +3,8 @@ declare(strict_types=1);
 
 use PHPUnit\Framework\TestCase;
 
+require_once __DIR__ . '/WorkerScript.php';
+
 /**
  * What a handler is called with: the Context only when it declares a second parameter (or a variadic one), so
  * that no Context is built for handlers that never look at it; job classes' handle() likewise.
@@ -11,8 +13,7 @@ final class HandlerArgumentsTest extends TestCase
 {
     public function testTheContextIsPassedOnlyToHandlersThatDeclareIt(): void
     {
-        $library = var_export(realpath(__DIR__ . '/../src/FairwayWorker.php'), true);
-        $code = "require $library;\n" . <<<'PHP'
+        [$process, $pipes] = WorkerScript::start(<<<'PHP'
             use Fairway\Context;
             use Fairway\PermanentError;
 
@@ -52,8 +53,7 @@ final class HandlerArgumentsTest extends TestCase
             $worker->handle('static', [Handlers::class, 'withContext']);
             $worker->jobs(['with' => WithContext::class, 'without' => WithoutContext::class]);
             exit($worker->run());
-            PHP;
-        $process = proc_open([PHP_BINARY, '-r', $code], [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+            PHP);
         $jobs = [
             'one' => [], 'none' => [], 'two' => ['of' => 'two'], 'rest' => [], 'named' => [], 'static' => [],
             'with' => ['n' => 5], 'without' => [],
@@ -62,17 +62,14 @@ final class HandlerArgumentsTest extends TestCase
             $header = '{"kind":"job","id":"' . $type . '","queue":"q-' . $type . '","jobType":"' . $type
                 . '","attempt":2,"maxAttempts":3}';
             $body = json_encode($payload);
-            fwrite($pipes[0], pack('N', strlen($header)) . $header . pack('N', strlen($body)) . $body);
+            fwrite($pipes[0], WorkerScript::frame($header, $body));
         }
         fclose($pipes[0]);
         $stdout = stream_get_contents($pipes[1]);
         $stderr = stream_get_contents($pipes[2]);
         $this->assertSame(0, proc_close($process), $stderr);
         $reasons = [];
-        for ($offset = 0; $offset < strlen($stdout);) {
-            $length = unpack('N', $stdout, $offset)[1];
-            $header = json_decode(substr($stdout, $offset + 4, $length), true);
-            $offset += 8 + $length + unpack('N', $stdout, $offset + 4 + $length)[1];
+        foreach (WorkerScript::headers($stdout) as $header) {
             if ($header['kind'] === 'result') {
                 $reasons[$header['id']] = $header['reason'] ?? $header['outcome'];
             }

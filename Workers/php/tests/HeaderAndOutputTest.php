@@ -3,6 +3,8 @@ declare(strict_types=1);
 
 use PHPUnit\Framework\TestCase;
 
+require_once __DIR__ . '/WorkerScript.php';
+
 /** How the library reads a job's header, and where a handler's output goes whatever the handler does to it. */
 final class HeaderAndOutputTest extends TestCase
 {
@@ -89,18 +91,16 @@ final class HeaderAndOutputTest extends TestCase
     /** Frames that arrive a byte at a time, split anywhere (lengths, header, body), are read whole and in order. */
     public function testFramesSplitAnywhereAreReadWhole(): void
     {
-        $library = var_export(realpath(__DIR__ . '/../src/FairwayWorker.php'), true);
-        $code = "require $library;\n" . <<<'PHP'
+        [$process, $pipes] = WorkerScript::start(<<<'PHP'
             $worker = new Fairway\Worker();
             $worker->handle('say', function (mixed $payload): void { echo $payload['text'], "\n"; });
             exit($worker->run());
-            PHP;
-        $process = proc_open([PHP_BINARY, '-r', $code], [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+            PHP);
         $bytes = '';
         foreach (['one', str_repeat('x', 300), 'three'] as $index => $text) {
             $header = '{"kind":"job","id":"' . $index . '","queue":"q","jobType":"say","attempt":1,"maxAttempts":1}';
             $body = json_encode(['text' => $text]);
-            $bytes .= pack('N', strlen($header)) . $header . pack('N', strlen($body)) . $body;
+            $bytes .= WorkerScript::frame($header, $body);
         }
         foreach (str_split($bytes) as $index => $byte) {
             fwrite($pipes[0], $byte);
@@ -120,19 +120,17 @@ final class HeaderAndOutputTest extends TestCase
     /** A large body is held once while its job runs (and once more as the decoded payload), not also in a buffer. */
     public function testALargeBodyIsHeldOnce(): void
     {
-        $library = var_export(realpath(__DIR__ . '/../src/FairwayWorker.php'), true);
-        $code = "require $library;\n" . <<<'PHP'
+        [$process, $pipes] = WorkerScript::start(<<<'PHP'
             $worker = new Fairway\Worker();
             $worker->handle('peak', function (): void {
                 throw new Fairway\PermanentError((string) memory_get_peak_usage());
             });
             exit($worker->run());
-            PHP;
-        $process = proc_open([PHP_BINARY, '-r', $code], [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+            PHP);
         $size = 16 << 20;
         $header = '{"kind":"job","id":"1","queue":"q","jobType":"peak","attempt":1,"maxAttempts":1}';
         $body = json_encode(['data' => str_repeat('x', $size)]);
-        fwrite($pipes[0], pack('N', strlen($header)) . $header . pack('N', strlen($body)) . $body);
+        fwrite($pipes[0], WorkerScript::frame($header, $body));
         fclose($pipes[0]);
         $stdout = stream_get_contents($pipes[1]);
         $stderr = stream_get_contents($pipes[2]);
@@ -147,32 +145,25 @@ final class HeaderAndOutputTest extends TestCase
      */
     public function testOutputStaysOffStdoutWhateverAHandlerDoesToOutputBuffers(): void
     {
-        $library = var_export(realpath(__DIR__ . '/../src/FairwayWorker.php'), true);
-        $code = "require $library;\n" . <<<'PHP'
+        [$process, $pipes] = WorkerScript::start(<<<'PHP'
             $worker = new Fairway\Worker();
             $worker->handle('say', function (mixed $payload): void { echo $payload['text'], "\n"; });
             $worker->handle('close', function (): void { ob_end_clean(); });
             $worker->handle('open', function (): void { ob_start(); echo "left in a buffer\n"; });
             exit($worker->run());
-            PHP;
-        $process = proc_open([PHP_BINARY, '-r', $code], [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+            PHP);
         $jobs = [['say', 'one'], ['close', ''], ['say', 'two'], ['open', ''], ['say', 'three']];
         foreach ($jobs as $index => [$type, $text]) {
             $header = '{"kind":"job","id":"' . $index . '","queue":"q","jobType":"' . $type
                 . '","attempt":1,"maxAttempts":1,"timeoutSeconds":10}';
             $body = json_encode(['text' => $text]);
-            fwrite($pipes[0], pack('N', strlen($header)) . $header . pack('N', strlen($body)) . $body);
+            fwrite($pipes[0], WorkerScript::frame($header, $body));
         }
         fclose($pipes[0]);
         $stdout = stream_get_contents($pipes[1]);
         $stderr = stream_get_contents($pipes[2]);
         $this->assertSame(0, proc_close($process), $stderr);
-        $headers = [];
-        for ($offset = 0; $offset < strlen($stdout);) {
-            $length = unpack('N', $stdout, $offset)[1];
-            $headers[] = json_decode(substr($stdout, $offset + 4, $length), true);
-            $offset += 8 + $length + unpack('N', $stdout, $offset + 4 + $length)[1];
-        }
+        $headers = WorkerScript::headers($stdout);
         $this->assertSame('hello', $headers[0]['kind'] ?? null, $stdout);
         $this->assertSame(
             ['0 success', '1 success', '2 success', '3 success', '4 success'],
