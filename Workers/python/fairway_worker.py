@@ -119,7 +119,7 @@ class Worker:
     def run(self):
         """Serves jobs until Fairway closes stdin (exit 0) or stops a running job with SIGTERM."""
         jobs = self._jobs or _private_stream(0, "rb")
-        results = self._results or _private_stream(1, "wb")
+        results = _StreamWriter(self._results) if self._results is not None else _PipeWriter(_private_fd(1))
         # stdout is the protocol's: a stray print() goes to stderr, and so to Fairway's log.
         if self._results is None:
             sys.stdout = sys.stderr
@@ -254,10 +254,15 @@ def _receive(stream):
 
 
 def _private_stream(fd, mode):
+    """The protocol's pipe on `fd` as a stream, moved to a descriptor of its own (`_private_fd`)."""
+    return os.fdopen(_private_fd(fd), mode)
+
+
+def _private_fd(fd):
     """Moves the protocol's pipe from `fd` (0 or 1) to a descriptor of its own, which programs the handlers
     start do not inherit, and puts /dev/null (for 0) or stderr (for 1) in its place: a child that reads
     stdin (ffmpeg does) cannot take the jobs sent ahead, and one that writes stdout (a plain
-    `subprocess.run(["ls"])`) cannot corrupt a result. Returns the protocol's stream."""
+    `subprocess.run(["ls"])`) cannot corrupt a result. Returns the protocol's descriptor."""
     private = os.dup(fd)  # not inheritable, as every descriptor Python makes
     if fd == 0:
         nothing = os.open(os.devnull, os.O_RDONLY)
@@ -266,7 +271,37 @@ def _private_stream(fd, mode):
     else:
         sys.stdout.flush()
         os.dup2(2, 1)
-    return os.fdopen(private, mode)
+    return private
+
+
+class _PipeWriter:
+    """Frames written straight to the protocol's descriptor, one system call a frame: a buffered stream's
+    write and flush cost a tenth of what a no-op job costs the worker (about 3,000 instructions of 41,000)."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd):
+        self._fd = fd
+
+    def send(self, data):
+        written = os.write(self._fd, data)
+        if written < len(data):  # a frame larger than the pipe's buffer, or a write cut short by a signal
+            view = memoryview(data)
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+
+
+class _StreamWriter:
+    """Frames written to a stream a Worker was given (tests, an embedding), flushed at once."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def send(self, data):
+        self._stream.write(data)
+        self._stream.flush()
 
 
 # Compact, as Fairway writes its own headers: the supervisor reads that layout without parsing it field by field.
@@ -294,22 +329,23 @@ def _decode_json(data):
     return _decode(text[1:] if text[:1] == "\ufeff" else text)
 
 
-def _send_result(stream, job_id, outcome, reason):
+def _send_result(writer, job_id, outcome, reason):
     if isinstance(job_id, str) and not reason:
         # The usual result, encoded directly: the same bytes the encoder would make, without its general path.
-        _write(stream, f'{{"kind":"result","id":{_string(job_id)},"outcome":"{outcome}"}}'.encode())
+        header = f'{{"kind":"result","id":{_string(job_id)},"outcome":"{outcome}"}}'.encode()
+        writer.send(_length(len(header)) + header + _NO_BODY)
         return
     result = {"kind": "result", "id": job_id, "outcome": outcome}
     if reason:
         result["reason"] = reason[:4096]
-    _send(stream, result)
+    _send(writer, result)
 
 
-def _send(stream, header, body=b""):
-    _write(stream, _encode(header).encode(), body)
+def _send(writer, header, body=b""):
+    """One frame: header length, header, body length, body, in one write, so Fairway reads it at once."""
+    encoded = _encode(header).encode()
+    writer.send(_length(len(encoded)) + encoded + _length(len(body)) + body)
 
 
-def _write(stream, header, body=b""):
-    """One frame: header length, header, body length, body; flushed, so Fairway reads it at once."""
-    stream.write(struct.pack(">I", len(header)) + header + struct.pack(">I", len(body)) + body)
-    stream.flush()
+_length = struct.Struct(">I").pack
+_NO_BODY = _length(0)

@@ -188,6 +188,40 @@ class RegistryTests(unittest.TestCase):
             worker.register("", lambda payload, context: None)
         self.assertEqual(worker.job_types, ["a"])
 
+    def test_a_frame_whose_write_a_signal_cuts_short_is_written_whole(self):
+        # Results go to the pipe with os.write, which returns early when a signal arrives after some bytes
+        # went in: the writer must send the rest.
+        sys.path.insert(0, HERE)
+        import threading
+        from unittest import mock
+        from fairway_worker import _PipeWriter
+
+        reading, writing = os.pipe()
+        received = bytearray()
+
+        def read_slowly():
+            while chunk := os.read(reading, 65536):
+                received.extend(chunk)
+                time.sleep(0.0002)
+
+        reader = threading.Thread(target=read_slowly)
+        reader.start()
+        data = bytes(range(256)) * (8 << 12)  # 8 MiB
+        real_write = os.write
+        previous = signal.signal(signal.SIGALRM, lambda *_: None)
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        try:
+            with mock.patch("os.write", side_effect=real_write) as write:
+                _PipeWriter(writing).send(data)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            os.close(writing)
+            reader.join()
+            os.close(reading)
+        self.assertGreater(write.call_count, 1, "no write was cut short: the test did not try the rest")
+        self.assertEqual(bytes(received), data)
+
     def test_json_is_read_as_the_decoder_reads_it_whatever_surrounds_or_breaks_it(self):
         # The scanner called directly for the usual case, decode() for everything else: the same values and
         # the same errors either way.
