@@ -85,6 +85,14 @@ public final class WorkerProcess: @unchecked Sendable {
         } else {
             program = ProcessWorkerSettings.locate(command[0], in: directory)
             arguments = command
+            // Said here, before the fork: after it, a program that cannot be run is only an exit status 127.
+            if access(program, X_OK) != 0 {
+                throw .init(
+                    command: arguments,
+                    reason: program.contains("/")
+                        ? "\(program): \(Self.errnoText())"
+                        : "no program '\(program)' in PATH (\(ProcessInfo.processInfo.environment["PATH"] ?? ""))")
+            }
         }
         var toChild: [Int32] = [-1, -1]
         var fromChild: [Int32] = [-1, -1]
@@ -164,7 +172,11 @@ public final class WorkerProcess: @unchecked Sendable {
             throw error
         } catch {
             process.kill()
-            let death = process.reap()
+            var death = process.reap()
+            if death == "exited with status 127" {
+                // What the child exits with when its exec fails, and a shell when it cannot find a program.
+                death += " (a program could not be run: not found, not executable, or neither a binary nor a #! script)"
+            }
             throw WorkerStartError(command: arguments, reason: "\(error); it \(death)")
         }
         return process

@@ -508,7 +508,31 @@ struct WorkerProcessTests {
             Issue.record("a missing program cannot start")
             return
         }
-        #expect(reason.contains("/nonexistent/worker") && reason.contains("status 127"), "\(reason)")
+        #expect(reason.hasSuffix("could not start: /nonexistent/worker: No such file or directory"), "\(reason)")
+        let notInPath = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["fairway-no-such-worker"]))
+        guard case .notStarted(let unknown) = notInPath.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a program found nowhere in PATH cannot start")
+            return
+        }
+        #expect(unknown.contains("could not start: no program 'fairway-no-such-worker' in PATH ("), "\(unknown)")
+        let folder = TestFolder()
+        let text = folder.path("notes.txt")
+        try "not a program\n".write(toFile: text, atomically: true, encoding: .utf8)
+        let notExecutable = WorkerProcessPool(settings: ProcessWorkerSettings(command: [text]))
+        guard case .notStarted(let refused) = notExecutable.run(Self.job("noop"), payload: [], started: { _ in })
+        else {
+            Issue.record("a file without execute permission cannot start")
+            return
+        }
+        #expect(refused.hasSuffix("could not start: \(text): Permission denied"), "\(refused)")
+        // Executable, but neither a binary nor a #! script: only the exec in the child finds out.
+        chmod(text, 0o755)
+        let notABinary = WorkerProcessPool(settings: ProcessWorkerSettings(command: [text]))
+        guard case .notStarted(let failed) = notABinary.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a text file cannot start")
+            return
+        }
+        #expect(failed.contains("it exited with status 127 (a program could not be run"), "\(failed)")
 
         let chatty = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["/bin/echo", "hello there"]))
         guard case .notStarted(let garbage) = chatty.run(Self.job("noop"), payload: [], started: { _ in }) else {
