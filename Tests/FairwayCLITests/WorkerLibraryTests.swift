@@ -85,6 +85,19 @@ struct WorkerLibraryTests {
         #expect(!result.stdout.contains("FAIL"))
     }
 
+    @Test("worker check: --help prints its usage, --command is taken as the issue wrote it, other options are refused")
+    func checkArguments() throws {
+        let help = try FairwayProcess.run(["worker", "check", "--help"])
+        #expect(help.status == 0 && help.stdout.contains("USAGE: fairway worker check"), "\(help.stdout)\(help.stderr)")
+        let missing = try FairwayProcess.run(["worker", "check", "--command", "fairway-no-such-worker", "--x"])
+        #expect(missing.status == 1)
+        let named = "worker process fairway-no-such-worker --x could not start: no program 'fairway-no-such-worker'"
+        #expect(missing.stdout.contains("\(named) in PATH ("), "\(missing.stdout)")
+        let unknown = try FairwayProcess.run(["worker", "check", "--cmd", "php", "worker.php"])
+        #expect(unknown.status == 64)
+        #expect(unknown.stderr.contains("unknown option '--cmd'"), "\(unknown.stderr)")
+    }
+
     @Test("the check fails a worker that misses cases, naming each, and one that never says hello")
     func conformanceFailures() throws {
         // The bare example (not a library) has no `reject` or `echo-size` and no SIGTERM exit.
