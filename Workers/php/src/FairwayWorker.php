@@ -191,6 +191,27 @@ final class Worker
         return $copy;
     }
 
+    /** What descriptor 1 holds once the results' pipe has moved off it: a copy of STDERR. */
+    private static $stderrOnStdout = null;
+
+    /**
+     * Moves the results' pipe off descriptor 1 and puts a copy of STDERR there: a program a handler starts
+     * with proc_open() inherits descriptor 1, and a logger writing to php://stdout (Monolog's StreamHandler,
+     * a Laravel `stdout` channel) opens a copy of it; either would write into the results and end the worker
+     * for breaking the protocol. Their output now goes to STDERR, and so to Fairway's log. STDOUT itself is
+     * closed: a handler's fwrite(STDOUT, …) fails its job with a TypeError, and the worker serves on.
+     */
+    private static function stdoutOfItsOwn()
+    {
+        $copy = fopen('php://fd/1', 'wb');
+        if ($copy === false) {
+            return STDOUT;
+        }
+        fclose(STDOUT);
+        self::$stderrOnStdout = fopen('php://fd/2', 'wb');
+        return $copy;
+    }
+
     /** Serves jobs until Fairway closes STDIN (0) or stops a running job with SIGTERM; returns the exit code. */
     public function run(): int
     {
@@ -206,6 +227,9 @@ final class Worker
         }
         if ($this->input === STDIN) {
             $this->input = self::stdinOfItsOwn();
+        }
+        if ($this->output === STDOUT) {
+            $this->output = self::stdoutOfItsOwn();
         }
         $this->send(['kind' => 'hello', 'protocol' => PROTOCOL, 'pid' => getmypid(), 'pipeline' => $this->pipeline]);
         $this->divertOutput();

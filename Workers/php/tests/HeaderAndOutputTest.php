@@ -172,4 +172,46 @@ final class HeaderAndOutputTest extends TestCase
         );
         $this->assertSame("one\ntwo\nleft in a buffer\nthree\n", $stderr);
     }
+
+    /**
+     * A logger writing to php://stdout (as Monolog's StreamHandler does) and a program started with the
+     * worker's own descriptors write to stderr, not into the results; fwrite(STDOUT) fails its job alone.
+     */
+    public function testNeitherALoggerOnPhpStdoutNorAProgramAJobStartsCanWriteIntoTheResults(): void
+    {
+        [$process, $pipes] = WorkerScript::start(<<<'PHP'
+            $worker = new Fairway\Worker();
+            $worker->handle('log', function (): void {
+                $log = fopen('php://stdout', 'w');
+                fwrite($log, "logged to php://stdout\n");
+                fclose($log);
+            });
+            $worker->handle('child', function (): void {
+                proc_close(proc_open(['sh', '-c', 'echo from a program the job started'], [], $pipes));
+            });
+            $worker->handle('stdout', function (): void { fwrite(STDOUT, "straight to STDOUT\n"); });
+            $worker->handle('say', function (): void { echo "still here\n"; });
+            exit($worker->run());
+            PHP);
+        foreach (['log', 'child', 'stdout', 'say'] as $index => $type) {
+            $header = '{"kind":"job","id":"' . $index . '","queue":"q","jobType":"' . $type
+                . '","attempt":1,"maxAttempts":1,"timeoutSeconds":10}';
+            fwrite($pipes[0], WorkerScript::frame($header, ''));
+        }
+        fclose($pipes[0]);
+        $stdout = stream_get_contents($pipes[1]);
+        $stderr = stream_get_contents($pipes[2]);
+        $this->assertSame(0, proc_close($process), $stderr);
+        $results = array_map(
+            fn (array $result) => "{$result['id']} {$result['outcome']} " . ($result['reason'] ?? ''),
+            array_slice(WorkerScript::headers($stdout), 1)
+        );
+        $this->assertSame(
+            ['0 success ', '1 success ', '2 failure TypeError: fwrite(): supplied resource is not a valid stream resource',
+                '3 success '],
+            $results,
+            $stdout
+        );
+        $this->assertSame("logged to php://stdout\nfrom a program the job started\nstill here\n", $stderr);
+    }
 }
