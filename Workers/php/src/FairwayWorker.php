@@ -171,44 +171,31 @@ final class Worker
         return $types;
     }
 
-    /** Descriptor 0 once the protocol moved off it: /dev/null, kept open for the programs handlers start. */
-    private static $nothing = null;
+    /** What descriptors 0 and 1 hold once the protocol moved off them, kept open for the programs handlers start. */
+    private static array $standIns = [];
 
     /**
-     * Moves the jobs' pipe off descriptor 0 and puts /dev/null there: a program a handler starts with
-     * exec(), system() or shell_exec() inherits descriptor 0, and one that reads stdin (ffmpeg does) would
-     * take the jobs sent ahead. php://fd/0 opens a copy of the descriptor; closing STDIN then frees 0, which
-     * the next open takes.
+     * Moves the protocol's pipe on descriptor `$fd` (0, jobs; 1, results) to a descriptor of its own and opens
+     * `$standIn` in its place, so that what a handler starts or opens cannot touch the protocol: a program
+     * started with exec(), system() or proc_open() inherits descriptors 0 and 1 (one that reads stdin, as
+     * ffmpeg does, would take the jobs sent ahead), and a logger writing to php://stdout (Monolog's
+     * StreamHandler, a Laravel `stdout` channel) opens a copy of 1; either would otherwise write into the
+     * results and end the worker for breaking the protocol. 0 gets /dev/null and 1 a copy of STDERR, and so
+     * Fairway's log. php://fd/N opens a copy of the descriptor; closing the constant's stream then frees N,
+     * which the next open takes. STDOUT stays closed: a handler's fwrite(STDOUT, …) fails its job with a
+     * TypeError, and the worker serves on.
+     *
+     * @param resource $stream STDIN or STDOUT
+     * @return resource the protocol's stream
      */
-    private static function stdinOfItsOwn()
+    private static function pipeOfItsOwn($stream, int $fd, string $standIn, string $mode)
     {
-        $copy = fopen('php://fd/0', 'rb');
+        $copy = fopen("php://fd/$fd", $mode);
         if ($copy === false) {
-            return STDIN;
+            return $stream;
         }
-        fclose(STDIN);
-        self::$nothing = fopen('/dev/null', 'rb');
-        return $copy;
-    }
-
-    /** What descriptor 1 holds once the results' pipe has moved off it: a copy of STDERR. */
-    private static $stderrOnStdout = null;
-
-    /**
-     * Moves the results' pipe off descriptor 1 and puts a copy of STDERR there: a program a handler starts
-     * with proc_open() inherits descriptor 1, and a logger writing to php://stdout (Monolog's StreamHandler,
-     * a Laravel `stdout` channel) opens a copy of it; either would write into the results and end the worker
-     * for breaking the protocol. Their output now goes to STDERR, and so to Fairway's log. STDOUT itself is
-     * closed: a handler's fwrite(STDOUT, …) fails its job with a TypeError, and the worker serves on.
-     */
-    private static function stdoutOfItsOwn()
-    {
-        $copy = fopen('php://fd/1', 'wb');
-        if ($copy === false) {
-            return STDOUT;
-        }
-        fclose(STDOUT);
-        self::$stderrOnStdout = fopen('php://fd/2', 'wb');
+        fclose($stream);
+        self::$standIns[$fd] = fopen($standIn, $mode);
         return $copy;
     }
 
@@ -226,10 +213,10 @@ final class Worker
             pcntl_signal(SIGINT, SIG_IGN);
         }
         if ($this->input === STDIN) {
-            $this->input = self::stdinOfItsOwn();
+            $this->input = self::pipeOfItsOwn(STDIN, 0, '/dev/null', 'rb');
         }
         if ($this->output === STDOUT) {
-            $this->output = self::stdoutOfItsOwn();
+            $this->output = self::pipeOfItsOwn(STDOUT, 1, 'php://fd/2', 'wb');
         }
         $this->send(['kind' => 'hello', 'protocol' => PROTOCOL, 'pid' => getmypid(), 'pipeline' => $this->pipeline]);
         $this->divertOutput();
