@@ -207,8 +207,12 @@ final class HeaderAndOutputTest extends TestCase
             array_slice(WorkerScript::headers($stdout), 1)
         );
         $this->assertSame(
-            ['0 success ', '1 success ', '2 failure TypeError: fwrite(): supplied resource is not a valid stream resource',
-                '3 success '],
+            [
+                '0 success ',
+                '1 success ',
+                '2 failure TypeError: fwrite(): supplied resource is not a valid stream resource',
+                '3 success ',
+            ],
             $results,
             $stdout
         );
