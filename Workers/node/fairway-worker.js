@@ -15,6 +15,9 @@
  * queue and pid. One job at a time per process; jobs Fairway sends ahead (pipelining) wait their turn.
  */
 
+const fs = require('node:fs');
+const net = require('node:net');
+
 const PROTOCOL = 1;
 const MAX_HEADER = 1 << 20;
 const MAX_BODY = 256 << 20;
@@ -151,12 +154,50 @@ function failure(error) {
   return { outcome: 'failure', reason: `${name}: ${error && error.message !== undefined ? error.message : String(error)}` };
 }
 
+/**
+ * The protocol's pipes, moved off descriptors 0 and 1 to descriptors of their own, with /dev/null put on 0 and
+ * stderr on 1: a program a handler starts with inherited stdio, and a logger that writes to descriptor 1 or
+ * `process.stdout` (pino's default destination, winston's Console), would otherwise take the jobs sent ahead
+ * or write into the results, and the worker would be ended for breaking the protocol. Node has no dup2: each
+ * pipe is opened again through /proc/self/fd, its descriptor closed, and the next open takes the number.
+ * Returns [input, output]; process.stdin and process.stdout where the pipes cannot be opened again (sockets).
+ */
+function protocolPipes() {
+  let jobs;
+  let results;
+  try {
+    jobs = fs.openSync('/proc/self/fd/0', 'r');
+    results = fs.openSync('/proc/self/fd/1', 'w');
+  } catch {
+    // Not pipes (a socket cannot be opened again this way), or no /proc: served where they are.
+    if (jobs !== undefined) fs.closeSync(jobs);
+    return [process.stdin, process.stdout];
+  }
+  // Where stderr cannot be opened again (a socket), what is written to descriptor 1 is dropped instead.
+  let errors = '/dev/null';
+  try {
+    fs.closeSync(fs.openSync('/proc/self/fd/2', 'a'));
+    errors = '/proc/self/fd/2';
+  } catch {}
+  fs.closeSync(0);
+  fs.openSync('/dev/null', 'r');
+  fs.closeSync(1);
+  fs.openSync(errors, 'a');
+  // The streams Node makes for process.stdin and process.stdout on pipes, on the new descriptors.
+  return [new net.Socket({ fd: jobs, readable: true, writable: false }),
+    new net.Socket({ fd: results, readable: false, writable: true })];
+}
+
 class Worker {
   /**
    * `pipeline`: how many jobs Fairway may send before this worker answers the first (they wait in order
    * and run one at a time); 1 turns pipelining off. Fairway uses the smaller of this and the queue's.
    */
-  constructor({ input = process.stdin, output = process.stdout, pipeline = 64 } = {}) {
+  /**
+   * `input` and `output`: streams to serve instead of the protocol's pipes (tests, an embedding); by default
+   * the pipes on descriptors 0 and 1, which `run()` moves to descriptors of their own.
+   */
+  constructor({ input = null, output = null, pipeline = 64 } = {}) {
     if (!Number.isInteger(pipeline) || pipeline < 1) throw new TypeError('pipeline is a whole number of jobs, at least 1');
     this.handlers = new Map();
     this.input = input;
@@ -176,9 +217,10 @@ class Worker {
 
   /** Serves jobs until Fairway closes stdin (exit 0) or stops a running job with SIGTERM. */
   run() {
-    if (this.output === process.stdout) {
+    if (this.input === null && this.output === null) {
       // stdout is the protocol's: console output goes to stderr, and so to Fairway's log.
       for (const name of ['log', 'info', 'debug']) console[name] = (...args) => console.error(...args);
+      [this.input, this.output] = protocolPipes();
     }
     let running = null;
     let terminated = false;

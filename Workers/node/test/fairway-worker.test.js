@@ -8,8 +8,22 @@ const os = require('node:os');
 const path = require('node:path');
 const { FrameReader, Worker, frame } = require('../fairway-worker');
 
-function start() {
-  const child = spawn(process.execPath, [path.join(__dirname, '..', 'example-worker.js')], { stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * A worker process: the example, or the worker `code` builds with the library as `Worker`. Node gives a child
+ * socket pairs for its stdio where Fairway gives pipes, so a `code` worker's three run through `cat`s, which
+ * give it pipes (its pid is then the shell's; its status is passed on).
+ */
+function start(code = null) {
+  const example = path.join(__dirname, '..', 'example-worker.js');
+  let child;
+  if (code === null) {
+    child = spawn(process.execPath, [example], { stdio: ['pipe', 'pipe', 'pipe'] });
+  } else {
+    const script = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fw-node-')), 'worker.js');
+    fs.writeFileSync(script, `const { Worker } = require(${JSON.stringify(path.join(__dirname, '..', 'fairway-worker.js'))});\n${code}`);
+    const shell = 'cat | "$0" "$1" 2> >(cat >&2) | cat; status=${PIPESTATUS[1]}; wait; exit $status';
+    child = spawn('bash', ['-c', shell, process.execPath, script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  }
   const reader = new FrameReader();
   const waiting = [];
   const frames = [];
@@ -125,6 +139,28 @@ for (const [when, sendCrashLate] of [['sent with it', false], ['sent while it ru
     assert.strictEqual(await worker.exited, 0);
   });
 }
+
+test('a logger on stdout and a program a job starts write to stderr, and neither takes the job sent behind', async () => {
+  const worker = start(`
+    const fs = require('node:fs');
+    const { spawnSync } = require('node:child_process');
+    const worker = new Worker();
+    worker.handle('log', () => { process.stdout.write('process.stdout\\n'); fs.writeSync(1, 'descriptor 1\\n'); });
+    worker.handle('spawn', (payload, context) => {
+      spawnSync('sh', ['-c', 'cat; echo from a child of job $0', context.id], { stdio: 'inherit' });
+    });
+    worker.handle('noop', () => {});
+    worker.run();`);
+  await worker.receive();
+  const job = (id, jobType) => worker.send({ kind: 'job', id, queue: 'q', jobType, attempt: 1, maxAttempts: 1, timeoutSeconds: 10 });
+  job('1', 'log');
+  job('2', 'spawn');
+  job('3', 'noop');
+  for (const id of ['1', '2', '3']) assert.deepStrictEqual(await worker.receive(), { kind: 'result', id, outcome: 'success' });
+  worker.child.stdin.end();
+  assert.strictEqual(await worker.exited, 0);
+  assert.strictEqual(worker.stderr(), 'process.stdout\ndescriptor 1\nfrom a child of job 2\n');
+});
 
 test('a large body arrives whole; a crash is the process ending; a malformed frame ends it with a message', async () => {
   const worker = start();
