@@ -134,9 +134,7 @@ public enum WorkerConformance {
             answered = try answer(process, "sleep", deep, id: "h-2")
         } catch {
             // The pipe closes as a worker dies: give its exit a moment to show, and never wait on a live one.
-            let deadline = ContinuousClock.now + .seconds(1)
-            while !process.hasExited && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
-            let fate = process.hasExited ? "; the worker \(process.reap())" : ""
+            let fate = process.exits(within: .seconds(1)) ? "; the worker \(process.reap())" : ""
             return "a payload of arrays nested \(depth) deep: no result (\(error))\(fate)"
         }
         guard answered.kind == .result, answered.id == "h-2" else {
@@ -153,9 +151,9 @@ public enum WorkerConformance {
         _ = Foundation.kill(process.pid, SIGTERM)
         let (message, _) = try process.channel.receive(before: .now + .seconds(3))
         if let problem = expect(message, .failure) { return problem }
-        let deadline = Date().addingTimeInterval(3)
-        while !process.hasExited && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        guard process.hasExited else { return "reported the job but did not exit within 3 s of SIGTERM" }
+        guard process.exits(within: .seconds(3)) else {
+            return "reported the job but did not exit within 3 s of SIGTERM"
+        }
         let death = process.reap()
         return death == "exited with status 0" ? nil : "after SIGTERM it \(death), not exited with status 0"
     }
@@ -197,9 +195,7 @@ public enum WorkerConformance {
         case .failure(let error):
             throw error
         }
-        let deadline = Date().addingTimeInterval(3)
-        while !process.hasExited && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        guard process.hasExited else { return "did not exit within 3 s of SIGTERM" }
+        guard process.exits(within: .seconds(3)) else { return "did not exit within 3 s of SIGTERM" }
         let death = process.reap()
         if death == "exited with status 3" { return "it started a job sent behind the stopped one (it crashed)" }
         return death == "exited with status 0" ? nil : "after SIGTERM it \(death), not exited with status 0"

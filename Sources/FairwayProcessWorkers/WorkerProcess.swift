@@ -171,7 +171,14 @@ public final class WorkerProcess: @unchecked Sendable {
         } catch let error as WorkerStartError {
             throw error
         } catch {
-            process.kill()
+            // A worker whose pipe closed is dying: give its exit a moment to show. One that wrote something
+            // other than a hello is alive, and is killed here: that death would be this kill, not news.
+            let closed = (error as? WorkerProtocolError) == .closed
+            guard process.exits(within: closed ? .seconds(1) : .zero) else {
+                process.kill()
+                process.reap()
+                throw WorkerStartError(command: arguments, reason: "\(error); it was stopped")
+            }
             var death = process.reap()
             if death == "exited with status 127" {
                 // What the child exits with when its exec fails, and a shell when it cannot find a program.
@@ -277,6 +284,17 @@ public final class WorkerProcess: @unchecked Sendable {
             guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 else { return false }
             return info._sifields._sigchld.si_pid == pid
         }
+    }
+
+    /// Whether the process exits within `time`, looked at every 10 ms; it is not reaped. For a worker whose
+    /// pipe closed, which is usually one dying: killed at once, it would be described by the kill.
+    func exits(within time: Duration) -> Bool {
+        let deadline = ContinuousClock.now + time
+        while !hasExited {
+            guard ContinuousClock.now < deadline else { return false }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return true
     }
 
     /// Waits for the process to exit, reaps it, and says how it ended ("was killed by signal 9 (Killed)").

@@ -191,6 +191,9 @@ public final class WorkerProcessPool: Sendable {
     /// it was stopped on purpose (a timeout, the drain deadline), when it counts as replaced.
     private func crashed(_ process: WorkerProcess, _ error: WorkerProtocolError) -> WorkerRunResult {
         let stopped = process.stopRequested
+        // The pipe closes as a worker dies, a little before it has exited when its runtime closes its files
+        // first (PHP's exit() does): its own end is what the job is told, not the kill.
+        if error == .closed { _ = process.exits(within: .seconds(1)) }
         process.kill()
         let death = process.reap()
         state.withLockedValue { state in

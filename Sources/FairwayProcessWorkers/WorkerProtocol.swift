@@ -228,6 +228,15 @@ public final class WorkerChannel: @unchecked Sendable {
         frame.append(contentsOf: body)
     }
 
+    /// What a frame length too large to be one says when its four bytes are text, as they are when a program
+    /// writes to the stdout that carries the protocol: the usual cause, named, with the text.
+    static func textHint(_ length: Int) -> String {
+        let bytes = (0..<4).map { UInt8(truncatingIfNeeded: length >> (24 - 8 * $0)) }
+        guard bytes.allSatisfy({ (0x20...0x7e).contains($0) || $0 == 0x0a || $0 == 0x09 }) else { return "" }
+        let text = String(decoding: bytes, as: UTF8.self).debugDescription
+        return " (its four bytes read \(text): text written to stdout, which carries only frames; log to stderr)"
+    }
+
     /// Reads the next message; throws `.closed` at a clean end of input between messages. With a
     /// `deadline`, a message not complete by then is a protocol error (a worker that stalls mid-frame).
     public func receive(before deadline: ContinuousClock.Instant? = nil) throws(WorkerProtocolError) -> (
@@ -237,7 +246,8 @@ public final class WorkerChannel: @unchecked Sendable {
         defer { self.deadline = nil }
         let headerLength = try readLength(allowEnd: true)
         guard headerLength <= Self.maxHeaderBytes else {
-            throw .malformed("header of \(headerLength) bytes exceeds \(Self.maxHeaderBytes)")
+            throw .malformed(
+                "header of \(headerLength) bytes exceeds \(Self.maxHeaderBytes)\(Self.textHint(headerLength))")
         }
         try waitAvailable(headerLength)
         // Decoded where it was read, with no copy of its own.

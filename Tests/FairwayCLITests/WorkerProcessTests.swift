@@ -540,6 +540,15 @@ struct WorkerProcessTests {
             return
         }
         #expect(garbage.contains("/bin/echo"), "\(garbage)")
+        #expect(garbage.contains(#"(its four bytes read "hell": text written to stdout"#), "\(garbage)")
+        // Alive after its text: Fairway stops it, and says so rather than describe the kill as a death.
+        let talker = WorkerProcessPool(
+            settings: ProcessWorkerSettings(command: ["/bin/sh", "-c", "echo starting up; exec sleep 30"]))
+        guard case .notStarted(let talked) = talker.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a program that writes text before its hello cannot start")
+            return
+        }
+        #expect(talked.contains(#"its four bytes read "star""#) && talked.hasSuffix("; it was stopped"), "\(talked)")
 
         let silent = WorkerProcessPool(
             settings: ProcessWorkerSettings(command: ["/bin/sleep", "30"]), startTimeout: .milliseconds(300))
@@ -558,5 +567,20 @@ struct WorkerProcessTests {
             return
         }
         #expect(refused.contains("its hello offers a pipeline of 0 jobs; it must be at least 1"), "\(refused)")
+    }
+
+    @Test("a worker whose pipe closes a moment before it exits is charged its own exit, not Fairway's kill")
+    func exitAfterItsPipeCloses() throws {
+        // A runtime that closes its files on the way out (PHP's exit()) ends the pipe before it has exited:
+        // killed then, the job would be told "killed by signal 9 (out of memory, or killed from outside)".
+        let script =
+            #"import json,os,struct,sys,time; h=json.dumps({"kind":"hello","protocol":1,"pid":os.getpid()}).encode(); sys.stdout.buffer.write(struct.pack(">I",len(h))+h+struct.pack(">I",0)); sys.stdout.flush(); sys.stdin.buffer.read(4); os.close(1); time.sleep(0.2); os._exit(3)"#
+        let pool = WorkerProcessPool(settings: ProcessWorkerSettings(command: ["/usr/bin/python3", "-c", script]))
+        defer { pool.shutdown() }
+        guard case .crashed(let reason) = pool.run(Self.job("noop"), payload: [], started: { _ in }) else {
+            Issue.record("a worker that ends without a result crashed its job")
+            return
+        }
+        #expect(reason.hasSuffix("exited with status 3 while running the job"), "\(reason)")
     }
 }
