@@ -192,10 +192,9 @@ class Worker {
   /**
    * `pipeline`: how many jobs Fairway may send before this worker answers the first (they wait in order
    * and run one at a time); 1 turns pipelining off. Fairway uses the smaller of this and the queue's.
-   */
-  /**
    * `input` and `output`: streams to serve instead of the protocol's pipes (tests, an embedding); by default
-   * the pipes on descriptors 0 and 1, which `run()` moves to descriptors of their own.
+   * the pipes on descriptors 0 and 1, which `run()` moves to descriptors of their own (with only one of the
+   * two given, the other is process.stdin or process.stdout, where it is).
    */
   constructor({ input = null, output = null, pipeline = 64 } = {}) {
     if (!Number.isInteger(pipeline) || pipeline < 1) throw new TypeError('pipeline is a whole number of jobs, at least 1');
@@ -217,10 +216,15 @@ class Worker {
 
   /** Serves jobs until Fairway closes stdin (exit 0) or stops a running job with SIGTERM. */
   run() {
-    if (this.input === null && this.output === null) {
+    if (this.output === null) {
       // stdout is the protocol's: console output goes to stderr, and so to Fairway's log.
       for (const name of ['log', 'info', 'debug']) console[name] = (...args) => console.error(...args);
+    }
+    if (this.input === null && this.output === null) {
       [this.input, this.output] = protocolPipes();
+    } else {
+      this.input ??= process.stdin;
+      this.output ??= process.stdout;
     }
     let running = null;
     let terminated = false;
