@@ -216,7 +216,7 @@ class Worker {
 
   /** Serves jobs until Fairway closes stdin (exit 0) or stops a running job with SIGTERM. */
   run() {
-    if (this.output === null) {
+    if (this.output === null || this.output === process.stdout) {
       // stdout is the protocol's: console output goes to stderr, and so to Fairway's log.
       for (const name of ['log', 'info', 'debug']) console[name] = (...args) => console.error(...args);
     }
