@@ -162,6 +162,19 @@ test('a logger on stdout and a program a job starts write to stderr, and neither
   assert.strictEqual(worker.stderr(), 'process.stdout\ndescriptor 1\nfrom a child of job 2\n');
 });
 
+test('a Worker given process.stdout itself still sends console output to stderr', async () => {
+  const worker = start(`
+    const worker = new Worker({ output: process.stdout });
+    worker.handle('log', () => { console.log('console.log'); });
+    worker.run();`);
+  await worker.receive();
+  worker.send({ kind: 'job', id: '1', queue: 'q', jobType: 'log', attempt: 1, maxAttempts: 1, timeoutSeconds: 10 });
+  assert.deepStrictEqual(await worker.receive(), { kind: 'result', id: '1', outcome: 'success' });
+  worker.child.stdin.end();
+  assert.strictEqual(await worker.exited, 0);
+  assert.strictEqual(worker.stderr(), 'console.log\n');
+});
+
 test('a large body arrives whole; a crash is the process ending; a malformed frame ends it with a message', async () => {
   const worker = start();
   await worker.receive();
