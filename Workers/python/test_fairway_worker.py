@@ -105,6 +105,24 @@ class WorkerTests(unittest.TestCase):
                          [("p0", "success"), ("p1", "failure"), ("p2", "success"), ("p3", "rejected")])
         self.assertEqual(self.worker.close(), 0)
 
+    def test_an_async_handler_runs_to_its_end_on_one_loop_for_every_job(self):
+        # An async def handler only called returns a coroutine that never runs: that job was reported a success.
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "out")
+            first = self.worker.job("append-later", {"path": path, "line": "a", "ms": 20}, job_id="1", attempt=2)
+            self.assertEqual(first, {"kind": "result", "id": "1", "outcome": "success"})
+            self.worker.job("append-later", {"path": path, "line": "b", "ms": 0}, job_id="2")
+            with open(path) as file:
+                lines = file.read().splitlines()
+            self.assertEqual([line.split(" loop=")[0] for line in lines], ["a attempt=2", "b attempt=1"])
+            self.assertEqual(len({line.split(" loop=")[1] for line in lines}), 1, "one event loop for the worker")
+        failed = self.worker.job("append-later", {"fail": "after the await", "ms": 5}, job_id="3")
+        self.assertEqual((failed["outcome"], failed["reason"]), ("failure", "RuntimeError: after the await"))
+        self.assertEqual(self.worker.job("sleep", {"ms": 0}, job_id="4")["outcome"], "success", "still serving")
+
+    def test_sigterm_stops_an_async_handler_awaiting(self):
+        self.assert_sigterm_stops("append-later", b'{"ms": 20000, "path": "/nonexistent"}')
+
     def test_exception_is_a_failure_with_its_message(self):
         result = self.worker.job("fail", {"message": "upstream 503"})
         self.assertEqual(result["outcome"], "failure")
@@ -131,16 +149,19 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(self.worker.job("sleep", {"ms": 0})["outcome"], "success")
 
     def test_sigterm_stops_the_running_job_then_the_worker_exits(self):
-        self.worker.send({"kind": "job", "id": "9", "queue": "q", "jobType": "sleep", "attempt": 1,
-                          "maxAttempts": 1, "timeoutSeconds": 0.1}, b'{"ms": 20000}')
+        self.assert_sigterm_stops("sleep", b'{"ms": 20000}')
+
+    def assert_sigterm_stops(self, job_type, twenty_second_job):
+        self.worker.send({"kind": "job", "id": "9", "queue": "q", "jobType": job_type, "attempt": 1,
+                          "maxAttempts": 1, "timeoutSeconds": 0.1}, twenty_second_job)
         time.sleep(0.3)
         started = time.monotonic()
         self.worker.process.send_signal(signal.SIGTERM)
         result = self.worker.receive()
-        self.assertEqual(result["outcome"], "failure")
+        self.assertEqual((result["id"], result["outcome"]), ("9", "failure"))
         self.assertIn("SIGTERM", result["reason"])
-        self.assertEqual(self.worker.process.wait(timeout=5), 0)
-        self.assertLess(time.monotonic() - started, 2, "did not finish the 20 s sleep first")
+        self.assertEqual(self.worker.process.wait(timeout=5), 0, "exits once the job is answered")
+        self.assertLess(time.monotonic() - started, 2, "did not wait out the 20 s")
 
     def test_large_body_arrives_whole(self):
         data = "x" * (8 << 20)
