@@ -148,10 +148,17 @@ const STOPPED = Object.freeze({
   outcome: 'failure', reason: "stopped by SIGTERM (the job's timeout or the drain deadline)", stopped: true,
 });
 
+/** The outcome of a job whose handler threw, or rejected, with `error`: any value at all. */
 function failure(error) {
-  if (error instanceof PermanentError) return { outcome: 'rejected', reason: error.message || 'PermanentError' };
-  const name = error && error.name ? error.name : 'Error';
-  return { outcome: 'failure', reason: `${name}: ${error && error.message !== undefined ? error.message : String(error)}` };
+  try {
+    if (error instanceof PermanentError) return { outcome: 'rejected', reason: error.message || 'PermanentError' };
+    const name = error && error.name ? error.name : 'Error';
+    return { outcome: 'failure', reason: `${name}: ${error && error.message !== undefined ? error.message : String(error)}` };
+  } catch {
+    // An object without a prototype has no string form, and a getter may throw: reading the value must not end
+    // the worker (a throw here escaped the job, and Node exited with status 1).
+    return { outcome: 'failure', reason: `the handler threw ${typeof error === 'object' ? 'an object' : `a ${typeof error}`} that cannot be read as text` };
+  }
 }
 
 /**

@@ -222,6 +222,22 @@ test("a handler's return value: a thenable is awaited; one whose then throws fai
   assert.deepStrictEqual(worker.runOne({ jobType: 'broken' }, empty), { outcome: 'failure', reason: 'RangeError: no then' });
 });
 
+test('a thrown value that cannot be read as text fails its job, not the worker', async () => {
+  const worker = new Worker();
+  const unreadable = { outcome: 'failure', reason: 'the handler threw an object that cannot be read as text' };
+  worker.handle('bare', () => { throw Object.create(null); });
+  worker.handle('rejects-bare', async () => { throw Object.create(null); });
+  worker.handle('getter', () => { throw { get message() { throw new Error('no message'); } }; });
+  worker.handle('symbol-name', () => { throw { name: Symbol('n'), message: 'm' }; });
+  worker.handle('plain-object', () => { throw Object.assign(Object.create(null), { message: 'has one' }); });
+  const empty = Buffer.alloc(0);
+  assert.deepStrictEqual(worker.runOne({ jobType: 'bare' }, empty), unreadable);
+  assert.deepStrictEqual(await worker.runOne({ jobType: 'rejects-bare' }, empty), unreadable);
+  assert.deepStrictEqual(worker.runOne({ jobType: 'getter' }, empty), unreadable);
+  assert.deepStrictEqual(worker.runOne({ jobType: 'symbol-name' }, empty), unreadable);
+  assert.deepStrictEqual(worker.runOne({ jobType: 'plain-object' }, empty), { outcome: 'failure', reason: 'Error: has one' });
+});
+
 test('a large body read in many chunks is joined once, not once a chunk', () => {
   const header = Buffer.from('{"kind":"job","id":"1","queue":"q","jobType":"sleep","attempt":1,"maxAttempts":1}');
   const body = Buffer.alloc(16 << 20, 0x61);
