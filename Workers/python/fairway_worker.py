@@ -175,9 +175,11 @@ class Worker:
         except Stopped:
             return "failure", "stopped by SIGTERM (the job's timeout or the drain deadline)", True
         except PermanentError as error:
-            return "rejected", str(error) or "PermanentError", False
-        except Exception as error:  # a failed job, never a dead worker
-            return "failure", f"{type(error).__name__}: {error}", False
+            return "rejected", _message(error) or "PermanentError", False
+        except (SystemExit, KeyboardInterrupt):  # sys.exit() in a handler ends the worker, as it asks
+            raise
+        except BaseException as error:  # a failed job, never a dead worker: asyncio's CancelledError is no Exception
+            return "failure", f"{type(error).__name__}: {_message(error)}", False
         finally:
             self._running = False
 
@@ -194,6 +196,14 @@ class Worker:
             loop = self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
         loop.run_until_complete(awaitable)
+
+
+def _message(error):
+    """An exception's message; reading one must not end the worker (its __str__ may raise)."""
+    try:
+        return str(error)
+    except Exception as unreadable:
+        return f"(its message could not be read: {type(unreadable).__name__})"
 
 
 def _takes_context(function):

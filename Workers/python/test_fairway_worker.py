@@ -274,11 +274,54 @@ class RegistryTests(unittest.TestCase):
                 actual = ("error", str(error))
             self.assertEqual(actual, expected, repr(text))
 
+    def test_what_a_handler_raises_fails_its_job_and_never_ends_the_worker(self):
+        # Each of these ended the worker (its job charged a crash) before: a message that cannot be read, and
+        # BaseExceptions that are not Exceptions, asyncio's CancelledError among them.
+        sys.path.insert(0, HERE)
+        import asyncio
+        from fairway_worker import PermanentError
+
+        class Unprintable(Exception):
+            def __str__(self):
+                raise ValueError("no text")
+
+        class UnprintablePermanent(PermanentError):
+            def __str__(self):
+                raise ValueError("no text")
+
+        class Base(BaseException):
+            pass
+
+        def raise_(error):
+            raise error
+
+        async def cancelled(payload):
+            task = asyncio.ensure_future(asyncio.sleep(10))
+            asyncio.get_running_loop().call_soon(task.cancel)
+            await task
+
+        reasons = run_in_process({
+            "unprintable": lambda payload: raise_(Unprintable()),
+            "unprintable-permanent": lambda payload: raise_(UnprintablePermanent()),
+            "base": lambda payload: raise_(Base("below Exception")),
+            "cancelled": cancelled,
+            "after": lambda payload: None,
+        })
+        self.assertEqual(reasons, {
+            "unprintable": "Unprintable: (its message could not be read: ValueError)",
+            "unprintable-permanent": "(its message could not be read: ValueError)",
+            "base": "Base: below Exception",
+            "cancelled": "CancelledError: ",
+            "after": "success",
+        })
+        with self.assertRaises(SystemExit, msg="sys.exit() in a handler still ends the worker"):
+            run_in_process({"exits": lambda payload: sys.exit(4)})
+
     def test_the_context_is_passed_only_to_handlers_that_take_it(self):
         sys.path.insert(0, HERE)
         import functools
         import io
-        from fairway_worker import PermanentError, Worker
+        from fairway_worker import PermanentError
 
         def report(*arguments):
             kinds = [type(argument).__name__ for argument in arguments]
@@ -310,28 +353,7 @@ class RegistryTests(unittest.TestCase):
             "decorated": logged(lambda payload: report(payload)),
             "builtin": max,  # no signature Python can read: given both, and fails comparing them
         }
-        frames = b""
-        for job_type in handlers:
-            header = json.dumps({"kind": "job", "id": job_type, "queue": f"q-{job_type}", "jobType": job_type,
-                                 "attempt": 1, "maxAttempts": 1}).encode()
-            frames += struct.pack(">I", len(header)) + header + struct.pack(">I", 2) + b"{}"
-        results = io.BytesIO()
-        worker = Worker(jobs=io.BytesIO(frames), results=results)
-        for job_type, function in handlers.items():
-            worker.register(job_type, function)
-        previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-        try:
-            self.assertEqual(worker.run(), 0)
-        finally:
-            signal.signal(signal.SIGTERM, previous[0])
-            signal.signal(signal.SIGINT, previous[1])
-        output, offset, reasons = results.getvalue(), 0, {}
-        while offset < len(output):
-            length = struct.unpack_from(">I", output, offset)[0]
-            header = json.loads(output[offset + 4:offset + 4 + length])
-            offset += 8 + length + struct.unpack_from(">I", output, offset + 4 + length)[0]
-            if header["kind"] == "result":
-                reasons[header["id"]] = header.get("reason", header["outcome"])
+        reasons = run_in_process(handlers)
         self.assertEqual(reasons, {
             "payload-only": "dict",
             "both": "dict Context q-both",
@@ -344,6 +366,40 @@ class RegistryTests(unittest.TestCase):
             "decorated": "dict",
             "builtin": "TypeError: '>' not supported between instances of 'Context' and 'dict'",
         })
+
+
+def run_in_process(handlers):
+    """Runs one job of each type in `handlers` (its id the type) through a Worker in this process, over
+    in-memory streams; returns each job's reason, or its outcome when it has none."""
+    sys.path.insert(0, HERE)
+    import io
+    from fairway_worker import Worker
+
+    frames = b""
+    for job_type in handlers:
+        header = json.dumps({"kind": "job", "id": job_type, "queue": f"q-{job_type}", "jobType": job_type,
+                             "attempt": 1, "maxAttempts": 1}).encode()
+        frames += struct.pack(">I", len(header)) + header + struct.pack(">I", 2) + b"{}"
+    results = io.BytesIO()
+    worker = Worker(jobs=io.BytesIO(frames), results=results)
+    for job_type, function in handlers.items():
+        worker.register(job_type, function)
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        status = worker.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+    if status != 0:
+        raise AssertionError(f"the worker returned {status}")
+    output, offset, reasons = results.getvalue(), 0, {}
+    while offset < len(output):
+        length = struct.unpack_from(">I", output, offset)[0]
+        header = json.loads(output[offset + 4:offset + 4 + length])
+        offset += 8 + length + struct.unpack_from(">I", output, offset + 4 + length)[0]
+        if header["kind"] == "result":
+            reasons[header["id"]] = header.get("reason", header["outcome"])
+    return reasons
 
 
 if __name__ == "__main__":
