@@ -57,6 +57,21 @@ public func fairwayWorkerProcesses(
             pipelineDepth: pipeline))
 }
 
+/// Worker processes running `command` (split on spaces, as a shell would a plain command line), started in the
+/// repository's folder: `FAIRWAY_BENCHMARK_WORKER`'s rows, for a worker of one's own or a floor measurement
+/// (Benchmarks/scripts/floor-worker.js). It is sent `sleep` jobs with `{"ms":0}`, as the examples are.
+public func commandWorkerProcesses(
+    _ command: String, pipeline: Int = ProcessWorkerSettings().pipelineDepth
+) -> Isolation {
+    let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let words = command.split(separator: " ").map(String.init)
+    return .process(
+        ProcessWorkerSettings(
+            command: ["/usr/bin/env", "-u", "LD_PRELOAD"] + words, workingDirectory: repository.path,
+            recycleAfterJobs: 0, pipelineDepth: pipeline))
+}
+
 /// Worker processes running a bundled worker library's example (`Workers/<language>/…`): `python`, `node`
 /// or `php`. Its `sleep` job with `{"ms":0}` is that language's no-op.
 public func libraryWorkerProcesses(

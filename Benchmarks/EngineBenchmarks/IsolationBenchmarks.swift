@@ -140,6 +140,12 @@ func isolationBenchmarks(jobsPerSecond: BenchmarkMetric) {
             libraryWorkerProcesses(language: language, pipeline: 32)
         }
     }
+    // Any worker program, beside the rows above: `FAIRWAY_BENCHMARK_WORKER="node Benchmarks/scripts/floor-worker.js"`.
+    if let command = ProcessInfo.processInfo.environment["FAIRWAY_BENCHMARK_WORKER"], !command.isEmpty {
+        measure("\(warmNoop), FAIRWAY_BENCHMARK_WORKER worker processes, pipeline 32", noopWarm, workers: 8) {
+            commandWorkerProcesses(command, pipeline: 32)
+        }
+    }
     // The worker libraries' examples at 8 workers; fewer no-op jobs, since interpreters are slower.
     for language in ["python", "node", "php"] {
         for load in [noop, tenMilliseconds] {
