@@ -20,6 +20,7 @@ to stderr while a worker runs, and Fairway puts stderr lines in its log with the
 import json
 import json.scanner
 import os
+import re
 import signal
 import struct
 import sys
@@ -50,16 +51,22 @@ class Context:
     __slots__ = ("id", "queue", "key", "job_type", "attempt", "max_attempts", "timeout_seconds", "deadline")
 
     def __init__(self, header):
-        get = header.get
-        self.id = str(get("id", ""))
-        self.queue = str(get("queue", ""))
-        # The job's fairness key (its tenant), or None.
-        key = get("key")
-        self.key = key if isinstance(key, str) else None
-        self.job_type = str(get("jobType", ""))
-        self.attempt = int(get("attempt") or 1)
-        self.max_attempts = int(get("maxAttempts") or 1)
-        self.timeout_seconds = timeout = float(get("timeoutSeconds") or 0)
+        if type(header) is not dict:  # Fairway's own layout, matched by its text (_receive)
+            self.id, self.queue, self.key, self.job_type, attempt, max_attempts, timeout = header.groups()
+            self.attempt = int(attempt) or 1
+            self.max_attempts = int(max_attempts) or 1
+            self.timeout_seconds = timeout = float(timeout) if timeout else 0.0
+        else:
+            get = header.get
+            self.id = str(get("id", ""))
+            self.queue = str(get("queue", ""))
+            # The job's fairness key (its tenant), or None.
+            key = get("key")
+            self.key = key if isinstance(key, str) else None
+            self.job_type = str(get("jobType", ""))
+            self.attempt = int(get("attempt") or 1)
+            self.max_attempts = int(get("maxAttempts") or 1)
+            self.timeout_seconds = timeout = float(get("timeoutSeconds") or 0)
         # time.monotonic() value past which Fairway counts the job as timed out (inf without a timeout).
         self.deadline = time.monotonic() + timeout if timeout > 0 else _NO_DEADLINE
 
@@ -137,11 +144,15 @@ class Worker:
             if message is None:
                 return 0
             header, body = message
-            if header.get("kind") != "job":
-                print(f"fairway_worker: expected a job, got {header.get('kind')!r}; exiting", file=sys.stderr)
-                return 2
-            outcome, reason, stopped = self._run_one(header, body)
-            _send_result(results, header.get("id"), outcome, reason)
+            if type(header) is dict:
+                if header.get("kind") != "job":
+                    print(f"fairway_worker: expected a job, got {header.get('kind')!r}; exiting", file=sys.stderr)
+                    return 2
+                job_id, job_type = header.get("id"), str(header.get("jobType", ""))
+            else:  # a job in Fairway's own layout
+                job_id, job_type = header[1], header[4]
+            outcome, reason, stopped = self._run_one(job_type, header, body)
+            _send_result(results, job_id, outcome, reason)
             if stopped:
                 return 0
 
@@ -151,8 +162,7 @@ class Worker:
         # Between jobs: leave as if stdin had closed, starting none of the jobs sent ahead.
         sys.exit(0)
 
-    def _run_one(self, header, body):
-        job_type = str(header.get("jobType", ""))
+    def _run_one(self, job_type, header, body):
         handler = self._handlers.get(job_type)
         if handler is None:
             known = ", ".join(self.job_types) or "none"
@@ -268,14 +278,28 @@ def _receive(stream):
     if body is None:
         raise ProtocolError("the pipe closed in the middle of a body")
     try:
+        layout = _job_layout(raw.decode("utf-8", "surrogatepass"))
+        if layout is not None:
+            return layout, body
         header = _decode_json(raw)
-    except ValueError as error:
+    except ValueError as error:  # text that is not UTF-8 is one too (UnicodeDecodeError)
         raise ProtocolError(f"the header is not JSON: {error}")
     except RecursionError:
         raise ProtocolError("the header's arrays and objects are nested too deeply")
     if not isinstance(header, dict):
         raise ProtocolError("the header is not a JSON object")
     return header, body
+
+
+# A job's header as Fairway writes it (docs/worker-protocol.md: compact, in this order, whole numbers as
+# integers), matched by its text: half the work of the JSON scanner, which building the same fields from the
+# match would undo, so the match itself is the header (see `run` and `Context`). A string with an escape or
+# a control character, or any other layout, is read as JSON.
+_job_layout = re.compile(
+    r'\{"kind":"job","id":"([^"\\\x00-\x1f]*)","queue":"([^"\\\x00-\x1f]*)",(?:"key":"([^"\\\x00-\x1f]*)",)?'
+    r'"jobType":"([^"\\\x00-\x1f]*)","attempt":([0-9]{1,18}),"maxAttempts":([0-9]{1,18})'
+    r'(?:,"timeoutSeconds":([0-9]{1,18}(?:\.[0-9]{1,30})?(?:[eE][+-]?[0-9]{1,3})?))?\}'
+).fullmatch
 
 
 def _private_stream(fd, mode):

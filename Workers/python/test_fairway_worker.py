@@ -196,6 +196,13 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(self.worker.process.wait(timeout=5), 2)
         self.assertIn(b"not JSON", self.worker.process.stderr.read())
 
+    def test_a_header_that_is_not_utf8_ends_the_worker_with_a_message(self):
+        header = b'{"kind":"job","id":"\xff","queue":"q","jobType":"sleep","attempt":1,"maxAttempts":1}'
+        self.worker.process.stdin.write(struct.pack(">I", len(header)) + header + struct.pack(">I", 0))
+        self.worker.process.stdin.flush()
+        self.assertEqual(self.worker.process.wait(timeout=5), 2)
+        self.assertIn(b"the header is not JSON: 'utf-8' codec can't decode", self.worker.process.stderr.read())
+
 
 class RegistryTests(unittest.TestCase):
     def test_registering_twice_or_an_empty_type_is_refused(self):
@@ -316,6 +323,58 @@ class RegistryTests(unittest.TestCase):
         })
         with self.assertRaises(SystemExit, msg="sys.exit() in a handler still ends the worker"):
             run_in_process({"exits": lambda payload: sys.exit(4)})
+
+    def test_a_job_header_in_fairways_layout_reads_as_the_same_header_as_json(self):
+        # Fairway's own layout is matched by its text, any other read as JSON: the two must give a handler the
+        # same job. Each header is sent twice, in Fairway's layout and spaced (which only JSON reads).
+        sys.path.insert(0, HERE)
+        import io
+        from fairway_worker import Worker, _job_layout
+
+        def fairways_layout(header):
+            text = '{"kind":"job"'
+            for name in ("id", "queue", "key", "jobType", "attempt", "maxAttempts", "timeoutSeconds"):
+                if name in header:
+                    value = header[name]
+                    if isinstance(value, float) and value.is_integer():
+                        value = int(value)
+                    text += f',"{name}":' + (json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value))
+            return text + "}"
+
+        plain = {"id": "1", "queue": "q", "jobType": "record", "attempt": 2, "maxAttempts": 5, "timeoutSeconds": 30}
+        cases = [
+            plain,
+            {**plain, "key": "acme"},
+            {key: value for key, value in plain.items() if key != "timeoutSeconds"},
+            {**plain, "timeoutSeconds": 0.25},
+            {**plain, "timeoutSeconds": 1e-05},  # as Swift writes it: 1e-05
+            {**plain, "id": "caf\u00e9 \u2603 \u2028 \U0001F600", "queue": "tenant/\u00fcber", "key": "\u00e9"},
+            {**plain, "id": 'a "quoted" id'},  # escaped: read as JSON either way
+            {**plain, "queue": "tab\there"},
+        ]
+        frames, textual = b"", 0
+        for case in cases:
+            for text in (fairways_layout(case), json.dumps({"kind": "job", **case})):
+                textual += _job_layout(text) is not None
+                encoded = text.encode()
+                frames += struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", 2) + b"{}"
+        self.assertEqual(textual, 6, "the six unescaped cases in Fairway's layout take the text path")
+        seen = []
+        worker = Worker(jobs=io.BytesIO(frames), results=io.BytesIO())
+        worker.register("record", lambda payload, context: seen.append(
+            (context.id, context.queue, context.key, context.job_type, context.attempt, context.max_attempts,
+             context.timeout_seconds, context.deadline == float("inf"))))
+        previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        try:
+            self.assertEqual(worker.run(), 0)
+        finally:
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
+        self.assertEqual(len(seen), 2 * len(cases))
+        for index, case in enumerate(cases):
+            self.assertEqual(seen[2 * index], seen[2 * index + 1], case)
+            self.assertEqual(seen[2 * index][:2], (case["id"], case["queue"]))
+            self.assertEqual(seen[2 * index][6], case.get("timeoutSeconds", 0))
 
     def test_the_context_is_passed_only_to_handlers_that_take_it(self):
         sys.path.insert(0, HERE)
