@@ -120,8 +120,8 @@ struct WorkerLibraryTests {
         from fairway_worker import Worker
 
         class Eager(Worker):
-            def _run_one(self, header, body):
-                outcome, reason, _ = super()._run_one(header, body)
+            def _run_one(self, *job):
+                outcome, reason, _ = super()._run_one(*job)
                 return outcome, reason, False
 
         worker = Eager()
