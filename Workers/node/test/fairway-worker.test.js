@@ -11,16 +11,25 @@ const { FrameReader, Worker, frame } = require('../fairway-worker');
 /**
  * A worker process: the example, or the worker `code` builds with the library as `Worker`. Node gives a child
  * socket pairs for its stdio where Fairway gives pipes, so a `code` worker's three run through `cat`s, which
- * give it pipes (its pid is then the shell's; its status is passed on).
+ * give it pipes (its pid is then the shell's; its status is passed on). `esm`: `code` is an ES module in a
+ * package of `"type": "module"`, beside the library copied as `fairway-worker.cjs`, as its README says.
  */
-function start(code = null) {
+function start(code = null, { esm = false } = {}) {
   const example = path.join(__dirname, '..', 'example-worker.js');
+  const library = path.join(__dirname, '..', 'fairway-worker.js');
   let child;
   if (code === null) {
     child = spawn(process.execPath, [example], { stdio: ['pipe', 'pipe', 'pipe'] });
   } else {
-    const script = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fw-node-')), 'worker.js');
-    fs.writeFileSync(script, `const { Worker } = require(${JSON.stringify(path.join(__dirname, '..', 'fairway-worker.js'))});\n${code}`);
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'fw-node-'));
+    const script = path.join(folder, 'worker.js');
+    if (esm) {
+      fs.writeFileSync(path.join(folder, 'package.json'), '{ "type": "module" }\n');
+      fs.copyFileSync(library, path.join(folder, 'fairway-worker.cjs'));
+      fs.writeFileSync(script, `import { Worker, PermanentError } from './fairway-worker.cjs';\n${code}`);
+    } else {
+      fs.writeFileSync(script, `const { Worker } = require(${JSON.stringify(library)});\n${code}`);
+    }
     const shell = 'cat | "$0" "$1" 2> >(cat >&2) | cat; status=${PIPESTATUS[1]}; wait; exit $status';
     child = spawn('bash', ['-c', shell, process.execPath, script], { stdio: ['pipe', 'pipe', 'pipe'] });
   }
@@ -173,6 +182,20 @@ test('a Worker given process.stdout itself still sends console output to stderr'
   worker.child.stdin.end();
   assert.strictEqual(await worker.exited, 0);
   assert.strictEqual(worker.stderr(), 'console.log\n');
+});
+
+test('an ES module worker (a package of "type": "module") imports the library copied as .cjs', async () => {
+  const worker = start(`
+    const worker = new Worker();
+    worker.handle('wait', async () => { await new Promise((resolve) => setTimeout(resolve, 5)); });
+    worker.handle('reject', () => { throw new PermanentError('from a module'); });
+    worker.run();`, { esm: true });
+  assert.strictEqual((await worker.receive()).kind, 'hello', worker.stderr());
+  assert.deepStrictEqual(await worker.job('wait', {}), { kind: 'result', id: '1', outcome: 'success' });
+  assert.deepStrictEqual(await worker.job('reject', {}, { id: '2' }),
+    { kind: 'result', id: '2', outcome: 'rejected', reason: 'from a module' });
+  worker.child.stdin.end();
+  assert.strictEqual(await worker.exited, 0);
 });
 
 test('a large body arrives whole; a crash is the process ending; a malformed frame ends it with a message', async () => {
