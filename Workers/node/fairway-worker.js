@@ -148,6 +148,13 @@ const STOPPED = Object.freeze({
   outcome: 'failure', reason: "stopped by SIGTERM (the job's timeout or the drain deadline)", stopped: true,
 });
 
+// A generator function's body runs only when its generator is iterated: called, it ran none of it.
+const GENERATORS = new Set(['[object Generator]', '[object AsyncGenerator]']);
+const GENERATOR = Object.freeze({
+  outcome: 'failure',
+  reason: 'the handler is a generator function (function*): calling it ran none of its body; return instead of yielding',
+});
+
 /** The outcome of a job whose handler threw, or rejected, with `error`: any value at all. */
 function failure(error) {
   try {
@@ -318,7 +325,7 @@ class Worker {
       returned = fn(payload, context);
       // A returned value's `then` is read here, inside the try: a getter that throws fails the job, not the worker.
       if (returned === null || (typeof returned !== 'object' && typeof returned !== 'function') || typeof returned.then !== 'function') {
-        return SUCCESS;
+        return GENERATORS.has(Object.prototype.toString.call(returned)) ? GENERATOR : SUCCESS;
       }
     } catch (error) {
       return failure(error);

@@ -25,6 +25,7 @@ import signal
 import struct
 import sys
 import time
+import types
 
 __all__ = ["Worker", "Context", "PermanentError", "Stopped", "PROTOCOL"]
 
@@ -179,8 +180,11 @@ class Worker:
         self._running = True
         try:
             returned = function(payload) if context is None else function(payload, context)
-            if returned is not None and hasattr(returned, "__await__"):
-                self._complete(returned)
+            if returned is not None:
+                if hasattr(returned, "__await__"):
+                    self._complete(returned)
+                elif isinstance(returned, (types.GeneratorType, types.AsyncGeneratorType)):
+                    return "failure", _GENERATOR, False
             return "success", None, False
         except Stopped:
             return "failure", "stopped by SIGTERM (the job's timeout or the drain deadline)", True
@@ -206,6 +210,12 @@ class Worker:
             loop = self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
         loop.run_until_complete(awaitable)
+
+
+# A generator function's body runs only when the generator is iterated: called, it ran none of it.
+_GENERATOR = (
+    "the handler is a generator function (it yields): calling it ran none of its body; return instead of yielding"
+)
 
 
 def _message(error):

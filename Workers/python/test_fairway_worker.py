@@ -324,6 +324,24 @@ class RegistryTests(unittest.TestCase):
         with self.assertRaises(SystemExit, msg="sys.exit() in a handler still ends the worker"):
             run_in_process({"exits": lambda payload: sys.exit(4)})
 
+    def test_a_generator_handler_fails_its_job_instead_of_succeeding_unrun(self):
+        ran = []
+
+        def generator(payload):
+            ran.append("generator")
+            yield
+
+        async def async_generator(payload):
+            ran.append("async generator")
+            yield
+
+        reasons = run_in_process({"generator": generator, "async-generator": async_generator,
+                                  "returns-an-iterator": lambda payload: iter([1]), "after": lambda payload: None})
+        self.assertIn("generator function (it yields): calling it ran none of its body", reasons["generator"])
+        self.assertEqual(reasons["async-generator"], reasons["generator"])
+        self.assertEqual((reasons["returns-an-iterator"], reasons["after"]), ("success", "success"))
+        self.assertEqual(ran, [], "neither body ran")
+
     def test_a_job_header_in_fairways_layout_reads_as_the_same_header_as_json(self):
         # Fairway's own layout is matched by its text, any other read as JSON: the two must give a handler the
         # same job. Each header is sent twice, in Fairway's layout and spaced (which only JSON reads).

@@ -245,6 +245,21 @@ test("a handler's return value: a thenable is awaited; one whose then throws fai
   assert.deepStrictEqual(worker.runOne({ jobType: 'broken' }, empty), { outcome: 'failure', reason: 'RangeError: no then' });
 });
 
+test('a generator function as a handler fails its job instead of succeeding with its body unrun', () => {
+  const worker = new Worker();
+  const ran = [];
+  worker.handle('generator', function* () { ran.push('generator'); yield 1; });
+  worker.handle('async-generator', async function* () { ran.push('async generator'); yield 1; });
+  worker.handle('returns-an-iterator', () => [1, 2].values());
+  const empty = Buffer.alloc(0);
+  const generator = worker.runOne({ jobType: 'generator' }, empty);
+  assert.strictEqual(generator.outcome, 'failure');
+  assert.match(generator.reason, /generator function \(function\*\): calling it ran none of its body/);
+  assert.deepStrictEqual(worker.runOne({ jobType: 'async-generator' }, empty), generator);
+  assert.deepStrictEqual(worker.runOne({ jobType: 'returns-an-iterator' }, empty), { outcome: 'success' });
+  assert.deepStrictEqual(ran, []);
+});
+
 test('a thrown value that cannot be read as text fails its job, not the worker', async () => {
   const worker = new Worker();
   const unreadable = { outcome: 'failure', reason: 'the handler threw an object that cannot be read as text' };

@@ -153,12 +153,8 @@ final class Worker
             };
             // Asked once per class, not per job.
             $this->handle((string) $jobType, (new \ReflectionMethod($class, 'handle'))->getNumberOfParameters() > 0
-                ? static function (mixed $payload, Context $context) use ($build): void {
-                    $build($payload)->handle($context);
-                }
-                : static function (mixed $payload) use ($build): void {
-                    $build($payload)->handle();
-                });
+                ? static fn (mixed $payload, Context $context): mixed => $build($payload)->handle($context)
+                : static fn (mixed $payload): mixed => $build($payload)->handle());
         }
         return $this;
     }
@@ -280,7 +276,12 @@ final class Worker
         }
         $this->running = true;
         try {
-            $context === null ? $handler($payload) : $handler($payload, $context);
+            $returned = $context === null ? $handler($payload) : $handler($payload, $context);
+            if ($returned instanceof \Generator) {
+                // A generator function's body runs only when the generator is iterated: called, it ran none of it.
+                return ['failure', 'the handler is a generator function (it yields): calling it ran none of its body; '
+                    . 'return instead of yielding', false];
+            }
             return ['success', null, false];
         } catch (Stopped) {
             return ['failure', "stopped by SIGTERM (the job's timeout or the drain deadline)", true];

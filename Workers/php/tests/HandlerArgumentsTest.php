@@ -13,7 +13,7 @@ final class HandlerArgumentsTest extends TestCase
 {
     public function testTheContextIsPassedOnlyToHandlersThatDeclareIt(): void
     {
-        [$process, $pipes] = WorkerScript::start(<<<'PHP'
+        $code = <<<'PHP'
             use Fairway\Context;
             use Fairway\PermanentError;
 
@@ -53,27 +53,13 @@ final class HandlerArgumentsTest extends TestCase
             $worker->handle('static', [Handlers::class, 'withContext']);
             $worker->jobs(['with' => WithContext::class, 'without' => WithoutContext::class]);
             exit($worker->run());
-            PHP);
+            PHP;
         $jobs = [
             'one' => [], 'none' => [], 'two' => ['of' => 'two'], 'rest' => [], 'named' => [], 'static' => [],
             'with' => ['n' => 5], 'without' => [],
         ];
-        foreach ($jobs as $type => $payload) {
-            $header = '{"kind":"job","id":"' . $type . '","queue":"q-' . $type . '","jobType":"' . $type
-                . '","attempt":2,"maxAttempts":3}';
-            $body = json_encode($payload);
-            fwrite($pipes[0], WorkerScript::frame($header, $body));
-        }
-        fclose($pipes[0]);
-        $stdout = stream_get_contents($pipes[1]);
-        $stderr = stream_get_contents($pipes[2]);
-        $this->assertSame(0, proc_close($process), $stderr);
-        $reasons = [];
-        foreach (WorkerScript::headers($stdout) as $header) {
-            if ($header['kind'] === 'result') {
-                $reasons[$header['id']] = $header['reason'] ?? $header['outcome'];
-            }
-        }
+        [$status, $reasons, $stderr] = WorkerScript::reasons($code, $jobs);
+        $this->assertSame(0, $status, $stderr);
         $this->assertSame([
             'one' => 'arguments 1',
             'none' => 'arguments 1',
@@ -84,5 +70,29 @@ final class HandlerArgumentsTest extends TestCase
             'with' => 'class with n=5',
             'without' => 'class arguments 0',
         ], $reasons, $stderr);
+    }
+
+    public function testAGeneratorHandlerFailsItsJobInsteadOfSucceedingWithItsBodyUnrun(): void
+    {
+        [$status, $reasons, $stderr] = WorkerScript::reasons(<<<'PHP'
+            final class YieldingJob
+            {
+                public function handle(): \Generator { fwrite(STDERR, "ran\n"); yield 1; }
+            }
+            final class ReturningJob
+            {
+                public function handle(): int { return 7; }
+            }
+            $worker = new Fairway\Worker();
+            $worker->handle('generator', function (mixed $payload): \Generator { fwrite(STDERR, "ran\n"); yield 1; });
+            $worker->jobs(['yielding-class' => YieldingJob::class, 'returning-class' => ReturningJob::class]);
+            exit($worker->run());
+            PHP, ['generator' => [], 'yielding-class' => [], 'returning-class' => []]);
+        $this->assertSame(0, $status, $stderr);
+        $this->assertStringContainsString(
+            'generator function (it yields): calling it ran none of its body', $reasons['generator']);
+        $this->assertSame($reasons['generator'], $reasons['yielding-class']);
+        $this->assertSame('success', $reasons['returning-class']);
+        $this->assertStringNotContainsString('ran', $stderr);
     }
 }
