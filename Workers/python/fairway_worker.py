@@ -10,7 +10,7 @@
             raise PermanentError("no customer")      # dead-lettered at once
         mail(payload["customer"])                    # any other exception: retried, then dead-lettered
 
-    worker.run()
+    raise SystemExit(worker.run())
 
 Standard library only (Python 3.8+). The protocol is docs/worker-protocol.md: Fairway writes jobs to the
 worker's stdin and reads results from its stdout, so handlers must not print to stdout: `print()` is sent
