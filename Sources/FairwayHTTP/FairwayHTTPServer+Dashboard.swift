@@ -86,6 +86,8 @@ extension FairwayHTTPServer {
             let state: String
             if settings.paused {
                 state = "paused"
+            } else if queue.heldOffSeconds != nil {
+                state = "worker cannot start"
             } else if settings.maxConcurrency != .max && queue.inFlight >= settings.maxConcurrency {
                 state = "at its cap"
             } else if let limit = settings.rateLimit, queue.held > 0,

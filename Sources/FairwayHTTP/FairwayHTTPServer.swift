@@ -300,6 +300,11 @@ public final class FairwayHTTPServer: Service, Sendable {
         var deadLettered: Int
         /// Keys (tenants, or a pattern's queues) with jobs held or running; absent while none.
         var activeKeys: Int?
+        /// Worker processes that could not start for the queue's jobs, in a row; absent while none.
+        var failedWorkerStarts: Int?
+        /// Seconds until the queue is tried again after its worker could not start; absent when it is not
+        /// held off. Its jobs wait meanwhile, charged nothing.
+        var heldOffSeconds: Double?
     }
 
     func queueList() -> [QueueState] {
@@ -312,7 +317,9 @@ public final class FairwayHTTPServer: Service, Sendable {
                 paused: queue.settings.paused, ready: depths[queue.name]?.ready ?? 0, held: queue.held,
                 inFlight: queue.inFlight, succeeded: queue.succeeded, failed: queue.failed, timedOut: queue.timedOut,
                 crashed: queue.crashed, deadLettered: queue.deadLettered,
-                activeKeys: queue.activeKeys > 0 ? queue.activeKeys : nil
+                activeKeys: queue.activeKeys > 0 ? queue.activeKeys : nil,
+                failedWorkerStarts: queue.failedWorkerStarts > 0 ? queue.failedWorkerStarts : nil,
+                heldOffSeconds: queue.heldOffSeconds
             )
         }
     }

@@ -51,6 +51,7 @@ public final class FairwayMetrics: EngineObserver, Sendable {
     private let processesStarted: Counter
     private let processesCrashed: Counter
     private let processesRecycled: Counter
+    private let processesFailedStarts: Counter
     private let processesIdle: Gauge
     private let jobsSentAhead: Counter
     /// The engine's process counts at the last scrape: counters grow by the difference.
@@ -90,6 +91,10 @@ public final class FairwayMetrics: EngineObserver, Sendable {
             descriptor: Self.name(
                 "worker_processes_recycled", "total",
                 "Worker processes replaced after their job or memory limit, or a timeout."))
+        processesFailedStarts = registry.makeCounter(
+            descriptor: Self.name(
+                "worker_processes_failed_starts", "total",
+                "Worker processes that could not be started; their queue's jobs wait, charged nothing."))
         processesIdle = registry.makeGauge(
             descriptor: Self.name("worker_processes_idle", "", "Worker processes waiting for a job."))
         jobsSentAhead = registry.makeCounter(
@@ -258,6 +263,7 @@ public final class FairwayMetrics: EngineObserver, Sendable {
         processesStarted.increment(by: Int64(max(0, counts.started - last.started)))
         processesCrashed.increment(by: Int64(max(0, counts.crashed - last.crashed)))
         processesRecycled.increment(by: Int64(max(0, counts.recycled - last.recycled)))
+        processesFailedStarts.increment(by: Int64(max(0, counts.failedStarts - last.failedStarts)))
         processesIdle.set(to: Double(counts.idle))
         jobsSentAhead.increment(by: Int64(max(0, counts.sentAhead - last.sentAhead)))
         for (source, up) in sources {

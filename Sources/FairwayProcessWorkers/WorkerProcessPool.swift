@@ -128,6 +128,7 @@ public final class WorkerProcessPool: Sendable {
                 process.running(queue: first.queue)
             }
         } catch {
+            state.withLockedValue { $0.counts.failedStarts += 1 }
             ended([.notStarted(reason: error.description)])
             return
         }

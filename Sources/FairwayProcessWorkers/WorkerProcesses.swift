@@ -38,12 +38,21 @@ final class ProcessJobPool: IsolatedJobPool {
         more: (Int) -> [IsolatedJob],
         ended: ([JobOutcome]) -> Void,
         cancellable: (@escaping @Sendable () -> Void) -> Void
-    ) {
+    ) -> IsolatedRunEnd {
+        var end = IsolatedRunEnd.ran
         pool.run(
             Self.message(for: first), payload: first.delivery.payload,
             more: { more($0).map { (Self.message(for: $0), $0.delivery.payload) } },
-            ended: { ended($0.map { outcome(of: $0, queue: first.context.queue) }) },
+            ended: { results in
+                // A start that failed is reported alone, before any job reached a worker.
+                if results.count == 1, case .notStarted(let reason) = results[0] {
+                    end = .notStarted(reason: reason)
+                } else {
+                    ended(results.map(Self.outcome(of:)))
+                }
+            },
             started: { cancel in cancellable { cancel() } })
+        return end
     }
 
     private static func message(for job: IsolatedJob) -> WorkerMessage {
@@ -53,7 +62,7 @@ final class ProcessJobPool: IsolatedJobPool {
             key: job.context.fairnessKey)
     }
 
-    private func outcome(of result: WorkerRunResult, queue: String) -> JobOutcome {
+    private static func outcome(of result: WorkerRunResult) -> JobOutcome {
         switch result {
         case .finished(.success, _):
             return .succeeded
@@ -64,7 +73,7 @@ final class ProcessJobPool: IsolatedJobPool {
         case .crashed(let reason):
             return .crashed(reason: reason)
         case .notStarted(let reason):
-            logger.error("worker process could not start", metadata: ["queue": "\(queue)", "reason": "\(reason)"])
+            // Not reached: a start that failed ends the run instead (`run`), and its job is released.
             return .failed(reason: reason)
         }
     }

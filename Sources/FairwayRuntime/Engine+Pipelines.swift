@@ -23,7 +23,7 @@ extension Engine {
         var mark = sources[first.delivery.sourceIndex].runStarting(first.delivery)
         // Set once the watchdog or the shutdown took the running job: what the worker says after is moot.
         var lost = false
-        pool.run(
+        let end = pool.run(
             IsolatedJob(delivery: first.delivery, context: context, timeout: first.definition.timeout),
             more: { room in
                 // The worker answered every job it had: the slot runs none, so none is sent ahead.
@@ -88,14 +88,48 @@ extension Engine {
         releaseUnstarted(unstarted)
         if !lost, pending.count > 0, slot.claim(.finishing), let running = slot.delivery {
             // The pool returned without the result of the job the worker was running: released, since
-            // nothing says how it ended.
+            // nothing says how it ended; or no worker could be started for it, and it never ran.
+            sources[running.sourceIndex].runEnded(mark)
             sources[running.sourceIndex].settle(running, .release)
             monitor.lock()
             counters[running.queue.index].released += 1
+            if case .notStarted(let reason) = end {
+                holdOffLocked(running.queue, reason: reason)
+            }
             finishLocked(slot, outcome: nil, settlement: .release, cost: 0)
             return
         }
         monitor.lock()
+        if end == .ran {
+            counters[first.dispatch.queue.index].failedWorkerStarts = 0
+        }
+    }
+
+    /// The longest a queue is held off after its worker process could not start.
+    static let longestHoldOff = Duration.seconds(60)
+
+    /// A job of `queue` was released because no worker process could be started for it: the queue is not
+    /// picked again for a while, 1 s after the first failure and twice as long after each further one, up to
+    /// a minute, until a start succeeds. Its jobs wait, charged nothing, for a worker that can start (the
+    /// next deploy, a fixed `command`) rather than spend their attempts on starts that fail, and no thread
+    /// spins starting a program that cannot run. Called with the monitor held.
+    func holdOffLocked(_ queue: QueueID, reason: String) {
+        let now = MonotonicClock.now
+        // Threads that took the queue's jobs together fail together: the first failure holds it off.
+        guard scheduler.heldUntil(queue, now: now) == nil else { return }
+        let index = queue.index
+        counters[index].failedWorkerStarts += 1
+        let doublings = min(counters[index].failedWorkerStarts - 1, 6)
+        let hold = min(Duration.seconds(1 << doublings), Self.longestHoldOff)
+        scheduler.holdOff(queue, until: now + UInt64(hold.seconds * 1e9), now: now)
+        logger.error(
+            "worker process could not start; the queue's jobs wait, charged nothing",
+            metadata: [
+                "queue": "\(definitions[index].name)", "reason": "\(reason)",
+                "failedStarts": "\(counters[index].failedWorkerStarts)", "retryIn": "\(hold.compactDescription)",
+            ])
+        // Idle threads sleeping without a deadline must wake when the hold ends.
+        workAvailable.broadcast()
     }
 
     /// Settles the jobs a worker process answered in one read, the first `outcomes.count` of `jobs` (in the

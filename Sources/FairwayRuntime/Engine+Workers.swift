@@ -168,7 +168,7 @@ extension Engine {
                 return (delivery, definition, dispatch)
             }
             idleWorkers += 1
-            if let wake = scheduler.nextTokenTime {
+            if let wake = scheduler.nextEligibleTime {
                 workAvailable.wait(until: wake)
             } else {
                 workAvailable.wait()

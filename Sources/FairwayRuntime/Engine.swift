@@ -265,7 +265,7 @@ public final class Engine: @unchecked Sendable {
                 workAvailable.broadcast()
             }
             // A rate limit may now wake sooner than idle workers planned to.
-            if scheduler.nextTokenTime != nil {
+            if scheduler.nextEligibleTime != nil {
                 workAvailable.broadcast()
             }
         }
@@ -275,11 +275,15 @@ public final class Engine: @unchecked Sendable {
     public func snapshot() -> EngineSnapshot {
         monitor.withLock {
             var queues = counters
+            let now = MonotonicClock.now
             for index in queues.indices {
                 queues[index].held = buffers[index].count
                 queues[index].inFlight = scheduler.inFlight(QueueID(index))
                 queues[index].oldestHeldEnqueuedAt = buffers[index].heads.compactMap(\.enqueuedAt).min()
                 queues[index].activeKeys = keyed[index] ? buffers[index].activeKeys : 0
+                queues[index].heldOffSeconds = scheduler.heldUntil(QueueID(index), now: now).map {
+                    Double($0 - now) / 1e9
+                }
             }
             var snapshot = EngineSnapshot(
                 queues: queues,

@@ -29,6 +29,12 @@ public struct QueueSnapshot: Sendable, Hashable {
     public var released: Int = 0
     /// Worker-seconds spent on this queue's jobs, as measured.
     public var busySeconds: Double = 0
+    /// Starts of a worker process for this queue's jobs that failed in a row (0 once one starts): the queue
+    /// is then held off, its jobs waiting, charged nothing (`heldOffSeconds`).
+    public var failedWorkerStarts: Int = 0
+    /// Seconds until the queue is picked again after a worker process could not start, or nil when it is
+    /// not held off.
+    public var heldOffSeconds: Double?
     /// Seconds jobs waited between enqueue and start, summed, over `waitSamples` jobs.
     public var waitSeconds: Double = 0
     public var waitSamples: Int = 0

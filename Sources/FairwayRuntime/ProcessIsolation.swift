@@ -38,13 +38,16 @@ public protocol IsolatedJobPool: AnyObject, Sendable {
     /// worker's output brought, so that the engine settles them together. When the worker dies, the job
     /// it was running is reported crashed (last in its call) and the jobs behind it are not reported: they
     /// never started, and the caller releases them. `cancellable` receives, once the first job is on its
-    /// way, the action that stops the worker (a timeout passed, or a drain ended).
+    /// way, the action that stops the worker (a timeout passed, or a drain ended). When no worker could be
+    /// started for `first`, nothing is reported to `ended`: the run's end says so, and the job, which never
+    /// ran, is the caller's to release.
+    @discardableResult
     func run(
         _ first: IsolatedJob,
         more: (Int) -> [IsolatedJob],
         ended: ([JobOutcome]) -> Void,
         cancellable: (@escaping @Sendable () -> Void) -> Void
-    )
+    ) -> IsolatedRunEnd
 
     /// The most jobs this pool's settings let one worker process hold at once (1: no pipelining).
     var pipelineLimit: Int { get }
@@ -56,6 +59,15 @@ public protocol IsolatedJobPool: AnyObject, Sendable {
     func shutdown()
 }
 
+/// How an ``IsolatedJobPool/run(_:more:ended:cancellable:)`` ended.
+public enum IsolatedRunEnd: Sendable, Equatable {
+    /// A worker process took the first job; `ended` was told what became of it and of the jobs after it.
+    case ran
+    /// No worker process could be started (the program is missing, exits at once, or never says hello):
+    /// the first job never ran and is charged nothing; `reason` says why the start failed.
+    case notStarted(reason: String)
+}
+
 /// What the supervisors of worker processes have seen.
 public struct WorkerProcessCounts: Sendable, Hashable {
     /// Worker processes started.
@@ -64,6 +76,8 @@ public struct WorkerProcessCounts: Sendable, Hashable {
     public var crashed = 0
     /// Worker processes replaced after their job count or memory limit, or after a timeout.
     public var recycled = 0
+    /// Worker processes that could not be started (no hello, or the program could not run).
+    public var failedStarts = 0
     /// Worker processes waiting for a job now.
     public var idle = 0
     /// Jobs sent to a worker process before it answered the one it was running (pipelining).
@@ -77,6 +91,7 @@ public struct WorkerProcessCounts: Sendable, Hashable {
         sum.started += right.started
         sum.crashed += right.crashed
         sum.recycled += right.recycled
+        sum.failedStarts += right.failedStarts
         sum.idle += right.idle
         sum.sentAhead += right.sentAhead
         return sum

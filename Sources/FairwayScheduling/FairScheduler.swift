@@ -33,6 +33,8 @@ public struct FairScheduler: Sendable {
         var dispatched: UInt64 = 0
         /// The group the queue belongs to, or nil.
         var group: Int?
+        /// Before this instant (monotonic nanoseconds) the queue is not picked: see ``holdOff(_:until:now:)``.
+        var heldUntil: UInt64 = 0
 
         var wantsService: Bool {
             !settings.paused && ready > 0 && inFlight < settings.maxConcurrency
@@ -58,8 +60,9 @@ public struct FairScheduler: Sendable {
     /// and hold a rate token (member 2 × queue), and groups with such a member (member 2 × group + 1),
     /// keyed by virtual time.
     private var eligible = IndexedMinHeap<Double>()
-    /// Queues that want service but wait for a rate token, keyed by the instant the token arrives.
-    private var waitingForTokens = IndexedMinHeap<UInt64>()
+    /// Queues that want service but may not be picked before an instant, keyed by it: a rate token's arrival,
+    /// or the end of a hold-off.
+    private var waitingForTime = IndexedMinHeap<UInt64>()
     /// The virtual time of the system: the largest start tag dispatched so far.
     public private(set) var virtualTime: Double = 0
     /// The average measured cost over all queues: the estimate for a queue with no samples yet.
@@ -98,7 +101,7 @@ public struct FairScheduler: Sendable {
         } else {
             eligible.reserve(members: 2 * id + 1)
         }
-        waitingForTokens.reserve(members: queues.count)
+        waitingForTime.reserve(members: queues.count)
         return QueueID(id)
     }
 
@@ -146,7 +149,7 @@ public struct FairScheduler: Sendable {
         }
         // Re-place the queue from scratch: limits may have made it (in)eligible.
         removeEligible(i)
-        waitingForTokens.remove(i)
+        waitingForTime.remove(i)
         place(i, now: now)
     }
 
@@ -157,7 +160,7 @@ public struct FairScheduler: Sendable {
         precondition(count >= 0)
         let i = queue.index
         queues[i].ready += count
-        if !isEligible(i) && !waitingForTokens.contains(i) {
+        if !isEligible(i) && !waitingForTime.contains(i) {
             place(i, now: now)
         }
     }
@@ -169,7 +172,7 @@ public struct FairScheduler: Sendable {
         queues[i].ready -= count
         if !queues[i].wantsService {
             removeEligible(i)
-            waitingForTokens.remove(i)
+            waitingForTime.remove(i)
         }
     }
 
@@ -178,7 +181,7 @@ public struct FairScheduler: Sendable {
     /// Picks the queue whose next job should run now, or nil when no queue is eligible.
     /// The caller must start one job of the returned queue and later report it with ``complete(_:charge:cost:)``.
     public mutating func next(now: UInt64) -> Dispatch? {
-        if !waitingForTokens.isEmpty {
+        if !waitingForTime.isEmpty {
             releaseQueuesWithTokens(now: now)
         }
         guard let (entry, start) = eligible.min else { return nil }
@@ -193,7 +196,7 @@ public struct FairScheduler: Sendable {
                 eligible.remove(entry)
             case .waitsForToken(let due):
                 eligible.remove(entry)
-                waitingForTokens.insert(i, key: due)
+                waitingForTime.insert(i, key: due)
             }
             return Dispatch(queue: QueueID(i), charge: charge)
         }
@@ -210,7 +213,7 @@ public struct FairScheduler: Sendable {
             groups[g].members.remove(i)
         case .waitsForToken(let due):
             groups[g].members.remove(i)
-            waitingForTokens.insert(i, key: due)
+            waitingForTime.insert(i, key: due)
         }
         groups[g].virtualTime = start + charge * groups[g].inverseWeight
         if groups[g].members.isEmpty {
@@ -225,7 +228,7 @@ public struct FairScheduler: Sendable {
     /// caller that can only take some queues' jobs (a worker process of one pool) see whether the next job
     /// in fair order is one of them, and leave it to others when it is not.
     public mutating func peek(now: UInt64) -> QueueID? {
-        if !waitingForTokens.isEmpty {
+        if !waitingForTime.isEmpty {
             releaseQueuesWithTokens(now: now)
         }
         guard let entry = eligible.min?.member else { return nil }
@@ -274,15 +277,35 @@ public struct FairScheduler: Sendable {
                 eligible.update(2 * i, key: queues[i].virtualTime)
             }
         }
-        if !isEligible(i) && !waitingForTokens.contains(i) {
+        if !isEligible(i) && !waitingForTime.contains(i) {
             place(i, now: now)
         }
     }
 
-    /// The instant (monotonic nanoseconds) at which a queue now waiting for a rate token gets one,
-    /// or nil when none waits. A caller with idle workers sleeps until then, not in a polling loop.
-    public var nextTokenTime: UInt64? {
-        waitingForTokens.min?.key
+    /// The instant (monotonic nanoseconds) at which a queue now waiting for a rate token gets one, or for
+    /// the end of its hold-off reaches it, or nil when none waits. A caller with idle workers sleeps until
+    /// then, not in a polling loop.
+    public var nextEligibleTime: UInt64? {
+        waitingForTime.min?.key
+    }
+
+    /// Keeps `queue` from being picked before `until` (monotonic nanoseconds), its ready jobs still counted
+    /// and still arriving: for a queue whose jobs cannot run for now (the program that runs them cannot
+    /// start), so that they wait rather than fail. When the hold ends the queue re-enters at no less than
+    /// the system's virtual time, as any queue that becomes active does: it saves no credit while held. A
+    /// later hold replaces an earlier one; a hold that has ended is no hold.
+    public mutating func holdOff(_ queue: QueueID, until: UInt64, now: UInt64) {
+        let i = queue.index
+        queues[i].heldUntil = until
+        removeEligible(i)
+        waitingForTime.remove(i)
+        place(i, now: now)
+    }
+
+    /// The instant before which `queue` is not picked, if it is held off now.
+    public func heldUntil(_ queue: QueueID, now: UInt64) -> UInt64? {
+        let until = queues[queue.index].heldUntil
+        return until > now ? until : nil
     }
 
     // MARK: - Inspection
@@ -308,8 +331,12 @@ public struct FairScheduler: Sendable {
     /// virtual time so that no credit is saved while it was not competing.
     private mutating func place(_ i: Int, now: UInt64) {
         guard queues[i].wantsService else { return }
+        if queues[i].heldUntil > now {
+            waitingForTime.insert(i, key: queues[i].heldUntil)
+            return
+        }
         if queues[i].bucket != nil && !queues[i].bucket!.hasToken(now: now) {
-            waitingForTokens.insert(i, key: queues[i].bucket!.nextTokenTime())
+            waitingForTime.insert(i, key: queues[i].bucket!.nextTokenTime())
             return
         }
         guard let g = queues[i].group else {
@@ -350,8 +377,8 @@ public struct FairScheduler: Sendable {
     }
 
     private mutating func releaseQueuesWithTokens(now: UInt64) {
-        while let (i, due) = waitingForTokens.min, due <= now {
-            waitingForTokens.remove(i)
+        while let (i, due) = waitingForTime.min, due <= now {
+            waitingForTime.remove(i)
             place(i, now: now)
         }
     }

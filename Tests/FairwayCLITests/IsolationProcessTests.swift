@@ -353,6 +353,52 @@ struct IsolationProcessTests {
         #expect(run.stop().status == 0)
     }
 
+    @Test(
+        "a worker that cannot start holds its queue off: its jobs wait uncharged, other queues run, and they run once it is fixed"
+    )
+    func workerThatCannotStart() throws {
+        // A bad deploy: the worker dies on an import before its hello. Each job's start failed and counted an
+        // attempt, so the whole backlog was dead-lettered within seconds, though no job had run.
+        let folder = TestFolder()
+        let broken = "import sys\nimport a_module_the_deploy_forgot\n"
+        try broken.write(toFile: folder.path("worker.py"), atomically: true, encoding: .utf8)
+        let example = Self.repository.appendingPathComponent("Workers/python/example_worker.py").path
+        let config = try folder.config(
+            """
+            workers: 2
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "broken", isolation: process, command: ["python3", "worker.py"], attempts: 2, backoff: 100ms }
+              - { name: "fine", isolation: process, command: ["python3", "\(example)"], attempts: 2 }
+            """)
+        let file = try SQLiteQueue(path: folder.path("q.db"))
+        let log = folder.path("runs.log")
+        for queue in ["broken", "fine"] {
+            try file.enqueue(contentsOf: Self.appends(queue, 5, log: log, line: queue, ms: { _ in 0 }))
+        }
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(try eventually(timeout: 30) { try file.stats()["fine"]?.completed == 5 }, "\(run.log)")
+        // Two attempts 100 ms apart would have dead-lettered all five by now, many times over.
+        #expect(eventually(timeout: 30) { run.log.components(separatedBy: "could not start;").count > 3 })
+        let held = try #require(try file.stats()["broken"])
+        #expect(held.dead == 0 && held.failed == 0 && held.completed == 0 && held.delayed == 0, "\(held)")
+        #expect(run.log.contains("the queue's jobs wait, charged nothing"), "\(run.log)")
+        #expect(run.log.contains("a_module_the_deploy_forgot"), "the worker's own error is in the log")
+        let port = try #require(run.httpPort)
+        let exposition = HTTP.call("GET", port: port, "/metrics").body
+        #expect((HTTP.sample(exposition, "fairway_worker_processes_failed_starts_total") ?? 0) >= 3, "\(exposition)")
+        #expect(HTTP.sample(exposition, #"fairway_jobs_completed_total{queue="broken",outcome="failure"}"#) ?? 0 == 0)
+        // The fix is deployed: once the hold ends (8 s at most by now, doubling from 1 s) the jobs run, first time.
+        try "import runpy\nrunpy.run_path(\"\(example)\", run_name=\"__main__\")\n".write(
+            toFile: folder.path("worker.py"), atomically: true, encoding: .utf8)
+        #expect(try eventually(timeout: 90) { try file.stats()["broken"]?.completed == 5 }, "\(run.log)")
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        #expect(lines.filter { $0.hasPrefix("broken-") }.allSatisfy { $0.hasSuffix("attempt=1") }, "\(lines)")
+        #expect(try file.deadLetters().isEmpty)
+        #expect(run.stop().status == 0)
+    }
+
     @Test("the Python example worker runs jobs, reports failures and rejections, and is replaced when it dies")
     func pythonWorker() throws {
         let folder = TestFolder()

@@ -5,6 +5,15 @@ import Testing
 @Suite("Eligibility and no credit hoarding")
 struct EligibilityTests {
     /// Dispatches `count` jobs, completing each at once, and returns how many each queue got.
+    /// Two queues of weight 1 with `jobs` ready each.
+    static func twoBacklogged(_ scheduler: inout FairScheduler, jobs: Int) -> (QueueID, QueueID) {
+        let first = scheduler.addQueue(QueueSettings(weight: 1))
+        let second = scheduler.addQueue(QueueSettings(weight: 1))
+        scheduler.arrived(first, count: jobs, now: 0)
+        scheduler.arrived(second, count: jobs, now: 0)
+        return (first, second)
+    }
+
     static func serve(_ scheduler: inout FairScheduler, _ count: Int, now: UInt64 = 0) -> [Int: Int] {
         var served: [Int: Int] = [:]
         for _ in 0..<count {
@@ -66,10 +75,38 @@ struct EligibilityTests {
             #expect(dispatch.queue == other)
             scheduler.complete(dispatch.queue, charge: dispatch.charge)
         }
-        let wake = scheduler.nextTokenTime
+        let wake = scheduler.nextEligibleTime
         #expect(wake != nil)
         #expect(wake! >= 99_000_000 && wake! <= 100_000_001)
         #expect(scheduler.next(now: 100_000_001)?.queue == limited)
+    }
+
+    @Test("a held-off queue is skipped until its hold ends, then re-enters without credit saved while held")
+    func heldOffSkipped() {
+        var scheduler = FairScheduler()
+        let (held, other) = Self.twoBacklogged(&scheduler, jobs: 100)
+        scheduler.holdOff(held, until: 1_000_000_000, now: 0)
+        #expect(scheduler.heldUntil(held, now: 0) == 1_000_000_000)
+        #expect(scheduler.nextEligibleTime == 1_000_000_000)
+        for _ in 0..<40 {
+            let dispatch = scheduler.next(now: 500_000_000)!
+            #expect(dispatch.queue == other)
+            scheduler.complete(dispatch.queue, charge: dispatch.charge)
+        }
+        scheduler.arrived(held, count: 5, now: 600_000_000)
+        #expect(scheduler.next(now: 999_999_999)?.queue == other, "arrivals do not end a hold")
+        #expect(scheduler.heldUntil(held, now: 1_000_000_000) == nil)
+        // Back at the system's virtual time, one job behind the other queue at most: the two alternate, the
+        // held one does not make up its 40 missed turns.
+        var picks: [QueueID] = []
+        for _ in 0..<20 {
+            let dispatch = scheduler.next(now: 1_000_000_000)!
+            picks.append(dispatch.queue)
+            scheduler.complete(dispatch.queue, charge: dispatch.charge)
+        }
+        let heldPicks = picks.filter { $0 == held }.count
+        #expect(heldPicks == 10 || heldPicks == 11, "\(picks)")
+        #expect(scheduler.ready(held) == 105 - heldPicks)
     }
 
     @Test("rate limits hold over time: no more starts than rate × time + burst")
@@ -140,10 +177,7 @@ struct EligibilityTests {
     @Test("reweighting takes effect from the next decision")
     func reweightWithinOneDecision() {
         var scheduler = FairScheduler()
-        let a = scheduler.addQueue(QueueSettings(weight: 1))
-        let b = scheduler.addQueue(QueueSettings(weight: 1))
-        scheduler.arrived(a, count: 10_000, now: 0)
-        scheduler.arrived(b, count: 10_000, now: 0)
+        let (a, _) = Self.twoBacklogged(&scheduler, jobs: 10_000)
         let even = Self.serve(&scheduler, 100)
         #expect(even[a.index] == 50)
         scheduler.update(a, settings: QueueSettings(weight: 3), now: 0)

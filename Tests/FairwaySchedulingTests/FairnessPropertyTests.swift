@@ -96,7 +96,9 @@ struct FairnessPropertyTests {
         }
     }
 
-    @Test("peek names the queue next would pick, in groups or not, whatever arrived, ran, paused or ran out of tokens")
+    @Test(
+        "peek names the queue next would pick, in groups or not, whatever arrived, ran, paused, was held off or ran out of tokens; a held-off queue is never picked before its hold ends, and none is lost"
+    )
     func peekAgreesWithNext() async {
         await propertyCheck(count: 200, input: Gen.int(in: 1...12), Gen.uint64()) { queueCount, seed in
             var random = seed | 1
@@ -130,13 +132,36 @@ struct FairnessPropertyTests {
                     var settings = scheduler.settings(of: queue)
                     settings.paused = draw(3) == 0
                     scheduler.update(queue, settings: settings, now: now)
+                case 3 where draw(3) == 0:
+                    scheduler.holdOff(queues[draw(queueCount)], until: now + UInt64(draw(20_000_000)), now: now)
                 default:
                     let peeked = scheduler.peek(now: now)
                     let picked = scheduler.next(now: now)
                     #expect(peeked == picked?.queue)
-                    if let picked { running.append(picked) }
+                    if let picked {
+                        #expect(scheduler.heldUntil(picked.queue, now: now) == nil, "picked while held off")
+                        running.append(picked)
+                    }
                 }
             }
+            // Every hold ends: each queue's ready jobs all run, none left behind by a hold.
+            for done in running { scheduler.complete(done.queue, charge: done.charge, now: now) }
+            for queue in queues {
+                var settings = scheduler.settings(of: queue)
+                settings.paused = false
+                scheduler.update(queue, settings: settings, now: now)
+            }
+            now += 30_000_000
+            while true {
+                if let picked = scheduler.next(now: now) {
+                    scheduler.complete(picked.queue, charge: picked.charge, now: now)
+                } else if let wake = scheduler.nextEligibleTime {
+                    now = max(now, wake)
+                } else {
+                    break
+                }
+            }
+            #expect(queues.allSatisfy { scheduler.ready($0) == 0 }, "a queue kept ready jobs after every hold ended")
         }
     }
 
