@@ -90,12 +90,16 @@ public final class ScaleAdvisor: @unchecked Sendable {
     )
         -> ScaleSignal
     {
-        let ready = snapshot.queues.reduce(0) { $0 + (depths[$1.name]?.ready ?? 0) }
+        // A queue held off because its worker process cannot start asks for no capacity: more processes of
+        // the same deploy could not start it either, and scaling out on its backlog would only multiply the
+        // failing starts.
+        let served = snapshot.queues.filter { $0.heldOffSeconds == nil }
+        let ready = served.reduce(0) { $0 + (depths[$1.name]?.ready ?? 0) }
         // Queue time: the oldest waiting job's age, and the queue furthest over its own target.
         var oldestAge = 0.0
         var ratio = 0.0
         var slowest: String?
-        for queue in snapshot.queues {
+        for queue in served {
             let age = queue.oldestWaitingSeconds(sourceAge: depths[queue.name]?.oldestAgeSeconds, wallNow: wallNow)
             oldestAge = max(oldestAge, age)
             let target = max(0.001, (settings.latencyTargets[queue.name] ?? settings.targetLatency).seconds)
@@ -104,7 +108,7 @@ public final class ScaleAdvisor: @unchecked Sendable {
                 slowest = queue.name
             }
         }
-        let backlog = ready + snapshot.held
+        let backlog = ready + served.reduce(0) { $0 + $1.held }
         let completed = snapshot.queues.reduce(0) { $0 + $1.completed }
         let busySeconds = snapshot.queues.reduce(0) { $0 + $1.busySeconds }
         return lock.withLock {

@@ -59,6 +59,29 @@ struct ScaleAdvisorTests {
         #expect(busier.desiredWorkers == 8, "never fewer than are busy: \(busier)")
     }
 
+    @Test("a queue held off because its worker cannot start asks for no capacity: its backlog and age are left out")
+    func heldOffQueueLeftOut() {
+        var broken = QueueSnapshot(name: "broken", settings: QueueSettings(), held: 32, inFlight: 0)
+        broken.heldOffSeconds = 8
+        broken.failedWorkerStarts = 4
+        let fine = QueueSnapshot(name: "fine", settings: QueueSettings(), held: 0, inFlight: 2)
+        let snapshot = EngineSnapshot(
+            queues: [broken, fine], workers: 8, busyWorkers: 2, stuckWorkers: 0, draining: false)
+        let depths = [
+            "broken": QueueDepth(ready: 50_000, oldestAgeSeconds: 600),
+            "fine": QueueDepth(ready: 3, oldestAgeSeconds: 1),
+        ]
+        let signal = Self.advisor(target: 10).observe(snapshot, depths: depths, now: 0, wallNow: 0)
+        #expect(signal.backlog == 3, "\(signal)")
+        #expect(signal.oldestAgeSeconds == 1 && signal.slowestQueue == "fine", "\(signal)")
+        #expect(signal.desiredReplicas == 1, "\(signal)")
+        broken.heldOffSeconds = nil  // its hold ended: it asks again
+        let again = Self.advisor(target: 10).observe(
+            EngineSnapshot(queues: [broken, fine], workers: 8, busyWorkers: 2, stuckWorkers: 0, draining: false),
+            depths: depths, now: 0, wallNow: 0)
+        #expect(again.backlog == 50_035 && again.slowestQueue == "broken", "\(again)")
+    }
+
     @Test("nothing waiting: no age, no drain time, and never fewer workers than are busy")
     func idle() {
         let signal = Self.advisor(target: 10).observe(
