@@ -182,7 +182,7 @@ public struct FairScheduler: Sendable {
     /// The caller must start one job of the returned queue and later report it with ``complete(_:charge:cost:)``.
     public mutating func next(now: UInt64) -> Dispatch? {
         if !waitingForTime.isEmpty {
-            releaseQueuesWithTokens(now: now)
+            releaseQueuesDue(now: now)
         }
         guard let (entry, start) = eligible.min else { return nil }
         if start > virtualTime { virtualTime = start }
@@ -229,7 +229,7 @@ public struct FairScheduler: Sendable {
     /// in fair order is one of them, and leave it to others when it is not.
     public mutating func peek(now: UInt64) -> QueueID? {
         if !waitingForTime.isEmpty {
-            releaseQueuesWithTokens(now: now)
+            releaseQueuesDue(now: now)
         }
         guard let entry = eligible.min?.member else { return nil }
         return QueueID(entry & 1 == 0 ? entry >> 1 : groups[entry >> 1].members.min!.member)
@@ -376,7 +376,7 @@ public struct FairScheduler: Sendable {
         if groups[g].members.isEmpty { eligible.remove(2 * g + 1) }
     }
 
-    private mutating func releaseQueuesWithTokens(now: UInt64) {
+    private mutating func releaseQueuesDue(now: UInt64) {
         while let (i, due) = waitingForTime.min, due <= now {
             waitingForTime.remove(i)
             place(i, now: now)
