@@ -89,7 +89,9 @@ public final class WorkerProcessPool: Sendable {
         started: (WorkerCancel) -> Void
     ) -> WorkerRunResult {
         var outcome = WorkerRunResult.notStarted(reason: "no result")
-        run(job, payload: payload, more: { _ in [] }, ended: { outcome = $0.last ?? outcome }, started: started)
+        let end = run(
+            job, payload: payload, more: { _ in [] }, ended: { outcome = $0.last ?? outcome }, started: started)
+        if case .notStarted(let reason) = end { return .notStarted(reason: reason) }
         return outcome
     }
 
@@ -99,14 +101,16 @@ public final class WorkerProcessPool: Sendable {
     /// the jobs' results in the order sent, as they arrive: every result one read brought, together, so
     /// that the caller settles them in one step. Returns when no job is outstanding, or when the worker died
     /// or was stopped: the job it was running is then reported crashed (last of its batch) and the jobs
-    /// behind it are not reported at all, because they never started.
+    /// behind it are not reported at all, because they never started. When no worker could be started for
+    /// `first`, nothing is reported to `ended`, and the returned end says why.
+    @discardableResult
     public func run(
         _ first: WorkerMessage,
         payload: [UInt8],
         more: (Int) -> [(WorkerMessage, [UInt8])],
         ended: ([WorkerRunResult]) -> Void,
         started: (WorkerCancel) -> Void
-    ) {
+    ) -> IsolatedRunEnd {
         var process: WorkerProcess
         do {
             process = try checkout()
@@ -121,7 +125,7 @@ public final class WorkerProcessPool: Sendable {
                 guard tries < 3 else {
                     state.withLockedValue { $0.counts.crashed += 1 }
                     ended([.crashed(reason: "worker process \(process.pid) \(death) before it could take the job")])
-                    return
+                    return .ran
                 }
                 state.withLockedValue { $0.counts.recycled += 1 }
                 process = try spawn()
@@ -129,8 +133,7 @@ public final class WorkerProcessPool: Sendable {
             }
         } catch {
             state.withLockedValue { $0.counts.failedStarts += 1 }
-            ended([.notStarted(reason: error.description)])
-            return
+            return .notStarted(reason: error.description)
         }
         let grace = settings.killGrace
         started(WorkerCancel { [process] in process.terminate(grace: grace) })
@@ -170,7 +173,7 @@ public final class WorkerProcessPool: Sendable {
                 } catch {
                     results.append(crashed(process, error))
                     ended(results)
-                    return
+                    return .ran
                 }
                 outstanding.removeFirst()
                 results.append(.finished(result.outcome ?? .failure, reason: result.reason))
@@ -182,10 +185,11 @@ public final class WorkerProcessPool: Sendable {
                 process.kill()
                 process.reap()
                 state.withLockedValue { $0.counts.recycled += 1 }
-                return
+                return .ran
             }
         }
         checkin(process)
+        return .ran
     }
 
     /// The worker died or broke the protocol while running a job: it is gone, and the job crashed, unless

@@ -39,20 +39,11 @@ final class ProcessJobPool: IsolatedJobPool {
         ended: ([JobOutcome]) -> Void,
         cancellable: (@escaping @Sendable () -> Void) -> Void
     ) -> IsolatedRunEnd {
-        var end = IsolatedRunEnd.ran
         pool.run(
             Self.message(for: first), payload: first.delivery.payload,
             more: { more($0).map { (Self.message(for: $0), $0.delivery.payload) } },
-            ended: { results in
-                // A start that failed is reported alone, before any job reached a worker.
-                if results.count == 1, case .notStarted(let reason) = results[0] {
-                    end = .notStarted(reason: reason)
-                } else {
-                    ended(results.map(Self.outcome(of:)))
-                }
-            },
+            ended: { ended($0.map(Self.outcome(of:))) },
             started: { cancel in cancellable { cancel() } })
-        return end
     }
 
     private static func message(for job: IsolatedJob) -> WorkerMessage {
@@ -73,7 +64,7 @@ final class ProcessJobPool: IsolatedJobPool {
         case .crashed(let reason):
             return .crashed(reason: reason)
         case .notStarted(let reason):
-            // Not reached: a start that failed ends the run instead (`run`), and its job is released.
+            // Never among a run's results: a start that failed is the run's end (`run`), and its job released.
             return .failed(reason: reason)
         }
     }
