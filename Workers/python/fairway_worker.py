@@ -144,14 +144,7 @@ class Worker:
                 return 2
             if message is None:
                 return 0
-            header, body = message
-            if type(header) is dict:
-                if header.get("kind") != "job":
-                    print(f"fairway_worker: expected a job, got {header.get('kind')!r}; exiting", file=sys.stderr)
-                    return 2
-                job_id, job_type = header.get("id"), str(header.get("jobType", ""))
-            else:  # a job in Fairway's own layout
-                job_id, job_type = header[1], header[4]
+            job_id, job_type, header, body = message
             outcome, reason, stopped = self._run_one(job_type, header, body)
             _send_result(results, job_id, outcome, reason)
             if stopped:
@@ -270,7 +263,8 @@ def _read_exactly(stream, count):
 
 
 def _receive(stream):
-    """The next (header, body), or None when the pipe closed between messages."""
+    """The next job as (id, job type, header, body), or None when the pipe closed between messages. The header
+    is a dict, or the match of Fairway's own layout (`_job_layout`), which `Context` reads."""
     prefix = _read_exactly(stream, 4)
     if prefix is None:
         return None
@@ -290,7 +284,7 @@ def _receive(stream):
     try:
         layout = _job_layout(raw.decode("utf-8", "surrogatepass"))
         if layout is not None:
-            return layout, body
+            return layout[1], layout[4], layout, body
         header = _decode_json(raw)
     except ValueError as error:  # text that is not UTF-8 is one too (UnicodeDecodeError)
         raise ProtocolError(f"the header is not JSON: {error}")
@@ -298,12 +292,14 @@ def _receive(stream):
         raise ProtocolError("the header's arrays and objects are nested too deeply")
     if not isinstance(header, dict):
         raise ProtocolError("the header is not a JSON object")
-    return header, body
+    if header.get("kind") != "job":
+        raise ProtocolError(f"expected a job, got {header.get('kind')!r}")
+    return header.get("id"), str(header.get("jobType", "")), header, body
 
 
 # A job's header as Fairway writes it (docs/worker-protocol.md: compact, in this order, whole numbers as
 # integers), matched by its text: half the work of the JSON scanner, which building the same fields from the
-# match would undo, so the match itself is the header (see `run` and `Context`). A string with an escape or
+# match would undo, so the match itself is the header (see `_receive` and `Context`). A string with an escape or
 # a control character, or any other layout, is read as JSON.
 _job_layout = re.compile(
     r'\{"kind":"job","id":"([^"\\\x00-\x1f]*)","queue":"([^"\\\x00-\x1f]*)",(?:"key":"([^"\\\x00-\x1f]*)",)?'

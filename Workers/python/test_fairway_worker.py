@@ -196,6 +196,11 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(self.worker.process.wait(timeout=5), 2)
         self.assertIn(b"not JSON", self.worker.process.stderr.read())
 
+    def test_a_frame_that_is_not_a_job_ends_the_worker_with_a_message(self):
+        self.worker.send({"kind": "result", "id": "1", "outcome": "success"})
+        self.assertEqual(self.worker.process.wait(timeout=5), 2)
+        self.assertIn(b"expected a job, got 'result'", self.worker.process.stderr.read())
+
     def test_a_header_that_is_not_utf8_ends_the_worker_with_a_message(self):
         header = b'{"kind":"job","id":"\xff","queue":"q","jobType":"sleep","attempt":1,"maxAttempts":1}'
         self.worker.process.stdin.write(struct.pack(">I", len(header)) + header + struct.pack(">I", 0))
