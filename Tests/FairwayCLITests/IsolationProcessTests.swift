@@ -389,6 +389,9 @@ struct IsolationProcessTests {
         let exposition = HTTP.call("GET", port: port, "/metrics").body
         #expect((HTTP.sample(exposition, "fairway_worker_processes_failed_starts_total") ?? 0) >= 3, "\(exposition)")
         #expect(HTTP.sample(exposition, #"fairway_jobs_completed_total{queue="broken",outcome="failure"}"#) ?? 0 == 0)
+        // Held for 4 s or more after its third failed start: the queue says so, to `fairway queues` and the dashboard.
+        let queues = HTTP.call("GET", port: port, "/queues").body
+        #expect(queues.contains(#""heldOffSeconds""#) && queues.contains(#""failedWorkerStarts""#), "\(queues)")
         // The fix is deployed: once the hold ends (8 s at most by now, doubling from 1 s) the jobs run, first time.
         try "import runpy\nrunpy.run_path(\"\(example)\", run_name=\"__main__\")\n".write(
             toFile: folder.path("worker.py"), atomically: true, encoding: .utf8)
