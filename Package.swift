@@ -235,7 +235,7 @@ let package = Package(
         .testTarget(
             name: "FairwayProcessWorkersTests",
             dependencies: [
-                "FairwayProcessWorkers", "FairwayTestSupport",
+                "FairwayProcessWorkers", "FairwayRuntime", "FairwaySQLite", "FairwayTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -24,15 +24,20 @@ extension Engine {
         monitor.lock()
         while phase != .stopped {
             let now = MonotonicClock.now
-            var expired: [(Delivery, WorkerSlot, QueueDefinition)] = []
+            var expired: [(Dispatch, Delivery, QueueDefinition)] = []
             // Jobs sent ahead to the worker processes of expired jobs: they will not start there.
             var unstarted: [PipelinedJob] = []
             var earliest = UInt64.max
             for slot in slots where slot.state == .running {
                 if slot.deadline <= now {
-                    if slot.claim(.abandoned), let delivery = slot.delivery {
+                    // The job leaves its slot and the thread counts as stuck in this hold of the monitor: the
+                    // thread can be back (its handler or worker gave up at the cancel) before the settlement
+                    // below. Counted there, another thread once left the pool for it, and it took a job into
+                    // the slot that the settlement then counted out instead: that job ran with no timeout.
+                    if slot.claim(.abandoned), let (dispatch, delivery) = takeJobLocked(from: slot) {
                         slot.cancelJob()
-                        expired.append((delivery, slot, definitions[delivery.queue.index]))
+                        stuckThreads += 1
+                        expired.append((dispatch, delivery, definitions[delivery.queue.index]))
                         unstarted.append(contentsOf: slot.ahead)
                         slot.ahead.removeAll()
                     }
@@ -42,8 +47,8 @@ extension Engine {
             }
             if !expired.isEmpty {
                 monitor.unlock()
-                var settled: [(WorkerSlot, JobOutcome, Settlement, Double)] = []
-                for (delivery, slot, definition) in expired {
+                var settled: [(Dispatch, Delivery, JobOutcome, Settlement, Double)] = []
+                for (dispatch, delivery, definition) in expired {
                     let outcome = JobOutcome.timedOut(after: definition.timeout)
                     let settlement = definition.retry.settlement(
                         for: outcome,
@@ -62,13 +67,12 @@ extension Engine {
                             "timeout": "\(definition.timeout.compactDescription)",
                         ]
                     )
-                    settled.append((slot, outcome, settlement, definition.timeout.seconds))
+                    settled.append((dispatch, delivery, outcome, settlement, definition.timeout.seconds))
                 }
                 releaseUnstarted(unstarted)
                 monitor.lock()
-                for (slot, outcome, settlement, cost) in settled {
-                    stuckThreads += 1
-                    finishLocked(slot, outcome: outcome, settlement: settlement, cost: cost)
+                for (dispatch, delivery, outcome, settlement, cost) in settled {
+                    countOutLocked(dispatch, delivery, outcome: outcome, settlement: settlement, cost: cost)
                 }
                 let replacements = configuration.maxReplacementWorkers
                 while phase.acceptsWork && liveThreads - stuckThreads < configuration.workers

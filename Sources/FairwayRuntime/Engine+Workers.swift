@@ -197,7 +197,37 @@ extension Engine {
     /// Returns a finished job's slot to the scheduler and counts its outcome. Called with the monitor held,
     /// after the job's settlement was handed to its source.
     func finishLocked(_ slot: WorkerSlot, outcome: JobOutcome?, settlement: Settlement, cost: Double) {
-        guard let dispatch = slot.dispatch, let delivery = slot.delivery else { return }
+        guard let (dispatch, delivery) = takeJobLocked(from: slot) else {
+            assertionFailure("slot \(slot.number) finished with no job")
+            return
+        }
+        if slot.state == .finishing {
+            slot.setState(.idle)
+        }
+        countOutLocked(dispatch, delivery, outcome: outcome, settlement: settlement, cost: cost)
+    }
+
+    /// Takes the job `slot` holds out of it, so that the slot's thread may take its next job while this one
+    /// is being settled; nil when it holds none. The job no longer runs alone, if it did. Called with the
+    /// monitor held.
+    func takeJobLocked(from slot: WorkerSlot) -> (Dispatch, Delivery)? {
+        guard let dispatch = slot.dispatch, let delivery = slot.delivery else { return nil }
+        slot.dispatch = nil
+        slot.delivery = nil
+        slot.deadline = .max
+        if exclusiveSlot === slot {
+            exclusiveSlot = nil
+            workAvailable.broadcast()
+        }
+        return (dispatch, delivery)
+    }
+
+    /// Counts a job taken from its slot out of the pool and of its queue's share, with its outcome (nil for a
+    /// job released unfinished). Called with the monitor held, after the job's settlement was handed to its
+    /// source: a drain waiting for the pool to empty must not close the sources before that.
+    func countOutLocked(
+        _ dispatch: Dispatch, _ delivery: Delivery, outcome: JobOutcome?, settlement: Settlement, cost: Double
+    ) {
         let index = dispatch.queue.index
         jobLeftLocked(dispatch, delivery, cost: cost, now: MonotonicClock.now)
         busyWorkers -= 1
@@ -219,18 +249,8 @@ extension Engine {
         case .deadLetter: counters[index].deadLettered += 1
         case .release: break
         }
-        slot.dispatch = nil
-        slot.delivery = nil
-        slot.deadline = .max
-        if exclusiveSlot === slot {
-            exclusiveSlot = nil
-            workAvailable.broadcast()
-        }
         if exclusiveSlot != nil {
             stateChanged.broadcast()
-        }
-        if slot.state == .finishing {
-            slot.setState(.idle)
         }
         if busyWorkers == 0 {
             stateChanged.broadcast()

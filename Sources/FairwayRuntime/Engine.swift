@@ -183,7 +183,7 @@ public final class Engine: @unchecked Sendable {
         }
         var summary = DrainSummary()
         summary.heldReleased = releaseHeld()
-        var abandoned: [(Delivery, WorkerSlot)] = []
+        var abandoned: [(Dispatch, Delivery)] = []
         var unstarted: [PipelinedJob] = []
         monitor.withLock {
             summary.runningAtStart = busyWorkers
@@ -191,25 +191,26 @@ public final class Engine: @unchecked Sendable {
                 stateChanged.wait(until: drainDeadline)
             }
             for slot in slots where slot.state == .running {
-                if slot.claim(.abandoned), let delivery = slot.delivery {
+                // Taken from its slot and its thread counted stuck at once, as the watchdog does.
+                if slot.claim(.abandoned), let (dispatch, delivery) = takeJobLocked(from: slot) {
                     slot.cancelJob()
-                    abandoned.append((delivery, slot))
+                    stuckThreads += 1
+                    abandoned.append((dispatch, delivery))
                     unstarted.append(contentsOf: slot.ahead)
                     slot.ahead.removeAll()
                 }
             }
         }
-        for (delivery, _) in abandoned {
+        for (_, delivery) in abandoned {
             sources[delivery.sourceIndex].settle(delivery, .release)
         }
         // Sent ahead to those jobs' worker processes and never started there.
         releaseUnstarted(unstarted)
         summary.heldReleased += unstarted.count
         monitor.withLock {
-            for (delivery, slot) in abandoned {
+            for (dispatch, delivery) in abandoned {
                 counters[delivery.queue.index].released += 1
-                finishLocked(slot, outcome: nil, settlement: .release, cost: 0)
-                stuckThreads += 1
+                countOutLocked(dispatch, delivery, outcome: nil, settlement: .release, cost: 0)
             }
             phase = .stopped
             workAvailable.broadcast()
