@@ -202,34 +202,37 @@ extension Engine {
     /// The next job to send ahead to the worker process `slot` holds, taken from the scheduler, or nil:
     /// only the job the scheduler would pick next anyway, only when it is for the same pool, and only when
     /// no thread is idle (one would start it at once), no job must run alone, and the jobs already in the
-    /// worker are expected to end within ``pipelineBudgetSeconds``. `expected` is how long those are expected
-    /// to run (``expectedSecondsLocked(_:)``), counted on by each job taken.
+    /// worker and this one are expected to end within ``pipelineBudgetSeconds`` (by their job types' recent
+    /// run times). `expected` is how long those are expected to run (``expectedSecondsLocked(_:)``), counted
+    /// on by each job taken.
     func takeAheadLocked(_ slot: WorkerSlot, pool: any IsolatedJobPool, expected: inout Double) -> PipelinedJob? {
         guard slot.state == .running, slot.dispatch != nil, phase.acceptsWork, exclusiveSlot == nil,
             idleWorkers == 0, liveThreads - stuckThreads <= configuration.workers
         else { return nil }
         let now = MonotonicClock.now
         guard let queue = scheduler.peek(now: now), processPools[queue.index] === pool,
-            expected + runSeconds[queue.index] < Self.pipelineBudgetSeconds,
-            buffers[queue.index].next?.suspect == false,
+            let next = buffers[queue.index].next, !next.suspect,
+            case let estimate = runTimes[queue.index][next.jobType],
+            expected + estimate < Self.pipelineBudgetSeconds,
             let dispatch = scheduler.next(now: now)
         else { return nil }
         let (delivery, waitSeconds) = takeDeliveryLocked(dispatch)
         let job = PipelinedJob(
-            delivery: delivery, dispatch: dispatch, definition: definitions[queue.index], waitSeconds: waitSeconds)
+            delivery: delivery, dispatch: dispatch, definition: definitions[queue.index], waitSeconds: waitSeconds,
+            expectedSeconds: estimate)
         slot.ahead.append(job)
-        expected += runSeconds[queue.index]
+        expected += estimate
         return job
     }
 
     /// How long the jobs in the worker process `slot` holds are expected to run: the running one's and those
-    /// sent ahead, by their queues' recent run times. Summed once a refill, not once a job taken, since a
+    /// sent ahead, by their job types' recent run times. Summed once a refill, not once a job taken, since a
     /// pipeline holds up to 64.
     func expectedSecondsLocked(_ slot: WorkerSlot) -> Double {
-        guard let running = slot.dispatch else { return 0 }
-        var expected = runSeconds[running.queue.index]
+        guard let running = slot.dispatch, let delivery = slot.delivery else { return 0 }
+        var expected = runTimes[running.queue.index][delivery.jobType]
         for job in slot.ahead {
-            expected += runSeconds[job.dispatch.queue.index]
+            expected += job.expectedSeconds
         }
         return expected
     }
@@ -264,14 +267,6 @@ extension Engine {
         }
     }
 
-    /// Keeps a running estimate of each queue's job run time, for how far ahead its jobs may be sent.
-    func noteRunTime(_ seconds: Double, queue index: Int) {
-        if runSeconds[index].isInfinite {
-            runSeconds[index] = seconds
-        } else {
-            runSeconds[index] += 0.2 * (seconds - runSeconds[index])
-        }
-    }
 }
 
 extension JobOutcome {
@@ -292,11 +287,17 @@ final class PipelinedJob: Sendable {
     let dispatch: Dispatch
     let definition: QueueDefinition
     let waitSeconds: Double?
+    /// How long it was expected to run when it was sent: its job type's estimate then.
+    let expectedSeconds: Double
 
-    init(delivery: Delivery, dispatch: Dispatch, definition: QueueDefinition, waitSeconds: Double?) {
+    init(
+        delivery: Delivery, dispatch: Dispatch, definition: QueueDefinition, waitSeconds: Double?,
+        expectedSeconds: Double = .infinity
+    ) {
         self.delivery = delivery
         self.dispatch = dispatch
         self.definition = definition
         self.waitSeconds = waitSeconds
+        self.expectedSeconds = expectedSeconds
     }
 }

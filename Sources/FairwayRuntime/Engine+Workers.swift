@@ -232,8 +232,8 @@ extension Engine {
         jobLeftLocked(dispatch, delivery, cost: cost, now: MonotonicClock.now)
         busyWorkers -= 1
         counters[index].busySeconds += cost
-        if outcome != nil {
-            noteRunTime(cost, queue: index)
+        if outcome != nil, processPools[index] != nil {
+            runTimes[index].note(cost, jobType: delivery.jobType)
         }
         switch outcome {
         case .succeeded: counters[index].succeeded += 1

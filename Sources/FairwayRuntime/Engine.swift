@@ -67,9 +67,9 @@ public final class Engine: @unchecked Sendable {
     /// The worker running a suspect job (one whose last run ended with its process): while set, no other
     /// worker starts a job, so a second crash can be charged to that job alone.
     var exclusiveSlot: WorkerSlot?
-    /// Each queue's recent job run time in seconds, infinite until one ended: how far ahead its jobs may be
-    /// sent to a worker process (`Engine+Pipelines.swift`).
-    var runSeconds: [Double]
+    /// Each process-isolated queue's recent job run times, by job type: how far ahead its jobs may be sent to
+    /// a worker process (`Engine+Pipelines.swift`).
+    var runTimes: [RunTimeEstimates]
 
     public init(
         configuration: EngineConfiguration,
@@ -119,7 +119,7 @@ public final class Engine: @unchecked Sendable {
             KeyFairBuffer(keyWeights: $0.keys?.weights ?? [:], keyConcurrency: $0.keys?.concurrency)
         }
         self.keyed = configuration.queues.map { $0.keySharing != nil }
-        self.runSeconds = Array(repeating: .infinity, count: configuration.queues.count)
+        self.runTimes = Array(repeating: RunTimeEstimates(), count: configuration.queues.count)
         self.counters = configuration.queues.map {
             var counters = QueueSnapshot(name: $0.name, settings: $0.settings, held: 0, inFlight: 0)
             counters.group = $0.group

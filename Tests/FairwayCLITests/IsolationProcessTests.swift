@@ -214,7 +214,7 @@ struct IsolationProcessTests {
         try "#!/bin/sh\nexec python3 worker.py\n".write(
             toFile: folder.path("worker.sh"), atomically: true, encoding: .utf8)
         chmod(folder.path("worker.sh"), 0o755)
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 2
             sources: [{ kind: sqlite, path: "q.db" }]
@@ -222,7 +222,6 @@ struct IsolationProcessTests {
               - { name: "byArgument", isolation: process, command: ["python3", "worker.py"], attempts: 1 }
               - { name: "byPath", isolation: process, command: "./worker.sh", attempts: 1 }
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         let log = folder.path("runs.log")
         for queue in ["byArgument", "byPath"] {
             try file.enqueue(
@@ -248,14 +247,13 @@ struct IsolationProcessTests {
     )
     func timeoutExcludesWorkerStart() throws {
         let folder = TestFolder()
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 1
             sources: [{ kind: sqlite, path: "q.db" }]
             queues:
               - { name: "slowstart", isolation: process, timeout: 1s, attempts: 1, command: ["sh", "-c", "sleep 1.5; exec \(FairwayProcess.executable.path)"] }
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(NewJob(queue: "slowstart", type: "sleep", payload: Array(#"{"ms":200}"#.utf8)))
         let run = try RunningFairway(config: config, folder: folder.url)
         #expect(run.waitUntilRunning(), "\(run.log)")
@@ -268,7 +266,7 @@ struct IsolationProcessTests {
     @Test("each stderr line of a worker lands in fairway's log with the worker's pid and the queue of its job")
     func workerStderrNamed() throws {
         let folder = TestFolder()
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 1
             sources: [{ kind: sqlite, path: "q.db" }]
@@ -276,7 +274,6 @@ struct IsolationProcessTests {
               - { name: "traps", isolation: process, attempts: 1 }
               - { name: "shell", isolation: process, command: ["sh", "-c", "echo 'booting up' >&2; exec \(FairwayProcess.executable.path)"], attempts: 1 }
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(NewJob(queue: "traps", type: "crash"))
         try file.enqueue(NewJob(queue: "shell", type: "noop"))
         let run = try RunningFairway(config: config, folder: folder.url, arguments: ["--log-format", "json"])
@@ -302,13 +299,12 @@ struct IsolationProcessTests {
     @Test("a job that balloons past memoryLimitMB fails its allocation in its own worker: a crash naming the limit")
     func memoryLimit() throws {
         let folder = TestFolder()
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 1
             sources: [{ kind: sqlite, path: "q.db" }]
             queues: [{ name: "hogs", isolation: process, memoryLimitMB: 64, attempts: 1 }]
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(NewJob(queue: "hogs", type: "crash", payload: Array(#"{"how":"oom","mb":4096}"#.utf8)))
         try file.enqueue(contentsOf: (0..<3).map { _ in NewJob(queue: "hogs", type: "noop") })
         let run = try RunningFairway(config: config, folder: folder.url)
@@ -363,7 +359,7 @@ struct IsolationProcessTests {
         let broken = "import sys\nimport a_module_the_deploy_forgot\n"
         try broken.write(toFile: folder.path("worker.py"), atomically: true, encoding: .utf8)
         let example = Self.repository.appendingPathComponent("Workers/python/example_worker.py").path
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 2
             sources: [{ kind: sqlite, path: "q.db" }]
@@ -371,7 +367,6 @@ struct IsolationProcessTests {
               - { name: "broken", isolation: process, command: ["python3", "worker.py"], attempts: 2, backoff: 100ms }
               - { name: "fine", isolation: process, command: ["python3", "\(example)"], attempts: 2 }
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         let log = folder.path("runs.log")
         for queue in ["broken", "fine"] {
             try file.enqueue(contentsOf: Self.appends(queue, 5, log: log, line: queue, ms: { _ in 0 }))
@@ -449,14 +444,13 @@ struct IsolationProcessTests {
     func heldJobsHandedBack() throws {
         let folder = TestFolder()
         let log = folder.path("runs.log")
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 2
             drainTimeout: 10s
             sources: [{ kind: sqlite, path: "q.db" }]
             queues: [{ name: "q", prefetch: 16 }]
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         // Two long jobs run first and keep the first process draining; the other 14 are held behind them.
         try file.enqueue(contentsOf: Self.appends("q", 16, log: log, line: "job") { $0 < 2 ? 2500 : 50 })
         let first = try RunningFairway(config: config, folder: folder.url)

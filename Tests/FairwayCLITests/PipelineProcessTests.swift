@@ -41,13 +41,12 @@ struct PipelineProcessTests {
     func jobsSentAhead(pipeline: Int) throws {
         let folder = TestFolder()
         let log = folder.path("runs.log")
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 2
             sources: [{ kind: sqlite, path: "q.db" }]
             queues: [{ name: "p", isolation: process, pipeline: \(pipeline) }]
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(contentsOf: Self.appends("p", log: log, prefix: "job", count: 2_000))
         let run = try RunningFairway(config: config, folder: folder.url)
         #expect(run.waitUntilRunning(), "\(run.log)")
@@ -70,13 +69,12 @@ struct PipelineProcessTests {
         let folder = TestFolder()
         let log = folder.path("runs.log")
         // A credit far above the two workers' pipelines: each always has a job to send behind the one it runs.
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 2
             sources: [{ kind: sqlite, path: "q.db" }]
             queues: [{ name: "p", isolation: process, prefetch: 512, recycleAfterJobs: 200 }]
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(contentsOf: Self.appends("p", log: log, prefix: "job", count: 6_000))
         let run = try RunningFairway(config: config, folder: folder.url)
         #expect(run.waitUntilRunning(), "\(run.log)")
@@ -98,13 +96,12 @@ struct PipelineProcessTests {
         arguments: [10, 40])
     func sendAheadBudget(milliseconds: Int) throws {
         let folder = TestFolder()
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 1
             sources: [{ kind: sqlite, path: "q.db" }]
             queues: [{ name: "p", isolation: process }]
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         // The first job's time includes starting the worker, and the engine's running average forgets it over
         // a dozen or more jobs: 10 ms jobs get enough after that to show the jobs sent ahead.
         let count = milliseconds == 10 ? 80 : 20
@@ -126,6 +123,34 @@ struct PipelineProcessTests {
         #expect(run.stop().status == 0)
     }
 
+    @Test("a long job among short ones in one queue: none is sent behind it; the other thread runs them meanwhile")
+    func noShortJobBehindALongOne() throws {
+        let folder = TestFolder()
+        let log = folder.path("runs.log")
+        let (config, file) = try folder.sqliteConfig(
+            """
+            workers: 2
+            drainTimeout: 1s
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues: [{ name: "p", isolation: process, timeout: 60s }]
+            """)
+        // The jobs before the long one teach the engine that this queue's jobs take a millisecond: by the
+        // queue's average, the long one looked as short, and a budget's worth were sent behind it to wait 20 s.
+        try file.enqueue(
+            contentsOf: Self.appends("p", log: log, prefix: "before", count: 100)
+                + [NewJob(queue: "p", type: "sleep", payload: Array(#"{"ms":20000}"#.utf8))]
+                + Self.appends("p", log: log, prefix: "after", count: 100))
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(
+            try eventually(timeout: 15) {
+                try file.stats()["p"].map { $0.completed == 200 && $0.leased == 1 } ?? false
+            },
+            "\(String(describing: try? file.stats()))")
+        #expect(try Self.runs(in: log).count == 200)
+        #expect(run.stop().status == 0)
+    }
+
     /// Runs 300 short `append` jobs, `middle`, and 300 more on one worker with a pipeline of 8 (the jobs
     /// before teach the engine the queue's jobs are short, so later ones are sent ahead), and checks that
     /// every `append` ran exactly once at its first attempt: `middle`'s end cost nothing to the jobs sent
@@ -133,13 +158,12 @@ struct PipelineProcessTests {
     static func deadLetterAmongAppends(queueFields: String, middle: NewJob) throws -> DeadLetter {
         let folder = TestFolder()
         let log = folder.path("runs.log")
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 1
             sources: [{ kind: sqlite, path: "q.db" }]
             queues: [{ name: "p", isolation: process, pipeline: 8, \(queueFields) }]
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(contentsOf: Self.appends("p", log: log, prefix: "before", count: 300))
         try file.enqueue(middle)
         try file.enqueue(contentsOf: Self.appends("p", log: log, prefix: "after", count: 300))
@@ -181,14 +205,13 @@ struct PipelineProcessTests {
         let folder = TestFolder()
         let log = folder.path("runs.log")
         let worker = WorkerLibraryTests.repository.appendingPathComponent("Workers/python/example_worker.py").path
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 1
             sources: [{ kind: sqlite, path: "q.db" }]
             queues:
               - { name: "p", isolation: process, command: ["python3", "\(worker)"], attempts: 1, timeout: 1s, killGrace: 500ms }
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         // Short jobs first, so that the engine learns the queue's jobs are short and sends the next ahead.
         try file.enqueue(contentsOf: Self.appends("p", log: log, prefix: "before", count: 30))
         let run = try RunningFairway(config: config, folder: folder.url)
@@ -206,13 +229,12 @@ struct PipelineProcessTests {
     func drainWithPipelines() throws {
         let folder = TestFolder()
         let log = folder.path("runs.log")
-        let config = try folder.config(
+        let (config, file) = try folder.sqliteConfig(
             """
             workers: 2
             sources: [{ kind: sqlite, path: "q.db" }]
             queues: [{ name: "p", isolation: process, pipeline: 8 }]
             """)
-        let file = try SQLiteQueue(path: folder.path("q.db"))
         try file.enqueue(
             contentsOf: (0..<3_000).map { index in
                 NewJob(

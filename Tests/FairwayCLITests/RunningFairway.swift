@@ -1,4 +1,5 @@
 import FairwayRuntime
+import FairwaySQLite
 import FairwayTestSupport
 import Foundation
 
@@ -85,6 +86,12 @@ final class TestFolder {
         let text = yaml.contains("http:") ? yaml : yaml + "\nhttp: { listen: \"127.0.0.1:0\" }\n"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
+    }
+
+    /// Writes a configuration file whose source is the SQLite file `q.db` in this folder, and creates that
+    /// file: the configuration's path and the queue file, for a test to fill before it starts `fairway run`.
+    func sqliteConfig(_ yaml: String) throws -> (path: String, file: SQLiteQueue) {
+        (try config(yaml), try SQLiteQueue(path: path("q.db")))
     }
 }
 
