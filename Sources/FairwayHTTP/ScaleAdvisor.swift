@@ -92,8 +92,9 @@ public final class ScaleAdvisor: @unchecked Sendable {
     {
         // A queue held off because its worker process cannot start asks for no capacity: more processes of
         // the same deploy could not start it either, and scaling out on its backlog would only multiply the
-        // failing starts.
-        let served = snapshot.queues.filter { $0.heldOffSeconds == nil }
+        // failing starts. Nor does a paused one: its jobs wait on purpose, and a replica started for them from
+        // the file would run what the operator paused through the admin API.
+        let served = snapshot.queues.filter { $0.heldOffSeconds == nil && !$0.settings.paused }
         let ready = served.reduce(0) { $0 + (depths[$1.name]?.ready ?? 0) }
         // Queue time: the oldest waiting job's age, and the queue furthest over its own target.
         var oldestAge = 0.0

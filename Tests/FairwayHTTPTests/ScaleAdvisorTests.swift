@@ -59,11 +59,17 @@ struct ScaleAdvisorTests {
         #expect(busier.desiredWorkers == 8, "never fewer than are busy: \(busier)")
     }
 
-    @Test("a queue held off because its worker cannot start asks for no capacity: its backlog and age are left out")
-    func heldOffQueueLeftOut() {
+    @Test(
+        "a queue held off because its worker cannot start, or paused, asks for no capacity: its backlog and age are left out",
+        arguments: ["held off", "paused"])
+    func heldOffQueueLeftOut(why: String) {
         var broken = QueueSnapshot(name: "broken", settings: QueueSettings(), held: 32, inFlight: 0)
-        broken.heldOffSeconds = 8
-        broken.failedWorkerStarts = 4
+        if why == "held off" {
+            broken.heldOffSeconds = 8
+            broken.failedWorkerStarts = 4
+        } else {
+            broken.settings.paused = true
+        }
         let fine = QueueSnapshot(name: "fine", settings: QueueSettings(), held: 0, inFlight: 2)
         let snapshot = EngineSnapshot(
             queues: [broken, fine], workers: 8, busyWorkers: 2, stuckWorkers: 0, draining: false)
@@ -75,7 +81,9 @@ struct ScaleAdvisorTests {
         #expect(signal.backlog == 3, "\(signal)")
         #expect(signal.oldestAgeSeconds == 1 && signal.slowestQueue == "fine", "\(signal)")
         #expect(signal.desiredReplicas == 1, "\(signal)")
-        broken.heldOffSeconds = nil  // its hold ended: it asks again
+        // Its hold ended, or it was resumed: it asks again.
+        broken.heldOffSeconds = nil
+        broken.settings.paused = false
         let again = Self.advisor(target: 10).observe(
             EngineSnapshot(queues: [broken, fine], workers: 8, busyWorkers: 2, stuckWorkers: 0, draining: false),
             depths: depths, now: 0, wallNow: 0)
