@@ -100,36 +100,52 @@ extension Engine {
             return
         }
         monitor.lock()
-        if end == .ran {
-            counters[first.dispatch.queue.index].failedWorkerStarts = 0
+        if end == .ran, counters[first.dispatch.queue.index].failedWorkerStarts > 0 {
+            // A worker started: every queue these processes serve may run again as before.
+            for index in queues(servedBy: pool) {
+                counters[index].failedWorkerStarts = 0
+            }
         }
     }
 
     /// The longest a queue is held off after its worker process could not start.
     static let longestHoldOff = Duration.seconds(60)
 
-    /// A job of `queue` was released because no worker process could be started for it: the queue is not
-    /// picked again for a while, 1 s after the first failure and twice as long after each further one, up to
-    /// a minute, until a start succeeds. Its jobs wait, charged nothing, for a worker that can start (the
+    /// A job of `queue` was released because no worker process could be started for it: the queue, and every
+    /// other queue the same worker processes serve (their starts would fail the same way), is not picked
+    /// again for a while, 1 s after the first failure and twice as long after each further one, up to a
+    /// minute, until a start succeeds. Their jobs wait, charged nothing, for a worker that can start (the
     /// next deploy, a fixed `command`) rather than spend their attempts on starts that fail, and no thread
-    /// spins starting a program that cannot run. Called with the monitor held.
+    /// spins starting a program that cannot run, nor one thread for each of 120 queues. Called with the
+    /// monitor held.
     func holdOffLocked(_ queue: QueueID, reason: String) {
         let now = MonotonicClock.now
-        // Threads that took the queue's jobs together fail together: the first failure holds it off.
-        guard scheduler.heldUntil(queue, now: now) == nil else { return }
-        let index = queue.index
-        counters[index].failedWorkerStarts += 1
-        let doublings = min(counters[index].failedWorkerStarts - 1, 6)
+        // Threads that took the queues' jobs together fail together: the first failure holds them off.
+        guard scheduler.heldUntil(queue, now: now) == nil, let pool = processPools[queue.index] else { return }
+        let served = queues(servedBy: pool)
+        let failures = served.reduce(0) { max($0, counters[$1].failedWorkerStarts) } + 1
+        let doublings = min(failures - 1, 6)
         let hold = min(Duration.seconds(1 << doublings), Self.longestHoldOff)
-        scheduler.holdOff(queue, until: now + UInt64(hold.seconds * 1e9), now: now)
-        logger.error(
-            "worker process could not start; the queue's jobs wait, charged nothing",
-            metadata: [
-                "queue": "\(definitions[index].name)", "reason": "\(reason)",
-                "failedStarts": "\(counters[index].failedWorkerStarts)", "retryIn": "\(hold.compactDescription)",
-            ])
+        for index in served {
+            counters[index].failedWorkerStarts = failures
+            scheduler.holdOff(QueueID(index), until: now + UInt64(hold.seconds * 1e9), now: now)
+        }
+        var metadata: Logger.Metadata = [
+            "queue": "\(definitions[queue.index].name)", "reason": "\(reason)", "failedStarts": "\(failures)",
+            "retryIn": "\(hold.compactDescription)",
+        ]
+        if served.count > 1 {
+            metadata["queuesHeld"] = "\(served.count)"
+        }
+        logger.error("worker process could not start; the queue's jobs wait, charged nothing", metadata: metadata)
         // Idle threads sleeping without a deadline must wake when the hold ends.
         workAvailable.broadcast()
+    }
+
+    /// The indices of the queues whose jobs run in `pool`'s worker processes. Looked up only when a start
+    /// failed, or after one did.
+    func queues(servedBy pool: any IsolatedJobPool) -> [Int] {
+        processPools.indices.filter { processPools[$0] === pool }
     }
 
     /// Settles the jobs a worker process answered in one read, the first `outcomes.count` of `jobs` (in the

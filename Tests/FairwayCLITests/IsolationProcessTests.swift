@@ -397,6 +397,40 @@ struct IsolationProcessTests {
         #expect(run.stop().status == 0)
     }
 
+    @Test("queues that share a worker that cannot start are held off together: one failed start for all, not one each")
+    func sharedWorkerThatCannotStart() throws {
+        let folder = TestFolder()
+        try "import a_module_the_deploy_forgot\n".write(
+            toFile: folder.path("worker.py"), atomically: true, encoding: .utf8)
+        let (config, file) = try folder.sqliteConfig(
+            """
+            workers: 2
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues:
+              - { name: "billing", isolation: process, command: ["python3", "worker.py"] }
+              - { name: "emails", isolation: process, command: ["python3", "worker.py"] }
+              - { name: "reports", isolation: process, command: ["python3", "worker.py"] }
+            """)
+        let log = folder.path("runs.log")
+        for queue in ["billing", "emails", "reports"] {
+            try file.enqueue(contentsOf: Self.appends(queue, 3, log: log, line: queue, ms: { _ in 0 }))
+        }
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        let port = try #require(run.httpPort)
+        // The first failed start holds all three: each queue trying on its own (and, with 120 such queues,
+        // a thread each waiting up to 30 s for a hello) was the other way.
+        #expect(
+            eventually(timeout: 30) {
+                HTTP.call("GET", port: port, "/queues").body.components(separatedBy: #""heldOffSeconds""#).count == 4
+            }, "\(run.log)")
+        let failed = run.log.components(separatedBy: "could not start;").count - 1
+        #expect(failed >= 1 && failed < 3, "\(run.log)")
+        #expect(run.log.contains("queuesHeld=3"), "\(run.log)")
+        #expect(try file.stats().values.allSatisfy { $0.dead == 0 && $0.failed == 0 && $0.completed == 0 })
+        #expect(run.stop().status == 0)
+    }
+
     @Test("the Python example worker runs jobs, reports failures and rejections, and is replaced when it dies")
     func pythonWorker() throws {
         let folder = TestFolder()
