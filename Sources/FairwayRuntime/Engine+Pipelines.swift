@@ -282,7 +282,6 @@ extension Engine {
             }
         }
     }
-
 }
 
 extension JobOutcome {
