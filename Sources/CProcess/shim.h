@@ -57,6 +57,17 @@ static inline pid_t fw_spawn_worker(const char *file, char *const argv[], char *
     _exit(127);
 }
 
+/// A descriptor that becomes readable when process `pid` ends, close-on-exec (pidfd_open, Linux 5.3); -1 when
+/// the kernel has none.
+static inline int fw_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    return -1;
+#endif
+}
+
 /// pipe2(fds, O_CLOEXEC), which glibc declares only under _GNU_SOURCE. Returns 0, or -1 with errno set.
 static inline int fw_pipe_cloexec(int fds[2]) { return (int)syscall(SYS_pipe2, fds, O_CLOEXEC); }
 

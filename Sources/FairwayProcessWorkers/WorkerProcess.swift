@@ -6,8 +6,9 @@ import NIOConcurrencyHelpers
 /// One worker process as its supervisor sees it: the pipes to it, and its life and death.
 ///
 /// Jobs go out on the child's stdin (several ahead when it accepts a pipeline) and results come back on its stdout; its stderr is the
-/// supervisor's, for logs. A child that dies mid-job is seen as the end of its stdout and reaped here, so
-/// its pid is never signalled after it could have been reused.
+/// supervisor's, for logs. A child that dies mid-job is seen through its pidfd (or the end of its stdout, which a
+/// program it started may hold open) and reaped here, so its pid is never signalled after it could have been
+/// reused.
 public final class WorkerProcess: @unchecked Sendable {
     // Unchecked Sendable: `life` is a locked box holding an enum; `jobsRun` belongs to the one worker thread that has the process checked out of its pool.
     /// The environment variable that tells a program it was started as a worker process.
@@ -140,6 +141,8 @@ public final class WorkerProcess: @unchecked Sendable {
         let process = WorkerProcess(
             pid: pid, channel: WorkerChannel(input: fromChild[0], output: toChild[1]), stderrRelay: relay,
             memoryLimitBytes: memoryLimitBytes)
+        // Its end is seen as such, not only as the end of its stdout, which a program it starts may hold.
+        process.channel.peerEnded = fw_pidfd_open(pid)
         do {
             guard process.waitReadable(timeout: startTimeout) else {
                 process.kill()
@@ -319,6 +322,10 @@ public final class WorkerProcess: @unchecked Sendable {
             }
             close(channel.input)
             if case .retiring = life {} else { close(channel.output) }
+            if channel.peerEnded >= 0 {
+                close(channel.peerEnded)
+                channel.peerEnded = -1
+            }
             life = .reaped(exitDescription: text)
             return text
         }

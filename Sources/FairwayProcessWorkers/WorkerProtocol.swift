@@ -124,6 +124,11 @@ public final class WorkerChannel: @unchecked Sendable {
     @exclusivity(unchecked) public var yieldsBeforeSleeping = 0
     public let input: Int32
     public let output: Int32
+    /// A descriptor that becomes readable once the other side has ended (its process's pidfd), or -1. With
+    /// one, a wait for input ends when the other side does, even while another process still holds the
+    /// other end of the pipe (a program a worker's handler started in the background inherits it, unless
+    /// the worker kept it close-on-exec): the end of the pipe alone came only when that program ended.
+    @exclusivity(unchecked) public var peerEnded: Int32 = -1
     @exclusivity(unchecked) private var buffer: [UInt8] = []
     @exclusivity(unchecked) private var start = 0
     @exclusivity(unchecked) private var chunk = [UInt8](repeating: 0, count: 64 << 10)
@@ -362,8 +367,9 @@ public final class WorkerChannel: @unchecked Sendable {
                     if yields < yieldsBeforeSleeping {
                         yields += 1
                         sched_yield()
-                    } else {
-                        waitReadable()
+                    } else if !waitReadable() {
+                        // The other side ended and left nothing more: what it wrote before it ended was read.
+                        return false
                     }
                 }
                 continue
@@ -372,10 +378,15 @@ public final class WorkerChannel: @unchecked Sendable {
         }
     }
 
-    /// Sleeps until input is readable (or ends).
-    private func waitReadable() {
-        var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
-        while poll(&descriptor, 1, -1) < 0 && errno == EINTR {}
+    /// Sleeps until input is readable (or ends); false when the other side ended with nothing left to read.
+    private func waitReadable() -> Bool {
+        var descriptors = [
+            pollfd(fd: input, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: peerEnded, events: Int16(POLLIN), revents: 0),
+        ]
+        // A negative descriptor is left out by poll.
+        while poll(&descriptors, 2, -1) < 0 && errno == EINTR {}
+        return descriptors[0].revents != 0 || descriptors[1].revents == 0
     }
 
     /// Gives the other side up to ``yieldsBeforeSleeping`` turns of the processor to write; true as soon as
@@ -415,6 +426,7 @@ public final class WorkerChannel: @unchecked Sendable {
         var descriptors = [
             pollfd(fd: input, events: Int16(POLLIN), revents: 0),
             pollfd(fd: output, events: Int16(POLLOUT), revents: 0),
+            pollfd(fd: peerEnded, events: Int16(POLLIN), revents: 0),
         ]
         while pendingOutput.count > pendingStart {
             var milliseconds: Int32 = -1
@@ -422,7 +434,7 @@ public final class WorkerChannel: @unchecked Sendable {
                 let left = ContinuousClock.now.duration(to: deadline)
                 milliseconds = Int32(max(0, min(left.timeInterval * 1000, Double(Int32.max))).rounded(.up))
             }
-            let ready = poll(&descriptors, 2, milliseconds)
+            let ready = poll(&descriptors, 3, milliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
                 return
@@ -432,6 +444,13 @@ public final class WorkerChannel: @unchecked Sendable {
             }
             if descriptors[1].revents != 0 { flushPending() }
             if descriptors[0].revents != 0 { return }
+            if descriptors[2].revents != 0 {
+                // The other side ended: nothing more it will take (a program it started may hold its end of
+                // the pipe open, and the frames would only fill it). The read that follows tells the end.
+                pendingOutput.removeAll(keepingCapacity: true)
+                pendingStart = 0
+                return
+            }
         }
     }
 

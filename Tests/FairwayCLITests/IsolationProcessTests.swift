@@ -431,6 +431,43 @@ struct IsolationProcessTests {
         #expect(run.stop().status == 0)
     }
 
+    @Test("a worker that dies while a program it started holds its pipe is seen dead at once, not when that ends")
+    func deathSeenPastAnInheritedPipe() throws {
+        // PHP cannot keep a descriptor from the programs a handler starts: one left running in the background
+        // holds the worker's end of the results pipe, whose end Fairway then saw only when that program ended.
+        let folder = TestFolder()
+        let library = Self.repository.appendingPathComponent("Workers/php/src/FairwayWorker.php").path
+        // In the background program's command line, to find it (Fairway's own names the folder's config).
+        let marker = folder.path("background-program")
+        try """
+        <?php
+        require '\(library)';
+        $worker = new Fairway\\Worker();
+        $worker->handle('spawn', static function (): void {
+            exec('php -r "sleep(60);" \(marker) > /dev/null 2>&1 &');
+        });
+        $worker->handle('crash', static fn () => exit(3));
+        exit($worker->run());
+        """.write(toFile: folder.path("worker.php"), atomically: true, encoding: .utf8)
+        defer {
+            for pid in processes(mentioning: marker) { kill(pid, SIGKILL) }
+        }
+        let (config, file) = try folder.sqliteConfig(
+            """
+            workers: 1
+            sources: [{ kind: sqlite, path: "q.db" }]
+            queues: [{ name: "q", isolation: process, command: ["php", "worker.php"], attempts: 1, timeout: 30s }]
+            """)
+        try file.enqueue(contentsOf: [NewJob(queue: "q", type: "spawn"), NewJob(queue: "q", type: "crash")])
+        let run = try RunningFairway(config: config, folder: folder.url)
+        #expect(run.waitUntilRunning(), "\(run.log)")
+        #expect(try eventually(timeout: 15) { try file.stats()["q"]?.dead == 1 }, "\(run.log)")
+        let letter = try #require(try file.deadLetters().first)
+        #expect(letter.type == "crash" && letter.reason.contains("exited with status 3"), "\(letter.reason)")
+        #expect(!processes(mentioning: marker).isEmpty, "the program the handler started still runs")
+        #expect(run.stop().status == 0)
+    }
+
     @Test("the Python example worker runs jobs, reports failures and rejections, and is replaced when it dies")
     func pythonWorker() throws {
         let folder = TestFolder()
