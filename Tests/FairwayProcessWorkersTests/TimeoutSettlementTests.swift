@@ -38,19 +38,37 @@ struct TimeoutSettlementTests {
             sources: [source], observer: SlowTimeoutObserver(), processIsolation: WorkerProcesses(), logger: logger)
         try engine.start()
         defer { engine.shutdown(drainTimeout: .seconds(2)) }
+        // Short jobs on threads keep the second thread passing through the pool's count of its threads, job
+        // after job, while the first comes back from a timed-out one: a feeder keeps a few thousand waiting,
+        // whatever the build's speed (under ThreadSanitizer, a tenth).
+        let feeding = Shared(true)
+        let fed = Shared(0)
+        let fedAll = Shared(false)
+        Thread {
+            defer { fedAll.update { $0 = true } }
+            guard let feed = try? SQLiteQueue(path: path) else { return }
+            while feeding.read() {
+                if let ready = try? feed.stats()["fast"]?.ready ?? 0, ready < 2_000 {
+                    let jobs = (0..<5_000).map { _ in NewJob(queue: "fast", type: BuiltinJobs.noop) }
+                    if (try? feed.enqueue(contentsOf: jobs)) != nil {
+                        fed.update { $0 += jobs.count }
+                    }
+                }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }.start()
         let rounds = 8
-        let noops = 30_000
         for round in 1...rounds {
-            // Short jobs on threads keep the second thread passing through the pool's count of its threads, job
-            // after job, while the first comes back from the timed-out one.
-            try file.enqueue(contentsOf: (0..<noops).map { _ in NewJob(queue: "fast", type: BuiltinJobs.noop) })
             try file.enqueue(NewJob(queue: "slow", type: "sleep", payload: Array(#"{"ms":20000}"#.utf8)))
-            try #require(
-                eventually(timeout: 10) { (try? file.stats()["slow"]?.dead) == round },
-                "round \(round): \(engine.snapshot())")
+            let settled = eventually(timeout: 10) { (try? file.stats()["slow"]?.dead) == round }
+            if !settled { feeding.update { $0 = false } }
+            try #require(settled, "round \(round): \(engine.snapshot())")
         }
+        feeding.update { $0 = false }
+        #expect(eventually { fedAll.read() })
+        #expect(fed.read() > 0)
         // Every timed-out job is counted out of the pool and its queue; no thread is left counted stuck.
-        #expect(eventually(timeout: 30) { (try? file.stats()["fast"]?.completed) == rounds * noops })
+        #expect(eventually(timeout: 120) { (try? file.stats()["fast"]?.completed) == fed.read() })
         #expect(eventually { engine.snapshot().busyWorkers == 0 }, "\(engine.snapshot())")
         let snapshot = engine.snapshot()
         #expect(snapshot.stuckWorkers == 0)
@@ -61,7 +79,7 @@ struct TimeoutSettlementTests {
         for _ in 0..<2 {
             try file.enqueue(NewJob(queue: "fast", type: "sleep", payload: Array(#"{"ms":1000}"#.utf8)))
         }
-        #expect(eventually(timeout: 10) { (try? file.stats()["fast"]?.completed) == rounds * noops + 2 })
+        #expect(eventually(timeout: 10) { (try? file.stats()["fast"]?.completed) == fed.read() + 2 })
         #expect(Date().timeIntervalSince(started) < 1.8, "the two jobs ran one after the other")
     }
 }
