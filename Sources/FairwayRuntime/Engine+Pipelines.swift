@@ -100,11 +100,9 @@ extension Engine {
             return
         }
         monitor.lock()
-        if end == .ran, counters[first.dispatch.queue.index].failedWorkerStarts > 0 {
-            // A worker started: every queue these processes serve may run again as before.
-            for index in queues(servedBy: pool) {
-                counters[index].failedWorkerStarts = 0
-            }
+        if end == .ran, !failedStartsInARow.isEmpty {
+            // A worker started: the queues these processes serve run again as before.
+            failedStartsInARow[ObjectIdentifier(pool)] = nil
         }
     }
 
@@ -122,12 +120,12 @@ extension Engine {
         let now = MonotonicClock.now
         // Threads that took the queues' jobs together fail together: the first failure holds them off.
         guard scheduler.heldUntil(queue, now: now) == nil, let pool = processPools[queue.index] else { return }
-        let served = queues(servedBy: pool)
-        let failures = served.reduce(0) { max($0, counters[$1].failedWorkerStarts) } + 1
+        let failures = (failedStartsInARow[ObjectIdentifier(pool)] ?? 0) + 1
+        failedStartsInARow[ObjectIdentifier(pool)] = failures
         let doublings = min(failures - 1, 6)
         let hold = min(Duration.seconds(1 << doublings), Self.longestHoldOff)
+        let served = queues(servedBy: pool)
         for index in served {
-            counters[index].failedWorkerStarts = failures
             scheduler.holdOff(QueueID(index), until: now + UInt64(hold.seconds * 1e9), now: now)
         }
         var metadata: Logger.Metadata = [
@@ -143,7 +141,7 @@ extension Engine {
     }
 
     /// The indices of the queues whose jobs run in `pool`'s worker processes. Looked up only when a start
-    /// failed, or after one did.
+    /// failed.
     func queues(servedBy pool: any IsolatedJobPool) -> [Int] {
         processPools.indices.filter { processPools[$0] === pool }
     }

@@ -70,6 +70,9 @@ public final class Engine: @unchecked Sendable {
     /// Each process-isolated queue's recent job run times, by job type: how far ahead its jobs may be sent to
     /// a worker process (`Engine+Pipelines.swift`).
     var runTimes: [RunTimeEstimates]
+    /// Starts of worker processes that failed in a row, by pool; a pool is absent once one of its workers
+    /// starts. Each queue the pool serves shows it (`QueueSnapshot.failedWorkerStarts`).
+    var failedStartsInARow: [ObjectIdentifier: Int] = [:]
 
     public init(
         configuration: EngineConfiguration,
@@ -284,6 +287,9 @@ public final class Engine: @unchecked Sendable {
                 queues[index].activeKeys = keyed[index] ? buffers[index].activeKeys : 0
                 queues[index].heldOffSeconds = scheduler.heldUntil(QueueID(index), now: now).map {
                     Double($0 - now) / 1e9
+                }
+                if !failedStartsInARow.isEmpty, let pool = processPools[index] {
+                    queues[index].failedWorkerStarts = failedStartsInARow[ObjectIdentifier(pool)] ?? 0
                 }
             }
             var snapshot = EngineSnapshot(
