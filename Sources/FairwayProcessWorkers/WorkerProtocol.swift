@@ -380,13 +380,13 @@ public final class WorkerChannel: @unchecked Sendable {
 
     /// Sleeps until input is readable (or ends); false when the other side ended with nothing left to read.
     private func waitReadable() -> Bool {
-        var descriptors = [
-            pollfd(fd: input, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: peerEnded, events: Int16(POLLIN), revents: 0),
-        ]
-        // A negative descriptor is left out by poll.
-        while poll(&descriptors, 2, -1) < 0 && errno == EINTR {}
-        return descriptors[0].revents != 0 || descriptors[1].revents == 0
+        // On the stack: a supervisor waits here between most results. A negative descriptor is left out by poll.
+        withUnsafeTemporaryAllocation(of: pollfd.self, capacity: 2) { descriptors in
+            descriptors.initializeElement(at: 0, to: pollfd(fd: input, events: Int16(POLLIN), revents: 0))
+            descriptors.initializeElement(at: 1, to: pollfd(fd: peerEnded, events: Int16(POLLIN), revents: 0))
+            while poll(descriptors.baseAddress, 2, -1) < 0 && errno == EINTR {}
+            return descriptors[0].revents != 0 || descriptors[1].revents == 0
+        }
     }
 
     /// Gives the other side up to ``yieldsBeforeSleeping`` turns of the processor to write; true as soon as
